@@ -1,0 +1,31 @@
+# booking-etl: every target sets up the virtualenv it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run the demo end to end on embedded defaults (SQLite source, SQLite store, local Parquet)
+	$(BIN)/etl demo etl-demo
+
+test: $(STAMP)  ## run the test suite (real PostgreSQL/MariaDB where they answer)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
+	$(BIN)/ruff check etl tests
+	$(BIN)/ruff format --check etl tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format etl tests
+	$(BIN)/ruff check --fix etl tests
+
+clean:
+	rm -rf $(VENV) etl-demo .pytest_cache .mypy_cache .ruff_cache build *.egg-info

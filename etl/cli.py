@@ -1,0 +1,303 @@
+"""The ``etl`` command: parse, call the core, print; errors map to exit codes in one place."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .config import Project, find_root, load_project
+from .errors import EXIT_CODES, ConfigError, EtlError, UsageError
+from .logs import add_secrets, setup_logging
+from .redact import redact
+
+TEMPLATES = Path(__file__).parent / "templates" / "project"
+
+
+class EtlGroup(click.Group):
+    """Turns every EtlError into one clear message on stderr and its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EtlError as exc:
+            _fail(exc, ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            secrets = ctx.meta.get("etl.secrets", [])
+            if ctx.params.get("verbose"):
+                import traceback
+
+                click.echo(redact(traceback.format_exc(), secrets), err=True)
+            click.echo(
+                f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}", err=True
+            )
+            click.echo(
+                "  this is a bug in booking-etl: please report it with the output of -v", err=True
+            )
+            sys.exit(1)
+
+
+def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
+    secrets: list[str] = ctx.meta.get("etl.secrets", [])
+    kind = "config error" if exc.exit_code == ConfigError.exit_code else "error"
+    lines = redact(str(exc), secrets).splitlines()
+    if len(lines) > 1 and isinstance(exc, ConfigError):
+        click.echo(f"{kind}: {len(exc.problems)} problem(s) found", err=True)
+        for line in lines:
+            click.echo(f"  {line}" if not line.startswith("  hint:") else line, err=True)
+    else:
+        click.echo(f"{kind}: {lines[0]}", err=True)
+        for line in lines[1:]:
+            click.echo(line, err=True)
+    sys.exit(exc.exit_code)
+
+
+def _project(ctx: click.Context) -> Project:
+    root = ctx.obj["root"] or find_root()
+    project = load_project(Path(root))
+    ctx.meta["etl.secrets"] = project.secrets
+    add_secrets(project.secrets)
+    return project
+
+
+def _ts(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@click.group(cls=EtlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "-p",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Project directory (default: the nearest directory upwards with etl.yaml).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug incl. SQL).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr as text or JSON.",
+)
+@click.version_option(__version__, prog_name="booking-etl")
+@click.pass_context
+def main(ctx: click.Context, project: Path | None, verbose: int, log_format: str) -> None:
+    """booking-etl: production runs from MES/BDE/ERP booking tables, read-only and incremental."""
+    ctx.ensure_object(dict)
+    ctx.obj["root"] = project
+    setup_logging(verbose, log_format)
+
+
+main.epilog = "\b\nExit codes:\n" + "\n".join(
+    f"  {code}  {text}" for code, text in EXIT_CODES.items()
+)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--force", is_flag=True, help="Overwrite files that already exist.")
+def init(directory: Path, force: bool) -> None:
+    """Create a project in DIRECTORY with commented example connectors, mappings and jobs."""
+    written, kept = copy_templates(directory, force)
+    click.echo(
+        f"project in {directory.resolve()}: {len(written)} file(s) written, {len(kept)} kept"
+    )
+    for path in written:
+        click.echo(f"  + {path}")
+    for path in kept:
+        click.echo(f"  = {path} (exists; --force overwrites)")
+    click.echo("next: edit connectors/ and mappings/, then run 'etl validate'")
+
+
+def copy_templates(directory: Path, force: bool) -> tuple[list[str], list[str]]:
+    """Copy the example project into ``directory``; returns (written, kept) relative paths."""
+    written: list[str] = []
+    kept: list[str] = []
+    for source in sorted(TEMPLATES.rglob("*")):
+        if source.is_dir() or source.name.startswith("."):
+            continue
+        relative = source.relative_to(TEMPLATES)
+        target = directory / relative
+        if target.exists() and not force:
+            kept.append(str(relative))
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        written.append(str(relative))
+    return written, kept
+
+
+@main.command()
+@click.pass_context
+def validate(ctx: click.Context) -> None:
+    """Check every file of the project; exit 2 listing every problem with file, line and key."""
+    project = _project(ctx)
+    enabled = [name for name, job in project.jobs.items() if job.spec.enabled]
+    project.require_env(enabled)
+    try:
+        project.require_env(None)
+    except ConfigError as exc:
+        for line in exc.problems:
+            click.echo(f"warning: {line} (no enabled job uses it)", err=True)
+    click.echo(
+        f"{project.root}: ok: {len(project.connectors)} connector(s), "
+        f"{len(project.mappings)} mapping(s), {len(project.jobs)} job(s)"
+    )
+    for name, job in sorted(project.jobs.items()):
+        flag = "" if job.spec.enabled else "  (disabled)"
+        schedule = job.spec.schedule or "no schedule"
+        click.echo(
+            f"  {name}: {job.connector_name} ({job.connector.dialect}) -> {job.mapping_name} "
+            f"({job.mapping.structure}), {schedule}{flag}"
+        )
+
+
+@main.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every enabled job.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job.")
+@click.pass_context
+def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool) -> None:
+    """Sync JOB(s) now: read the window from the source, update the store and the Parquet."""
+    from .sync import run_job
+
+    project = _project(ctx)
+    if run_all == bool(jobs):
+        raise UsageError(
+            "name one or more jobs, or pass --all", hint=f"jobs: {', '.join(sorted(project.jobs))}"
+        )
+    names = sorted(n for n, j in project.jobs.items() if j.spec.enabled) if run_all else list(jobs)
+    for name in names:
+        project.job(name)
+    failure: EtlError | None = None
+    for name in names:
+        try:
+            result = run_job(project, name)
+        except EtlError as exc:
+            if len(names) == 1:
+                raise
+            click.echo(f"{name}: FAILED: {redact(exc.message, project.secrets)}", err=True)
+            failure = failure or exc
+            continue
+        if as_json:
+            click.echo(json.dumps(_result_json(result)))
+        else:
+            click.echo(format_result(result))
+    if failure is not None:
+        sys.exit(failure.exit_code)
+
+
+def _result_json(result: Any) -> dict[str, Any]:
+    return {
+        "job": result.job,
+        "window_lo": result.window_lo.isoformat(),
+        "window_hi": result.window_hi.isoformat(),
+        "rows_read": result.rows_read,
+        "runs_inserted": result.runs_inserted,
+        "runs_updated": result.runs_updated,
+        "runs_deleted": result.runs_deleted,
+        "runs_open": result.runs_open,
+        "anomalies": result.anomalies,
+        "duration_s": round(result.duration_s, 3),
+    }
+
+
+def format_result(result: Any) -> str:
+    """One human line per sync run plus its anomalies."""
+    kinds = ", ".join(f"{k} {v}" for k, v in result.anomalies.items()) or "none"
+    return (
+        f"{result.job}: {_ts(result.window_lo)} .. {_ts(result.window_hi)}: "
+        f"{result.rows_read} rows read, {result.runs_total} runs in window "
+        f"(+{result.runs_inserted} new, {result.runs_updated} changed, -{result.runs_deleted} removed, "
+        f"{result.runs_open} open), anomalies: {kinds} [{result.duration_s:.1f}s]"
+    )
+
+
+@main.command()
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
+    """Show per job: watermark, last run's outcome, stored runs and anomalies."""
+    from .sync import open_store
+
+    project = _project(ctx)
+    if job is not None:
+        project.job(job)
+    store = open_store(project)
+    try:
+        entries = {e["job"]: e for e in store.summary()}
+    finally:
+        store.close()
+    names = [job] if job else sorted(set(project.jobs) | set(entries))
+    rows = []
+    for name in names:
+        entry = entries.get(
+            name,
+            {
+                "job": name,
+                "watermark": None,
+                "running": False,
+                "runs": 0,
+                "open_runs": 0,
+                "anomalies": {},
+                "last_run": None,
+            },
+        )
+        entry["configured"] = name in project.jobs
+        rows.append(entry)
+    if as_json:
+        click.echo(json.dumps(rows, default=_json_default, indent=2))
+        return
+    click.echo(f"store: {store.display}")
+    for entry in rows:
+        last = entry["last_run"]
+        outcome = "never run"
+        if last:
+            outcome = (
+                f"last run {last['status']} at {_ts(last['finished_at'] or last['started_at'])}"
+            )
+            if last["status"] != "ok" and last.get("error"):
+                outcome += f": {last['error']}"
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(entry["anomalies"].items())) or "none"
+        note = "" if entry["configured"] else "  (no longer configured)"
+        click.echo(f"{entry['job']}{note}: {outcome}{'  [running]' if entry['running'] else ''}")
+        click.echo(
+            f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
+            f"({entry['open_runs']} open); anomalies: {kinds}"
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="etl-demo")
+@click.pass_context
+def demo(ctx: click.Context, directory: Path) -> None:
+    """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
+    from .demo import run_demo
+
+    report = run_demo(directory, echo=click.echo)
+    ctx.meta["etl.secrets"] = []
+    del report
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

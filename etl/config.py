@@ -1,0 +1,738 @@
+"""Load a project: ``etl.yaml`` plus the ``connectors/``, ``mappings/`` and ``jobs/`` folders.
+
+Every file is validated strictly (unknown keys, wrong types, missing keys, dangling references,
+unset ``${ENV}`` variables); all problems are collected and raised as one ConfigError whose lines
+each name the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .durations import parse_duration
+from .errors import ConfigError
+from .yamlfile import Loc, YamlDoc, format_loc, read_yaml
+
+PROJECT_FILE = "etl.yaml"
+FOLDERS = ("connectors", "mappings", "jobs")
+DIALECTS = ("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite")
+Dialect = Literal["mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SECRET_KEYS = ("password", "secret", "token", "url", "key")
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin' or 'UTC')"
+        ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(lambda v: _check_timezone(str(v)))]
+
+
+class Strict(BaseModel):
+    """Base for config models: unknown keys are errors, values are not silently coerced to str."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+# --------------------------------------------------------------------------- etl.yaml
+
+
+class Defaults(Strict):
+    """Job settings used where a job file does not set them."""
+
+    safety_lag: Duration = timedelta(minutes=5)
+    reread: Duration = timedelta(days=2)
+    start_from: date | datetime | None = None
+    batch_size: int = Field(default=50_000, ge=100, le=5_000_000)
+
+
+class ProjectSpec(Strict):
+    """``etl.yaml``: where the store and the Parquet output live, and job defaults."""
+
+    name: str = "booking-etl project"
+    store: str = "sqlite:///store.sqlite"
+    parquet: str | None = "output/parquet"
+    defaults: Defaults = Defaults()
+
+
+# --------------------------------------------------------------------------- connectors
+
+
+class ConnectorSpec(Strict):
+    """``connectors/NAME.yaml``: how to reach one source database, read-only."""
+
+    dialect: Dialect
+    description: str = ""
+    url: SecretStr | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database: str | None = None
+    service_name: str | None = None
+    sid: str | None = None
+    path: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    driver: str | None = None
+    options: dict[str, str | int | float | bool] = {}
+    timezone: TimeZoneName = "UTC"
+    connect_timeout: Duration = timedelta(seconds=15)
+
+    @model_validator(mode="after")
+    def _where(self) -> ConnectorSpec:
+        if self.url is not None:
+            clash = [
+                k
+                for k in ("host", "port", "database", "service_name", "sid", "path")
+                if getattr(self, k)
+            ]
+            if clash:
+                raise ValueError(f"give either 'url' or {', '.join(clash)}, not both")
+            return self
+        if self.dialect == "sqlite":
+            if not self.path:
+                raise ValueError("a sqlite connector needs 'path' (the database file) or 'url'")
+            return self
+        if not self.host:
+            raise ValueError(f"a {self.dialect} connector needs 'host' or 'url'")
+        if self.dialect == "oracle":
+            if bool(self.service_name) == bool(self.sid):
+                raise ValueError("an oracle connector needs exactly one of 'service_name' or 'sid'")
+        elif not self.database:
+            raise ValueError(f"a {self.dialect} connector needs 'database'")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The plant time zone in which naive source timestamps are read."""
+        return ZoneInfo(self.timezone)
+
+
+# --------------------------------------------------------------------------- mappings
+
+
+class ColumnSpec(Strict):
+    """One canonical field taken from the source: a column, a date + time pair, or a constant."""
+
+    column: str | None = None
+    date: str | None = None
+    time: str | None = None
+    value: str | int | None = None
+    trim: bool | None = None
+    date_format: str | None = None
+    time_format: str | None = None
+    format: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ColumnSpec:
+        kinds = [
+            name
+            for name, used in (
+                ("column", self.column is not None),
+                ("date/time", self.date is not None or self.time is not None),
+                ("value", self.value is not None),
+            )
+            if used
+        ]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of 'column', 'date' + 'time', or 'value'")
+        if (self.date is None) != (self.time is None):
+            raise ValueError("'date' and 'time' go together: name both columns")
+        return self
+
+    def source_columns(self) -> list[str]:
+        """The source column names this field reads."""
+        if self.column is not None:
+            return [self.column]
+        if self.date is not None and self.time is not None:
+            return [self.date, self.time]
+        return []
+
+
+def _column(value: Any) -> Any:
+    return {"column": value} if isinstance(value, str) else value
+
+
+Column = Annotated[ColumnSpec, BeforeValidator(_column)]
+ScalarCode = str | int
+
+
+class BookingColumns(Strict):
+    """Columns of a booking table: one row per START/END event."""
+
+    timestamp: Column
+    order_code: Column
+    machine_code: Column
+    event: Column
+    product_code: Column | None = None
+
+
+class OrderColumns(Strict):
+    """Columns of an order table: one row per production run; ``end`` NULL while running."""
+
+    order_code: Column
+    machine_code: Column
+    start: Column
+    end: Column
+    product_code: Column | None = None
+    updated_at: Column | None = None
+
+
+class EventCodes(Strict):
+    """Source event codes mapped to START and END; codes listed under ``ignore`` are dropped."""
+
+    START: list[ScalarCode] = Field(min_length=1)
+    END: list[ScalarCode] = Field(min_length=1)
+    ignore: list[ScalarCode] = []
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> EventCodes:
+        seen: dict[str, str] = {}
+        for kind in ("START", "END", "ignore"):
+            for code in getattr(self, kind):
+                key = normalize_code(code)
+                if key in seen:
+                    raise ValueError(f"code {code!r} is listed under both {seen[key]} and {kind}")
+                seen[key] = kind
+        return self
+
+    def lookup(self) -> dict[str, str]:
+        """Normalized code -> 'START' | 'END' | 'IGNORE'."""
+        out = {normalize_code(c): "START" for c in self.START}
+        out.update({normalize_code(c): "END" for c in self.END})
+        out.update({normalize_code(c): "IGNORE" for c in self.ignore})
+        return out
+
+
+def normalize_code(code: object) -> str:
+    """Codes compare as trimmed text: 10, 10.0, '10' and ' 10 ' are the same code."""
+    if isinstance(code, float) and code.is_integer():
+        code = int(code)
+    return str(code).strip()
+
+
+FilterValue = str | int | float | bool | date | datetime
+_OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null")
+
+
+class FilterSpec(Strict):
+    """One row filter, compiled into the WHERE clause: ``{column: WERK, eq: '1000'}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    eq: FilterValue | None = None
+    ne: FilterValue | None = None
+    lt: FilterValue | None = None
+    le: FilterValue | None = None
+    gt: FilterValue | None = None
+    ge: FilterValue | None = None
+    in_: list[FilterValue] | None = Field(default=None, alias="in", min_length=1)
+    not_in: list[FilterValue] | None = Field(default=None, min_length=1)
+    is_null: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_op(self) -> FilterSpec:
+        used = [op for op in _OPS if getattr(self, "in_" if op == "in" else op) is not None]
+        if len(used) != 1:
+            raise ValueError(f"give exactly one operator of {', '.join(_OPS)} (got {len(used)})")
+        return self
+
+    @property
+    def op(self) -> str:
+        """The operator key used in this filter."""
+        return next(op for op in _OPS if getattr(self, "in_" if op == "in" else op) is not None)
+
+    @property
+    def operand(self) -> Any:
+        """The operand of the operator."""
+        return getattr(self, "in_" if self.op == "in" else self.op)
+
+
+class SourceSpec(Strict):
+    """Where the rows come from: a table (optionally in a schema) or a custom read-only SELECT."""
+
+    table: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    query: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one(self) -> SourceSpec:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.query is not None and self.schema_ is not None:
+            raise ValueError("'schema' goes with 'table'; write the schema into the query instead")
+        return self
+
+    def describe(self) -> str:
+        """``BDE.BUCHUNGEN`` or ``(custom query)`` for messages."""
+        if self.table is None:
+            return "(custom query)"
+        return f"{self.schema_}.{self.table}" if self.schema_ else self.table
+
+
+class DstPolicy(Strict):
+    """How naive plant-local timestamps in a DST change are read.
+
+    ``ambiguous`` (the repeated hour when clocks go back): ``earlier`` takes the first reading
+    (summer time), ``later`` the second. ``nonexistent`` (the skipped hour when clocks go
+    forward): ``shift_forward`` moves the time to the first valid instant, ``shift_backward``
+    to the last instant before the gap.
+    """
+
+    ambiguous: Literal["earlier", "later"] = "earlier"
+    nonexistent: Literal["shift_forward", "shift_backward"] = "shift_forward"
+
+
+class FoldSpec(Strict):
+    """Policies of the fold from bookings to runs (booking tables only)."""
+
+    max_open: Duration | None = None
+
+
+class MappingSpec(Strict):
+    """``mappings/NAME.yaml``: how one source table layout maps to the canonical shape."""
+
+    structure: Literal["bookings", "orders"]
+    description: str = ""
+    source: SourceSpec
+    columns: dict[str, Any]
+    events: EventCodes | None = None
+    filters: list[FilterSpec] = []
+    dst: DstPolicy = DstPolicy()
+    fold: FoldSpec = FoldSpec()
+
+    @model_validator(mode="after")
+    def _structure(self) -> MappingSpec:
+        if self.structure == "bookings" and self.events is None:
+            raise ValueError("a bookings mapping needs 'events' (source codes for START and END)")
+        if self.structure == "orders" and self.events is not None:
+            raise ValueError("'events' belongs to a bookings mapping; an orders mapping has none")
+        return self
+
+    @property
+    def booking_columns(self) -> BookingColumns:
+        """Columns of a bookings mapping (validated on load)."""
+        return BookingColumns.model_validate(self.columns)
+
+    @property
+    def order_columns(self) -> OrderColumns:
+        """Columns of an orders mapping (validated on load)."""
+        return OrderColumns.model_validate(self.columns)
+
+    def column_specs(self) -> dict[str, ColumnSpec]:
+        """Canonical field name -> its ColumnSpec, for the mapping's structure."""
+        cols = self.booking_columns if self.structure == "bookings" else self.order_columns
+        return {
+            name: getattr(cols, name) for name in type(cols).model_fields if getattr(cols, name)
+        }
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class JobSpec(Strict):
+    """``jobs/NAME.yaml``: one sync job wiring a connector to a mapping."""
+
+    connector: str
+    mapping: str
+    description: str = ""
+    enabled: bool = True
+    schedule: str | None = None
+    timezone: TimeZoneName | None = None
+    start_from: date | datetime | None = None
+    safety_lag: Duration | None = None
+    reread: Duration | None = None
+    parquet: bool = True
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value.split()) != 5:
+            raise ValueError(f"expected a 5-field cron expression like '0 * * * *', got {value!r}")
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+        return value
+
+
+# --------------------------------------------------------------------------- the project
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job with its connector and mapping resolved and its defaults applied."""
+
+    name: str
+    spec: JobSpec
+    connector_name: str
+    connector: ConnectorSpec
+    mapping_name: str
+    mapping: MappingSpec
+    start_from: datetime  # naive wall-clock in the connector's time zone
+    safety_lag: timedelta
+    reread: timedelta
+    batch_size: int
+
+
+@dataclass
+class Project:
+    """A loaded, validated project."""
+
+    root: Path
+    spec: ProjectSpec
+    connectors: dict[str, ConnectorSpec]
+    mappings: dict[str, MappingSpec]
+    jobs: dict[str, Job]
+    files: dict[str, YamlDoc] = field(default_factory=dict)  # "connectors/x" -> doc
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret value in the project (to redact from messages and logs)."""
+        out: list[str] = []
+        for doc in self.files.values():
+            for loc, value in doc.substituted:
+                if any(part in str(loc[-1]).lower() for part in _SECRET_KEYS):
+                    out.append(value)
+        for conn in self.connectors.values():
+            for secret in (conn.password, conn.url):
+                if secret is not None and secret.get_secret_value():
+                    out.append(secret.get_secret_value())
+        return sorted({s for s in out if len(s) >= 3}, key=len, reverse=True)
+
+    def job(self, name: str) -> Job:
+        """The job called ``name``, or a ConfigError listing the jobs that exist."""
+        if name not in self.jobs:
+            raise ConfigError(
+                f"job {name!r} does not exist in {self.root / 'jobs'}",
+                hint=_suggest(name, list(self.jobs), "jobs"),
+            )
+        return self.jobs[name]
+
+    def require_env(self, job_names: list[str] | None = None) -> None:
+        """Raise for unset ``${ENV}`` variables in the files the given jobs use (None: all)."""
+        names = list(self.jobs) if job_names is None else job_names
+        keys: list[str] = [PROJECT_FILE]
+        for name in names:
+            job = self.jobs[name]
+            keys += [
+                f"jobs/{name}",
+                f"connectors/{job.connector_name}",
+                f"mappings/{job.mapping_name}",
+            ]
+        if job_names is None:
+            keys += list(self.files)
+        problems: list[str] = []
+        for key in dict.fromkeys(keys):
+            doc = self.files.get(key)
+            if doc is None:
+                continue
+            for loc, var in doc.missing_env:
+                problems.append(f"{doc.where(loc)}: environment variable {var} is not set")
+        if problems:
+            raise ConfigError(problems, hint="export the variables or use ${VAR:-default}")
+
+
+def _suggest(name: str, choices: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    listing = ", ".join(sorted(choices)) or "none"
+    return (f"did you mean {close[0]!r}? " if close else "") + f"{what}: {listing}"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest directory upwards holding ``etl.yaml``, else ``start``."""
+    start = (start or Path.cwd()).resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+    return start
+
+
+def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
+    """Load and validate every file of the project at ``root``; raise one ConfigError listing all problems."""
+    root = root.resolve()
+    problems: list[str] = []
+    files: dict[str, YamlDoc] = {}
+
+    def parse(path: Path, key: str) -> YamlDoc | None:
+        try:
+            doc = read_yaml(path, str(path.relative_to(root)), env)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+        files[key] = doc
+        return doc
+
+    project_doc = None
+    if (root / PROJECT_FILE).is_file():
+        project_doc = parse(root / PROJECT_FILE, PROJECT_FILE)
+    elif not any((root / folder).is_dir() for folder in FOLDERS):
+        raise ConfigError(
+            f"{root}: not a booking-etl project (no {PROJECT_FILE}, no connectors/, mappings/, jobs/)",
+            hint="run 'etl init' to create one, or pass --project DIR",
+        )
+    spec = _validate(ProjectSpec, project_doc, problems) if project_doc else ProjectSpec()
+
+    loaded: dict[str, dict[str, Any]] = {}
+    models: dict[str, type[Strict]] = {
+        "connectors": ConnectorSpec,
+        "mappings": MappingSpec,
+        "jobs": JobSpec,
+    }
+    for folder in FOLDERS:
+        loaded[folder] = {}
+        directory = root / folder
+        if not directory.is_dir():
+            continue
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            name = path.stem
+            if not _NAME.match(name):
+                problems.append(
+                    f"{folder}/{path.name}: file name must be letters, digits, '_', '-' or '.'"
+                )
+                continue
+            if name in loaded[folder]:
+                problems.append(f"{folder}/{path.name}: a second file for {folder[:-1]} {name!r}")
+                continue
+            doc = parse(path, f"{folder}/{name}")
+            if doc is None:
+                continue
+            model = _validate(models[folder], doc, problems)
+            if folder == "mappings" and not _validate_columns(doc, problems):
+                model = None
+            if model is not None:
+                loaded[folder][name] = model
+
+    connectors: dict[str, ConnectorSpec] = loaded["connectors"]
+    mappings: dict[str, MappingSpec] = loaded["mappings"]
+    jobs: dict[str, Job] = {}
+    for name, job_spec in loaded["jobs"].items():
+        doc = files[f"jobs/{name}"]
+        ok = True
+        for key, table, what in (
+            ("connector", connectors, "connectors"),
+            ("mapping", mappings, "mappings"),
+        ):
+            ref = getattr(job_spec, key)
+            if ref not in table:
+                ok = False
+                known = (
+                    {p.stem for p in (root / what).glob("*.y*ml")}
+                    if (root / what).is_dir()
+                    else set()
+                )
+                if ref in known:
+                    problems.append(
+                        f"{doc.where((key,))}: {what[:-1]} {ref!r} has errors (see above)"
+                    )
+                else:
+                    problems.append(
+                        f"{doc.where((key,))}: {what[:-1]} {ref!r} does not exist "
+                        f"({_suggest(ref, sorted(known), what)})"
+                    )
+        if not ok:
+            continue
+        start = job_spec.start_from or spec.defaults.start_from
+        if start is None:
+            problems.append(
+                f"{doc.where(('start_from',))}: missing: set 'start_from' in the job "
+                f"or 'defaults.start_from' in {PROJECT_FILE}"
+            )
+            continue
+        jobs[name] = Job(
+            name=name,
+            spec=job_spec,
+            connector_name=job_spec.connector,
+            connector=connectors[job_spec.connector],
+            mapping_name=job_spec.mapping,
+            mapping=mappings[job_spec.mapping],
+            start_from=_as_naive_datetime(start),
+            safety_lag=job_spec.safety_lag
+            if job_spec.safety_lag is not None
+            else spec.defaults.safety_lag,
+            reread=job_spec.reread if job_spec.reread is not None else spec.defaults.reread,
+            batch_size=spec.defaults.batch_size,
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Project(
+        root=root, spec=spec, connectors=connectors, mappings=mappings, jobs=jobs, files=files
+    )
+
+
+def _as_naive_datetime(value: date | datetime) -> datetime:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None) if value.tzinfo is None else value
+    return datetime(value.year, value.month, value.day)
+
+
+def _validate_columns(doc: YamlDoc, problems: list[str]) -> bool:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    structure, columns = data.get("structure"), data.get("columns")
+    if structure not in ("bookings", "orders") or not isinstance(columns, dict):
+        return True  # the mapping model reports what is wrong with these keys
+    model: type[BaseModel] = BookingColumns if structure == "bookings" else OrderColumns
+    try:
+        model.model_validate(columns)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, doc, model, prefix=("columns",)))
+        return False
+    return True
+
+
+def _validate(model: type[Strict], doc: YamlDoc, problems: list[str]) -> Any:
+    data = doc.data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{doc.label}: expected a mapping of keys to values at the top level")
+        return None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_format_errors(exc, doc, model))
+        return None
+
+
+def _format_errors(
+    exc: ValidationError, doc: YamlDoc, model: type[BaseModel], prefix: Loc = ()
+) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *_clean_loc(err["loc"]))
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, tuple(_clean_loc(err["loc"]))[:-1])
+            key = str(loc[-1])
+            close = difflib.get_close_matches(key, allowed, n=1)
+            msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            if allowed and not close:
+                msg += f" (allowed: {', '.join(allowed)})"
+        elif kind == "missing":
+            msg = "missing required key"
+        else:
+            msg = err["msg"]
+            for noise in ("Value error, ", "Assertion failed, "):
+                msg = msg.replace(noise, "")
+            if (
+                "input" in err
+                and kind not in ("value_error",)
+                and not isinstance(err["input"], dict)
+            ):
+                shown = err["input"]
+                if any(part in str(loc[-1] if loc else "").lower() for part in _SECRET_KEYS):
+                    shown = "***"
+                msg += f" (got {shown!r})"
+        out.append(f"{doc.where(loc)}: {msg}")
+    return list(dict.fromkeys(out))
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> list[str | int]:
+    """Drop pydantic's union-branch and validator markers from an error location."""
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and (
+            part.startswith(("function-", "union[", "list[", "dict["))
+            or part
+            in (
+                "str",
+                "int",
+                "float",
+                "bool",
+                "date",
+                "datetime",
+                "ColumnSpec",
+                "json-or-python[json=function-after[_check_timezone(), str],python=function-after]",
+            )
+            or ("[" in part and part.endswith("]"))
+        ):
+            continue
+        out.append("in" if part == "in_" else part)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        target = _model_in(current)
+        if target is None:
+            return []
+        field_info = target.model_fields.get(part) or next(
+            (f for f in target.model_fields.values() if f.alias == part), None
+        )
+        if field_info is None:
+            return []
+        current = field_info.annotation
+    target = _model_in(current)
+    if target is None:
+        return []
+    return [f.alias or name for name, f in target.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _model_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType, list, dict):
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+__all__ = [
+    "DIALECTS",
+    "PROJECT_FILE",
+    "BookingColumns",
+    "ColumnSpec",
+    "ConnectorSpec",
+    "EventCodes",
+    "FilterSpec",
+    "Job",
+    "JobSpec",
+    "MappingSpec",
+    "OrderColumns",
+    "Project",
+    "ProjectSpec",
+    "find_root",
+    "format_loc",
+    "load_project",
+    "normalize_code",
+]

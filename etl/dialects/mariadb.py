@@ -1,0 +1,12 @@
+"""MariaDB: the MySQL dialect (PyMySQL) with MariaDB's own name in messages."""
+
+from __future__ import annotations
+
+from .mysql import MySQLDialect
+
+
+class MariaDBDialect(MySQLDialect):
+    """MariaDB 10.3+ behaves like MySQL for everything booking-etl does."""
+
+    name = "mariadb"
+    driver = "mysql+pymysql"

@@ -1,0 +1,81 @@
+"""One exception root, split by what the caller should do; each class carries its exit code.
+
+Exit codes (documented in the README):
+
+====  =====================================================================
+0     success
+1     unexpected internal error (a bug: please report it with the log)
+2     usage or configuration error: fix the command line or the YAML files
+3     source unreachable (connection refused, timeout, authentication)
+4     data error: the source does not look like the mapping says
+5     state conflict: another run holds the job's lock
+6     store or output error (store database, Parquet target, full disk)
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+
+class EtlError(Exception):
+    """Root of every error booking-etl raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(EtlError):
+    """A project, connector, mapping or job file is wrong. Lists every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str, *, hint: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems), hint=hint)
+
+
+class UsageError(EtlError):
+    """The command line asks for something that does not exist or makes no sense."""
+
+    exit_code = 2
+
+
+class SourceError(EtlError):
+    """The source database cannot be reached or refused the query. Retrying later may help."""
+
+    exit_code = 3
+
+
+class DataError(EtlError):
+    """The source answered, but its data does not fit the mapping (missing column, bad type)."""
+
+    exit_code = 4
+
+
+class LockHeldError(EtlError):
+    """Another process is running the same job."""
+
+    exit_code = 5
+
+
+class StoreError(EtlError):
+    """The store or the Parquet output could not be written (database down, disk full)."""
+
+    exit_code = 6
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected internal error",
+    ConfigError.exit_code: "usage or configuration error",
+    SourceError.exit_code: "source unreachable or refused the query",
+    DataError.exit_code: "data error: source data does not fit the mapping",
+    LockHeldError.exit_code: "another run of the job holds its lock",
+    StoreError.exit_code: "store or output could not be written",
+}

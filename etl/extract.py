@@ -1,0 +1,275 @@
+"""The SELECT a mapping and a window stand for, and streaming it out of the source in batches.
+
+Every name from YAML is a quoted identifier and every value a bound parameter. The window predicate
+compares the raw source column (no function around it), so the source can use its index.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import sqlalchemy as sa
+import sqlglot
+import sqlglot.expressions as exp
+from sqlalchemy.engine import Connection
+
+from .config import ColumnSpec, FilterSpec, MappingSpec
+from .errors import ConfigError, DataError, SourceError
+
+log = logging.getLogger(__name__)
+
+# Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
+# conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
+WINDOW_MARGIN = timedelta(hours=3)
+_SORTABLE = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
+_SQLGLOT_DIALECT = {"mssql": "tsql", "postgresql": "postgres", "mariadb": "mysql"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open UTC interval ``[lo, hi)`` of a sync run."""
+
+    lo: datetime
+    hi: datetime
+
+    def local(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
+        """The window widened by the margin, as naive wall-clock times of ``zone``."""
+        lo = (self.lo - WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
+        hi = (self.hi + WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
+        return lo, hi
+
+
+def check_custom_query(sql: str, dialect: str, where: str) -> None:
+    """A custom ``source.query`` must parse as exactly one SELECT/WITH that writes nothing."""
+    try:
+        statements = sqlglot.parse(sql, read=_SQLGLOT_DIALECT.get(dialect, dialect))
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: source.query does not parse as SQL: {first}") from None
+    statements = [s for s in statements if s is not None]
+    if len(statements) != 1:
+        raise ConfigError(
+            f"{where}: source.query must be a single SELECT (found {len(statements)} statements)"
+        )
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise ConfigError(
+            f"{where}: source.query must be a SELECT or WITH ... SELECT, not {tree.key.upper()}"  # type: ignore[union-attr]
+        )
+    for node in tree.walk():
+        if isinstance(node, exp.Into):
+            raise ConfigError(f"{where}: source.query must not SELECT ... INTO")
+        if isinstance(node, exp.Lock):
+            raise ConfigError(f"{where}: source.query must not lock rows (FOR UPDATE/SHARE)")
+        if isinstance(node, exp.DML | exp.Create | exp.Drop | exp.Alter | exp.Command):
+            raise ConfigError(f"{where}: source.query must only read ({node.key.upper()} found)")
+
+
+def _needed_columns(mapping: MappingSpec) -> list[str]:
+    names: list[str] = []
+    for spec in mapping.column_specs().values():
+        names += spec.source_columns()
+    names += [f.column for f in mapping.filters]
+    return list(dict.fromkeys(names))
+
+
+def _selected_columns(mapping: MappingSpec) -> list[str]:
+    names: list[str] = []
+    for spec in mapping.column_specs().values():
+        names += spec.source_columns()
+    return list(dict.fromkeys(names))
+
+
+def _from_clause(mapping: MappingSpec) -> sa.FromClause:
+    cols: list[sa.ColumnClause[Any]] = [sa.column(name) for name in _needed_columns(mapping)]
+    if mapping.source.query is not None:
+        return sa.text(mapping.source.query).columns(*cols).subquery("src")
+    return sa.table(mapping.source.table or "", *cols, schema=mapping.source.schema_)
+
+
+def _filter(src: sa.FromClause, spec: FilterSpec) -> sa.ColumnElement[bool]:
+    col = src.c[spec.column]
+    value = spec.operand
+    match spec.op:
+        case "eq":
+            return col == sa.bindparam(None, value)
+        case "ne":
+            return col != sa.bindparam(None, value)
+        case "lt":
+            return col < sa.bindparam(None, value)
+        case "le":
+            return col <= sa.bindparam(None, value)
+        case "gt":
+            return col > sa.bindparam(None, value)
+        case "ge":
+            return col >= sa.bindparam(None, value)
+        case "in":
+            return col.in_(value)
+        case "not_in":
+            return col.not_in(value)
+        case _:
+            return col.is_(None) if value else col.is_not(None)
+
+
+def sortable(fmt: str) -> bool:
+    """Whether text in ``fmt`` sorts like the time it stands for (``%Y-%m-%d %H:%M``: yes)."""
+    directives = re.findall(r"%[a-zA-Z]", fmt)
+    return bool(directives) and directives == _SORTABLE[: len(directives)]
+
+
+def _bound(spec: ColumnSpec, value: datetime) -> Any:
+    """The bind value comparing a raw column with a local time, or None if it cannot be done."""
+    if spec.column is not None:
+        if spec.format:
+            return value.strftime(spec.format) if sortable(spec.format) else None
+        return value
+    if spec.date_format:
+        return value.strftime(spec.date_format) if sortable(spec.date_format) else None
+    return value.date()
+
+
+def _range(
+    src: sa.FromClause, spec: ColumnSpec, lo: datetime | None, hi: datetime | None
+) -> list[sa.ColumnElement[bool]]:
+    """``col >= lo AND col < hi`` on the raw column (the date column for date + time)."""
+    name = spec.column if spec.column is not None else spec.date
+    if name is None:
+        return []
+    col = src.c[name]
+    out: list[sa.ColumnElement[bool]] = []
+    if lo is not None:
+        bound = _bound(spec, lo)
+        if bound is not None:
+            out.append(col >= sa.bindparam("window_lo", bound))
+    if hi is not None:
+        bound = _bound(spec, hi)
+        if bound is not None:
+            upper = isinstance(bound, date) and not isinstance(bound, datetime)
+            upper = upper or (spec.column is None)  # a date column: the whole last day
+            out.append(
+                col <= sa.bindparam("window_hi", bound)
+                if upper
+                else col < sa.bindparam("window_hi", bound)
+            )
+    return out
+
+
+def build_query(mapping: MappingSpec, window: Window | None, zone: ZoneInfo) -> sa.Select[Any]:
+    """The SELECT for ``mapping`` over ``window`` (None: the whole table)."""
+    src = _from_clause(mapping)
+    specs = mapping.column_specs()
+    query = sa.select(*[src.c[name] for name in _selected_columns(mapping)])
+    for spec in mapping.filters:
+        query = query.where(_filter(src, spec))
+    if window is None:
+        return query
+    lo, hi = window.local(zone)
+    if mapping.structure == "bookings":
+        ts = specs["timestamp"]
+        bounds = _range(src, ts, lo, hi)
+        if bounds:
+            cond = sa.and_(*bounds)
+            # rows without a timestamp (or date) are re-read every run and reported as anomalies
+            cond = sa.or_(cond, src.c[ts.column or ts.date or ""].is_(None))
+            query = query.where(cond)
+    else:
+        start, end = specs["start"], specs["end"]
+        before_hi = _range(src, start, None, hi)
+        from_lo = _range(src, start, lo, None)
+        end_from_lo = _range(src, end, lo, None)
+        if before_hi and from_lo and end_from_lo and start.column and end.column:
+            query = query.where(
+                sa.or_(
+                    sa.and_(
+                        *before_hi,
+                        sa.or_(*from_lo, src.c[end.column].is_(None), *end_from_lo),
+                    ),
+                    src.c[start.column].is_(None),
+                )
+            )
+    return query
+
+
+def compiled_sql(query: sa.Select[Any], dialect: sa.Dialect) -> str:
+    """The SQL text as the given dialect sends it (parameters as placeholders)."""
+    return str(query.compile(dialect=dialect))
+
+
+def read_batches(
+    conn: Connection, query: sa.Select[Any], batch_size: int, where: str
+) -> Iterator[pd.DataFrame]:
+    """Stream the query's rows as DataFrames of at most ``batch_size`` rows."""
+    log.debug("source query:\n%s", compiled_sql(query, conn.dialect))
+    try:
+        result = conn.execution_options(stream_results=True, max_row_buffer=batch_size).execute(
+            query
+        )
+        columns = list(result.keys())
+        for rows in result.partitions(batch_size):
+            yield pd.DataFrame.from_records(rows, columns=columns, coerce_float=False)
+        if not columns:
+            return
+    except sa.exc.ProgrammingError as exc:
+        raise DataError(f"{where}: the source refused the query: {_first_line(exc)}") from None
+    except sa.exc.OperationalError as exc:
+        message = _first_line(exc)
+        if "no such column" in message or "no such table" in message or "Unknown column" in message:
+            raise DataError(f"{where}: {message}") from None
+        raise SourceError(f"{where}: reading from the source failed: {message}") from None
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"{where}: reading from the source failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def empty_frame(mapping: MappingSpec) -> pd.DataFrame:
+    """A frame with the selected columns and no rows."""
+    return pd.DataFrame({name: pd.Series([], dtype=object) for name in _selected_columns(mapping)})
+
+
+def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[str]:
+    """Fail early, naming the column and listing what exists, if a mapped column is missing."""
+    if mapping.source.query is not None:
+        probe = sa.select(sa.text("*")).select_from(
+            sa.text(mapping.source.query).columns().subquery("src")
+        )
+        try:
+            available = list(conn.execute(probe.where(sa.false())).keys())
+        except sa.exc.DBAPIError as exc:
+            raise DataError(f"{where}: source.query failed: {_first_line(exc)}") from None
+    else:
+        inspector = sa.inspect(conn)
+        table, schema = mapping.source.table or "", mapping.source.schema_
+        try:
+            available = [c["name"] for c in inspector.get_columns(table, schema=schema)]
+        except sa.exc.NoSuchTableError:
+            names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
+                schema=schema
+            )
+            raise DataError(
+                f"{where}: source.table: table {mapping.source.describe()!r} not found "
+                f"(tables: {', '.join(sorted(names)[:30]) or 'none'})"
+            ) from None
+        except sa.exc.DBAPIError as exc:
+            raise SourceError(
+                f"{where}: cannot inspect {mapping.source.describe()}: {_first_line(exc)}"
+            ) from None
+    missing = [name for name in _needed_columns(mapping) if name not in available]
+    if missing:
+        lower = {a.lower(): a for a in available}
+        details = []
+        for name in missing:
+            hint = f" (did you mean {lower[name.lower()]!r}?)" if name.lower() in lower else ""
+            details.append(f"column {name!r} not found in {mapping.source.describe()}{hint}")
+        raise DataError(f"{where}: {'; '.join(details)} (columns: {', '.join(available)})")
+    return available

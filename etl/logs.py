@@ -1,0 +1,61 @@
+"""Logging setup: text or JSON lines on stderr, secrets redacted from every record."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+from .redact import redact
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces known secrets (and URL passwords) in every message."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+
+_handler: logging.Handler | None = None
+_filter = RedactingFilter([])
+
+
+def setup_logging(verbose: int, fmt: str = "text") -> None:
+    """Send ``etl.*`` logs to stderr: warnings by default, info with -v, debug with -vv."""
+    global _handler
+    logger = logging.getLogger("etl")
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    _handler = logging.StreamHandler()
+    _handler.addFilter(_filter)
+    if fmt == "json":
+        _handler.setFormatter(JsonFormatter())
+    else:
+        _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def add_secrets(secrets: list[str]) -> None:
+    """Register secrets to redact from every later log record."""
+    _filter.secrets = sorted(set(_filter.secrets) | set(secrets), key=len, reverse=True)

@@ -1,0 +1,291 @@
+"""Raw source rows -> the canonical booking or order shape, vectorized; bad rows become anomalies.
+
+Canonical bookings: ``ts`` (UTC, microseconds), ``machine_code``, ``order_code``, ``product_code``,
+``event`` (START/END). Canonical runs (order tables): ``machine_code``, ``order_code``,
+``product_code``, ``start``, ``end`` (NaT while running).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from .config import ColumnSpec, DstPolicy, MappingSpec, normalize_code
+from .schema import ANOMALY_COLUMNS, empty_anomalies
+
+TS = "datetime64[us, UTC]"
+CODE_FIELDS = ("machine_code", "order_code", "product_code", "event")
+
+
+@dataclass
+class Mapped:
+    """The result of mapping one batch: canonical rows, anomalies, and event-code counts."""
+
+    rows: pd.DataFrame
+    anomalies: pd.DataFrame
+    codes: Counter[tuple[str, str]] = field(
+        default_factory=Counter
+    )  # (code, START/END/IGNORE/UNKNOWN)
+    rows_read: int = 0
+
+
+def text_values(series: pd.Series, trim: bool) -> pd.Series:
+    """Codes as text: 10 -> '10', 10.0 -> '10', ' M-01 ' -> 'M-01' (trim); '' -> NA."""
+    if pd.api.types.is_bool_dtype(series):
+        out = series.astype("string")
+    elif pd.api.types.is_integer_dtype(series):
+        out = series.astype("Int64").astype("string")
+    elif pd.api.types.is_float_dtype(series):
+        whole = series.notna() & np.isfinite(series) & (series % 1 == 0)
+        out = series.astype("string")
+        out[whole] = series[whole].astype("Int64").astype("string")
+    else:
+        out = series.map(
+            lambda v: (
+                v
+                if v is None or isinstance(v, str)
+                else normalize_code(v)
+                if not (isinstance(v, float) and np.isnan(v))
+                else None
+            )
+        ).astype("string")
+    if trim:
+        out = out.str.strip()
+    return out.mask(out == "")
+
+
+def localize(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+    """Naive wall-clock times of ``zone`` -> UTC, by the mapping's DST policy."""
+    if naive.dt.tz is not None:
+        return naive.dt.tz_convert("UTC").astype(TS)
+    if zone.key == "UTC":
+        return naive.dt.tz_localize("UTC").astype(TS)
+    ambiguous = np.full(len(naive), dst.ambiguous == "earlier")
+    local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent=dst.nonexistent)
+    return local.dt.tz_convert("UTC").astype(TS)
+
+
+def _datetimes(series: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse a column of datetimes, dates or text into datetime64 (NaT where unparseable)."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return series
+    if series.empty:
+        return pd.Series([], dtype="datetime64[us]", index=series.index)
+    if fmt:
+        return pd.to_datetime(series.astype("string"), format=fmt, errors="coerce")
+    values = series.where(series.notna(), None)
+    if values.map(lambda v: isinstance(v, str)).any():
+        return pd.to_datetime(
+            values.astype("string").str.strip(), format="ISO8601", errors="coerce"
+        )
+    try:
+        return pd.to_datetime(values, errors="coerce")
+    except (TypeError, ValueError):
+        return pd.to_datetime(values, errors="coerce", utc=True)
+
+
+def _time_of_day(series: pd.Series, fmt: str | None) -> pd.Series:
+    """Parse a time-of-day column (TIME, timedelta, 'HH:MM[:SS]', 'HHMMSS', int HHMMSS)."""
+    if pd.api.types.is_timedelta64_dtype(series):
+        return series
+    if pd.api.types.is_numeric_dtype(series):
+        whole = series.astype("Float64")
+        hours, rest = whole // 10000, whole % 10000
+        minutes, seconds = rest // 100, rest % 100
+        ok = (hours < 24) & (minutes < 60) & (seconds < 60) & (whole >= 0)
+        total = (hours * 3600 + minutes * 60 + seconds).where(ok)
+        return pd.to_timedelta(total.astype("float64"), unit="s")
+    text = series.map(
+        lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+    )
+    text = text.astype("string").str.strip()
+    if fmt:
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+        return parsed - parsed.dt.normalize()
+    text = text.str.replace(r"^(\d{2})(\d{2})(\d{2})$", r"\1:\2:\3", regex=True)
+    text = text.str.replace(r"^(\d{1,2}):(\d{2})$", r"\1:\2:00", regex=True)
+    valid = text.str.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?").fillna(False)
+    return pd.to_timedelta(text.where(valid, None), errors="coerce")
+
+
+def timestamps(frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+    """One timestamp field (a column, or date + time) as UTC; NaT where missing or unparseable."""
+    if spec.value is not None:
+        naive = pd.Series(pd.to_datetime(str(spec.value)), index=frame.index)
+    elif spec.column is not None:
+        naive = _datetimes(frame[spec.column], spec.format)
+    else:
+        assert spec.date is not None and spec.time is not None
+        day = _datetimes(frame[spec.date], spec.date_format)
+        if day.dt.tz is not None:
+            day = day.dt.tz_localize(None)
+        naive = day.dt.normalize() + _time_of_day(frame[spec.time], spec.time_format)
+    if naive.dt.tz is None:
+        naive = naive.astype("datetime64[us]")
+    return localize(naive, zone, dst)
+
+
+def texts(frame: pd.DataFrame, spec: ColumnSpec | None, trim_default: bool = True) -> pd.Series:
+    """One text field: a column (trimmed unless ``trim: false``) or a constant."""
+    if spec is None:
+        return pd.Series(pd.NA, index=frame.index, dtype="string")
+    if spec.value is not None:
+        return pd.Series(str(spec.value), index=frame.index, dtype="string")
+    if spec.column is None:
+        raise ValueError("a text field cannot combine date and time columns")
+    trim = trim_default if spec.trim is None else spec.trim
+    return text_values(frame[spec.column], trim)
+
+
+def _raw_detail(frame: pd.DataFrame, spec: ColumnSpec, mask: pd.Series) -> pd.Series:
+    cols = spec.source_columns()
+    detail = pd.Series("", index=frame.index[mask], dtype="string")
+    for name in cols:
+        shown = frame.loc[mask, name].map(
+            lambda v: "NULL" if v is None or v is pd.NA or v != v else repr(v)
+        )
+        detail = detail + f"{name}=" + shown.astype("string") + " "
+    return detail.str.strip()
+
+
+def _anomalies(
+    kind: str, rows: pd.DataFrame, mask: pd.Series, detail: pd.Series | str
+) -> pd.DataFrame:
+    if not mask.any():
+        return empty_anomalies()
+    out = pd.DataFrame(
+        {
+            "kind": kind,
+            "machine_code": rows.loc[mask, "machine_code"],
+            "order_code": rows.loc[mask, "order_code"],
+            "ts": rows.loc[mask, "ts"] if "ts" in rows else pd.NaT,
+            "detail": detail,
+        }
+    )
+    return out[ANOMALY_COLUMNS]
+
+
+def map_bookings(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Mapped:
+    """Raw booking rows -> canonical bookings (START/END only) + anomalies + code counts."""
+    cols = mapping.booking_columns
+    assert mapping.events is not None
+    rows = pd.DataFrame(
+        {
+            "ts": timestamps(frame, cols.timestamp, zone, mapping.dst),
+            "machine_code": texts(frame, cols.machine_code),
+            "order_code": texts(frame, cols.order_code),
+            "product_code": texts(frame, cols.product_code),
+        },
+        index=frame.index,
+    )
+    raw_codes = texts(frame, cols.event)
+    kinds = raw_codes.map(mapping.events.lookup(), na_action="ignore").astype("string")
+    kinds = kinds.fillna("UNKNOWN")
+    rows["event"] = kinds
+    codes: Counter[tuple[str, str]] = Counter(
+        zip(raw_codes.fillna("<NULL>").tolist(), kinds.tolist(), strict=True)
+    )
+    problems = []
+    unknown = kinds == "UNKNOWN"
+    problems.append(
+        _anomalies(
+            "unknown_event",
+            rows,
+            unknown,
+            "event code "
+            + raw_codes[unknown].fillna("NULL").map(repr).astype("string")
+            + " is not listed under events START, END or ignore",
+        )
+    )
+    keep = ~unknown & (kinds != "IGNORE")
+    no_ts = keep & rows["ts"].isna()
+    if cols.timestamp.date is not None and no_ts.any():
+        # a bad time on a known day is reported on that day, so windows find it again
+        day = ColumnSpec(column=cols.timestamp.date, format=cols.timestamp.date_format)
+        rows.loc[no_ts, "ts"] = timestamps(frame.loc[no_ts], day, zone, mapping.dst)
+    problems.append(
+        _anomalies(
+            "bad_timestamp",
+            rows,
+            no_ts,
+            "missing or unparseable timestamp: " + _raw_detail(frame, cols.timestamp, no_ts),
+        )
+    )
+    for name in ("machine_code", "order_code"):
+        missing = keep & ~no_ts & rows[name].isna()
+        problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
+        no_ts |= missing
+    good = keep & ~no_ts
+    return Mapped(
+        rows=rows.loc[good].reset_index(drop=True),
+        anomalies=_concat(problems),
+        codes=codes,
+        rows_read=len(frame),
+    )
+
+
+def map_orders(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Mapped:
+    """Raw order rows -> canonical runs + anomalies (NULL start, end before start)."""
+    cols = mapping.order_columns
+    rows = pd.DataFrame(
+        {
+            "machine_code": texts(frame, cols.machine_code),
+            "order_code": texts(frame, cols.order_code),
+            "product_code": texts(frame, cols.product_code),
+            "start": timestamps(frame, cols.start, zone, mapping.dst),
+            "end": timestamps(frame, cols.end, zone, mapping.dst),
+        },
+        index=frame.index,
+    )
+    rows["ts"] = rows["start"]
+    problems = []
+    bad_start = rows["start"].isna()
+    problems.append(
+        _anomalies(
+            "bad_timestamp",
+            rows,
+            bad_start,
+            "missing or unparseable start: " + _raw_detail(frame, cols.start, bad_start),
+        )
+    )
+    raw_end_present = pd.Series(True, index=frame.index)
+    for name in cols.end.source_columns():
+        raw_end_present &= frame[name].notna() & (frame[name].astype("string").str.strip() != "")
+    bad_end = ~bad_start & rows["end"].isna() & raw_end_present
+    problems.append(
+        _anomalies(
+            "bad_timestamp",
+            rows,
+            bad_end,
+            "unparseable end: " + _raw_detail(frame, cols.end, bad_end),
+        )
+    )
+    negative = ~bad_start & rows["end"].notna() & (rows["end"] < rows["start"])
+    problems.append(
+        _anomalies(
+            "end_before_start",
+            rows,
+            negative,
+            "end " + rows.loc[negative, "end"].astype("string") + " is before start",
+        )
+    )
+    bad = bad_start | bad_end | negative
+    for name in ("machine_code", "order_code"):
+        missing = ~bad & rows[name].isna()
+        problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
+        bad |= missing
+    runs = rows.loc[~bad, ["machine_code", "order_code", "product_code", "start", "end"]]
+    return Mapped(
+        rows=runs.reset_index(drop=True), anomalies=_concat(problems), rows_read=len(frame)
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return empty_anomalies()
+    return pd.concat(frames, ignore_index=True)[ANOMALY_COLUMNS]

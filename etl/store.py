@@ -1,0 +1,573 @@
+"""The production-context store: production runs, anomalies, per-job state and one audit row per
+sync run, in any SQLAlchemy database (an SQLite file by default, PostgreSQL for shared setups).
+
+The schema is created and versioned by the tool (table ``schema_info``). A sync's runs, anomalies,
+watermark and audit row commit in one transaction; the per-job lock lives in ``job_state``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .errors import LockHeldError, StoreError
+from .redact import redact
+from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (naive UTC text in SQLite, timestamptz elsewhere)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, pd.Timestamp):
+            value = value.to_pydatetime()
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+schema_info = sa.Table(
+    "schema_info",
+    metadata,
+    sa.Column("key", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+)
+
+production_runs = sa.Table(
+    "production_runs",
+    metadata,
+    sa.Column("job", sa.String(200), primary_key=True),
+    sa.Column("machine_code", sa.String(200), primary_key=True),
+    sa.Column("start", UTCDateTime(), primary_key=True),
+    sa.Column("order_code", sa.String(200), primary_key=True),
+    sa.Column("product_code", sa.String(200)),
+    sa.Column("end", UTCDateTime()),
+    sa.Column("sync_id", sa.Integer),
+    sa.Index("ix_production_runs_job_end", "job", "end"),
+)
+
+anomalies = sa.Table(
+    "anomalies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("machine_code", sa.String(200)),
+    sa.Column("order_code", sa.String(200)),
+    sa.Column("ts", UTCDateTime()),
+    sa.Column("detail", sa.Text),
+    sa.Column("sync_id", sa.Integer),
+    sa.Index("ix_anomalies_job_ts", "job", "ts"),
+)
+
+job_state = sa.Table(
+    "job_state",
+    metadata,
+    sa.Column("job", sa.String(200), primary_key=True),
+    sa.Column("watermark", UTCDateTime()),
+    sa.Column("last_sync_id", sa.Integer),
+    sa.Column("publish_pending", sa.Text),
+    sa.Column("lock_owner", sa.String(300)),
+    sa.Column("lock_expires", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime()),
+)
+
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("window_lo", UTCDateTime()),
+    sa.Column("window_hi", UTCDateTime()),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("rows_read", sa.Integer),
+    sa.Column("runs_inserted", sa.Integer),
+    sa.Column("runs_updated", sa.Integer),
+    sa.Column("runs_deleted", sa.Integer),
+    sa.Column("runs_open", sa.Integer),
+    sa.Column("anomalies", sa.Integer),
+    sa.Column("anomalies_by_kind", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_sync_runs_job_id", "job", "id"),
+)
+
+
+@dataclass
+class JobState:
+    """What the store knows about a job between runs."""
+
+    job: str
+    watermark: datetime | None
+    publish_pending: list[str]
+    lock_owner: str | None
+    lock_expires: datetime | None
+
+
+@dataclass
+class Changes:
+    """How a sync changed the stored runs."""
+
+    inserted: int
+    updated: int
+    deleted: int
+    months: list[str]
+
+
+def month_of(stamp: datetime) -> str:
+    """``'2026-03'``: the partition a UTC timestamp belongs to."""
+    return stamp.astimezone(UTC).strftime("%Y-%m")
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """UTC start of ``month`` and of the month after."""
+    year, mon = (int(part) for part in month.split("-"))
+    lo = datetime(year, mon, 1, tzinfo=UTC)
+    hi = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=UTC)
+    return lo, hi
+
+
+def _records(
+    frame: pd.DataFrame, columns: list[str], extra: dict[str, Any]
+) -> list[dict[str, Any]]:
+    out = []
+    sub = frame[columns].astype(object).where(frame[columns].notna(), None)
+    for row in sub.itertuples(index=False, name=None):
+        record = dict(zip(columns, row, strict=True))
+        for key, value in record.items():
+            if isinstance(value, pd.Timestamp):
+                record[key] = value.to_pydatetime()
+        record.update(extra)
+        out.append(record)
+    return out
+
+
+class Store:
+    """The production-context store behind one SQLAlchemy URL."""
+
+    def __init__(self, url: str, root: Path, secrets: list[str] | None = None) -> None:
+        self.secrets = secrets or []
+        parsed = sa.make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not Path(database).is_absolute():
+                parsed = parsed.set(database=str(root / database))
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            connect_args["timeout"] = 60
+        self.url = parsed
+        try:
+            self.engine: Engine = sa.create_engine(parsed, connect_args=connect_args)
+        except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
+        if parsed.get_backend_name() == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def display(self) -> str:
+        """The store URL without its password."""
+        return redact(self.url.render_as_string(hide_password=True), self.secrets)
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, when the store is one."""
+        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, ":memory:"):
+            return Path(self.url.database or "")
+        return None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction; database failures become StoreError (exit 6) with secrets hidden."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+            raise StoreError(f"store {self.display}: {redact(reason, self.secrets)}") from None
+
+    def ensure_schema(self) -> None:
+        """Create the tables on first use; refuse a store written by a newer booking-etl."""
+        with self.begin() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table("schema_info"):
+                metadata.create_all(conn)
+                conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
+                log.info("created store schema version %s in %s", SCHEMA_VERSION, self.display)
+                return
+            version = conn.execute(
+                sa.select(schema_info.c.value).where(schema_info.c.key == "version")
+            ).scalar()
+            if version is None or int(version) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.display} has schema version {version}, this booking-etl knows "
+                    f"{SCHEMA_VERSION}: upgrade booking-etl"
+                )
+            metadata.create_all(conn)  # tables added within the same version
+
+    def close(self) -> None:
+        """Release connections."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ state and lock
+
+    def state(self, job: str) -> JobState | None:
+        """The job's watermark, pending publications and lock holder, or None if never run."""
+        with self.begin() as conn:
+            row = (
+                conn.execute(sa.select(job_state).where(job_state.c.job == job)).mappings().first()
+            )
+        if row is None:
+            return None
+        return JobState(
+            job=job,
+            watermark=row["watermark"],
+            publish_pending=json.loads(row["publish_pending"] or "[]"),
+            lock_owner=row["lock_owner"],
+            lock_expires=row["lock_expires"],
+        )
+
+    def acquire_lock(self, job: str, ttl: timedelta) -> str:
+        """Take the job's lock or raise LockHeldError naming the holder; returns the owner token."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        now = datetime.now(UTC)
+        with self.begin() as conn:
+            exists = conn.execute(sa.select(job_state.c.job).where(job_state.c.job == job)).first()
+            if exists is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(job_state.insert().values(job=job, updated_at=now))
+                except sa.exc.IntegrityError:
+                    pass  # another process created it a moment ago
+            taken = conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job)
+                .where(sa.or_(job_state.c.lock_owner.is_(None), job_state.c.lock_expires < now))
+                .values(lock_owner=owner, lock_expires=now + ttl)
+            ).rowcount
+            if taken != 1:
+                holder = conn.execute(
+                    sa.select(job_state.c.lock_owner, job_state.c.lock_expires).where(
+                        job_state.c.job == job
+                    )
+                ).first()
+        if taken != 1:
+            who, until = holder if holder else ("?", None)
+            raise LockHeldError(
+                f"job {job!r} is already running ({who}, lock expires "
+                f"{until.isoformat(timespec='seconds') if until else '?'})",
+                hint="wait for it to finish; a crashed run's lock expires by itself",
+            )
+        return owner
+
+    def release_lock(self, job: str, owner: str) -> None:
+        """Give the lock back (only if we still hold it)."""
+        with self.begin() as conn:
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job, job_state.c.lock_owner == owner)
+                .values(lock_owner=None, lock_expires=None)
+            )
+
+    def reset(self, job: str) -> int:
+        """Forget a job: its runs, anomalies and state (audit rows stay). Returns runs removed."""
+        with self.begin() as conn:
+            removed = conn.execute(
+                production_runs.delete().where(production_runs.c.job == job)
+            ).rowcount
+            conn.execute(anomalies.delete().where(anomalies.c.job == job))
+            conn.execute(job_state.delete().where(job_state.c.job == job))
+        return removed
+
+    # ------------------------------------------------------------------ runs
+
+    def carried_runs(self, job: str, lo: datetime) -> pd.DataFrame:
+        """Runs that started before ``lo`` and were open at ``lo`` (end NULL or >= lo)."""
+        t = production_runs
+        query = sa.select(
+            t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end
+        ).where(
+            t.c.job == job,
+            t.c.start < lo,
+            sa.or_(t.c.end.is_(None), t.c.end >= lo),
+        )
+        with self.begin() as conn:
+            rows = conn.execute(query).all()
+        return _runs_frame(rows)
+
+    def _replaced(self, job: str, lo: datetime) -> sa.ColumnElement[bool]:
+        t = production_runs
+        return sa.and_(t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= lo))
+
+    def commit_sync(
+        self,
+        job: str,
+        lo: datetime,
+        hi: datetime,
+        runs: pd.DataFrame,
+        found: pd.DataFrame,
+        audit: dict[str, Any],
+    ) -> tuple[int, Changes]:
+        audit = {**audit, "window_lo": lo, "window_hi": hi}
+        """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
+
+        Returns the audit row's id and what changed. Parquet months to rewrite are recorded in
+        ``job_state.publish_pending`` in the same transaction.
+        """
+        t = production_runs
+        with self.begin() as conn:
+            old = conn.execute(
+                sa.select(
+                    t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end
+                ).where(self._replaced(job, lo))
+            ).all()
+            state = conn.execute(
+                sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
+            ).scalar()
+            changes = _diff(old, runs)
+            pending = sorted(set(json.loads(state or "[]")) | set(changes.months))
+            sync_id = conn.execute(
+                sync_runs.insert().values(
+                    job=job,
+                    status="ok",
+                    runs_inserted=changes.inserted,
+                    runs_updated=changes.updated,
+                    runs_deleted=changes.deleted,
+                    **audit,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(t.delete().where(self._replaced(job, lo)))
+            conn.execute(
+                anomalies.delete().where(
+                    anomalies.c.job == job, sa.or_(anomalies.c.ts >= lo, anomalies.c.ts.is_(None))
+                )
+            )
+            if not runs.empty:
+                conn.execute(
+                    t.insert(), _records(runs, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
+                )
+            if not found.empty:
+                conn.execute(
+                    anomalies.insert(),
+                    _records(found, ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}),
+                )
+            anomaly_months = {
+                month_of(ts)
+                for ts in conn.execute(
+                    sa.select(anomalies.c.ts).where(anomalies.c.job == job, anomalies.c.ts >= lo)
+                ).scalars()
+                if ts is not None
+            }
+            pending = sorted(set(pending) | anomaly_months | {month_of(lo)})
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job)
+                .values(
+                    watermark=hi,
+                    last_sync_id=sync_id,
+                    publish_pending=json.dumps(pending),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        changes.months = pending
+        return int(sync_id), changes
+
+    def record_failure(self, job: str, audit: dict[str, Any]) -> None:
+        """Write a failed sync's audit row (its own transaction; never raises)."""
+        try:
+            with self.begin() as conn:
+                conn.execute(sync_runs.insert().values(job=job, status="failed", **audit))
+        except Exception as exc:  # the original error matters more than this one
+            log.warning("could not record the failed run in the store: %s", exc)
+
+    def clear_pending(self, job: str, months: list[str]) -> None:
+        """Mark these months as published."""
+        with self.begin() as conn:
+            current = conn.execute(
+                sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
+            ).scalar()
+            left = sorted(set(json.loads(current or "[]")) - set(months))
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job)
+                .values(publish_pending=json.dumps(left))
+            )
+
+    def runs_in_month(self, job: str, month: str) -> pd.DataFrame:
+        """All stored runs of ``job`` starting in ``month`` (UTC), ordered."""
+        lo, hi = month_bounds(month)
+        t = production_runs
+        query = (
+            sa.select(t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end)
+            .where(t.c.job == job, t.c.start >= lo, t.c.start < hi)
+            .order_by(t.c.machine_code, t.c.start, t.c.order_code)
+        )
+        with self.begin() as conn:
+            return _runs_frame(conn.execute(query).all())
+
+    def anomalies_in_month(self, job: str, month: str | None) -> pd.DataFrame:
+        """Stored anomalies of ``job`` in ``month`` (None: those without a timestamp)."""
+        a = anomalies
+        query = sa.select(a.c.kind, a.c.machine_code, a.c.order_code, a.c.ts, a.c.detail).where(
+            a.c.job == job
+        )
+        if month is None:
+            query = query.where(a.c.ts.is_(None))
+        else:
+            lo, hi = month_bounds(month)
+            query = query.where(a.c.ts >= lo, a.c.ts < hi)
+        with self.begin() as conn:
+            rows = conn.execute(query.order_by(a.c.ts, a.c.id)).all()
+        frame = pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]")
+        return frame
+
+    def all_months(self, job: str) -> list[str]:
+        """Every month that holds runs or anomalies of the job."""
+        with self.begin() as conn:
+            starts = conn.execute(
+                sa.select(production_runs.c.start).where(production_runs.c.job == job)
+            ).scalars()
+            months = {month_of(s) for s in starts}
+            stamps = conn.execute(sa.select(anomalies.c.ts).where(anomalies.c.job == job)).scalars()
+            months |= {month_of(s) for s in stamps if s is not None}
+        return sorted(months)
+
+    # ------------------------------------------------------------------ status
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per job: watermark, last sync's outcome, stored runs (total/open), anomalies by kind."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.begin() as conn:
+            for row in conn.execute(sa.select(job_state)).mappings():
+                out[row["job"]] = {
+                    "job": row["job"],
+                    "watermark": row["watermark"],
+                    "running": bool(
+                        row["lock_owner"]
+                        and row["lock_expires"]
+                        and row["lock_expires"] > datetime.now(UTC)
+                    ),
+                }
+            latest = (
+                sa.select(sync_runs.c.job, sa.func.max(sync_runs.c.id).label("id"))
+                .group_by(sync_runs.c.job)
+                .subquery()
+            )
+            for row in conn.execute(
+                sa.select(sync_runs).join(latest, latest.c.id == sync_runs.c.id)
+            ).mappings():
+                entry = out.setdefault(
+                    row["job"], {"job": row["job"], "watermark": None, "running": False}
+                )
+                entry["last_run"] = {
+                    key: row[key]
+                    for key in (
+                        "status",
+                        "started_at",
+                        "finished_at",
+                        "duration_s",
+                        "window_lo",
+                        "window_hi",
+                        "rows_read",
+                        "runs_inserted",
+                        "runs_updated",
+                        "runs_deleted",
+                        "anomalies",
+                        "error",
+                    )
+                }
+            counts = conn.execute(
+                sa.select(
+                    production_runs.c.job,
+                    sa.func.count(),
+                    sa.func.sum(sa.case((production_runs.c.end.is_(None), 1), else_=0)),
+                ).group_by(production_runs.c.job)
+            ).all()
+            for job, total, open_runs in counts:
+                entry = out.setdefault(job, {"job": job, "watermark": None, "running": False})
+                entry["runs"], entry["open_runs"] = int(total), int(open_runs or 0)
+            kinds = conn.execute(
+                sa.select(anomalies.c.job, anomalies.c.kind, sa.func.count()).group_by(
+                    anomalies.c.job, anomalies.c.kind
+                )
+            ).all()
+            for job, kind, count in kinds:
+                entry = out.setdefault(job, {"job": job, "watermark": None, "running": False})
+                entry.setdefault("anomalies", {})[kind] = int(count)
+        for entry in out.values():
+            entry.setdefault("runs", 0)
+            entry.setdefault("open_runs", 0)
+            entry.setdefault("anomalies", {})
+            entry.setdefault("last_run", None)
+        return [out[k] for k in sorted(out)]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _runs_frame(rows: Any) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=RUN_COLUMNS)
+    for col in ("machine_code", "order_code", "product_code"):
+        frame[col] = frame[col].astype("string")
+    for col in ("start", "end"):
+        frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def _diff(old_rows: Any, new: pd.DataFrame) -> Changes:
+    def key(machine: Any, order: Any, start: Any) -> tuple[str, str, datetime]:
+        return (str(machine), str(order), pd.Timestamp(start).tz_convert(UTC).to_pydatetime())
+
+    def value(product: Any, end: Any) -> tuple[str | None, datetime | None]:
+        return (
+            None if pd.isna(product) else str(product),
+            None if pd.isna(end) else pd.Timestamp(end).to_pydatetime(),
+        )
+
+    before = {key(m, o, s): value(p, e) for m, o, p, s, e in old_rows}
+    after = {
+        key(m, o, s): value(p, e)
+        for m, o, p, s, e in new[RUN_COLUMNS].itertuples(index=False, name=None)
+    }
+    inserted = len(after.keys() - before.keys())
+    deleted = len(before.keys() - after.keys())
+    updated = sum(1 for k in after.keys() & before.keys() if after[k] != before[k])
+    months = {month_of(k[2]) for k in before.keys() ^ after.keys()}
+    months |= {month_of(k[2]) for k in after.keys() & before.keys() if after[k] != before[k]}
+    return Changes(inserted=inserted, updated=updated, deleted=deleted, months=sorted(months))

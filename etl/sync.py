@@ -1,0 +1,258 @@
+"""One sync run of a job: window, read, map, fold, replace in the store, publish Parquet.
+
+``hi`` is the source database's clock minus the job's safety lag; ``lo`` is the previous ``hi``
+minus the re-read window (the job's ``start_from`` on the first run). What the source now says about
+``[lo, hi)`` replaces what the store holds for it; runs open at ``lo`` are carried into the fold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Job, Project
+from .errors import EtlError, StoreError
+from .extract import Window, build_query, check_columns, check_custom_query, read_batches
+from .fold import fold
+from .mapping import Mapped, localize, map_bookings, map_orders
+from .publish import publish
+from .redact import redact
+from .schema import RUN_COLUMNS, empty_anomalies, empty_runs
+from .source import open_source
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = timedelta(hours=2)
+
+
+@dataclass
+class RunResult:
+    """What one sync run did."""
+
+    job: str
+    window_lo: datetime
+    window_hi: datetime
+    rows_read: int = 0
+    runs_inserted: int = 0
+    runs_updated: int = 0
+    runs_deleted: int = 0
+    runs_open: int = 0
+    runs_total: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    parquet_files: list[Path] = field(default_factory=list)
+    sync_id: int | None = None
+
+
+@dataclass
+class Derived:
+    """Runs and anomalies derived from the source for one window (nothing written yet)."""
+
+    window: Window
+    runs: pd.DataFrame
+    anomalies: pd.DataFrame
+    rows_read: int
+    codes: Counter[tuple[str, str]]
+    sql: str
+
+
+def open_store(project: Project) -> Store:
+    """The project's store, schema ensured."""
+    store = Store(project.spec.store, project.root, project.secrets)
+    store.ensure_schema()
+    return store
+
+
+def parquet_base(project: Project) -> Path | None:
+    """The local Parquet directory, or None when the project writes no Parquet."""
+    if not project.spec.parquet:
+        return None
+    base = Path(project.spec.parquet)
+    return base if base.is_absolute() else project.root / base
+
+
+def start_utc(job: Job) -> datetime:
+    """The job's ``start_from`` in UTC (wall-clock of the connector's zone unless it has an offset)."""
+    if job.start_from.tzinfo is not None:
+        return job.start_from.astimezone(UTC)
+    naive = pd.Series([pd.Timestamp(job.start_from)]).astype("datetime64[us]")
+    return localize(naive, job.connector.zone, job.mapping.dst).iloc[0].to_pydatetime()
+
+
+def derive(project: Project, job: Job, window_for: object, store: Store | None) -> Derived:
+    """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``."""
+    where = f"mappings/{job.mapping_name}.yaml"
+    mapping = job.mapping
+    if mapping.source.query is not None:
+        check_custom_query(mapping.source.query, job.connector.dialect, where)
+    source = open_source(job.connector_name, job.connector, project.root, project.secrets)
+    zone = job.connector.zone
+    try:
+        with source.connect() as conn:
+            check_columns(conn, mapping, where)
+            window: Window = window_for(source.now_utc(conn))  # type: ignore[operator]
+            query = build_query(mapping, window, zone)
+            sql = str(query.compile(dialect=conn.dialect))
+            parts: list[Mapped] = []
+            if window.hi > window.lo:
+                mapper = map_bookings if mapping.structure == "bookings" else map_orders
+                for batch in read_batches(conn, query, job.batch_size, where):
+                    parts.append(mapper(batch, mapping, zone))
+    finally:
+        source.close()
+    rows_read = sum(p.rows_read for p in parts)
+    codes: Counter[tuple[str, str]] = Counter()
+    for part in parts:
+        codes.update(part.codes)
+    found = [p.anomalies for p in parts if not p.anomalies.empty]
+    rows = [p.rows for p in parts if not p.rows.empty]
+    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+    if mapping.structure == "bookings":
+        bookings = pd.concat(rows, ignore_index=True) if rows else None
+        if bookings is not None:
+            bookings = bookings[(bookings["ts"] >= lo) & (bookings["ts"] < hi)]
+        carried = store.carried_runs(job.name, window.lo) if store is not None else None
+        if bookings is None or bookings.empty:
+            bookings = pd.DataFrame(
+                columns=["ts", "machine_code", "order_code", "product_code", "event"]
+            )
+        result = fold(bookings, carried)
+        runs, fold_found = result.runs, result.anomalies
+        found.append(fold_found)
+    else:
+        runs = pd.concat(rows, ignore_index=True) if rows else empty_runs()
+        keep = (runs["start"] < hi) & (
+            (runs["start"] >= lo) | runs["end"].isna() | (runs["end"] >= lo)
+        )
+        runs = runs[keep]
+        duplicated = runs.duplicated(["machine_code", "order_code", "start"], keep="first")
+        if duplicated.any():
+            dup = runs[duplicated]
+            found.append(
+                pd.DataFrame(
+                    {
+                        "kind": "duplicate_row",
+                        "machine_code": dup["machine_code"],
+                        "order_code": dup["order_code"],
+                        "ts": dup["start"],
+                        "detail": "a second row for this machine, order and start (first kept)",
+                    }
+                )
+            )
+            runs = runs[~duplicated]
+    anomalies = (
+        pd.concat([f for f in found if not f.empty], ignore_index=True)
+        if any(not f.empty for f in found)
+        else empty_anomalies()
+    )
+    in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
+    return Derived(
+        window=window,
+        runs=runs[RUN_COLUMNS].reset_index(drop=True),
+        anomalies=anomalies[in_window].reset_index(drop=True),
+        rows_read=rows_read,
+        codes=codes,
+        sql=sql,
+    )
+
+
+def run_job(project: Project, job_name: str) -> RunResult:
+    """Run one sync of ``job_name``: lock, derive the window, replace it in the store, publish."""
+    job = project.job(job_name)
+    project.require_env([job_name])
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    store = open_store(project)
+    owner = store.acquire_lock(job_name, LOCK_TTL)
+    audit: dict[str, object] = {"started_at": started}
+    try:
+        state = store.state(job_name)
+        base = parquet_base(project)
+        if state and state.publish_pending and base is not None and job.spec.parquet:
+            log.info(
+                "%s: publishing months left over from an interrupted run: %s",
+                job_name,
+                ", ".join(state.publish_pending),
+            )
+            publish(store, job_name, state.publish_pending, base)
+            store.clear_pending(job_name, state.publish_pending)
+        first = start_utc(job)
+
+        def window_for(now: datetime) -> Window:
+            hi = now - job.safety_lag
+            if state is not None and state.watermark is not None:
+                lo = max(first, state.watermark - job.reread)
+            else:
+                lo = first
+            return Window(lo=lo, hi=max(lo, hi))
+
+        derived = derive(project, job, window_for, store)
+        window = derived.window
+        audit.update(window_lo=window.lo, window_hi=window.hi)
+        kinds = Counter(derived.anomalies["kind"].tolist())
+        finished = datetime.now(UTC)
+        audit.update(
+            finished_at=finished,
+            duration_s=time.monotonic() - clock,
+            rows_read=derived.rows_read,
+            runs_open=int(derived.runs["end"].isna().sum()),
+            anomalies=len(derived.anomalies),
+            anomalies_by_kind=json.dumps(dict(sorted(kinds.items()))),
+        )
+        sync_id, changes = store.commit_sync(
+            job_name, window.lo, window.hi, derived.runs, derived.anomalies, audit
+        )
+        files: list[Path] = []
+        if base is not None and job.spec.parquet:
+            files = publish(store, job_name, changes.months, base)
+            store.clear_pending(job_name, changes.months)
+        result = RunResult(
+            job=job_name,
+            window_lo=window.lo,
+            window_hi=window.hi,
+            rows_read=derived.rows_read,
+            runs_inserted=changes.inserted,
+            runs_updated=changes.updated,
+            runs_deleted=changes.deleted,
+            runs_open=int(derived.runs["end"].isna().sum()),
+            runs_total=len(derived.runs),
+            anomalies=dict(sorted(kinds.items())),
+            duration_s=time.monotonic() - clock,
+            parquet_files=files,
+            sync_id=sync_id,
+        )
+        log.info(
+            "%s: window %s .. %s, %d rows read, runs +%d ~%d -%d (%d open), anomalies %s, %.1fs",
+            job_name,
+            window.lo.isoformat(timespec="seconds"),
+            window.hi.isoformat(timespec="seconds"),
+            result.rows_read,
+            result.runs_inserted,
+            result.runs_updated,
+            result.runs_deleted,
+            result.runs_open,
+            ", ".join(f"{k}={v}" for k, v in result.anomalies.items()) or "none",
+            result.duration_s,
+        )
+        return result
+    except Exception as exc:
+        audit.setdefault("finished_at", datetime.now(UTC))
+        audit["duration_s"] = time.monotonic() - clock
+        message = exc.message if isinstance(exc, EtlError) else str(exc)
+        audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
+        if not isinstance(exc, StoreError):
+            store.record_failure(job_name, audit)
+        raise
+    finally:
+        try:
+            store.release_lock(job_name, owner)
+        finally:
+            store.close()
