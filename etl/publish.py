@@ -65,25 +65,35 @@ def anomalies_table(found: pd.DataFrame) -> pa.Table:
 
 def write_atomically(table: pa.Table, target: Path) -> None:
     """Write ``table`` to ``target`` via a hidden temporary file and a rename."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, temp, compression="zstd")
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
         raise StoreError(f"parquet: cannot write {target}: {reason}") from None
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _discard(temp)
         raise
 
 
+def _discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass  # the directory itself is gone or unusable; nothing was left behind
+
+
 def _remove_partition(directory: Path) -> None:
-    if directory.exists():
-        shutil.rmtree(directory)
+    try:
+        if directory.is_dir():
+            shutil.rmtree(directory)
+    except OSError as exc:
+        raise StoreError(f"parquet: cannot remove {directory}: {exc.strerror or exc}") from None
 
 
 def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]:
@@ -98,9 +108,9 @@ def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]
             write_atomically(runs_table(runs), part / FILE_NAME)
             written.append(part / FILE_NAME)
     dated: list[str | None] = [*sorted(set(months)), None]
-    for month in dated:
-        found = store.anomalies_in_month(job, month)
-        folder = base / "anomalies" / f"job={job}" / f"month={month or UNDATED}"
+    for dated_month in dated:
+        found = store.anomalies_in_month(job, dated_month)
+        folder = base / "anomalies" / f"job={job}" / f"month={dated_month or UNDATED}"
         if found.empty:
             _remove_partition(folder)
         else:

@@ -24,10 +24,13 @@ class MySQLDialect(SourceDialect):
 
     def connect_args(self, spec: ConnectorSpec) -> dict[str, Any]:
         seconds = max(1, int(spec.connect_timeout.total_seconds()))
-        return {
-            "connect_timeout": seconds,
-            "init_command": "SET SESSION TRANSACTION READ ONLY, time_zone = '+00:00'",
-        }
+        return {"connect_timeout": seconds, "read_timeout": 3600}
+
+    def on_connect(self, dbapi_connection: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.execute("SET time_zone = '+00:00'")
+        cursor.close()
 
     def clock(self) -> sa.ColumnElement[Any]:
         return sa.func.utc_timestamp(6)

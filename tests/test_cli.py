@@ -1,0 +1,139 @@
+"""The ``etl`` command as a user runs it: output, exit codes, help, secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from etl.cli import main
+
+from .plant import Plant
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def etl(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = README.read_text()
+    for name, command in main.commands.items():
+        assert command.help, f"etl {name} has no help text"
+        code, out, _ = etl(name, "--help")
+        assert code == 0 and "Usage:" in out
+        assert re.search(rf"`etl {name}\b", readme), f"etl {name} is not documented in README.md"
+
+
+def test_top_level_help_lists_exit_codes() -> None:
+    code, out, _ = etl("--help")
+    assert code == 0
+    for number in ("0", "2", "3", "4", "5", "6"):
+        assert re.search(rf"^\s+{number}\s+\w", out, re.M), (
+            f"exit code {number} missing from --help"
+        )
+
+
+def test_init_scaffolds_a_project_and_keeps_existing_files(tmp_path: Path) -> None:
+    target = tmp_path / "plant"
+    code, out, _ = etl("init", str(target))
+    assert code == 0
+    assert (target / "etl.yaml").is_file()
+    for folder in ("connectors", "mappings", "jobs"):
+        assert list((target / folder).glob("*.yaml")), f"{folder}/ is empty"
+    (target / "etl.yaml").write_text("# mine\n")
+    code, out, _ = etl("init", str(target))
+    assert code == 0 and "exists" in out
+    assert (target / "etl.yaml").read_text() == "# mine\n"
+
+
+def test_outside_a_project_says_so(tmp_path: Path) -> None:
+    code, _, err = etl("--project", str(tmp_path), "validate")
+    assert code == 2
+    assert "not a booking-etl project" in err and "etl init" in err
+
+
+def test_run_names_unknown_jobs_and_needs_a_job(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    code, _, err = etl("-p", str(plant.root), "run", "bookngs")
+    assert code == 2
+    assert "job 'bookngs' does not exist" in err and "did you mean 'bookings'" in err
+    code, _, err = etl("-p", str(plant.root), "run")
+    assert code == 2 and "--all" in err
+
+
+def test_run_and_status_report_what_happened(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=5))
+    plant.book("M1", "A", 30, plant.ago(hours=4))
+    plant.book("M1", "B", 77, plant.ago(hours=3))
+    code, out, _ = etl("-p", str(plant.root), "run", "--all")
+    assert code == 0
+    assert re.search(
+        r"^bookings: .* 3 rows read, 1 runs in window \(\+1 new.*unknown_event 1", out, re.M
+    )
+    assert re.search(r"^orders: .* 0 rows read", out, re.M)
+
+    code, out, _ = etl("-p", str(plant.root), "status", "--json")
+    assert code == 0
+    entries = {e["job"]: e for e in json.loads(out)}
+    assert entries["bookings"]["runs"] == 1
+    assert entries["bookings"]["anomalies"] == {"unknown_event": 1}
+    assert entries["bookings"]["last_run"]["status"] == "ok"
+
+    code, out, _ = etl("-p", str(plant.root), "status", "bookings")
+    assert code == 0 and "last run ok" in out and "1 runs stored (0 open)" in out
+
+
+def test_run_json_lines(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=5))
+    code, out, _ = etl("-p", str(plant.root), "run", "bookings", "--json")
+    assert code == 0
+    record = json.loads(out)
+    assert record["job"] == "bookings" and record["runs_inserted"] == 1 and record["runs_open"] == 1
+
+
+def test_secrets_never_appear_in_output_logs_or_store(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    (plant.root / "connectors" / "remote.yaml").write_text(
+        "dialect: postgresql\nhost: 127.0.0.1\nport: 9\ndatabase: mes\nuser: etl\n"
+        "password: ${PLANT_DB_PASSWORD}\nconnect_timeout: 2s\n"
+    )
+    (plant.root / "jobs" / "remote.yaml").write_text("connector: remote\nmapping: bookings\n")
+    secret = "Tr0ub4dor-and-3"
+    code, out, err = etl(
+        "-vv", "-p", str(plant.root), "run", "remote", env={"PLANT_DB_PASSWORD": secret}
+    )
+    assert code == 3, err
+    assert "cannot connect" in err and "connectors/remote.yaml" in err
+    assert secret not in out + err
+    store_bytes = (plant.root / "store.sqlite").read_bytes()
+    wal = plant.root / "store.sqlite-wal"
+    store_bytes += wal.read_bytes() if wal.exists() else b""
+    assert secret.encode() not in store_bytes
+    with sqlite3.connect(plant.root / "store.sqlite") as conn:
+        error = conn.execute("SELECT error FROM sync_runs WHERE job = 'remote'").fetchone()[0]
+    assert "cannot connect" in error
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_formats(tmp_path: Path, fmt: str) -> None:
+    plant = Plant(tmp_path / "p")
+    code, _, err = etl("-v", "--log-format", fmt, "-p", str(plant.root), "run", "bookings")
+    assert code == 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines
+    if fmt == "json":
+        records = [json.loads(line) for line in lines]
+        assert any(
+            r["logger"] == "etl.sync" and "bookings: window" in r["message"] for r in records
+        )
+    else:
+        assert any("INFO etl.sync: bookings: window" in line for line in lines)

@@ -1,0 +1,128 @@
+"""The store on the embedded SQLite default and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from etl.errors import LockHeldError, StoreError
+from etl.store import SCHEMA_VERSION, Store, month_bounds, schema_info
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        url = "sqlite:///store.sqlite"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    store = Store(url, tmp_path)
+    store.ensure_schema()
+    request.addfinalizer(store.close)
+    return store
+
+
+def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        rows, columns=["machine_code", "order_code", "product_code", "start", "end"]
+    )
+    for col in ("start", "end"):
+        frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def no_anomalies() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "kind": pd.Series([], dtype="string"),
+            "machine_code": pd.Series([], dtype="string"),
+            "order_code": pd.Series([], dtype="string"),
+            "ts": pd.Series([], dtype="datetime64[us, UTC]"),
+            "detail": pd.Series([], dtype="string"),
+        }
+    )
+
+
+T0 = datetime(2026, 3, 29, 0, 30, 0, 123456, tzinfo=UTC)
+
+
+def test_schema_is_created_once_and_versioned(store: Store) -> None:
+    store.ensure_schema()  # idempotent
+    with store.begin() as conn:
+        version = conn.execute(
+            sa.select(schema_info.c.value).where(schema_info.c.key == "version")
+        ).scalar()
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_a_store_from_a_newer_version_is_refused(store: Store) -> None:
+    with store.begin() as conn:
+        conn.execute(schema_info.update().values(value=str(SCHEMA_VERSION + 1)))
+    with pytest.raises(StoreError, match="upgrade booking-etl") as info:
+        store.ensure_schema()
+    assert info.value.exit_code == 6
+
+
+def test_replace_keeps_microseconds_utc_and_counts_changes(store: Store) -> None:
+    first = runs(
+        ("M1", "A", "P", T0, T0 + timedelta(hours=2)),
+        ("M1", "B", "P", T0 + timedelta(hours=3), None),
+    )
+    store.acquire_lock("j", timedelta(minutes=5))
+    _, changes = store.commit_sync(
+        "j", T0, T0 + timedelta(days=1), first, no_anomalies(), {"started_at": T0}
+    )
+    assert (changes.inserted, changes.updated, changes.deleted) == (2, 0, 0)
+    back = store.runs_in_month("j", "2026-03")
+    assert back["start"].tolist() == first["start"].tolist()
+    assert back["start"][0].microsecond == 123456
+    assert str(back["start"].dtype) == "datetime64[us, UTC]"
+
+    second = runs(("M1", "B", "P", T0 + timedelta(hours=3), T0 + timedelta(hours=4)))
+    _, changes = store.commit_sync(
+        "j", T0, T0 + timedelta(days=1), second, no_anomalies(), {"started_at": T0}
+    )
+    assert (changes.inserted, changes.updated, changes.deleted) == (0, 1, 1)
+    assert changes.months == ["2026-03"]
+    state = store.state("j")
+    assert state is not None and state.watermark == T0 + timedelta(days=1)
+
+
+def test_carried_runs_are_those_open_at_lo(store: Store) -> None:
+    lo = T0 + timedelta(days=2)
+    data = runs(
+        ("M1", "closed-before", "P", T0, T0 + timedelta(hours=1)),
+        ("M1", "open", "P", T0 + timedelta(hours=2), None),
+        ("M2", "ends-after-lo", "P", T0, lo + timedelta(hours=1)),
+    )
+    store.acquire_lock("j", timedelta(minutes=5))
+    store.commit_sync("j", T0, lo + timedelta(days=1), data, no_anomalies(), {"started_at": T0})
+    carried = store.carried_runs("j", lo)
+    assert sorted(carried["order_code"]) == ["ends-after-lo", "open"]
+
+
+def test_lock_is_exclusive_and_expires(store: Store) -> None:
+    owner = store.acquire_lock("j", timedelta(minutes=5))
+    with pytest.raises(LockHeldError):
+        store.acquire_lock("j", timedelta(minutes=5))
+    store.release_lock("j", owner)
+    store.acquire_lock("j", timedelta(seconds=-1))  # a crashed holder: already expired
+    store.acquire_lock("j", timedelta(minutes=5))  # taken over
+
+
+def test_month_bounds_wrap_the_year() -> None:
+    assert month_bounds("2026-12") == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_unreachable_store_is_a_store_error_without_the_password(tmp_path: Path) -> None:
+    store = Store("postgresql+psycopg://etl:s3cret-pw@127.0.0.1:9/nowhere", tmp_path, ["s3cret-pw"])
+    with pytest.raises(StoreError) as info:
+        store.ensure_schema()
+    assert "s3cret-pw" not in str(info.value)
+    assert info.value.exit_code == 6
