@@ -11,6 +11,7 @@ file, so a reader sees either the old or the new partition, never a half-written
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -82,10 +83,9 @@ def write_atomically(table: pa.Table, target: Path) -> None:
 
 
 def _discard(path: Path) -> None:
-    try:
+    # the directory itself may be gone or unusable; then nothing was left behind
+    with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
-    except OSError:
-        pass  # the directory itself is gone or unusable; nothing was left behind
 
 
 def _remove_partition(directory: Path) -> None:
