@@ -23,6 +23,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictInt,
+    StrictStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,13 +40,13 @@ DIALECTS = ("mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite")
 Dialect = Literal["mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_SECRET_KEYS = ("password", "secret", "token", "url", "key")
+_SECRET_KEYS = ("password", "passwd", "secret", "token", "url", "store", "api_key")
 
 
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(
             f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin' or 'UTC')"
         ) from None
@@ -112,19 +114,25 @@ class ConnectorSpec(Strict):
                 if getattr(self, k)
             ]
             if clash:
-                raise ValueError(f"give either 'url' or {', '.join(clash)}, not both")
+                raise ValueError(
+                    f"@{clash[0]}: give either 'url' or {', '.join(repr(k) for k in clash)}, not both"
+                )
             return self
         if self.dialect == "sqlite":
             if not self.path:
-                raise ValueError("a sqlite connector needs 'path' (the database file) or 'url'")
+                raise ValueError(
+                    "@path: missing: a sqlite connector needs 'path' (the database file) or 'url'"
+                )
             return self
         if not self.host:
-            raise ValueError(f"a {self.dialect} connector needs 'host' or 'url'")
+            raise ValueError(f"@host: missing: a {self.dialect} connector needs 'host' or 'url'")
         if self.dialect == "oracle":
             if bool(self.service_name) == bool(self.sid):
-                raise ValueError("an oracle connector needs exactly one of 'service_name' or 'sid'")
+                raise ValueError(
+                    "@service_name: an oracle connector needs exactly one of 'service_name' or 'sid'"
+                )
         elif not self.database:
-            raise ValueError(f"a {self.dialect} connector needs 'database'")
+            raise ValueError(f"@database: missing: a {self.dialect} connector needs 'database'")
         return self
 
     @property
@@ -142,7 +150,7 @@ class ColumnSpec(Strict):
     column: str | None = None
     date: str | None = None
     time: str | None = None
-    value: str | int | None = None
+    value: StrictStr | StrictInt | None = None
     trim: bool | None = None
     date_format: str | None = None
     time_format: str | None = None
@@ -179,7 +187,7 @@ def _column(value: Any) -> Any:
 
 
 Column = Annotated[ColumnSpec, BeforeValidator(_column)]
-ScalarCode = str | int
+ScalarCode = StrictStr | StrictInt
 
 
 class BookingColumns(Strict):
@@ -243,7 +251,9 @@ _OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "is_null")
 class FilterSpec(Strict):
     """One row filter, compiled into the WHERE clause: ``{column: WERK, eq: '1000'}``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
+    )
 
     column: str
     eq: FilterValue | None = None
@@ -281,14 +291,18 @@ class SourceSpec(Strict):
     schema_: str | None = Field(default=None, alias="schema")
     query: str | None = None
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
+    )
 
     @model_validator(mode="after")
     def _one(self) -> SourceSpec:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
         if self.query is not None and self.schema_ is not None:
-            raise ValueError("'schema' goes with 'table'; write the schema into the query instead")
+            raise ValueError(
+                "@schema: 'schema' goes with 'table'; write the schema into the query instead"
+            )
         return self
 
     def describe(self) -> str:
@@ -312,9 +326,7 @@ class DstPolicy(Strict):
 
 
 class FoldSpec(Strict):
-    """Policies of the fold from bookings to runs (booking tables only)."""
-
-    max_open: Duration | None = None
+    """Policies of the fold from bookings to runs (booking tables only; none configurable yet)."""
 
 
 class MappingSpec(Strict):
@@ -332,9 +344,13 @@ class MappingSpec(Strict):
     @model_validator(mode="after")
     def _structure(self) -> MappingSpec:
         if self.structure == "bookings" and self.events is None:
-            raise ValueError("a bookings mapping needs 'events' (source codes for START and END)")
+            raise ValueError(
+                "@events: missing: a bookings mapping needs 'events' (source codes for START and END)"
+            )
         if self.structure == "orders" and self.events is not None:
-            raise ValueError("'events' belongs to a bookings mapping; an orders mapping has none")
+            raise ValueError(
+                "@events: 'events' belongs to a bookings mapping; an orders mapping has none"
+            )
         return self
 
     @property
@@ -377,12 +393,18 @@ class JobSpec(Strict):
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if len(value.split()) != 5:
+        fields = value.split()
+        if len(fields) != 5:
             raise ValueError(f"expected a 5-field cron expression like '0 * * * *', got {value!r}")
+        if re.search(r"\d", fields[4]):
+            raise ValueError(
+                f"write the day of week with names (mon-fri, sun), not numbers, in {value!r}: "
+                "crontab counts 0 as Sunday, APScheduler as Monday"
+            )
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(value)
+            CronTrigger.from_crontab(value, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
         return value
@@ -446,7 +468,7 @@ class Project:
         names = list(self.jobs) if job_names is None else job_names
         keys: list[str] = [PROJECT_FILE]
         for name in names:
-            job = self.jobs[name]
+            job = self.job(name)
             keys += [
                 f"jobs/{name}",
                 f"connectors/{job.connector_name}",
@@ -493,6 +515,10 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             problems.extend(exc.problems)
             return None
         files[key] = doc
+        for loc, text in doc.bad_env:
+            problems.append(
+                f"{doc.where(loc)}: {text} is not a valid reference: write ${{VAR}} or ${{VAR:-default}}"
+            )
         return doc
 
     project_doc = None
@@ -503,7 +529,9 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             f"{root}: not a booking-etl project (no {PROJECT_FILE}, no connectors/, mappings/, jobs/)",
             hint="run 'etl init' to create one, or pass --project DIR",
         )
-    spec = _validate(ProjectSpec, project_doc, problems) if project_doc else ProjectSpec()
+    project_spec = _validate(ProjectSpec, project_doc, problems) if project_doc else None
+    project_ok = project_spec is not None or not (root / PROJECT_FILE).is_file()
+    spec = project_spec or ProjectSpec()
 
     loaded: dict[str, dict[str, Any]] = {}
     models: dict[str, type[Strict]] = {
@@ -565,6 +593,8 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
         if not ok:
             continue
         start = job_spec.start_from or spec.defaults.start_from
+        if start is None and not project_ok:
+            continue  # etl.yaml's own error explains it
         if start is None:
             problems.append(
                 f"{doc.where(('start_from',))}: missing: set 'start_from' in the job "
@@ -578,7 +608,7 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             connector=connectors[job_spec.connector],
             mapping_name=job_spec.mapping,
             mapping=mappings[job_spec.mapping],
-            start_from=_as_naive_datetime(start),
+            start_from=_as_naive_datetime(start, connectors[job_spec.connector].zone),
             safety_lag=job_spec.safety_lag
             if job_spec.safety_lag is not None
             else spec.defaults.safety_lag,
@@ -592,9 +622,10 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
     )
 
 
-def _as_naive_datetime(value: date | datetime) -> datetime:
+def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:
+    """A job's start as naive wall-clock time of the plant (an aware value is converted)."""
     if isinstance(value, datetime):
-        return value.replace(tzinfo=None) if value.tzinfo is None else value
+        return value if value.tzinfo is None else value.astimezone(zone).replace(tzinfo=None)
     return datetime(value.year, value.month, value.day)
 
 
@@ -626,61 +657,117 @@ def _validate(model: type[Strict], doc: YamlDoc, problems: list[str]) -> Any:
         return None
 
 
+_TYPE_WORDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true/false",
+    "bool_parsing": "true/false",
+    "date_type": "a date",
+    "date_parsing": "a date",
+    "date_from_datetime_parsing": "a date",
+    "datetime_type": "a date and time",
+    "datetime_parsing": "a date and time",
+    "list_type": "a list",
+    "dict_type": "a mapping of keys",
+    "model_type": "a mapping of keys",
+    "model_attributes_type": "a mapping of keys",
+}
+
+
 def _format_errors(
     exc: ValidationError, doc: YamlDoc, model: type[BaseModel], prefix: Loc = ()
 ) -> list[str]:
-    out: list[str] = []
+    data_root = _at(doc.data if doc.data is not None else {}, prefix)
+    data_root = {} if data_root is None else data_root
+    missing_env = dict(doc.missing_env)
+    grouped: dict[Loc, list[Any]] = {}
     for err in exc.errors(include_url=False):
-        loc = (*prefix, *_clean_loc(err["loc"]))
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, tuple(_clean_loc(err["loc"]))[:-1])
+        loc = tuple(_clean_loc(err["loc"], data_root))
+        msg = str(err["msg"])
+        for noise in ("Value error, ", "Assertion failed, "):
+            msg = msg.replace(noise, "")
+        if msg.startswith("@"):  # a cross-field rule that names the key it is about
+            key, _, msg = msg[1:].partition(": ")
+            loc = (*loc, key)
+            err = {**err, "msg": msg, "type": "value_error"}
+        grouped.setdefault((*prefix, *loc), []).append(err)
+
+    out: list[str] = []
+    for loc, errors in grouped.items():
+        first = errors[0]
+        kind = first["type"]
+        if loc in missing_env:
+            msg = f"environment variable {missing_env[loc]} is not set"
+        elif kind == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[len(prefix) : -1])
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, allowed, n=1)
-            msg = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            lower = {a.lower(): a for a in allowed}
+            close = difflib.get_close_matches(key.lower(), list(lower), n=1)
+            msg = f"unknown key {key!r}" + (
+                f" (did you mean {lower[close[0]]!r}?)" if close else ""
+            )
             if allowed and not close:
                 msg += f" (allowed: {', '.join(allowed)})"
         elif kind == "missing":
             msg = "missing required key"
+        elif len(errors) > 1 and all(e["type"] in _TYPE_WORDS for e in errors):
+            words = list(dict.fromkeys(_TYPE_WORDS[e["type"]] for e in errors))
+            msg = f"expected {', '.join(words[:-1])} or {words[-1]}" + _got(first, loc)
         else:
-            msg = err["msg"]
+            msg = str(first["msg"])
             for noise in ("Value error, ", "Assertion failed, "):
                 msg = msg.replace(noise, "")
-            if (
-                "input" in err
-                and kind not in ("value_error",)
-                and not isinstance(err["input"], dict)
-            ):
-                shown = err["input"]
-                if any(part in str(loc[-1] if loc else "").lower() for part in _SECRET_KEYS):
-                    shown = "***"
-                msg += f" (got {shown!r})"
+            if kind != "value_error":
+                msg += _got(first, loc)
         out.append(f"{doc.where(loc)}: {msg}")
     return list(dict.fromkeys(out))
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> list[str | int]:
-    """Drop pydantic's union-branch and validator markers from an error location."""
+def _got(err: Any, loc: Loc) -> str:
+    if "input" not in err or isinstance(err["input"], dict):
+        return ""
+    shown = err["input"]
+    if any(part in str(loc[-1] if loc else "").lower() for part in _SECRET_KEYS):
+        shown = "***"
+    return f" (got {shown!r})"
+
+
+def _at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        if (isinstance(data, dict) and part in data) or (isinstance(data, list) and isinstance(part, int) and part < len(data)):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _clean_loc(loc: tuple[Any, ...], data: Any) -> list[str | int]:
+    """Keep the parts of a pydantic error location that are keys or indexes of the YAML data.
+
+    Pydantic adds union-branch and validator markers (``str``, ``function-after[...]``) that mean
+    nothing to the person editing the file; walking the data tells them apart from real keys.
+    """
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, str) and (
-            part.startswith(("function-", "union[", "list[", "dict["))
-            or part
-            in (
-                "str",
-                "int",
-                "float",
-                "bool",
-                "date",
-                "datetime",
-                "ColumnSpec",
-                "json-or-python[json=function-after[_check_timezone(), str],python=function-after]",
-            )
-            or ("[" in part and part.endswith("]"))
-        ):
-            continue
-        out.append("in" if part == "in_" else part)
+        key = "in" if part == "in_" else part
+        if (isinstance(data, dict) and key in data) or (isinstance(data, list) and isinstance(key, int) and key < len(data)):
+            out.append(key)
+            data = data[key]
+        elif isinstance(data, dict) and isinstance(key, str) and not _is_marker(key):
+            out.append(key)  # a missing or unknown key
+            data = None
     return out
+
+
+def _is_marker(part: str) -> bool:
+    return (
+        "[" in part
+        or part in ("str", "int", "float", "bool", "date", "datetime", "list", "dict")
+        or (part[:1].isupper() and part.isidentifier() and part.endswith("Spec"))
+    )
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -15,8 +15,9 @@ from .errors import ConfigError
 
 Loc = tuple[str | int, ...]
 
-# ${VAR} or ${VAR:-default}; $${...} is a literal "${...}".
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${VAR} or ${VAR:-default}; $${...} is a literal "${...}". Anything else inside ${...} is an error.
+_ENV_REF = re.compile(r"\$\$|\$\{([^}]*)\}")
+_ENV_BODY = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class YamlDoc:
     data: Any
     lines: dict[Loc, int] = field(default_factory=dict)
     missing_env: list[tuple[Loc, str]] = field(default_factory=list)
+    bad_env: list[tuple[Loc, str]] = field(default_factory=list)
     substituted: list[tuple[Loc, str]] = field(default_factory=list)
 
     def where(self, loc: Loc) -> str:
@@ -130,11 +132,17 @@ def _substitute(value: Any, loc: Loc, doc: YamlDoc, env: dict[str, str]) -> Any:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
-        name, default = match.group(1), match.group(2)
-        if name in env:
+        body = _ENV_BODY.fullmatch(match.group(1))
+        if body is None:
+            doc.bad_env.append((loc, match.group(0)))
+            return match.group(0)
+        name, default = body.group(1), body.group(2)
+        if env.get(name):
             resolved = env[name]
-        elif default is not None:
+        elif default is not None:  # like the shell's ${VAR:-default}: unset or empty
             resolved = default
+        elif name in env:
+            resolved = env[name]
         else:
             doc.missing_env.append((loc, name))
             return match.group(0)

@@ -1,0 +1,206 @@
+"""The shipped example project (``etl init`` copies it) validates and documents every feature.
+
+Environment variables are discovered from the files themselves, so adding a connector with a
+new ``${VAR}`` needs no change here.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import etl
+from etl.config import DIALECTS, ConnectorSpec, Project, load_project
+from etl.errors import ConfigError
+
+TEMPLATE = Path(etl.__file__).parent / "templates" / "project"
+YAML_FILES = sorted(p for p in TEMPLATE.rglob("*.y*ml") if p.is_file())
+
+# The same tokens yamlfile.py substitutes: "$$" (a literal "$") or ${VAR} / ${VAR:-default}.
+_ENV_TOKEN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+
+
+def env_references(paths: list[Path] = YAML_FILES, *, values_only: bool = False) -> dict[str, bool]:
+    """Every ${VAR} -> whether some use of it lacks a default.
+
+    By default the whole text is searched (comments included: a superset is harmless for dummy
+    values); ``values_only`` looks only at the YAML values the loader substitutes.
+    """
+    found: dict[str, bool] = {}
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        chunks = _strings(yaml.safe_load(text)) if values_only else [text]
+        for chunk in chunks:
+            for match in _ENV_TOKEN.finditer(chunk):
+                name, default = match.group(1), match.group(2)
+                if name is not None:
+                    found[name] = found.get(name, False) or default is None
+    return found
+
+
+def _strings(data: object) -> list[str]:
+    if isinstance(data, dict):
+        return [s for value in data.values() for s in _strings(value)]
+    if isinstance(data, list):
+        return [s for value in data for s in _strings(value)]
+    return [data] if isinstance(data, str) else []
+
+
+def dummy_env() -> dict[str, str]:
+    return {name: f"dummy-{name.lower()}" for name in env_references()}
+
+
+@pytest.fixture(scope="module")
+def project() -> Project:
+    loaded = load_project(TEMPLATE, env=dummy_env())
+    loaded.require_env()
+    return loaded
+
+
+def test_files_exist() -> None:
+    assert (TEMPLATE / "etl.yaml").is_file()
+    for folder in ("connectors", "mappings", "jobs"):
+        assert any((TEMPLATE / folder).glob("*.yaml")), f"no example in {folder}/"
+    assert env_references(), "the examples should show ${ENV} variables"
+
+
+def test_validates_with_every_variable_set(project: Project) -> None:
+    assert project.jobs
+    assert project.spec.store == "sqlite:///store.sqlite"
+    assert project.spec.parquet == "output/parquet"
+    assert project.spec.defaults.start_from is not None
+
+
+def test_every_connector_and_mapping_is_used_by_a_job(project: Project) -> None:
+    used_connectors = {job.connector_name for job in project.jobs.values()}
+    used_mappings = {job.mapping_name for job in project.jobs.values()}
+    assert set(project.connectors) - used_connectors == set()
+    assert set(project.mappings) - used_mappings == set()
+
+
+def test_a_connector_for_every_dialect(project: Project) -> None:
+    dialects = {spec.dialect for spec in project.connectors.values()}
+    assert {"mssql", "mysql", "mariadb", "oracle", "postgresql", "sqlite"} <= dialects
+    assert set(DIALECTS) <= dialects
+
+
+def test_mappings_of_both_structures(project: Project) -> None:
+    structures = {spec.structure for spec in project.mappings.values()}
+    assert structures == {"bookings", "orders"}
+
+
+def test_every_unset_variable_without_default_is_reported(project: Project) -> None:
+    required = {name for name, needed in env_references(values_only=True).items() if needed}
+    assert required, "passwords must come from ${VAR} without a default"
+    bare = load_project(TEMPLATE, env={})
+    with pytest.raises(ConfigError) as info:
+        bare.require_env()
+    reported = set(re.findall(r"environment variable (\w+) is not set", str(info.value)))
+    assert reported == required
+
+
+def test_passwords_come_from_the_environment_only(project: Project) -> None:
+    env = dummy_env()
+    for path in sorted((TEMPLATE / "connectors").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert "url" not in raw, f"{path.name}: show host/user/password, not a URL"
+        if raw["dialect"] == "sqlite":
+            continue
+        reference = re.fullmatch(r"\$\{([A-Z][A-Z0-9_]*)\}", str(raw.get("password")))
+        assert reference, f"{path.name}: the password must be exactly ${{VAR}}"
+        password = project.connectors[path.stem].password
+        assert password is not None
+        assert password.get_secret_value() == env[reference.group(1)]
+
+
+def test_connectors_have_a_real_plant_time_zone(project: Project) -> None:
+    for name, spec in project.connectors.items():
+        assert "/" in spec.timezone, f"{name}: use an IANA plant zone, not {spec.timezone!r}"
+
+
+def test_mssql_connector_shows_the_odbc_driver(project: Project) -> None:
+    mssql: list[ConnectorSpec] = [c for c in project.connectors.values() if c.dialect == "mssql"]
+    assert any(c.driver and "ODBC Driver 18 for SQL Server" in c.driver for c in mssql)
+    assert any("Encrypt" in c.options and "TrustServerCertificate" in c.options for c in mssql)
+    oracle = [c for c in project.connectors.values() if c.dialect == "oracle"]
+    assert any(c.service_name for c in oracle)
+
+
+def test_the_mapping_features_are_demonstrated(project: Project) -> None:
+    mappings = list(project.mappings.values())
+    specs = [s for m in mappings for s in m.column_specs().values()]
+    assert any(s.date is not None and s.time is not None for s in specs), "date + time columns"
+    assert any(s.trim is True for s in specs), "trim of blank-padded codes"
+    assert any(m.source.query is not None for m in mappings), "a custom query"
+    assert any(m.source.table is not None for m in mappings)
+    codes = [c for m in mappings if m.events for c in (*m.events.START, *m.events.END)]
+    assert any(isinstance(c, int) for c in codes), "integer vendor codes"
+    assert any(isinstance(c, str) for c in codes)
+    assert any(m.events and m.events.ignore for m in mappings), "ignored codes"
+    ops = {f.op for m in mappings for f in m.filters}
+    assert "eq" in ops
+
+
+def test_custom_queries_are_accepted_as_read_only(project: Project) -> None:
+    from etl.extract import check_custom_query
+
+    checked = 0
+    for name, job in project.jobs.items():
+        if job.mapping.source.query is not None:
+            check_custom_query(job.mapping.source.query, job.connector.dialect, f"jobs/{name}.yaml")
+            checked += 1
+    assert checked
+
+
+def test_jobs_schedule_with_a_time_zone_and_weekday_names(project: Project) -> None:
+    scheduled = [job for job in project.jobs.values() if job.spec.schedule]
+    assert scheduled
+    for job in scheduled:
+        assert job.spec.timezone, f"{job.name}: a schedule without a time zone"
+        # Weekday numbers mean different days in crontab (0 = Sunday) and APScheduler 3
+        # (0 = Monday): the examples use names.
+        assert not re.search(r"\d", job.spec.schedule.split()[4]), job.spec.schedule
+    assert any(job.spec.start_from is not None for job in project.jobs.values())
+    assert any(job.spec.reread is not None and job.spec.safety_lag is not None for job in scheduled)
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(TEMPLATE)))
+def test_every_file_is_documented(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comments = [line for line in lines if line.lstrip().startswith("#")]
+    assert lines[0].startswith("#"), "start with a comment saying what the file is"
+    assert len(comments) >= 8, f"only {len(comments)} comment lines"
+
+
+def test_a_copy_elsewhere_loads_the_same(tmp_path: Path, project: Project) -> None:
+    """``etl init`` copies the folder: nothing may depend on where it lives."""
+    copy = tmp_path / "plant-project"
+    shutil.copytree(TEMPLATE, copy)
+    copied = load_project(copy, env=dummy_env())
+    assert set(copied.jobs) == set(project.jobs)
+    assert set(copied.connectors) == set(project.connectors)
+    assert set(copied.mappings) == set(project.mappings)
+
+
+def test_repository_root_points_at_the_examples(project: Project) -> None:
+    root = TEMPLATE.parents[2]
+    if not (root / "etl.yaml").exists():
+        pytest.skip("not a source checkout with the example symlinks")
+    at_root = load_project(root, env=dummy_env())
+    assert set(at_root.jobs) == set(project.jobs)
+
+
+def test_cli_validate_accepts_the_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = pytest.importorskip("etl.cli")
+    from click.testing import CliRunner
+
+    for name, value in dummy_env().items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli.main, ["--project", str(TEMPLATE), "validate"])
+    assert result.exit_code == 0, result.output
+    for value in dummy_env().values():
+        assert value not in result.output
