@@ -193,37 +193,11 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
             failure = failure or exc
             continue
         if as_json:
-            click.echo(json.dumps(_result_json(result)))
+            click.echo(json.dumps(result.as_dict()))
         else:
-            click.echo(format_result(result))
+            click.echo(result.summary())
     if failure is not None:
         sys.exit(failure.exit_code)
-
-
-def _result_json(result: Any) -> dict[str, Any]:
-    return {
-        "job": result.job,
-        "window_lo": result.window_lo.isoformat(),
-        "window_hi": result.window_hi.isoformat(),
-        "rows_read": result.rows_read,
-        "runs_inserted": result.runs_inserted,
-        "runs_updated": result.runs_updated,
-        "runs_deleted": result.runs_deleted,
-        "runs_open": result.runs_open,
-        "anomalies": result.anomalies,
-        "duration_s": round(result.duration_s, 3),
-    }
-
-
-def format_result(result: Any) -> str:
-    """One human line per sync run plus its anomalies."""
-    kinds = ", ".join(f"{k} {v}" for k, v in result.anomalies.items()) or "none"
-    return (
-        f"{result.job}: {_ts(result.window_lo)} .. {_ts(result.window_hi)}: "
-        f"{result.rows_read} rows read, {result.runs_total} runs in window "
-        f"(+{result.runs_inserted} new, {result.runs_updated} changed, -{result.runs_deleted} removed, "
-        f"{result.runs_open} open), anomalies: {kinds} [{result.duration_s:.1f}s]"
-    )
 
 
 @main.command()
@@ -289,14 +263,14 @@ def _json_default(value: Any) -> Any:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="etl-demo")
-@click.pass_context
-def demo(ctx: click.Context, directory: Path) -> None:
+@click.option(
+    "--fresh", is_flag=True, help="Regenerate the database and start with an empty store."
+)
+def demo(directory: Path, fresh: bool) -> None:
     """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
     from .demo import run_demo
 
-    report = run_demo(directory, echo=click.echo)
-    ctx.meta["etl.secrets"] = []
-    del report
+    run_demo(directory, echo=click.echo, fresh=fresh)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -316,9 +316,11 @@ class DstPolicy(Strict):
     """How naive plant-local timestamps in a DST change are read.
 
     ``ambiguous`` (the repeated hour when clocks go back): ``earlier`` takes the first reading
-    (summer time), ``later`` the second. ``nonexistent`` (the skipped hour when clocks go
-    forward): ``shift_forward`` moves the time to the first valid instant, ``shift_backward``
-    to the last instant before the gap.
+    (summer time), ``later`` the second. ``nonexistent`` (a wall-clock time in the hour skipped
+    when clocks go forward, written by a terminal that had not switched yet): ``shift_forward``
+    moves it forward by the gap (02:30 -> 03:30, i.e. read with the offset before the change, as
+    PostgreSQL does), ``shift_backward`` moves it back by the gap (02:30 -> 01:30, the offset
+    after the change). Either way a duration across the change stays true.
     """
 
     ambiguous: Literal["earlier", "later"] = "earlier"
@@ -735,12 +737,17 @@ def _got(err: Any, loc: Loc) -> str:
     return f" (got {shown!r})"
 
 
+def _has(data: Any, key: Any) -> bool:
+    if isinstance(data, dict):
+        return key in data
+    return isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data)
+
+
 def _at(data: Any, loc: Loc) -> Any:
     for part in loc:
-        if (isinstance(data, dict) and part in data) or (isinstance(data, list) and isinstance(part, int) and part < len(data)):
-            data = data[part]
-        else:
+        if not _has(data, part):
             return None
+        data = data[part]
     return data
 
 
@@ -753,7 +760,7 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> list[str | int]:
     out: list[str | int] = []
     for part in loc:
         key = "in" if part == "in_" else part
-        if (isinstance(data, dict) and key in data) or (isinstance(data, list) and isinstance(key, int) and key < len(data)):
+        if _has(data, key):
             out.append(key)
             data = data[key]
         elif isinstance(data, dict) and isinstance(key, str) and not _is_marker(key):

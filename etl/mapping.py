@@ -65,7 +65,8 @@ def localize(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
     if zone.key == "UTC":
         return naive.dt.tz_localize("UTC").astype(TS)
     ambiguous = np.full(len(naive), dst.ambiguous == "earlier")
-    local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent=dst.nonexistent)
+    gap = pd.Timedelta(hours=1) if dst.nonexistent == "shift_forward" else pd.Timedelta(hours=-1)
+    local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent=gap)
     return local.dt.tz_convert("UTC").astype(TS)
 
 

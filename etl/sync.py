@@ -51,6 +51,36 @@ class RunResult:
     parquet_files: list[Path] = field(default_factory=list)
     sync_id: int | None = None
 
+    def summary(self) -> str:
+        """One human line: window, rows, run changes, anomalies, duration."""
+        kinds = ", ".join(f"{k} {v}" for k, v in self.anomalies.items()) or "none"
+        return (
+            f"{self.job}: {_stamp(self.window_lo)} .. {_stamp(self.window_hi)}: "
+            f"{self.rows_read} rows read, {self.runs_total} runs in window "
+            f"(+{self.runs_inserted} new, {self.runs_updated} changed, -{self.runs_deleted} removed, "
+            f"{self.runs_open} open), anomalies: {kinds} [{self.duration_s:.1f}s]"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """The result for ``--json`` output."""
+        return {
+            "job": self.job,
+            "window_lo": self.window_lo.isoformat(),
+            "window_hi": self.window_hi.isoformat(),
+            "rows_read": self.rows_read,
+            "runs_in_window": self.runs_total,
+            "runs_inserted": self.runs_inserted,
+            "runs_updated": self.runs_updated,
+            "runs_deleted": self.runs_deleted,
+            "runs_open": self.runs_open,
+            "anomalies": self.anomalies,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
 
 @dataclass
 class Derived:
