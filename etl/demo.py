@@ -896,18 +896,18 @@ def run_demo(
             shutil.rmtree(output)
     created: dict[str, int] | None = None
     if db.exists():
-        echo(f"booking system: {db} (exists, reused; --fresh makes a new one)")
+        echo(f"booking system: {_show(db)} (exists, reused; --fresh makes a new one)")
     else:
         created = create_booking_system(db, now=now or datetime.now(UTC))
         lo, hi = _data_span(db)
         echo(
-            f"booking system: {db} (new): {created['BDE_BUCHUNGEN']:,} bookings on "
+            f"booking system: {_show(db)} (new): {created['BDE_BUCHUNGEN']:,} bookings on "
             f"{created['booking_machines']} machines in BDE_BUCHUNGEN, {created['FA_AUFTRAEGE']:,} orders on "
             f"{created['order_machines']} machines in FA_AUFTRAEGE, {lo} .. {hi} Europe/Berlin, "
             f"{created['dst_changes']} DST change(s)"
         )
     write_demo_project(directory)
-    echo(f"project:        {directory} (etl.yaml, connectors/, mappings/, jobs/)")
+    echo(f"project:        {_show(directory)}/ (etl.yaml, connectors/, mappings/, jobs/)")
     project = load_project(directory)
     results = []
     for name in sorted(project.jobs):
@@ -921,16 +921,24 @@ def run_demo(
         store.close()
     total = sum(summary[name]["runs"] for name in project.jobs if name in summary)
     still_open = sum(summary[name]["open_runs"] for name in project.jobs if name in summary)
-    echo(f"store:          {directory / 'store.sqlite'} ({total:,} runs, {still_open} open)")
+    echo(f"store:          {_show(directory / 'store.sqlite')} ({total:,} runs, {still_open} open)")
     base = parquet_base(project)
     if base is not None:
         files = sorted(base.rglob("*.parquet"))
-        echo(f"parquet:        {base}/runs/job=*/month=*/ and anomalies/ ({len(files)} files)")
-    echo("next:           etl --project " + str(directory) + " status")
+        echo(f"parquet:        {_show(base)}/runs/job=*/month=*/ and anomalies/ ({len(files)} files)")
+    echo(f"next:           etl --project {_show(directory)} status")
     echo(
-        f"                python -c \"import pandas as pd; print(pd.read_parquet('{base}/runs'))\""
+        f"                python -c \"import pandas as pd; print(pd.read_parquet('{_show(base)}/runs'))\""
     )
     return DemoReport(directory=directory, created=created, results=results)
+
+
+def _show(path: Path) -> str:
+    """A path relative to the working directory when it is below it (shorter output)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _data_span(db: Path) -> tuple[str, str]:

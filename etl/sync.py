@@ -56,7 +56,7 @@ class RunResult:
         kinds = ", ".join(f"{k} {v}" for k, v in self.anomalies.items()) or "none"
         return (
             f"{self.job}: {_stamp(self.window_lo)} .. {_stamp(self.window_hi)}: "
-            f"{self.rows_read} rows read, {self.runs_total} runs in window "
+            f"{self.rows_read:,} rows read, {self.runs_total:,} runs in window "
             f"(+{self.runs_inserted} new, {self.runs_updated} changed, -{self.runs_deleted} removed, "
             f"{self.runs_open} open), anomalies: {kinds} [{self.duration_s:.1f}s]"
         )

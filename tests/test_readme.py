@@ -1,0 +1,53 @@
+"""The README documents every config key (the reference is checked against the models)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from etl.config import (
+    BookingColumns,
+    ColumnSpec,
+    ConnectorSpec,
+    Defaults,
+    DstPolicy,
+    EventCodes,
+    FilterSpec,
+    JobSpec,
+    MappingSpec,
+    OrderColumns,
+    ProjectSpec,
+    SourceSpec,
+)
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+MODELS = [
+    ProjectSpec,
+    Defaults,
+    ConnectorSpec,
+    MappingSpec,
+    SourceSpec,
+    EventCodes,
+    DstPolicy,
+    ColumnSpec,
+    FilterSpec,
+    BookingColumns,
+    OrderColumns,
+    JobSpec,
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_every_config_key_is_in_the_readme(model: type[BaseModel]) -> None:
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        assert re.search(rf"`(?:[\w.]+\.)?{re.escape(key)}`", README), f"{model.__name__}.{key} is not documented"
+
+
+def test_readme_shows_the_two_first_commands_on_its_first_screen() -> None:
+    first_screen = "\n".join(README.splitlines()[:20])
+    assert "make demo" in first_screen and "make test" in first_screen
