@@ -337,14 +337,51 @@ def test_repeated_autumn_hour_follows_the_policy(ambiguous: str, expected: str) 
 @pytest.mark.parametrize(
     ("nonexistent", "expected"),
     [
-        ("shift_forward", "2024-03-31 01:00:00"),
-        ("shift_backward", "2024-03-31 00:59:59.999999"),
+        # read with the offset before the change (+01:00), as PostgreSQL does: 02:30 -> 03:30 CEST
+        ("shift_forward", "2024-03-31 01:30:00"),
+        # read with the offset after the change (+02:00): 02:30 -> 01:30 CET
+        ("shift_backward", "2024-03-31 00:30:00"),
     ],
 )
 def test_skipped_spring_hour_follows_the_policy(nonexistent: str, expected: str) -> None:
     # 2024-03-31: Berlin jumps from 02:00 CET to 03:00 CEST; 02:30 does not exist.
     policy = DstPolicy.model_validate({"nonexistent": nonexistent})
     got = localize(naive("2024-03-31 02:30"), BERLIN, policy)
+    assert got.tolist() == [utc(expected)]
+
+
+@pytest.mark.parametrize(
+    ("nonexistent", "first", "second", "minutes"),
+    [
+        # a terminal still on winter time books 01:50 and then 02:10: 20 minutes apart
+        ("shift_forward", "2024-03-31 01:50", "2024-03-31 02:10", 20),
+        # a terminal already on summer time books 02:10 and then 03:30: 80 minutes apart
+        ("shift_backward", "2024-03-31 02:10", "2024-03-31 03:30", 80),
+    ],
+)
+def test_a_duration_across_the_spring_gap_stays_true(
+    nonexistent: str, first: str, second: str, minutes: int
+) -> None:
+    policy = DstPolicy.model_validate({"nonexistent": nonexistent})
+    got = localize(naive(first, second), BERLIN, policy)
+    assert got.iloc[1] - got.iloc[0] == pd.Timedelta(minutes=minutes)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: localize shifts nonexistent times by a fixed hour; Lord Howe's DST gap is 30 min",
+)
+@pytest.mark.parametrize(
+    ("nonexistent", "expected"),
+    [
+        ("shift_forward", "2024-10-05 15:45"),  # offset before the change: +10:30
+        ("shift_backward", "2024-10-05 15:15"),  # offset after the change: +11:00
+    ],
+)
+def test_skipped_time_moves_by_the_zones_own_gap(nonexistent: str, expected: str) -> None:
+    # 2024-10-06: Australia/Lord_Howe goes from 02:00 +10:30 to 02:30 +11:00.
+    policy = DstPolicy.model_validate({"nonexistent": nonexistent})
+    got = localize(naive("2024-10-06 02:15"), ZoneInfo("Australia/Lord_Howe"), policy)
     assert got.tolist() == [utc(expected)]
 
 
@@ -387,10 +424,7 @@ def test_dst_policy_of_the_mapping_is_used_by_map_bookings() -> None:
     mapping = bookings_mapping(dst={"ambiguous": "later", "nonexistent": "shift_backward"})
     frame = booking_rows(2, booked_at=["2024-10-27 02:30:00", "2024-03-31 02:30:00"])
     mapped = map_bookings(frame, mapping, BERLIN)
-    assert mapped.rows["ts"].tolist() == [
-        utc("2024-10-27 01:30"),
-        utc("2024-03-31 00:59:59.999999"),
-    ]
+    assert mapped.rows["ts"].tolist() == [utc("2024-10-27 01:30"), utc("2024-03-31 00:30")]
 
 
 def test_utc_connector_does_not_shift() -> None:
