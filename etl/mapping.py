@@ -65,9 +65,19 @@ def localize(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
     if zone.key == "UTC":
         return naive.dt.tz_localize("UTC").astype(TS)
     ambiguous = np.full(len(naive), dst.ambiguous == "earlier")
-    gap = pd.Timedelta(hours=1) if dst.nonexistent == "shift_forward" else pd.Timedelta(hours=-1)
-    local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent=gap)
-    return local.dt.tz_convert("UTC").astype(TS)
+    local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent="NaT")
+    skipped = local.isna() & naive.notna()
+    utc = local.dt.tz_convert("UTC").astype(TS)
+    if skipped.any():
+        # Wall-clock times in a skipped hour move by the zone's own gap: fold=0 reads them with
+        # the offset before the change (shift_forward), fold=1 with the offset after it.
+        fold = 0 if dst.nonexistent == "shift_forward" else 1
+        moved = [
+            pd.Timestamp(stamp.to_pydatetime().replace(tzinfo=zone, fold=fold)).tz_convert("UTC")
+            for stamp in naive[skipped]
+        ]
+        utc[skipped] = pd.Series(moved, index=naive.index[skipped]).astype(TS)
+    return utc
 
 
 def _datetimes(series: pd.Series, fmt: str | None) -> pd.Series:
@@ -80,13 +90,12 @@ def _datetimes(series: pd.Series, fmt: str | None) -> pd.Series:
         return pd.to_datetime(series.astype("string"), format=fmt, errors="coerce")
     values = series.where(series.notna(), None)
     if values.map(lambda v: isinstance(v, str)).any():
-        return pd.to_datetime(
-            values.astype("string").str.strip(), format="ISO8601", errors="coerce"
-        )
-    try:
-        return pd.to_datetime(values, errors="coerce")
-    except (TypeError, ValueError):
-        return pd.to_datetime(values, errors="coerce", utc=True)
+        text = values.astype("string").str.strip()
+        # text with an offset ('...+02:00', '...Z') is an instant: convert, never shift
+        offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False).any()
+        return pd.to_datetime(text, format="ISO8601", errors="coerce", utc=bool(offset))
+    aware = values.map(lambda v: getattr(v, "tzinfo", None) is not None).any()
+    return pd.to_datetime(values, errors="coerce", utc=bool(aware))
 
 
 def _time_of_day(series: pd.Series, fmt: str | None) -> pd.Series:
