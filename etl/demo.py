@@ -925,11 +925,14 @@ def run_demo(
     base = parquet_base(project)
     if base is not None:
         files = sorted(base.rglob("*.parquet"))
-        echo(f"parquet:        {_show(base)}/runs/job=*/month=*/ and anomalies/ ({len(files)} files)")
+        echo(
+            f"parquet:        {_show(base)}/runs/job=*/month=*/ and anomalies/ ({len(files)} files)"
+        )
     echo(f"next:           etl --project {_show(directory)} status")
-    echo(
-        f"                python -c \"import pandas as pd; print(pd.read_parquet('{_show(base)}/runs'))\""
-    )
+    if base is not None:
+        echo(
+            f"                python -c \"import pandas as pd; print(pd.read_parquet('{_show(base)}/runs'))\""
+        )
     return DemoReport(directory=directory, created=created, results=results)
 
 
