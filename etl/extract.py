@@ -87,10 +87,16 @@ def _selected_columns(mapping: MappingSpec) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _query_text(sql: str) -> sa.TextClause:
+    """A custom query as a subquery body: no trailing ';', and ':name' is text, not a parameter."""
+    body = sql.strip().rstrip(";").rstrip()
+    return sa.text(re.sub(r"(?<!:):(?!:)", r"\:", body))
+
+
 def _from_clause(mapping: MappingSpec) -> sa.FromClause:
     cols: list[sa.ColumnClause[Any]] = [sa.column(name) for name in _needed_columns(mapping)]
     if mapping.source.query is not None:
-        return sa.text(mapping.source.query).columns(*cols).subquery("src")
+        return _query_text(mapping.source.query).columns(*cols).subquery("src")
     return sa.table(mapping.source.table or "", *cols, schema=mapping.source.schema_)
 
 
@@ -241,7 +247,7 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
     """Fail early, naming the column and listing what exists, if a mapped column is missing."""
     if mapping.source.query is not None:
         probe = sa.select(sa.text("*")).select_from(
-            sa.text(mapping.source.query).columns().subquery("src")
+            _query_text(mapping.source.query).columns().subquery("src")
         )
         try:
             available = list(conn.execute(probe.where(sa.false())).keys())

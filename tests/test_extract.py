@@ -626,10 +626,6 @@ def test_hostile_names_and_values_on_a_real_source(tmp_path: Path) -> None:
     con.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a custom query ending in ';' passes check_custom_query but breaks the subquery",
-)
 def test_custom_query_with_a_trailing_semicolon(plant: Source) -> None:
     query = "SELECT booked_at, machine, order_no, event FROM bookings;\n"
     check_custom_query(query, "sqlite", WHERE)
@@ -637,10 +633,6 @@ def test_custom_query_with_a_trailing_semicolon(plant: Source) -> None:
     assert len(got) == len(ROWS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ':name' inside a string literal of a custom query becomes a bind parameter",
-)
 def test_custom_query_with_a_colon_in_a_string_literal(plant: Source) -> None:
     query = "SELECT booked_at, machine, order_no, event FROM bookings WHERE werk NOT LIKE '%:test%'"
     check_custom_query(query, "sqlite", WHERE)
