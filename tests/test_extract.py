@@ -735,11 +735,6 @@ def test_the_session_itself_is_read_only_below_the_guard(plant: Source, plant_db
     assert snapshot(plant_db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the guard lets 'PRAGMA query_only(0)' through (the PRAGMA name( form), "
-    "switching the session's read-only protection off",
-)
 def test_guard_refuses_switching_query_only_off_with_the_call_form(plant: Source) -> None:
     with plant.connect() as conn:
         with pytest.raises(ReadOnlyViolation):
@@ -760,10 +755,6 @@ def test_guard_refuses_switching_query_only_off_with_the_call_form(plant: Source
             id="data-modifying-cte (PostgreSQL)",
         ),
     ],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _guard only looks at the first keyword, so writes that start with SELECT/WITH pass",
 )
 def test_guard_refuses_writes_that_start_like_a_query(statement: str) -> None:
     with pytest.raises(ReadOnlyViolation):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .base import SourceDialect
+from .base import RETRYABLE, WRITE_KINDS, Failure, Privilege, SourceDialect, TableRef
 from .mariadb import MariaDBDialect
 from .mssql import MSSQLDialect
 from .mysql import MySQLDialect
+from .odbc import DriverMissing
 from .oracle import OracleDialect
 from .postgresql import PostgreSQLDialect
 from .sqlite import SQLiteDialect
@@ -28,4 +29,13 @@ def get_dialect(name: str) -> SourceDialect:
     return _DIALECTS[name]()
 
 
-__all__ = ["SourceDialect", "get_dialect"]
+__all__ = [
+    "RETRYABLE",
+    "WRITE_KINDS",
+    "DriverMissing",
+    "Failure",
+    "Privilege",
+    "SourceDialect",
+    "TableRef",
+    "get_dialect",
+]

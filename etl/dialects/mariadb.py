@@ -9,4 +9,5 @@ class MariaDBDialect(MySQLDialect):
     """MariaDB 10.3+ behaves like MySQL for everything booking-etl does."""
 
     name = "mariadb"
+    product = "MariaDB"
     driver = "mysql+pymysql"
