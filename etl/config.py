@@ -328,7 +328,27 @@ class DstPolicy(Strict):
 
 
 class FoldSpec(Strict):
-    """Policies of the fold from bookings to runs (booking tables only; none configurable yet)."""
+    """Policies of the fold from bookings to runs (booking tables only); see etl/fold.py."""
+
+    logins: Literal["single", "count"] = "single"
+    on_new_order: Literal["close", "overlap"] = "close"
+    merge_gap: Duration = timedelta(0)
+    zero_length: Literal["drop", "keep"] = "drop"
+    max_open: Duration | None = None
+    clock_skew: Duration = timedelta(0)
+
+    def policy(self) -> Any:
+        """The fold's FoldPolicy for these settings."""
+        from .fold import FoldPolicy
+
+        return FoldPolicy(
+            logins=self.logins,
+            on_new_order=self.on_new_order,
+            merge_gap=self.merge_gap,
+            zero_length=self.zero_length,
+            max_open=self.max_open,
+            clock_skew=self.clock_skew,
+        )
 
 
 class MappingSpec(Strict):

@@ -1,110 +1,670 @@
-"""Pure fold: canonical bookings (+ runs still open from earlier windows) -> runs + anomalies.
+"""Pure fold: canonical bookings (+ runs carried from earlier windows) -> production runs + anomalies.
 
-Rules, per (machine, order), events in time order, an END before a START at equal times:
+Rules per (machine, order), events in time order (an END before a START at equal times):
 
-* START while closed opens a run; START while open is a ``duplicate_start`` (the run keeps its
-  first start);
-* END while open closes the run; END while closed is an ``orphan_end``;
-* the run's product is the one booked with its START.
+* ``logins: single`` (default): START while closed opens a run; START while open is a
+  ``duplicate_start`` (the run keeps its first start); END while open closes the run; END while
+  closed is an ``orphan_end``.
+* ``logins: count``: every START is one operator's login and every END one logout; the run lasts
+  while at least one login is open (overlapping logins give one run over their union). An END
+  with no login open is an ``orphan_end``.
+* the run's product is the one booked with its START; a later booking of the same run with
+  another product is a ``product_changed`` anomaly and flags the run.
 
-Vectorized: the state after an event is simply "open" for a START and "closed" for an END, so the
-state before each event is the previous event's kind within its group: no per-row Python loop.
+Then per machine, runs in start order:
+
+* ``on_new_order: close`` (default): a run still open (or ending later) when another order starts
+  on the same machine ends at that start (flag ``closed_by_next_order``; its own END, if it came
+  later, is an ``orphan_end``). ``overlap`` keeps both.
+* ``merge_gap``: consecutive runs of the same order on a machine with a gap up to this long are
+  one run (flag ``merged``); 0 (default) merges nothing.
+* ``zero_length: drop`` (default) drops runs whose end equals their start (``zero_length_run``);
+  ``keep`` keeps them.
+* ``max_open``: a run open longer than this at the window's end is flagged ``stale`` (and a
+  ``stale_open_run`` anomaly is recorded); it stays open.
+* ``clock_skew``: an END that comes at most this long before a START of the same order on the
+  same machine, with no run open, is that run's END from a terminal whose clock was behind:
+  the pair is a zero-length run (flag ``clock_skew``) instead of an orphan END and a run that
+  never closes.
+
+Vectorized with numpy: the state before an event is derived from the previous event of its group
+(or, for ``count``, from a reflected running sum), so there is no Python loop per booking.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
 
+FLAGS = ("closed_by_next_order", "merged", "product_changed", "stale", "clock_skew")
+_BIT = {name: 1 << i for i, name in enumerate(FLAGS)}
+_NAT = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class FoldPolicy:
+    """The mapping's fold options (see the module docstring)."""
+
+    logins: Literal["single", "count"] = "single"
+    on_new_order: Literal["close", "overlap"] = "close"
+    merge_gap: timedelta = timedelta(0)
+    zero_length: Literal["drop", "keep"] = "drop"
+    max_open: timedelta | None = None
+    clock_skew: timedelta = timedelta(0)
+
 
 @dataclass
 class FoldResult:
-    """Runs (``end`` NaT while open) and the anomalies found on the way."""
+    """Runs (``end`` NaT while open, ``flags`` comma-separated or NA) and anomalies."""
 
     runs: pd.DataFrame
     anomalies: pd.DataFrame
 
 
-def fold(bookings: pd.DataFrame, carried: pd.DataFrame | None = None) -> FoldResult:
-    """Fold canonical bookings into runs; ``carried`` are runs open at the window's start."""
-    events = bookings[["ts", "machine_code", "order_code", "product_code", "event"]]
-    if carried is not None and not carried.empty:
-        opened = pd.DataFrame(
-            {
-                "ts": carried["start"],
-                "machine_code": carried["machine_code"],
-                "order_code": carried["order_code"],
-                "product_code": carried["product_code"],
-                "event": "START",
-            }
-        )
-        events = pd.concat([opened, events], ignore_index=True) if not events.empty else opened
+def carry_margin(policy: FoldPolicy) -> timedelta:
+    """How far before ``lo`` closed runs must be carried so that a split fold equals a whole one."""
+    return policy.merge_gap
+
+
+def fold(
+    bookings: pd.DataFrame,
+    carried: pd.DataFrame | None = None,
+    *,
+    policy: FoldPolicy | None = None,
+    lo: datetime | None = None,
+    hi: datetime | None = None,
+) -> FoldResult:
+    """Fold canonical bookings into runs.
+
+    ``carried`` are stored runs that began before ``lo`` and were open at ``lo`` (or ended within
+    ``carry_margin`` of it); they enter the fold as their START (and, when they ended before
+    ``lo``, their END). ``hi`` is the window's end, used for ``max_open``.
+    """
+    policy = policy or FoldPolicy()
+    events = _events(bookings, carried, lo)
     if events.empty:
         return FoldResult(empty_runs(), empty_anomalies())
 
-    events = events.assign(_rank=(events["event"] == "START").astype("int8"))
-    events = events.sort_values(
-        ["machine_code", "order_code", "ts", "_rank", "product_code"],
-        kind="stable",
-        na_position="last",
-    ).reset_index(drop=True)
-
-    machine = events["machine_code"].to_numpy()
-    order = events["order_code"].to_numpy()
-    new_group = np.ones(len(events), dtype=bool)
-    new_group[1:] = (machine[1:] != machine[:-1]) | (order[1:] != order[:-1])
-    group_id = np.cumsum(new_group)
-    is_start = (events["event"] == "START").to_numpy()
-    prev_open = np.zeros(len(events), dtype=bool)
-    prev_open[1:] = is_start[:-1]
-    prev_open &= ~new_group
-
-    run_start = is_start & ~prev_open
-    duplicate = is_start & prev_open
-    run_end = ~is_start & prev_open
-    orphan = ~is_start & ~prev_open
-
-    ts = events["ts"]
-    groups = pd.Series(group_id, index=events.index)
-    next_end = ts.where(run_end).groupby(groups).bfill()
-    open_since = ts.where(run_start).groupby(groups).ffill()
-
-    runs = events.loc[run_start, ["machine_code", "order_code", "product_code"]].copy()
-    runs["start"] = ts[run_start]
-    runs["end"] = next_end[run_start]
-    runs = runs[RUN_COLUMNS].reset_index(drop=True)
-
-    anomalies = pd.concat(
-        [
-            _anomaly(
-                events,
-                duplicate,
-                "duplicate_start",
-                "START while the run started at "
-                + open_since[duplicate].astype("string")
-                + " is open",
-            ),
-            _anomaly(events, orphan, "orphan_end", "END without an open START"),
-        ],
-        ignore_index=True,
+    # Codes sorted by value (factorize(sort=True)), so the result never depends on row order.
+    m_codes, machines = pd.factorize(events["machine_code"], sort=True)
+    o_codes, orders = pd.factorize(events["order_code"], sort=True)
+    p_codes, products = pd.factorize(events["product_code"], sort=True)  # NA -> -1
+    names = (machines, orders, products)
+    ev = _Events(
+        m=m_codes.astype(np.int64),
+        o=o_codes.astype(np.int64),
+        p=p_codes.astype(np.int64),
+        t=events["ts"].to_numpy(dtype="datetime64[us]").view("int64").copy(),
+        s=(events["event"] == "START").to_numpy(),
+        f=events["_flags"].to_numpy(dtype=np.int64),
     )
-    return FoldResult(runs=runs, anomalies=anomalies[ANOMALY_COLUMNS])
+    exclusive = policy.on_new_order == "close" and policy.logins == "single"
+    # Per machine for the exclusive state machine, else per (machine, order); END before START.
+    keys = (ev.p, ev.o, ev.s, ev.t, ev.m) if exclusive else (ev.p, ev.s, ev.t, ev.o, ev.m)
+    ev = ev.take(np.lexsort(keys))
+    skew_pair = _clock_skew(ev, policy.clock_skew) if policy.clock_skew > timedelta(0) else None
+
+    state = _machine_states(ev) if exclusive else _group_states(ev, policy.logins)
+    anomalies: list[pd.DataFrame] = [
+        _anomalies(
+            "duplicate_start", ev.m, ev.o, ev.t, state.duplicate, names, state.duplicate_detail(ev)
+        ),
+        _anomalies(
+            "orphan_end", ev.m, ev.o, ev.t, state.orphan, names, "END without an open START"
+        ),
+        _anomalies(
+            "product_changed",
+            ev.m,
+            ev.o,
+            ev.t,
+            state.changed,
+            names,
+            "booked with another product than the run's START",
+        ),
+    ]
+    if state.late_end is not None and state.late_end.any():
+        anomalies.append(
+            _anomalies(
+                "orphan_end",
+                ev.m,
+                ev.o,
+                ev.t,
+                state.late_end,
+                names,
+                "END without an open START",
+            )
+        )
+
+    starts = state.starts
+    rm, ro, rp, rs, re_ = ev.m[starts], ev.o[starts], ev.p[starts], ev.t[starts], state.ends
+    # flags a carried run already had stay with it (the others are recomputed)
+    flags = ev.f[starts] & (_BIT["product_changed"] | _BIT["clock_skew"] | _BIT["merged"])
+    flags |= np.where(state.closed_by_next, _BIT["closed_by_next_order"], 0)
+    flags |= np.where(
+        np.isin(np.arange(len(starts)), np.unique(state.run_of[state.changed])),
+        _BIT["product_changed"],
+        0,
+    )
+    if skew_pair is not None and skew_pair.any():
+        flags |= np.where(
+            np.isin(np.arange(len(starts)), np.unique(state.run_of[skew_pair])),
+            _BIT["clock_skew"],
+            0,
+        )
+
+    if policy.on_new_order == "close" and not exclusive and len(starts):
+        rm, ro, rp, rs, re_, flags, late = _close_by_next_order(rm, ro, rp, rs, re_, flags)
+        anomalies.append(
+            _anomalies(
+                "orphan_end",
+                late[0],
+                late[1],
+                late[2],
+                np.ones(len(late[0]), bool),
+                names,
+                "END without an open START",
+            )
+        )
+    if policy.merge_gap > timedelta(0) and len(rs):
+        gap = int(policy.merge_gap / timedelta(microseconds=1))
+        rm, ro, rp, rs, re_, flags = _merge(rm, ro, rp, rs, re_, flags, gap)
+    skewed = (flags & _BIT["clock_skew"]) != 0
+    zero = (re_ != _NAT) & (re_ == rs)
+    if skew_pair is not None and (skewed & zero).any():
+        anomalies.append(
+            _anomalies(
+                "clock_skew",
+                rm,
+                ro,
+                rs,
+                skewed & zero,
+                names,
+                "END booked just before its START (clock skew): kept as a zero-length run",
+            )
+        )
+    zero &= ~skewed
+    if policy.zero_length == "drop" and zero.any():
+        anomalies.append(
+            _anomalies(
+                "zero_length_run",
+                rm,
+                ro,
+                rs,
+                zero,
+                names,
+                "START and END at the same time (dropped)",
+            )
+        )
+        keep = ~zero
+        rm, ro, rp, rs, re_, flags = rm[keep], ro[keep], rp[keep], rs[keep], re_[keep], flags[keep]
+    if policy.max_open is not None and hi is not None and len(rs):
+        limit = int(policy.max_open / timedelta(microseconds=1))
+        hi_us = int(pd.Timestamp(hi).tz_convert("UTC").value // 1000)
+        stale = (re_ == _NAT) & (hi_us - rs > limit)
+        flags = np.where(stale, flags | _BIT["stale"], flags)
+        anomalies.append(
+            _anomalies(
+                "stale_open_run",
+                rm,
+                ro,
+                np.full(len(rs), hi_us),
+                stale,
+                names,
+                f"open for more than {policy.max_open} at the window's end",
+            )
+        )
+
+    runs = pd.DataFrame(
+        {
+            "machine_code": _names(machines, rm),
+            "order_code": _names(orders, ro),
+            "product_code": _names(products, rp),
+            "start": _stamps(rs),
+            "end": _stamps(re_),
+            "flags": _flag_text(flags),
+        }
+    )
+    found = [a for a in anomalies if not a.empty]
+    return FoldResult(
+        runs=runs[RUN_COLUMNS].reset_index(drop=True),
+        anomalies=pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]
+        if found
+        else empty_anomalies(),
+    )
 
 
-def _anomaly(
-    events: pd.DataFrame, mask: np.ndarray, kind: str, detail: pd.Series | str
+@dataclass
+class _Events:
+    """Events as parallel integer arrays: machine, order, product codes, time (us), START?, flags."""
+
+    m: np.ndarray
+    o: np.ndarray
+    p: np.ndarray
+    t: np.ndarray
+    s: np.ndarray
+    f: np.ndarray
+
+    def take(self, index: np.ndarray) -> _Events:
+        return _Events(*(getattr(self, k)[index] for k in ("m", "o", "p", "t", "s", "f")))
+
+
+@dataclass
+class _State:
+    """What the state machine made of each event, and the runs it started."""
+
+    starts: np.ndarray  # positions of run-opening STARTs
+    ends: np.ndarray  # end time (us) per run, _NAT while open
+    closed_by_next: np.ndarray  # per run
+    duplicate: np.ndarray  # per event
+    orphan: np.ndarray
+    changed: np.ndarray
+    run_of: np.ndarray  # per event: index of its run (valid where it belongs to one)
+    open_since: np.ndarray  # per event: start time of the run it belongs to
+    late_end: np.ndarray | None = None
+
+    def duplicate_detail(self, ev: _Events) -> pd.Series:
+        since = _stamps(self.open_since[self.duplicate]).astype("string")
+        return "START while the run started at " + since + " is open"
+
+
+def _clock_skew(ev: _Events, tolerance: timedelta) -> np.ndarray:
+    """Swap END..START pairs of one (machine, order) closer than ``tolerance`` with nothing open.
+
+    The END is taken to be the START's own END from a terminal whose clock was behind: the
+    START comes first and the END moves to its time. Returns a mask of the moved ENDs.
+    """
+    skew = int(tolerance / timedelta(microseconds=1))
+    n = len(ev.t)
+    pair = np.zeros(n, dtype=bool)
+    if n < 2:
+        return pair
+    same = (ev.m[1:] == ev.m[:-1]) & (ev.o[1:] == ev.o[:-1])
+    prev_start = np.zeros(n, dtype=bool)
+    prev_start[1:] = ev.s[:-1] & same
+    candidate = np.zeros(n, dtype=bool)
+    candidate[:-1] = (
+        (~ev.s[:-1]) & ~prev_start[:-1] & ev.s[1:] & same & (ev.t[1:] - ev.t[:-1] <= skew)
+    )
+    # never chain: an END already moved cannot start another pair
+    idx = np.flatnonzero(candidate)
+    idx = idx[np.concatenate(([True], np.diff(idx) > 1))] if idx.size else idx
+    a, b = idx, idx + 1
+    for name in ("m", "o", "p", "s", "f"):
+        arr = getattr(ev, name)
+        arr[a], arr[b] = arr[b].copy(), arr[a].copy()
+    ev.t[a] = ev.t[b]
+    pair[b] = True
+    return pair
+
+
+def _group_states(ev: _Events, logins: str) -> _State:
+    """Per (machine, order) state machine; events sorted by (machine, order, time, END first)."""
+    n = len(ev.t)
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = (ev.m[1:] != ev.m[:-1]) | (ev.o[1:] != ev.o[:-1])
+    group = np.cumsum(new_group) - 1
+    if logins == "count":
+        prefix = _group_cumsum(np.where(ev.s, 1, -1), new_group)
+        floor = np.minimum(_group_cummin(prefix, new_group), 0)
+        count = prefix - floor
+        before = np.zeros(n, dtype=np.int64)
+        before[1:] = count[:-1]
+        before[new_group] = 0
+        run_start = ev.s & (before == 0)
+        duplicate = np.zeros(n, dtype=bool)
+        closes = ~ev.s & (before == 1)
+        orphan = ~ev.s & (before == 0)
+        inside = before > 0
+    else:
+        prev_open = np.zeros(n, dtype=bool)
+        prev_open[1:] = ev.s[:-1]
+        prev_open &= ~new_group
+        run_start = ev.s & ~prev_open
+        duplicate = ev.s & prev_open
+        closes = ~ev.s & prev_open
+        orphan = ~ev.s & ~prev_open
+        inside = prev_open
+    starts = np.flatnonzero(run_start)
+    end_at = _next_in_group(np.where(closes, ev.t, _NAT), group)
+    run_of = np.cumsum(run_start) - 1
+    run_product = _ffill_in_group(np.where(run_start, ev.p, -2), group)
+    open_since = _ffill_in_group(np.where(run_start, ev.t, -2), group)
+    changed = inside & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
+    return _State(
+        starts=starts,
+        ends=end_at[starts],
+        closed_by_next=np.zeros(len(starts), dtype=bool),
+        duplicate=duplicate,
+        orphan=orphan,
+        changed=changed,
+        run_of=run_of,
+        open_since=open_since,
+    )
+
+
+def _machine_states(ev: _Events) -> _State:
+    """One open order per machine; events sorted by (machine, time, END first, order, product).
+
+    The state after an event is the order of the latest START so far, unless the first END of
+    that order after it has come. A START of another order closes the open run (at its time).
+    """
+    n = len(ev.t)
+    pos = np.arange(n)
+    new_machine = np.ones(n, dtype=bool)
+    new_machine[1:] = ev.m[1:] != ev.m[:-1]
+    machine_first = _ffill(np.where(new_machine, pos, _NAT))
+
+    # latest START strictly before each event on its machine (-1: none)
+    start_pos = np.where(ev.s, pos, -1)
+    latest = np.maximum.accumulate(start_pos)
+    latest = np.where(latest >= machine_first, latest, -1)
+    ms = np.full(n, -1)
+    ms[1:] = latest[:-1]
+    ms = np.where(ms >= machine_first, ms, -1)
+
+    # for each START: position of the first END of its (machine, order) after it (n: never)
+    by_group = np.lexsort((pos, ev.o, ev.m))
+    g_m, g_o = ev.m[by_group], ev.o[by_group]
+    g_new = np.ones(n, dtype=bool)
+    g_new[1:] = (g_m[1:] != g_m[:-1]) | (g_o[1:] != g_o[:-1])
+    g_end_pos = np.where(~ev.s[by_group], by_group, _NAT)
+    nxt = _next_in_group(g_end_pos, np.cumsum(g_new))
+    first_end = np.empty(n, dtype=np.int64)
+    first_end[by_group] = np.where(nxt == _NAT, n, nxt)
+
+    has_prev = ms >= 0
+    prev = np.maximum(ms, 0)
+    open_before = has_prev & (first_end[prev] >= pos)  # the latest START's run still open
+    same_order = open_before & (ev.o[prev] == ev.o)
+    run_start = ev.s & ~same_order
+    duplicate = ev.s & same_order
+    closes = ~ev.s & same_order & (first_end[prev] == pos)
+    orphan = ~ev.s & ~closes
+
+    # the run each START belongs to: the latest run-opening START at or before it (per machine)
+    opener = np.where(run_start, pos, -1)
+    opener = np.maximum.accumulate(opener)
+    opener = np.where(opener >= machine_first, opener, -1)
+    belongs = np.where(ev.s, opener, np.where(closes, opener[prev], -1))
+
+    starts = np.flatnonzero(run_start)
+    run_index = np.full(n, -1)
+    run_index[starts] = np.arange(len(starts))
+    run_of = np.where(belongs >= 0, run_index[np.maximum(belongs, 0)], -1)
+
+    # a run ends at its own END, or at the next START of another order on the machine
+    s_pos = np.flatnonzero(ev.s)
+    s_m, s_o = ev.m[s_pos], ev.o[s_pos]
+    block_new = np.ones(len(s_pos), dtype=bool)
+    block_new[1:] = (s_m[1:] != s_m[:-1]) | (s_o[1:] != s_o[:-1])
+    block_first = np.where(block_new, s_pos, _NAT)
+    machine_change = np.ones(len(s_pos), dtype=bool)
+    machine_change[1:] = s_m[1:] != s_m[:-1]
+    next_block = _next_in_group(block_first, np.cumsum(machine_change))
+    next_other = np.full(n, n, dtype=np.int64)
+    next_other[s_pos] = np.where(next_block == _NAT, n, next_block)
+    own_end = first_end[starts]
+    other = next_other[starts]
+    by_next = other < own_end
+    end_pos = np.minimum(own_end, other)
+    ends = np.where(end_pos < n, ev.t[np.minimum(end_pos, n - 1)], _NAT)
+
+    # an order's own END that comes after another order closed its run
+    late_end = np.zeros(n, dtype=bool)
+    late_idx = own_end[by_next & (own_end < n)]
+    late_end[late_idx] = True
+    orphan &= ~late_end
+
+    run_product = np.where(belongs >= 0, ev.p[np.maximum(belongs, 0)], -1)
+    changed = (duplicate | closes) & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
+    open_since = np.where(belongs >= 0, ev.t[np.maximum(belongs, 0)], _NAT)
+    return _State(
+        starts=starts,
+        ends=ends,
+        closed_by_next=by_next,
+        duplicate=duplicate,
+        orphan=orphan,
+        changed=changed,
+        run_of=run_of,
+        open_since=open_since,
+        late_end=late_end,
+    )
+
+
+def _events(
+    bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None
 ) -> pd.DataFrame:
-    picked = events.loc[mask]
+    cols = ["ts", "machine_code", "order_code", "product_code", "event"]
+    parts = [bookings[cols].assign(_flags=0)] if not bookings.empty else []
+    if carried is not None and not carried.empty:
+        parts.append(
+            pd.DataFrame(
+                {
+                    "ts": carried["start"],
+                    "machine_code": carried["machine_code"],
+                    "order_code": carried["order_code"],
+                    "product_code": carried["product_code"],
+                    "event": "START",
+                    "_flags": _flag_bits(carried.get("flags"), len(carried)),
+                }
+            )
+        )
+        if lo is not None:
+            # closed runs carried for merging: their END lies before the window, so add it
+            lo_ts = pd.Timestamp(lo)
+            ended = carried[carried["end"].notna() & (carried["end"] < lo_ts)]
+            if not ended.empty:
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "ts": ended["end"],
+                            "machine_code": ended["machine_code"],
+                            "order_code": ended["order_code"],
+                            "product_code": ended["product_code"],
+                            "event": "END",
+                            "_flags": 0,
+                        }
+                    )
+                )
+    if not parts:
+        return pd.DataFrame(columns=[*cols, "_flags"])
+    events = (
+        pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    )
+    return events.astype({"ts": "datetime64[us, UTC]"})
+
+
+def _flag_bits(flags: pd.Series | None, n: int) -> np.ndarray:
+    """Comma-separated flag names -> bit masks."""
+    out = np.zeros(n, dtype=np.int64)
+    if flags is None:
+        return out
+    text = flags.astype(object).where(flags.notna(), "").astype(str).to_numpy()
+    for name, bit in _BIT.items():
+        out |= np.where(np.char.find(text.astype(str), name) >= 0, bit, 0)
+    return out
+
+
+# ----------------------------------------------------------------------------- group helpers
+
+# ----------------------------------------------------------------------------- group helpers
+
+
+def _group_cumsum(values: np.ndarray, new_group: np.ndarray) -> np.ndarray:
+    """Running sum that restarts at every group start."""
+    total = np.cumsum(values)
+    return total - _ffill(np.where(new_group, total - values, _NAT))
+
+
+def _group_cummin(values: np.ndarray, new_group: np.ndarray) -> np.ndarray:
+    return pd.Series(values).groupby(np.cumsum(new_group)).cummin().to_numpy()
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    """Forward-fill the _NAT holes of an int64 array (the first element is never a hole here)."""
+    idx = np.where(values != _NAT, np.arange(len(values)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    return values[idx]
+
+
+def _ffill_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Forward-fill -2 holes within groups; -2 where nothing precedes in the group."""
+    series = pd.Series(np.where(values == -2, np.nan, values))
+    return series.groupby(group).ffill().fillna(-2).to_numpy(dtype=np.int64)
+
+
+def _next_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For each position, the next later non-_NAT value in its group (_NAT if none)."""
+    n = len(values)
+    if n == 0:
+        return values.astype(np.int64)
+    nxt = np.empty(n, dtype=np.int64)
+    nxt[:-1] = values[1:]
+    nxt[-1] = _NAT
+    same = np.zeros(n, dtype=bool)
+    same[:-1] = group[1:] == group[:-1]
+    nxt[~same] = _NAT
+    # backward fill within group: reverse, forward fill with group resets
+    rev = nxt[::-1]
+    rev_group = group[::-1]
+    pos = np.where(rev != _NAT, np.arange(n), -1)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = rev_group[1:] != rev_group[:-1]
+    # a group's reset: positions before any value in the group get -1
+    reset = np.where(starts, np.arange(n), 0)
+    np.maximum.accumulate(reset, out=reset)
+    np.maximum.accumulate(pos, out=pos)
+    pos = np.where(pos >= reset, pos, -1)
+    out = np.where(pos >= 0, rev[np.maximum(pos, 0)], _NAT)
+    return out[::-1]
+
+
+# ----------------------------------------------------------------------------- machine policies
+
+
+def _close_by_next_order(
+    rm: np.ndarray,
+    ro: np.ndarray,
+    rp: np.ndarray,
+    rs: np.ndarray,
+    re_: np.ndarray,
+    flags: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """End each run at the next start of another order on its machine (``logins: count``)."""
+    order = np.lexsort((ro, rs, rm))
+    rm, ro, rp, rs, re_, flags = (
+        rm[order],
+        ro[order],
+        rp[order],
+        rs[order],
+        re_[order],
+        flags[order],
+    )
+    n = len(rs)
+    next_start = np.full(n, _NAT)
+    same_machine = np.zeros(n, dtype=bool)
+    same_machine[:-1] = rm[1:] == rm[:-1]
+    next_start[:-1] = rs[1:]
+    different = np.zeros(n, dtype=bool)
+    different[:-1] = ro[1:] != ro[:-1]
+    cut = same_machine & different & ((re_ == _NAT) | (re_ > next_start))
+    late_mask = cut & (re_ != _NAT)
+    late = (rm[late_mask], ro[late_mask], re_[late_mask].copy())
+    re_ = np.where(cut, next_start, re_)
+    flags = np.where(cut, flags | _BIT["closed_by_next_order"], flags)
+    return rm, ro, rp, rs, re_, flags, late  # type: ignore[return-value]
+
+
+def _merge(
+    rm: np.ndarray,
+    ro: np.ndarray,
+    rp: np.ndarray,
+    rs: np.ndarray,
+    re_: np.ndarray,
+    flags: np.ndarray,
+    gap: int,
+) -> tuple[np.ndarray, ...]:
+    """Merge consecutive runs of the same order on a machine separated by at most ``gap``."""
+    order = np.lexsort((ro, rs, rm))
+    rm, ro, rp, rs, re_, flags = (
+        rm[order],
+        ro[order],
+        rp[order],
+        rs[order],
+        re_[order],
+        flags[order],
+    )
+    n = len(rs)
+    joins = np.zeros(n, dtype=bool)
+    joins[1:] = (
+        (rm[1:] == rm[:-1])
+        & (ro[1:] == ro[:-1])
+        & (re_[:-1] != _NAT)
+        & (rs[1:] - re_[:-1] <= gap)
+        & (rs[1:] >= re_[:-1])
+    )
+    if not joins.any():
+        return rm, ro, rp, rs, re_, flags
+    head = ~joins
+    last = np.append(np.flatnonzero(head)[1:] - 1, n - 1)
+    merged_flags = np.bitwise_or.reduceat(flags, np.flatnonzero(head))
+    merged_any = np.add.reduceat(joins.astype(np.int64), np.flatnonzero(head)) > 0
+    merged_flags = np.where(merged_any, merged_flags | _BIT["merged"], merged_flags)
+    keep = np.flatnonzero(head)
+    return rm[keep], ro[keep], rp[keep], rs[keep], re_[last], merged_flags
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _names(uniques: pd.Index, codes: np.ndarray) -> pd.Series:
+    values = np.asarray(uniques, dtype=object)
+    out = np.where(codes >= 0, values[np.maximum(codes, 0)] if len(values) else None, None)
+    return pd.Series(out, dtype="string")
+
+
+def _stamps(values: np.ndarray) -> pd.Series:
+    return (
+        pd.Series(values.view("datetime64[us]")).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    )
+
+
+def _flag_text(flags: np.ndarray) -> pd.Series:
+    out = pd.Series(pd.NA, index=range(len(flags)), dtype="string")
+    for value in np.unique(flags[flags != 0]):
+        text = ",".join(name for name in FLAGS if value & _BIT[name])
+        out[flags == value] = text
+    return out
+
+
+def _anomalies(
+    kind: str,
+    m: np.ndarray,
+    o: np.ndarray,
+    t: np.ndarray,
+    mask: np.ndarray,
+    names: tuple[pd.Index, pd.Index, pd.Index],
+    detail: str | pd.Series,
+) -> pd.DataFrame:
+    if not mask.any():
+        return empty_anomalies()
+    machines, orders, _ = names
     return pd.DataFrame(
         {
-            "kind": pd.Series(kind, index=picked.index, dtype="string"),
-            "machine_code": picked["machine_code"],
-            "order_code": picked["order_code"],
-            "ts": picked["ts"],
-            "detail": detail,
+            "kind": pd.Series(kind, index=range(int(mask.sum())), dtype="string"),
+            "machine_code": _names(machines, m[mask]),
+            "order_code": _names(orders, o[mask]),
+            "ts": _stamps(t[mask]),
+            "detail": pd.Series(
+                detail.to_numpy() if isinstance(detail, pd.Series) else detail,
+                index=range(int(mask.sum())),
+                dtype="string",
+            ),
         }
     )

@@ -288,7 +288,8 @@ def map_orders(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Map
         missing = ~bad & rows[name].isna()
         problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
         bad |= missing
-    runs = rows.loc[~bad, ["machine_code", "order_code", "product_code", "start", "end"]]
+    runs = rows.loc[~bad, ["machine_code", "order_code", "product_code", "start", "end"]].copy()
+    runs["flags"] = pd.Series(pd.NA, index=runs.index, dtype="string")
     return Mapped(
         rows=runs.reset_index(drop=True), anomalies=_concat(problems), rows_read=len(frame)
     )

@@ -49,6 +49,7 @@ def runs_table(runs: pd.DataFrame) -> pa.Table:
             "end": end,
             "duration_s": duration,
             "is_open": end.isna(),
+            "flags": runs["flags"].astype(object).where(runs["flags"].notna(), None),
         }
     )
     return pa.Table.from_pandas(frame, schema=RUNS_SCHEMA, preserve_index=False)

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
 
-RUN_COLUMNS = ["machine_code", "order_code", "product_code", "start", "end"]
+RUN_COLUMNS = ["machine_code", "order_code", "product_code", "start", "end", "flags"]
 ANOMALY_COLUMNS = ["kind", "machine_code", "order_code", "ts", "detail"]
 
 #: One production run per row; partitioned by ``job`` and ``month`` (of ``start``, UTC) on disk.
@@ -20,6 +20,7 @@ RUNS_SCHEMA = pa.schema(
         pa.field("end", TS_TYPE),
         pa.field("duration_s", pa.float64()),
         pa.field("is_open", pa.bool_(), nullable=False),
+        pa.field("flags", pa.string()),
     ],
     metadata={"description": "booking-etl production runs; end is null while the run is open"},
 )
@@ -46,6 +47,7 @@ def empty_runs() -> pd.DataFrame:
             "product_code": pd.Series([], dtype="string"),
             "start": pd.Series([], dtype="datetime64[us, UTC]"),
             "end": pd.Series([], dtype="datetime64[us, UTC]"),
+            "flags": pd.Series([], dtype="string"),
         }
     )
 

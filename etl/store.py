@@ -70,6 +70,7 @@ production_runs = sa.Table(
     sa.Column("order_code", sa.String(200), primary_key=True),
     sa.Column("product_code", sa.String(200)),
     sa.Column("end", UTCDateTime()),
+    sa.Column("flags", sa.String(200)),
     sa.Column("sync_id", sa.Integer),
     sa.Index("ix_production_runs_job_end", "job", "end"),
 )
@@ -311,23 +312,26 @@ class Store:
 
     # ------------------------------------------------------------------ runs
 
-    def carried_runs(self, job: str, lo: datetime) -> pd.DataFrame:
-        """Runs that started before ``lo`` and were open at ``lo`` (end NULL or >= lo)."""
+    def carried_runs(
+        self, job: str, lo: datetime, margin: timedelta = timedelta(0)
+    ) -> pd.DataFrame:
+        """Runs that started before ``lo`` and were open at ``lo - margin`` (end NULL or later)."""
         t = production_runs
         query = sa.select(
-            t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end
+            t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end, t.c.flags
         ).where(
             t.c.job == job,
             t.c.start < lo,
-            sa.or_(t.c.end.is_(None), t.c.end >= lo),
+            sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
         )
         with self.begin() as conn:
             rows = conn.execute(query).all()
         return _runs_frame(rows)
 
-    def _replaced(self, job: str, lo: datetime) -> sa.ColumnElement[bool]:
+    def _replaced(self, job: str, lo: datetime, margin: timedelta) -> sa.ColumnElement[bool]:
         t = production_runs
-        return sa.and_(t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= lo))
+        reach = lo - margin
+        return sa.and_(t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= reach))
 
     def commit_sync(
         self,
@@ -337,6 +341,7 @@ class Store:
         runs: pd.DataFrame,
         found: pd.DataFrame,
         audit: dict[str, Any],
+        margin: timedelta = timedelta(0),
     ) -> tuple[int, Changes]:
         audit = {**audit, "window_lo": lo, "window_hi": hi}
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
@@ -348,8 +353,13 @@ class Store:
         with self.begin() as conn:
             old = conn.execute(
                 sa.select(
-                    t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end
-                ).where(self._replaced(job, lo))
+                    t.c.machine_code,
+                    t.c.order_code,
+                    t.c.product_code,
+                    t.c.start,
+                    t.c.end,
+                    t.c.flags,
+                ).where(self._replaced(job, lo, margin))
             ).all()
             state = conn.execute(
                 sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
@@ -366,7 +376,7 @@ class Store:
                     **audit,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-            conn.execute(t.delete().where(self._replaced(job, lo)))
+            conn.execute(t.delete().where(self._replaced(job, lo, margin)))
             conn.execute(
                 anomalies.delete().where(
                     anomalies.c.job == job, sa.or_(anomalies.c.ts >= lo, anomalies.c.ts.is_(None))
@@ -428,7 +438,9 @@ class Store:
         lo, hi = month_bounds(month)
         t = production_runs
         query = (
-            sa.select(t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end)
+            sa.select(
+                t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end, t.c.flags
+            )
             .where(t.c.job == job, t.c.start >= lo, t.c.start < hi)
             .order_by(t.c.machine_code, t.c.start, t.c.order_code)
         )
@@ -446,6 +458,40 @@ class Store:
         else:
             lo, hi = month_bounds(month)
             query = query.where(a.c.ts >= lo, a.c.ts < hi)
+        with self.begin() as conn:
+            rows = conn.execute(query.order_by(a.c.ts, a.c.id)).all()
+        frame = pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]")
+        return frame
+
+    def runs_between(
+        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+    ) -> pd.DataFrame:
+        """Stored runs of ``job`` overlapping ``[lo, hi)`` (open runs overlap everything after
+        their start; None: unbounded), ordered by machine and start."""
+        t = production_runs
+        query = sa.select(*[t.c[name] for name in RUN_COLUMNS]).where(t.c.job == job)
+        if hi is not None:
+            query = query.where(t.c.start < hi)
+        if lo is not None:
+            query = query.where(sa.or_(t.c.end.is_(None), t.c.end > lo, t.c.start >= lo))
+        with self.begin() as conn:
+            rows = conn.execute(query.order_by(t.c.machine_code, t.c.start, t.c.order_code)).all()
+        return _runs_frame(rows)
+
+    def anomalies_between(
+        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+    ) -> pd.DataFrame:
+        """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``."""
+        a = anomalies
+        query = sa.select(*[a.c[name] for name in ANOMALY_COLUMNS]).where(a.c.job == job)
+        dated = []
+        if lo is not None:
+            dated.append(a.c.ts >= lo)
+        if hi is not None:
+            dated.append(a.c.ts < hi)
+        if dated:
+            query = query.where(sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
         with self.begin() as conn:
             rows = conn.execute(query.order_by(a.c.ts, a.c.id)).all()
         frame = pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
@@ -533,6 +579,56 @@ class Store:
         return [out[k] for k in sorted(out)]
 
 
+def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> Store | None:
+    """The existing store behind ``url`` opened so that nothing can be written (for ``etl
+    preview`` and ``etl report``), or None when it does not exist yet. Creates nothing.
+
+    SQLite connections get ``PRAGMA query_only``, PostgreSQL sessions
+    ``default_transaction_read_only``, and every backend a guard that refuses any statement
+    other than a query.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:"):
+            return None
+        if not (Path(database) if Path(database).is_absolute() else root / database).is_file():
+            return None
+    store = Store(url, root, secrets)
+    backend = store.url.get_backend_name()
+    if backend == "sqlite":
+        sa.event.listen(store.engine, "connect", _sqlite_query_only)
+    elif backend == "postgresql":
+        sa.event.listen(store.engine, "do_connect", _postgres_read_only)
+    sa.event.listen(store.engine, "before_cursor_execute", _refuse_writes)
+    try:
+        with store.begin() as conn:
+            exists = sa.inspect(conn).has_table("schema_info")
+    except BaseException:
+        store.close()
+        raise
+    if not exists:
+        store.close()
+        return None
+    return store
+
+
+def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
+
+
+def _postgres_read_only(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
+    params["options"] = f"{params.get('options', '')} -c default_transaction_read_only=on".strip()
+
+
+def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    first = (statement.lstrip().split(None, 1) or ["(empty)"])[0].upper()
+    if first not in ("SELECT", "WITH", "PRAGMA", "SHOW"):
+        raise StoreError(f"refused to send a {first} statement to a store opened read-only")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -543,7 +639,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def _runs_frame(rows: Any) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=RUN_COLUMNS)
-    for col in ("machine_code", "order_code", "product_code"):
+    for col in ("machine_code", "order_code", "product_code", "flags"):
         frame[col] = frame[col].astype("string")
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
@@ -554,16 +650,17 @@ def _diff(old_rows: Any, new: pd.DataFrame) -> Changes:
     def key(machine: Any, order: Any, start: Any) -> tuple[str, str, datetime]:
         return (str(machine), str(order), pd.Timestamp(start).tz_convert(UTC).to_pydatetime())
 
-    def value(product: Any, end: Any) -> tuple[str | None, datetime | None]:
+    def value(product: Any, end: Any, flags: Any) -> tuple[str | None, datetime | None, str | None]:
         return (
             None if pd.isna(product) else str(product),
             None if pd.isna(end) else pd.Timestamp(end).to_pydatetime(),
+            None if pd.isna(flags) else str(flags),
         )
 
-    before = {key(m, o, s): value(p, e) for m, o, p, s, e in old_rows}
+    before = {key(m, o, s): value(p, e, f) for m, o, p, s, e, f in old_rows}
     after = {
-        key(m, o, s): value(p, e)
-        for m, o, p, s, e in new[RUN_COLUMNS].itertuples(index=False, name=None)
+        key(m, o, s): value(p, e, f)
+        for m, o, p, s, e, f in new[RUN_COLUMNS].itertuples(index=False, name=None)
     }
     inserted = len(after.keys() - before.keys())
     deleted = len(before.keys() - after.keys())

@@ -20,7 +20,7 @@ import pandas as pd
 from .config import Job, Project
 from .errors import EtlError, StoreError
 from .extract import Window, build_query, check_columns, check_custom_query, read_batches
-from .fold import fold
+from .fold import carry_margin, fold
 from .mapping import Mapped, localize, map_bookings, map_orders
 from .publish import publish
 from .redact import redact
@@ -149,12 +149,14 @@ def derive(project: Project, job: Job, window_for: object, store: Store | None) 
         bookings = pd.concat(rows, ignore_index=True) if rows else None
         if bookings is not None:
             bookings = bookings[(bookings["ts"] >= lo) & (bookings["ts"] < hi)]
-        carried = store.carried_runs(job.name, window.lo) if store is not None else None
+        policy = mapping.fold.policy()
+        margin = carry_margin(policy)
+        carried = store.carried_runs(job.name, window.lo, margin) if store is not None else None
         if bookings is None or bookings.empty:
             bookings = pd.DataFrame(
                 columns=["ts", "machine_code", "order_code", "product_code", "event"]
             )
-        result = fold(bookings, carried)
+        result = fold(bookings, carried, policy=policy, lo=window.lo, hi=window.hi)
         runs, fold_found = result.runs, result.anomalies
         found.append(fold_found)
     else:
@@ -237,8 +239,13 @@ def run_job(project: Project, job_name: str) -> RunResult:
             anomalies=len(derived.anomalies),
             anomalies_by_kind=json.dumps(dict(sorted(kinds.items()))),
         )
+        margin = (
+            carry_margin(job.mapping.fold.policy())
+            if job.mapping.structure == "bookings"
+            else timedelta(0)
+        )
         sync_id, changes = store.commit_sync(
-            job_name, window.lo, window.hi, derived.runs, derived.anomalies, audit
+            job_name, window.lo, window.hi, derived.runs, derived.anomalies, audit, margin
         )
         files: list[Path] = []
         if base is not None and job.spec.parquet:

@@ -159,7 +159,7 @@ class Plant:
                 columns=["machine_code", "order_code", "product_code", "start", "end"]
             )
         frame = pd.read_parquet(base)
-        frame = frame[["machine_code", "order_code", "product_code", "start", "end"]]
+        frame = frame[["machine_code", "order_code", "product_code", "start", "end", "flags"]]
         return _sorted(frame)
 
     def from_scratch(self, job: str = "bookings") -> pd.DataFrame:
@@ -182,8 +182,9 @@ class Plant:
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
-    for col in ("machine_code", "order_code", "product_code"):
-        frame[col] = frame[col].astype("string")
+    for col in ("machine_code", "order_code", "product_code", "flags"):
+        if col in frame:
+            frame[col] = frame[col].astype("string")
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
     return frame.sort_values(["machine_code", "start", "order_code"]).reset_index(drop=True)

@@ -8,6 +8,7 @@ on: order independence, idempotence, carry-over across split windows, sane runs.
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.fold import fold
+from etl.fold import FoldPolicy, carry_margin, fold
 from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
 DAY = "2024-03-04"
@@ -84,7 +85,9 @@ def canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def assert_runs(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert list(actual.columns) == RUN_COLUMNS
-    pd.testing.assert_frame_equal(canonical(actual), canonical(expected), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        canonical(actual[list(expected.columns)]), canonical(expected), check_dtype=False
+    )
     assert str(actual["start"].dtype) == "datetime64[us, UTC]"
     assert str(actual["end"].dtype) == "datetime64[us, UTC]"
 
@@ -174,8 +177,13 @@ def test_duplicate_start_while_open_keeps_the_first_start() -> None:
         M1      | O1    | P1      | 06:00 | 08:00
         """),
     )
-    assert anomalies(result) == [("duplicate_start", "M1", "O1", "07:00")]
+    # the second START booked another product: kept the START's, flagged
+    assert anomalies(result) == [
+        ("duplicate_start", "M1", "O1", "07:00"),
+        ("product_changed", "M1", "O1", "07:00"),
+    ]
     assert "2024-03-04 06:00:00" in result.anomalies["detail"].iloc[0]
+    assert result.runs["flags"].tolist() == ["product_changed"]
 
 
 def test_orphan_end_is_an_anomaly() -> None:
@@ -367,7 +375,10 @@ def test_start_in_the_window_while_a_carried_run_is_open_is_a_duplicate() -> Non
         M1      | O1    | P1      | 2024-03-03 22:00 | 2024-03-04 07:00
         """),
     )
-    assert anomalies(result) == [("duplicate_start", "M1", "O1", "06:00")]
+    assert anomalies(result) == [
+        ("duplicate_start", "M1", "O1", "06:00"),
+        ("product_changed", "M1", "O1", "06:00"),
+    ]
 
 
 def test_product_comes_from_the_start() -> None:
@@ -446,63 +457,117 @@ def assert_same(left: pd.DataFrame, right: pd.DataFrame) -> None:
 PROPERTY = settings(max_examples=75, deadline=None)
 
 
+POLICIES = st.builds(
+    FoldPolicy,
+    on_new_order=st.sampled_from(["close", "overlap"]),
+    zero_length=st.sampled_from(["drop", "keep"]),
+    merge_gap=st.sampled_from([timedelta(0), timedelta(minutes=3)]),
+    clock_skew=st.sampled_from([timedelta(0), timedelta(minutes=2)]),
+    logins=st.sampled_from(["single", "count"]),
+)
+SPLITTABLE = st.builds(
+    FoldPolicy,
+    on_new_order=st.sampled_from(["close", "overlap"]),
+    zero_length=st.sampled_from(["drop", "keep"]),
+)
+
+
 @PROPERTY
-@given(booking_rows, st.randoms(use_true_random=False))
-def test_result_does_not_depend_on_row_order(rows: list[Any], rnd: random.Random) -> None:
+@given(booking_rows, st.randoms(use_true_random=False), POLICIES)
+def test_result_does_not_depend_on_row_order(
+    rows: list[Any], rnd: random.Random, policy: FoldPolicy
+) -> None:
     shuffled = list(rows)
     rnd.shuffle(shuffled)
-    first, second = fold(frame_of(rows)), fold(frame_of(shuffled))
+    first, second = fold(frame_of(rows), policy=policy), fold(frame_of(shuffled), policy=policy)
     assert_same(first.runs, second.runs)
     assert_same(first.anomalies, second.anomalies)
 
 
 @settings(max_examples=30, deadline=None)
-@given(booking_rows)
-def test_folding_is_idempotent_and_leaves_the_input_alone(rows: list[Any]) -> None:
+@given(booking_rows, POLICIES)
+def test_folding_is_idempotent_and_leaves_the_input_alone(
+    rows: list[Any], policy: FoldPolicy
+) -> None:
     frame = frame_of(rows)
     before = frame.copy()
-    first, second = fold(frame), fold(frame)
+    first, second = fold(frame, policy=policy), fold(frame, policy=policy)
     pd.testing.assert_frame_equal(frame, before)
     pd.testing.assert_frame_equal(first.runs, second.runs)
     pd.testing.assert_frame_equal(first.anomalies, second.anomalies)
 
 
-@PROPERTY
-@given(booking_rows, st.integers(0, 41), st.integers(0, 20))
-def test_split_windows_with_carry_over_equal_one_window(
-    rows: list[Any], lo_minute: int, overlap: int
-) -> None:
+def _split(
+    events: pd.DataFrame, lo: pd.Timestamp, cut: pd.Timestamp, policy: FoldPolicy
+) -> tuple[Any, Any]:
     """What the sync does: a first run sees bookings up to ``cut``; the next one re-reads from
-    ``lo <= cut``, carrying the runs that started before ``lo`` and were open at ``lo``."""
+    ``lo <= cut``, carrying the runs that started before ``lo`` and were open at ``lo`` (or ended
+    within the policy's carry margin before it)."""
+    first = fold(events[events["ts"] < cut], policy=policy)
+    before_lo = first.runs[first.runs["start"] < lo]
+    reach = lo - carry_margin(policy)
+    carry = before_lo["end"].isna() | (before_lo["end"] >= reach)
+    kept, carried = before_lo[~carry], before_lo[carry]
+    second = fold(events[events["ts"] >= lo], carried, policy=policy, lo=lo.to_pydatetime())
+    runs_ = pd.concat([kept, second.runs], ignore_index=True)
+    found = pd.concat(
+        [first.anomalies[first.anomalies["ts"] < lo], second.anomalies], ignore_index=True
+    )
+    return runs_, found
+
+
+@PROPERTY
+@given(booking_rows, st.integers(0, 41), st.integers(0, 20), SPLITTABLE)
+def test_split_windows_with_carry_over_equal_one_window(
+    rows: list[Any], lo_minute: int, overlap: int, policy: FoldPolicy
+) -> None:
     events = frame_of(rows)
     lo = START + pd.Timedelta(minutes=lo_minute)
-    cut = lo + pd.Timedelta(minutes=overlap)
-    whole = fold(events)
+    whole = fold(events, policy=policy)
+    runs_, found = _split(events, lo, lo + pd.Timedelta(minutes=overlap), policy)
+    assert_same(runs_, whole.runs)
+    assert_same(found, whole.anomalies)
 
-    first = fold(events[events["ts"] < cut])
-    before_lo = first.runs[first.runs["start"] < lo]
-    open_at_lo = before_lo["end"].isna() | (before_lo["end"] >= lo)
-    kept, carried = before_lo[~open_at_lo], before_lo[open_at_lo]
-    second = fold(events[events["ts"] >= lo], carried)
 
-    assert_same(pd.concat([kept, second.runs], ignore_index=True), whole.runs)
-    first_anomalies = first.anomalies[first.anomalies["ts"] < lo]
-    assert_same(pd.concat([first_anomalies, second.anomalies], ignore_index=True), whole.anomalies)
+@PROPERTY
+@given(booking_rows, st.integers(0, 41), st.integers(0, 20))
+def test_split_windows_with_merging_give_the_same_runs(
+    rows: list[Any], lo_minute: int, overlap: int
+) -> None:
+    policy = FoldPolicy(merge_gap=timedelta(minutes=3))
+    events = frame_of(rows)
+    lo = START + pd.Timedelta(minutes=lo_minute)
+    whole = fold(events, policy=policy)
+    runs_, _ = _split(events, lo, lo + pd.Timedelta(minutes=overlap), policy)
+    base = ["machine_code", "order_code", "product_code", "start", "end"]
+    assert_same(runs_[base], whole.runs[base])
+
+
+@PROPERTY
+@given(booking_rows, POLICIES)
+def test_no_run_ends_before_it_starts_and_exclusive_machines_never_overlap(
+    rows: list[Any], policy: FoldPolicy
+) -> None:
+    found = fold(frame_of(rows), policy=policy).runs
+    closed = found[found["end"].notna()]
+    assert (closed["end"] >= closed["start"]).all(), "a run ends before it starts"
+    if policy.zero_length == "drop" and policy.clock_skew == timedelta(0):
+        assert (closed["end"] > closed["start"]).all()
+    groups = ["machine_code"] if policy.on_new_order == "close" else ["machine_code", "order_code"]
+    for _, group in found.groupby(groups):
+        group = group.sort_values(["start", "order_code"])
+        ends = group["end"].iloc[:-1]
+        assert ends.notna().all(), "only the last run of a machine may be open"
+        assert (group["start"].iloc[1:].to_numpy() >= ends.to_numpy()).all(), "runs overlap"
 
 
 @PROPERTY
 @given(booking_rows)
-def test_runs_are_sane_and_every_booking_is_accounted_for(rows: list[Any]) -> None:
+def test_every_booking_is_accounted_for_with_plain_rules(rows: list[Any]) -> None:
     events = frame_of(rows)
-    result = fold(events)
+    result = fold(events, policy=FoldPolicy(on_new_order="overlap", zero_length="keep"))
     found = result.runs
     closed = found[found["end"].notna()]
-    assert (closed["end"] > closed["start"]).all(), "a run ends before (or when) it starts"
-    for _, group in found.groupby(["machine_code", "order_code"]):
-        group = group.sort_values("start")
-        # runs of one machine and order never overlap; only the last one may be open
-        assert (group["start"].iloc[1:].to_numpy() >= group["end"].iloc[:-1].to_numpy()).all()
-        assert group["end"].iloc[:-1].notna().all()
     kinds = result.anomalies["kind"].value_counts()
     starts = int((events["event"] == "START").sum())
     ends = int((events["event"] == "END").sum())
@@ -517,3 +582,181 @@ def test_only_start_events_give_one_open_run_per_machine_and_order(n: int) -> No
     assert len(result.runs) == 1
     assert result.runs["end"].isna().all()
     assert (result.anomalies["kind"] == "duplicate_start").sum() == n
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def test_another_order_started_on_the_machine_closes_the_open_run_by_default() -> None:
+    events = bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | A     | P1      | START
+        08:00 | M1      | B     | P2      | START
+        09:00 | M1      | A     | P1      | END
+        10:00 | M1      | B     | P2      | END
+        """)
+    result = fold(events)
+    assert_runs(
+        result.runs,
+        runs("""
+        machine | order | product | start | end
+        M1      | A     | P1      | 06:00 | 08:00
+        M1      | B     | P2      | 08:00 | 10:00
+        """),
+    )
+    assert list(result.runs["flags"].fillna("-")) == ["closed_by_next_order", "-"]
+    assert anomalies(result) == [("orphan_end", "M1", "A", "09:00")]  # A's own END came too late
+
+    overlap = fold(events, policy=FoldPolicy(on_new_order="overlap"))
+    assert_runs(
+        overlap.runs,
+        runs("""
+        machine | order | product | start | end
+        M1      | A     | P1      | 06:00 | 09:00
+        M1      | B     | P2      | 08:00 | 10:00
+        """),
+    )
+    assert anomalies(overlap) == []
+
+
+def test_an_end_and_the_next_orders_start_at_the_same_second_hand_over_cleanly() -> None:
+    result = fold(
+        bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | B     | P2      | START
+        06:00 | M1      | A     | P1      | END
+        05:00 | M1      | A     | P1      | START
+        """)
+    )
+    assert_runs(
+        result.runs,
+        runs("""
+        machine | order | product | start | end
+        M1      | A     | P1      | 05:00 | 06:00
+        M1      | B     | P2      | 06:00 | -
+        """),
+    )
+    assert result.runs["flags"].isna().all()  # closed by its own END, not by B
+    assert anomalies(result) == []
+
+
+def test_overlapping_operator_logins_give_one_run_over_their_union() -> None:
+    events = bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | A     | P1      | START
+        07:00 | M1      | A     | P1      | START
+        09:00 | M1      | A     | P1      | END
+        10:00 | M1      | A     | P1      | END
+        11:00 | M1      | A     | P1      | END
+        """)
+    result = fold(events, policy=FoldPolicy(logins="count"))
+    assert_runs(
+        result.runs,
+        runs("""
+        machine | order | product | start | end
+        M1      | A     | P1      | 06:00 | 10:00
+        """),
+    )
+    assert anomalies(result) == [("orphan_end", "M1", "A", "11:00")]
+    single = fold(events)  # default: the second START is a duplicate, the first END closes
+    assert single.runs["end"].tolist() == [pd.Timestamp(f"{DAY} 09:00", tz="UTC")]
+
+
+def test_short_pauses_merge_when_a_gap_is_configured() -> None:
+    events = bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | A     | P1      | START
+        13:58 | M1      | A     | P1      | END
+        14:03 | M1      | A     | P1      | START
+        16:00 | M1      | A     | P1      | END
+        17:00 | M1      | A     | P1      | START
+        """)
+    merged = fold(events, policy=FoldPolicy(merge_gap=timedelta(minutes=10)))
+    assert_runs(
+        merged.runs,
+        runs("""
+        machine | order | product | start | end
+        M1      | A     | P1      | 06:00 | 16:00
+        M1      | A     | P1      | 17:00 | -
+        """),
+    )
+    assert list(merged.runs["flags"].fillna("-")) == ["merged", "-"]
+    assert len(fold(events).runs) == 3  # default: no merging
+
+
+def test_end_slightly_before_start_is_clock_skew_within_the_tolerance() -> None:
+    events = bookings("""
+        ts       | machine | order | product | event
+        06:00:00 | M1      | A     | P1      | START
+        09:59:58 | M1      | A     | P1      | END
+        10:00:00 | M1      | B     | P2      | START
+        11:59:59 | M1      | B     | P2      | END
+        12:00:01 | M1      | B     | P2      | START
+        """)
+    plain = fold(events)
+    assert anomalies(plain) == []  # B runs 10:00-11:59:59, and again from 12:00:01
+    skewed = bookings("""
+        ts       | machine | order | product | event
+        05:59:59 | M2      | C     | P1      | END
+        06:00:01 | M2      | C     | P1      | START
+        """)
+    assert anomalies(fold(skewed)) == [("orphan_end", "M2", "C", "05:59")]
+    tolerant = fold(skewed, policy=FoldPolicy(clock_skew=timedelta(seconds=5)))
+    assert tolerant.runs["end"].notna().all()  # not left open forever
+    assert list(tolerant.runs["flags"]) == ["clock_skew"]
+    assert [k for k, *_ in anomalies(tolerant)] == ["clock_skew"]
+
+
+def test_zero_length_runs_are_dropped_or_kept_by_policy() -> None:
+    events = bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | A     | P1      | START
+        06:00 | M1      | B     | P1      | START
+        """)
+    dropped = fold(events)  # A is closed by B at the same second: zero length
+    assert dropped.runs["order_code"].tolist() == ["B"]
+    assert anomalies(dropped) == [("zero_length_run", "M1", "A", "06:00")]
+    kept = fold(events, policy=FoldPolicy(zero_length="keep"))
+    assert sorted(kept.runs["order_code"]) == ["A", "B"]
+
+
+def test_runs_open_too_long_are_flagged_stale() -> None:
+    events = bookings("""
+        ts               | machine | order | product | event
+        2024-02-01 06:00 | M1      | A     | P1      | START
+        2024-03-04 05:00 | M2      | B     | P1      | START
+        """)
+    hi = pd.Timestamp(f"{DAY} 06:00", tz="UTC").to_pydatetime()
+    result = fold(events, policy=FoldPolicy(max_open=timedelta(days=7)), hi=hi)
+    flags = dict(zip(result.runs["order_code"], result.runs["flags"].fillna("-"), strict=True))
+    assert flags == {"A": "stale", "B": "-"}
+    assert result.runs["end"].isna().all()  # stale runs stay open
+    assert [k for k, *_ in anomalies(result)] == ["stale_open_run"]
+
+
+def test_a_run_across_the_autumn_dst_change_has_its_true_duration() -> None:
+    from zoneinfo import ZoneInfo
+
+    from etl.config import MappingSpec
+    from etl.mapping import map_bookings
+
+    mapping = MappingSpec.model_validate(
+        {
+            "structure": "bookings",
+            "source": {"table": "B"},
+            "columns": {"timestamp": "TS", "order_code": "A", "machine_code": "M", "event": "E"},
+            "events": {"START": ["S"], "END": ["E"]},
+        }
+    )
+    raw = pd.DataFrame(
+        {
+            "TS": ["2026-10-25 01:30:00", "2026-10-25 03:30:00"],  # clocks go back at 03:00
+            "A": ["4711", "4711"],
+            "M": ["M1", "M1"],
+            "E": ["S", "E"],
+        }
+    )
+    mapped = map_bookings(raw, mapping, ZoneInfo("Europe/Berlin"))
+    result = fold(mapped.rows)
+    run = result.runs.iloc[0]
+    assert run["end"] - run["start"] == pd.Timedelta(hours=3)  # 2 h of wall clock, 3 h of time

@@ -16,6 +16,7 @@ from etl.config import (
     DstPolicy,
     EventCodes,
     FilterSpec,
+    FoldSpec,
     JobSpec,
     MappingSpec,
     OrderColumns,
@@ -33,6 +34,7 @@ MODELS = [
     SourceSpec,
     EventCodes,
     DstPolicy,
+    FoldSpec,
     ColumnSpec,
     FilterSpec,
     BookingColumns,
@@ -45,7 +47,9 @@ MODELS = [
 def test_every_config_key_is_in_the_readme(model: type[BaseModel]) -> None:
     for name, field in model.model_fields.items():
         key = field.alias or name
-        assert re.search(rf"`(?:[\w.]+\.)?{re.escape(key)}`", README), f"{model.__name__}.{key} is not documented"
+        assert re.search(rf"`(?:[\w.]+\.)?{re.escape(key)}`", README), (
+            f"{model.__name__}.{key} is not documented"
+        )
 
 
 def test_readme_shows_the_two_first_commands_on_its_first_screen() -> None:

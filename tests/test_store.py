@@ -31,6 +31,7 @@ def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame
     )
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+    frame["flags"] = pd.Series(pd.NA, index=frame.index, dtype="string")
     return frame
 
 
