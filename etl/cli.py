@@ -273,5 +273,75 @@ def demo(directory: Path, fresh: bool) -> None:
     run_demo(directory, echo=click.echo, fresh=fresh)
 
 
+_WHEN_HELP = (
+    "ISO date or datetime (plant time when naive, e.g. 2026-11-01T06:00), "
+    "or a duration before now (7d, 12h)"
+)
+
+
+@main.command()
+@click.argument("job")
+@click.option("--since", help=f"Window start instead of the next run's: {_WHEN_HELP}.")
+@click.option("--until", help=f"Window end instead of source clock - safety_lag: {_WHEN_HELP}.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Runs shown in the sample table.",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the derived runs as an HTML timeline to this file.",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context,
+    job: str,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    html_file: Path | None,
+) -> None:
+    """Dry-run JOB: show the SQL, window, event codes, runs and anomalies; write nothing."""
+    from .preview import preview as dry_run
+    from .report import write_html
+
+    result = dry_run(_project(ctx), job, since=since, until=until, limit=limit)
+    for line in result.lines():
+        click.echo(line)
+    if html_file is not None:
+        click.echo(f"html: {write_html(result.timeline(), html_file)}")
+
+
+@main.command()
+@click.argument("job")
+@click.option("--since", help=f"Only runs and anomalies from: {_WHEN_HELP}.")
+@click.option("--until", help=f"Only runs and anomalies before: {_WHEN_HELP}.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file to write (default: report-JOB.html).",
+)
+@click.pass_context
+def report(
+    ctx: click.Context, job: str, since: str | None, until: str | None, output: Path | None
+) -> None:
+    """Write a self-contained HTML timeline of JOB's stored runs per machine, with anomalies."""
+    from .report import store_timeline, write_html
+
+    timeline = store_timeline(_project(ctx), job, since=since, until=until)
+    path = write_html(timeline, output or Path(f"report-{job}.html"))
+    summary = timeline.summary()
+    kinds = ", ".join(f"{k} {v}" for k, v in summary.anomalies.items()) or "none"
+    click.echo(
+        f"{path}: {summary.runs:,} runs ({summary.open_runs} open) on {summary.machines} "
+        f"machines, {summary.hours:,.0f} h covered; anomalies: {kinds}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
