@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
 	$(BIN)/ruff check etl tests
 	$(BIN)/ruff format --check etl tests
 	$(BIN)/mypy
+
+bench: $(STAMP)  ## benchmarks (minutes; results go into BENCHMARKS.md by hand)
+	$(BIN)/python bench/fold_bench.py --rows 1000000 5000000
 
 format: $(STAMP)
 	$(BIN)/ruff format etl tests

@@ -39,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
 
@@ -99,15 +100,19 @@ def fold(
     ev = _Events(
         m=m_codes.astype(np.int64),
         o=o_codes.astype(np.int64),
-        p=p_codes.astype(np.int64),
+        p=p_codes.astype(np.int32),
         t=events["ts"].to_numpy(dtype="datetime64[us]").view("int64").copy(),
         s=(events["event"] == "START").to_numpy(),
         f=events["_flags"].to_numpy(dtype=np.int64),
     )
     exclusive = policy.on_new_order == "close" and policy.logins == "single"
     # Per machine for the exclusive state machine, else per (machine, order); END before START.
-    keys = (ev.p, ev.o, ev.s, ev.t, ev.m) if exclusive else (ev.p, ev.s, ev.t, ev.o, ev.m)
-    ev = ev.take(np.lexsort(keys))
+    n_o, n_p = len(orders) + 1, len(products) + 2
+    if exclusive:
+        order = _sort(ev.m, ev.t, (ev.s * n_o + ev.o) * n_p + ev.p + 1)
+    else:
+        order = _sort(ev.m * n_o + ev.o, ev.t, ev.s * n_p + ev.p + 1)
+    ev = ev.take(order)
     skew_pair = _clock_skew(ev, policy.clock_skew) if policy.clock_skew > timedelta(0) else None
 
     state = _machine_states(ev) if exclusive else _group_states(ev, policy.logins)
@@ -128,18 +133,6 @@ def fold(
             "booked with another product than the run's START",
         ),
     ]
-    if state.late_end is not None and state.late_end.any():
-        anomalies.append(
-            _anomalies(
-                "orphan_end",
-                ev.m,
-                ev.o,
-                ev.t,
-                state.late_end,
-                names,
-                "END without an open START",
-            )
-        )
 
     starts = state.starts
     rm, ro, rp, rs, re_ = ev.m[starts], ev.o[starts], ev.p[starts], ev.t[starts], state.ends
@@ -351,75 +344,56 @@ def _group_states(ev: _Events, logins: str) -> _State:
 def _machine_states(ev: _Events) -> _State:
     """One open order per machine; events sorted by (machine, time, END first, order, product).
 
-    The state after an event is the order of the latest START so far, unless the first END of
-    that order after it has come. A START of another order closes the open run (at its time).
+    The latest START before an event decides the state: its order is open unless an END of that
+    order has come since. A START of another order closes the open run at its own time. All in
+    O(n) array passes over the machine-sorted events: no per-row loop, no second sort.
     """
     n = len(ev.t)
     pos = np.arange(n)
     new_machine = np.ones(n, dtype=bool)
     new_machine[1:] = ev.m[1:] != ev.m[:-1]
-    machine_first = _ffill(np.where(new_machine, pos, _NAT))
+    machine_first = np.maximum.accumulate(np.where(new_machine, pos, 0))
 
     # latest START strictly before each event on its machine (-1: none)
-    start_pos = np.where(ev.s, pos, -1)
-    latest = np.maximum.accumulate(start_pos)
-    latest = np.where(latest >= machine_first, latest, -1)
-    ms = np.full(n, -1)
-    ms[1:] = latest[:-1]
-    ms = np.where(ms >= machine_first, ms, -1)
+    latest = np.maximum.accumulate(np.where(ev.s, pos, -1))
+    prev = np.empty(n, dtype=np.int64)
+    prev[0] = -1
+    prev[1:] = latest[:-1]
+    has_prev = prev >= machine_first
+    prev = np.where(has_prev, prev, 0)
+    same_order = has_prev & (ev.o[prev] == ev.o)
+    # ENDs of the latest START's order since that START (the first one closes its run)
+    matching = ~ev.s & same_order
+    seen = np.cumsum(matching)
+    before = np.empty(n, dtype=np.int64)
+    before[0] = 0
+    before[1:] = seen[:-1]
+    still_open = same_order & (before - seen[prev] == 0)
+    run_start = ev.s & ~still_open
+    duplicate = ev.s & still_open
+    closes = ~ev.s & still_open
+    orphan = ~ev.s & ~still_open
 
-    # for each START: position of the first END of its (machine, order) after it (n: never)
-    by_group = np.lexsort((pos, ev.o, ev.m))
-    g_m, g_o = ev.m[by_group], ev.o[by_group]
-    g_new = np.ones(n, dtype=bool)
-    g_new[1:] = (g_m[1:] != g_m[:-1]) | (g_o[1:] != g_o[:-1])
-    g_end_pos = np.where(~ev.s[by_group], by_group, _NAT)
-    nxt = _next_in_group(g_end_pos, np.cumsum(g_new))
-    first_end = np.empty(n, dtype=np.int64)
-    first_end[by_group] = np.where(nxt == _NAT, n, nxt)
-
-    has_prev = ms >= 0
-    prev = np.maximum(ms, 0)
-    open_before = has_prev & (first_end[prev] >= pos)  # the latest START's run still open
-    same_order = open_before & (ev.o[prev] == ev.o)
-    run_start = ev.s & ~same_order
-    duplicate = ev.s & same_order
-    closes = ~ev.s & same_order & (first_end[prev] == pos)
-    orphan = ~ev.s & ~closes
-
-    # the run each START belongs to: the latest run-opening START at or before it (per machine)
-    opener = np.where(run_start, pos, -1)
-    opener = np.maximum.accumulate(opener)
-    opener = np.where(opener >= machine_first, opener, -1)
-    belongs = np.where(ev.s, opener, np.where(closes, opener[prev], -1))
-
+    # the run each event belongs to: the latest run-opening START at or before it
+    opener = np.maximum.accumulate(np.where(run_start, pos, -1))
+    belongs = np.where(ev.s | closes, opener, -1)
+    belongs = np.where(belongs >= machine_first, belongs, -1)
     starts = np.flatnonzero(run_start)
     run_index = np.full(n, -1)
     run_index[starts] = np.arange(len(starts))
     run_of = np.where(belongs >= 0, run_index[np.maximum(belongs, 0)], -1)
 
-    # a run ends at its own END, or at the next START of another order on the machine
-    s_pos = np.flatnonzero(ev.s)
-    s_m, s_o = ev.m[s_pos], ev.o[s_pos]
-    block_new = np.ones(len(s_pos), dtype=bool)
-    block_new[1:] = (s_m[1:] != s_m[:-1]) | (s_o[1:] != s_o[:-1])
-    block_first = np.where(block_new, s_pos, _NAT)
-    machine_change = np.ones(len(s_pos), dtype=bool)
-    machine_change[1:] = s_m[1:] != s_m[:-1]
-    next_block = _next_in_group(block_first, np.cumsum(machine_change))
-    next_other = np.full(n, n, dtype=np.int64)
-    next_other[s_pos] = np.where(next_block == _NAT, n, next_block)
-    own_end = first_end[starts]
+    # a run ends at its closing END or at the next START of another order, whichever comes first
+    machine_id = np.cumsum(new_machine)
+    close_next = _next_position(closes, machine_id)
+    next_other = _next_position(
+        _other_order_starts(ev, run_start, opener, machine_first), machine_id
+    )
+    own = close_next[starts]
     other = next_other[starts]
-    by_next = other < own_end
-    end_pos = np.minimum(own_end, other)
+    by_next = other < own
+    end_pos = np.minimum(own, other)
     ends = np.where(end_pos < n, ev.t[np.minimum(end_pos, n - 1)], _NAT)
-
-    # an order's own END that comes after another order closed its run
-    late_end = np.zeros(n, dtype=bool)
-    late_idx = own_end[by_next & (own_end < n)]
-    late_end[late_idx] = True
-    orphan &= ~late_end
 
     run_product = np.where(belongs >= 0, ev.p[np.maximum(belongs, 0)], -1)
     changed = (duplicate | closes) & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
@@ -433,8 +407,34 @@ def _machine_states(ev: _Events) -> _State:
         changed=changed,
         run_of=run_of,
         open_since=open_since,
-        late_end=late_end,
     )
+
+
+def _other_order_starts(
+    ev: _Events, run_start: np.ndarray, opener: np.ndarray, machine_first: np.ndarray
+) -> np.ndarray:
+    """STARTs that open a run of another order than the run opened before them on the machine."""
+    n = len(ev.t)
+    before = np.empty(n, dtype=np.int64)
+    before[0] = -1
+    before[1:] = opener[:-1]
+    has = before >= machine_first
+    return run_start & has & (ev.o[np.maximum(before, 0)] != ev.o)
+
+
+def _next_position(mask: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For each position i, the smallest j > i in the same group with mask[j]; len(mask) if none."""
+    n = len(mask)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    candidates = np.where(mask, np.arange(n), n)[::-1].copy()
+    nearest = np.minimum.accumulate(candidates)[::-1]  # smallest j >= i
+    after = np.empty(n, dtype=np.int64)
+    after[:-1] = nearest[1:]
+    after[-1] = n
+    ok = after < n
+    ok[ok] = group[after[ok]] == group[ok]
+    return np.where(ok, after, n)
 
 
 def _events(
@@ -480,6 +480,18 @@ def _events(
     return events.astype({"ts": "datetime64[us, UTC]"})
 
 
+def _sort(primary: np.ndarray, t: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Order by (primary, t, tail). Packs primary and time into one int64 key when they fit."""
+    if len(t) == 0:
+        return np.arange(0)
+    t_rel = t - t.min()
+    t_bits = max(int(t_rel.max()).bit_length(), 1)
+    p_bits = max(int(primary.max()).bit_length(), 1)
+    if t_bits + p_bits <= 62:
+        return np.lexsort((tail, (primary << t_bits) | t_rel))
+    return np.lexsort((tail, t, primary))
+
+
 def _flag_bits(flags: pd.Series | None, n: int) -> np.ndarray:
     """Comma-separated flag names -> bit masks."""
     out = np.zeros(n, dtype=np.int64)
@@ -514,9 +526,16 @@ def _ffill(values: np.ndarray) -> np.ndarray:
 
 
 def _ffill_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Forward-fill -2 holes within groups; -2 where nothing precedes in the group."""
-    series = pd.Series(np.where(values == -2, np.nan, values))
-    return series.groupby(group).ffill().fillna(-2).to_numpy(dtype=np.int64)
+    """Forward-fill -2 holes within groups (``group`` ascending); -2 where nothing precedes."""
+    n = len(values)
+    if n == 0:
+        return values.astype(np.int64)
+    pos = np.arange(n)
+    first = np.ones(n, dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    group_first = np.maximum.accumulate(np.where(first, pos, 0))
+    last = np.maximum.accumulate(np.where(values != -2, pos, -1))
+    return np.where(last >= group_first, values[np.maximum(last, 0)], -2).astype(np.int64)
 
 
 def _next_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -624,9 +643,14 @@ def _merge(
 
 
 def _names(uniques: pd.Index, codes: np.ndarray) -> pd.Series:
-    values = np.asarray(uniques, dtype=object)
-    out = np.where(codes >= 0, values[np.maximum(codes, 0)] if len(values) else None, None)
-    return pd.Series(out, dtype="string")
+    """Codes back to text (-1: NA), with Arrow's take: no Python object per row."""
+    dictionary = pa.array(np.asarray(uniques, dtype=object), type=pa.string())
+    taken = (
+        dictionary.take(pa.array(codes, mask=codes < 0))
+        if len(dictionary)
+        else pa.nulls(len(codes), pa.string())
+    )
+    return pd.Series(pd.arrays.ArrowStringArray(taken))
 
 
 def _stamps(values: np.ndarray) -> pd.Series:
