@@ -23,6 +23,7 @@ from .errors import UsageError
 from .extract import WINDOW_MARGIN, Window, build_query
 from .redact import redact
 from .report import Timeline, parse_when, resolve_when
+from .source import open_source
 from .store import open_read_only
 from .sync import derive, start_utc
 
@@ -233,7 +234,7 @@ def preview(
         ((code, kind, count) for (code, kind), count in derived.codes.items()),
         key=lambda item: (order.get(item[1], 9), _code_key(item[0])),
     )
-    parameters = build_query(job.mapping, window, zone).compile().params
+    sql, parameters = _compiled(project, job, window)
     notes = []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")
@@ -242,8 +243,8 @@ def preview(
         window=window,
         basis=basis,
         source_now=clock[0] if clock else window.hi,
-        sql=redact(derived.sql, project.secrets),
-        parameters={k: _plain(v) for k, v in parameters.items()},
+        sql=redact(sql, project.secrets),
+        parameters=parameters,
         rows_read=derived.rows_read,
         codes=codes,
         runs=derived.runs,
@@ -252,6 +253,22 @@ def preview(
         limit=limit,
         notes=notes,
     )
+
+
+def _compiled(project: Project, job: Job, window: Window) -> tuple[str, dict[str, Any]]:
+    """The SELECT as the source's dialect sends it (IN lists expanded), and its parameters in
+    the order the placeholders take them."""
+    query = build_query(job.mapping, window, job.connector.zone)
+    source = open_source(job.connector_name, job.connector, project.root, project.secrets)
+    try:  # the engine's dialect, without connecting
+        compiled = query.compile(
+            dialect=source.engine.dialect, compile_kwargs={"render_postcompile": True}
+        )
+    finally:
+        source.close()
+    params = compiled.params
+    names = list(dict.fromkeys(compiled.positiontup or params))
+    return str(compiled), {name: _plain(params[name]) for name in names}
 
 
 def _cell(value: Any) -> str:

@@ -265,3 +265,12 @@ def test_a_postgresql_store_is_opened_read_only(postgres_database: str, tmp_path
     with engine.connect() as conn:
         assert not sa.inspect(conn).has_table("sneaky")
     engine.dispose()
+
+
+def test_preview_of_an_order_table(demo: Path) -> None:
+    code, out, _ = etl("-p", str(demo), "preview", "demo_orders", "--limit", "2")
+    assert code == 0
+    assert "rows per source event code" not in out  # order tables have no event codes
+    assert "POSTCOMPILE" not in out and "NOT IN (?)" in out  # IN lists as the source gets them
+    assert "STATUS_1_1='DLT'" in out
+    assert re.search(r"^runs  [\d,]+ \(\d+ open\) on \d+ machine", out, re.M)

@@ -372,3 +372,36 @@ def test_200_machines_by_90_days_stay_responsive(chromium: str, tmp_path: Path) 
     assert dom.body["data-selftest"] == "ok"
     assert float(dom.body["data-ready-ms"] or "inf") < 3000
     assert float(dom.body["data-bench-worst-ms"] or "inf") < 250  # the slowest zoom/pan frame
+
+
+def test_edge_cases_load_cleanly(chromium: str, tmp_path: Path) -> None:
+    now = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+    hostile = hostile_timeline()
+    empty = Timeline(
+        job="empty",
+        origin="test",
+        zone=ZoneInfo("UTC"),
+        runs=hostile.runs.iloc[0:0],
+        anomalies=hostile.anomalies.iloc[0:0],
+        now=now,
+    )
+    dom, console = load(chromium, write_html(empty, tmp_path / "empty.html"), tmp_path, "#selftest")
+    assert_clean(dom, console)
+    assert (dom.body["data-runs-total"], dom.body["data-runs-drawn"]) == ("0", "0")
+    assert dom.body["data-selftest"] == "ok"
+
+    # an anomaly with a time but no machine gets a lane of its own; an unknown zone falls back
+    found = hostile.anomalies.copy()
+    found.loc[1, "ts"] = pd.Timestamp(now - timedelta(hours=8))
+    odd = Timeline(
+        job="odd",
+        origin="test",
+        zone=ZoneInfo("America/Argentina/ComodRivadavia"),
+        runs=hostile.runs,
+        anomalies=found,
+        now=now,
+    )
+    dom, console = load(chromium, write_html(odd, tmp_path / "odd.html"), tmp_path, "#selftest")
+    assert_clean(dom, console)
+    assert dom.body["data-lanes"] == "3" and dom.body["data-anomalies-drawn"] == "2"
+    assert dom.body["data-selftest"] == "ok"
