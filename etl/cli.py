@@ -343,5 +343,47 @@ def report(
     )
 
 
+@main.command()
+@click.argument("connector")
+@click.option("--strict", is_flag=True, help="Exit 7 when the account can write.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.pass_context
+def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
+    """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
+    from .check import check_connector, format_report
+    from .errors import AccountCanWrite
+
+    report = check_connector(_project(ctx), connector)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
+    if strict and report.can_write:
+        raise AccountCanWrite(
+            f"{report.where}: the account {report.account!r} can write "
+            f"({len(report.writes)} privilege(s)); --strict refuses it",
+            hint="give booking-etl an account with only the GRANTs listed in the report",
+        )
+
+
+@main.command()
+@click.argument("connector")
+@click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
+@click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table listing as JSON.")
+@click.pass_context
+def discover(
+    ctx: click.Context, connector: str, table: str | None, schema: str | None, as_json: bool
+) -> None:
+    """List CONNECTOR's tables (rows, columns), or propose a mapping for one with --table."""
+    from .discover import format_listing, list_tables, propose
+
+    project = _project(ctx)
+    if table is None:
+        listing = list_tables(project, connector, schema)
+        click.echo(json.dumps(listing.as_dict(), indent=2) if as_json else format_listing(listing))
+        return
+    command = f"etl discover {connector} --table {table}"
+    command += f" --schema {schema}" if schema else ""
+    click.echo(propose(project, connector, table, schema).yaml(command), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -10,6 +10,7 @@ Exit codes (documented in the README):
 4     data error: the source does not look like the mapping says
 5     state conflict: another run holds the job's lock
 6     store or output error (store database, Parquet target, full disk)
+7     ``etl check --strict``: the source account can write
 ====  =====================================================================
 """
 
@@ -70,6 +71,12 @@ class StoreError(EtlError):
     exit_code = 6
 
 
+class AccountCanWrite(EtlError):
+    """``etl check --strict``: the connector's account holds privileges that let it write."""
+
+    exit_code = 7
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -78,4 +85,5 @@ EXIT_CODES: dict[int, str] = {
     DataError.exit_code: "data error: source data does not fit the mapping",
     LockHeldError.exit_code: "another run of the job holds its lock",
     StoreError.exit_code: "store or output could not be written",
+    AccountCanWrite.exit_code: "etl check --strict: the source account can write",
 }

@@ -9,6 +9,7 @@ database missing, permission denied, always naming the connector file and never 
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Iterator
@@ -26,9 +27,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlglot.tokens import Token, TokenType
 
-from .config import ConnectorSpec
+from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
-from .errors import SourceError
+from .errors import ConfigError, SourceError
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ _READ_PRAGMAS = {
     "INDEX_XINFO",
     "FOREIGN_KEY_LIST",
 }
-_SQLGLOT = {
+SQLGLOT_DIALECTS = {
     "postgresql": "postgres",
     "mssql": "tsql",
     "mysql": "mysql",
@@ -183,9 +184,9 @@ def refusal(statement: str, dialect: str | None = None) -> str | None:
     structure or starts another statement, no write function and nothing after a ``;``.
     """
     try:
-        tokens = sqlglot.Dialect.get_or_raise(_SQLGLOT.get(dialect or "", dialect)).tokenize(
-            statement
-        )
+        tokens = sqlglot.Dialect.get_or_raise(
+            SQLGLOT_DIALECTS.get(dialect or "", dialect)
+        ).tokenize(statement)
     except Exception:  # what cannot be tokenized cannot be proven harmless
         return "a statement that cannot be read as SQL"
     if not tokens:
@@ -232,7 +233,7 @@ def refusal(statement: str, dialect: str | None = None) -> str | None:
 def _name_positions(statement: str, dialect: str | None) -> set[int]:
     """Where the statement names a column, table or schema (token start offsets)."""
     try:
-        tree = sqlglot.parse_one(statement, read=_SQLGLOT.get(dialect or "", dialect))
+        tree = sqlglot.parse_one(statement, read=SQLGLOT_DIALECTS.get(dialect or "", dialect))
     except Exception:  # unparseable: no exemptions, the words count
         return set()
     return {
@@ -457,6 +458,28 @@ def open_source(
     )
     wire(engine, dialect, source)
     return source
+
+
+def open_connector(project: Project, name: str, retry: Retry | None = None) -> Source:
+    """The source of connector ``name`` of the project (its ``${ENV}`` variables must be set)."""
+    spec = project.connectors.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, list(project.connectors), n=1)
+        listing = ", ".join(sorted(project.connectors)) or "none"
+        raise ConfigError(
+            f"connector {name!r} does not exist in {project.root / 'connectors'}",
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"connectors: {listing}",
+        )
+    doc = project.files.get(f"connectors/{name}")
+    if doc is not None and doc.missing_env:
+        raise ConfigError(
+            [
+                f"{doc.where(loc)}: environment variable {var} is not set"
+                for loc, var in doc.missing_env
+            ],
+            hint="export the variables or use ${VAR:-default}",
+        )
+    return open_source(name, spec, project.root, project.secrets, retry=retry)
 
 
 def _create_engine(url: sa.URL, connect_args: dict[str, Any], options: dict[str, Any]) -> Engine:

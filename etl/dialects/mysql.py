@@ -16,7 +16,7 @@ from .base import Failure, Kind, Privilege, SourceDialect, TableRef
 _PREPARER = _my.dialect().identifier_preparer
 
 _READ = {"SELECT", "SHOW VIEW", "USAGE", "SHOW DATABASES", "PROXY"}
-_WRITE = {"INSERT", "UPDATE", "DELETE", "DELETE HISTORY", "ALL", "ALL PRIVILEGES", "LOCK TABLES"}
+_WRITE = {"INSERT", "UPDATE", "DELETE", "DELETE HISTORY", "LOCK TABLES"}
 _DDL = {
     "CREATE",
     "DROP",
@@ -173,7 +173,9 @@ class MySQLDialect(SourceDialect):
     def session_read_only(self, conn: Connection) -> str:
         rows: dict[str, Any] = {
             str(name): value
-            for name, value in conn.exec_driver_sql("SHOW SESSION VARIABLES LIKE '%read_only'")
+            for name, value in conn.execute(
+                sa.text("SHOW SESSION VARIABLES LIKE :pattern"), {"pattern": "%read_only"}
+            )
         }
         value = rows.get("transaction_read_only", rows.get("tx_read_only"))
         state = "yes" if str(value).upper() in ("ON", "1") else "NO"

@@ -16,10 +16,10 @@ _PREPARER = _pg.dialect().identifier_preparer
 
 # Roles whose membership lets an account write or run programs on the server.
 _ADMIN_ROLES = {
-    "pg_write_all_data": ("write", "INSERT, UPDATE, DELETE on every table"),
-    "pg_write_server_files": ("admin", "writes files on the server"),
-    "pg_execute_server_program": ("admin", "runs programs on the server"),
-    "pg_signal_backend": ("admin", "cancels other sessions"),
+    "pg_write_all_data": ("write", "INSERT, UPDATE, DELETE", "every table"),
+    "pg_write_server_files": ("admin", "write files", "the server's file system"),
+    "pg_execute_server_program": ("admin", "run programs", "the server host"),
+    "pg_signal_backend": ("admin", "cancel or terminate", "other sessions"),
 }
 
 _ROLE_SQL = """\
@@ -171,21 +171,20 @@ class PostgreSQLDialect(SourceDialect):
                             fix=f"ALTER ROLE {_q(user)} NO{what};",
                         )
                     )
-        members = [str(r[0]) for r in conn.execute(sa.text(_MEMBER_SQL))]
-        for name in members:
+        if role is not None and role["rolsuper"]:
+            return found  # a superuser may do anything: roles and tables add nothing
+        for name in [str(r[0]) for r in conn.execute(sa.text(_MEMBER_SQL))]:
             if name in _ADMIN_ROLES:
-                kind, what = _ADMIN_ROLES[name]
+                kind, what, on = _ADMIN_ROLES[name]
                 found.append(
                     Privilege(
                         kind,  # type: ignore[arg-type]
                         what,
-                        "server",
+                        on,
                         via=f"role {name}",
                         fix=f"REVOKE {name} FROM {_q(user)};",
                     )
                 )
-        if role is not None and role["rolsuper"]:
-            return found  # a superuser can do everything; listing tables adds nothing
         found += self._table_privileges(conn, user)
         for row in conn.execute(sa.text(_SCHEMAS_SQL)):
             schema, owner, public = str(row[0]), bool(row[1]), bool(row[2])

@@ -1,0 +1,340 @@
+"""``etl check CONNECTOR``: can booking-etl reach the source, and what may its account do there?
+
+The report is meant to be handed to the customer's database administrator: server and driver, the
+server clock against this host's, the session's time zone and read-only state, every privilege that
+lets the account write, change structure, execute code or administer, whether each table a job maps
+is readable, and the GRANT statements for a least-privilege account for exactly those tables.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlglot
+import sqlglot.expressions as exp
+from sqlalchemy.engine import Connection
+
+from .config import MappingSpec, Project
+from .dialects import WRITE_KINDS, Privilege, TableRef
+from .errors import EtlError
+from .extract import build_query, check_columns, check_custom_query
+from .redact import redact
+from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
+
+CLOCK_WARN_SECONDS = 60.0
+READER_ACCOUNT = "etl_reader"
+
+
+@dataclass
+class TableCheck:
+    """Whether one mapped table (or custom query) can be read with the connector's account."""
+
+    mapping: str
+    jobs: list[str]
+    source: str  # "BDE.BUCHUNGEN" or "(custom query)"
+    readable: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "mapping": self.mapping,
+            "jobs": self.jobs,
+            "source": self.source,
+            "readable": self.readable,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class CheckReport:
+    """Everything ``etl check`` found out about one connector."""
+
+    connector: str
+    dialect: str
+    target: str
+    driver: str
+    connect_seconds: float
+    product: str
+    version: str
+    server_clock: datetime
+    host_clock: datetime
+    session_timezone: str
+    read_only_session: str
+    account: str
+    privileges: list[Privilege] = field(default_factory=list)
+    tables: list[TableCheck] = field(default_factory=list)
+    grant_account: str = READER_ACCOUNT
+    grants: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clock_offset_s(self) -> float:
+        """Server clock minus host clock, in seconds."""
+        return (self.server_clock - self.host_clock).total_seconds()
+
+    @property
+    def writes(self) -> list[Privilege]:
+        """The privileges that let the account write, change structure or administer."""
+        return [p for p in self.privileges if p.kind in WRITE_KINDS]
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the account could change the source (``--strict`` refuses it)."""
+        return bool(self.writes)
+
+    @property
+    def where(self) -> str:
+        """The connector file."""
+        return f"connectors/{self.connector}.yaml"
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "connector": self.connector,
+            "dialect": self.dialect,
+            "target": self.target,
+            "driver": self.driver,
+            "connect_seconds": round(self.connect_seconds, 3),
+            "server": {"product": self.product, "version": self.version},
+            "server_clock": self.server_clock.isoformat(),
+            "host_clock": self.host_clock.isoformat(),
+            "clock_offset_s": round(self.clock_offset_s, 3),
+            "session_timezone": self.session_timezone,
+            "read_only_session": self.read_only_session,
+            "account": self.account,
+            "can_write": self.can_write,
+            "privileges": [p.as_dict() for p in self.privileges],
+            "tables": [t.as_dict() for t in self.tables],
+            "grant_account": self.grant_account,
+            "grants": self.grants,
+            "notes": self.notes,
+            "warnings": self.warnings,
+        }
+
+
+def check_connector(project: Project, name: str, retry: Retry | None = None) -> CheckReport:
+    """Connect with the connector's timeout and collect the report (raises SourceError if it cannot)."""
+    source = open_connector(project, name, retry=retry)
+    dialect = source.dialect
+    notes = dialect.driver_notes(source.spec)
+    try:
+        started = time.monotonic()
+        with source.connect() as conn:
+            seconds = time.monotonic() - started
+            before = datetime.now(UTC)
+            server_clock = source.now_utc(conn)
+            after = datetime.now(UTC)
+            host_clock = before + (after - before) / 2
+            warnings: list[str] = []
+
+            def ask(what: str, question: Any, default: Any) -> Any:
+                try:
+                    return question(conn)
+                except EtlError as exc:
+                    warnings.append(f"could not read {what}: {exc.message}")
+                except sa.exc.DBAPIError as exc:
+                    warnings.append(f"could not read {what}: {_first_line(exc, source)}")
+                conn.rollback()
+                return default
+
+            product, version = ask(
+                "the server version", dialect.server_version, (dialect.product, "unknown")
+            )
+            report = CheckReport(
+                connector=name,
+                dialect=source.spec.dialect,
+                target=source.display,
+                driver=ask("the driver", dialect.driver_description, "unknown"),
+                connect_seconds=seconds,
+                product=product,
+                version=version,
+                server_clock=server_clock,
+                host_clock=host_clock,
+                session_timezone=ask("the session time zone", dialect.session_timezone, "unknown"),
+                read_only_session=ask(
+                    "the session's read-only state", dialect.session_read_only, "unknown"
+                ),
+                account=ask("the account", dialect.current_user, "unknown"),
+                notes=notes,
+                warnings=warnings,
+            )
+            tables = _mapped_tables(project, name)
+            refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
+            report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
+            report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            admin = any(p.kind == "admin" for p in report.privileges)
+            plain = report.account.split("@")[0]
+            report.grant_account = (
+                READER_ACCOUNT
+                if admin
+                or plain in dialect.admin_accounts
+                or plain.upper() in dialect.admin_accounts
+                else report.account
+            )
+            if report.account == "unknown" or report.account.startswith("("):
+                report.grant_account = READER_ACCOUNT
+            report.grants = ask(
+                "the GRANT statements",
+                lambda c: dialect.grant_statements(c, report.grant_account, refs),
+                [],
+            )
+    finally:
+        source.close()
+    if abs(report.clock_offset_s) > CLOCK_WARN_SECONDS:
+        report.warnings.append(
+            f"the server clock is {abs(report.clock_offset_s):.0f}s "
+            f"{'ahead of' if report.clock_offset_s > 0 else 'behind'} this host's: sync windows "
+            "follow the server clock, so compare times with the server, not with this host"
+        )
+    if not tables:
+        report.warnings.append(f"no job uses connector {name!r}: no tables were checked")
+    return report
+
+
+def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str], list[TableRef]]]:
+    """(mapping, jobs, tables it reads) for every mapping a job on ``connector`` uses."""
+    by_mapping: dict[str, list[str]] = {}
+    for job in sorted(project.jobs.values(), key=lambda j: j.name):
+        if job.connector_name == connector:
+            by_mapping.setdefault(job.mapping_name, []).append(job.name)
+    dialect = project.connectors[connector].dialect
+    out = []
+    for mapping_name, jobs in sorted(by_mapping.items()):
+        mapping = project.mappings[mapping_name]
+        out.append((mapping_name, jobs, tables_read(mapping, dialect)))
+    return out
+
+
+def tables_read(mapping: MappingSpec, dialect: str) -> list[TableRef]:
+    """The tables a mapping reads: its table, or those its custom query names (not its CTEs)."""
+    if mapping.source.table is not None:
+        return [TableRef(mapping.source.schema_, mapping.source.table)]
+    try:
+        tree = sqlglot.parse_one(
+            mapping.source.query or "", read=SQLGLOT_DIALECTS.get(dialect, dialect)
+        )
+    except sqlglot.errors.ParseError:
+        return []
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    refs = [
+        TableRef(table.db or None, table.name)
+        for table in tree.find_all(exp.Table)
+        if table.name and table.name not in ctes
+    ]
+    return list(dict.fromkeys(refs))
+
+
+def _check_table(
+    conn: Connection, source: Source, project: Project, mapping_name: str, jobs: list[str]
+) -> TableCheck:
+    mapping = project.mappings[mapping_name]
+    where = f"mappings/{mapping_name}.yaml"
+    described = mapping.source.describe()
+    try:
+        if mapping.source.query is not None:
+            check_custom_query(mapping.source.query, source.spec.dialect, where)
+        columns = check_columns(conn, mapping, where)
+        query = build_query(mapping, None, source.spec.zone).where(sa.false())
+        conn.execute(query).all()
+    except EtlError as exc:
+        conn.rollback()
+        return TableCheck(mapping_name, jobs, described, False, exc.message)
+    except sa.exc.DBAPIError as exc:
+        conn.rollback()
+        return TableCheck(mapping_name, jobs, described, False, _first_line(exc, source))
+    return TableCheck(
+        mapping_name,
+        jobs,
+        described,
+        True,
+        f"readable ({len(columns)} columns, mapped ones present)",
+    )
+
+
+def _first_line(exc: sa.exc.DBAPIError, source: Source) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return redact(lines[0] if lines else type(exc).__name__, source.secrets)
+
+
+_KIND_LABEL = {
+    "write": "WRITE",
+    "ddl": "DDL",
+    "admin": "ADMIN",
+    "execute": "EXECUTE",
+    "read": "READ",
+}
+
+
+def format_report(report: CheckReport) -> str:
+    """The human report, as ``etl check`` prints it."""
+    offset = report.clock_offset_s
+    lines = [
+        f"connector:  {report.where} ({report.dialect})",
+        f"target:     {report.target}",
+        f"driver:     {report.driver} (connected in {report.connect_seconds:.2f}s)",
+    ]
+    lines += [f"            {note}" for note in report.notes]
+    lines += [
+        f"server:     {report.product} {report.version}",
+        f"clock:      {report.server_clock.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}Z on the server, "
+        f"{offset:+.3f}s from this host",
+        f"time zone:  {report.session_timezone}",
+        f"read-only:  {report.read_only_session}",
+        f"account:    {report.account}",
+        "",
+    ]
+    writes = report.writes
+    others = [p for p in report.privileges if p.kind not in WRITE_KINDS]
+    if writes:
+        lines.append(f"privileges that let the account change the database ({len(writes)}):")
+        lines += _privilege_lines(writes)
+    else:
+        lines.append("privileges that let the account change the database: none found")
+    if others:
+        lines.append("other privileges worth knowing:")
+        lines += _privilege_lines(others)
+    lines.append("")
+    if report.tables:
+        lines.append("mapped tables (mapping <- jobs: source):")
+        for table in report.tables:
+            state = "ok  " if table.readable else "FAIL"
+            lines.append(
+                f"  {state} {table.mapping} <- {', '.join(table.jobs)}: {table.source}: {table.detail}"
+            )
+        lines.append("")
+    if report.grants:
+        lines.append(
+            f"least-privilege account {report.grant_account!r} for these tables (for the DBA):"
+        )
+        lines += [f"  {statement}" for statement in report.grants]
+        lines.append("")
+    lines += [f"warning: {w}" for w in report.warnings]
+    if report.can_write:
+        lines.append(
+            f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). booking-etl "
+            "still sends nothing but SELECTs; 'etl check --strict' fails on this."
+        )
+    else:
+        unreadable = [t for t in report.tables if not t.readable]
+        lines.append(
+            "verdict: read-only account"
+            + (f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else "")
+        )
+    return "\n".join(lines)
+
+
+def _privilege_lines(privileges: list[Privilege]) -> list[str]:
+    out = []
+    for p in privileges:
+        via = f" (via {p.via})" if p.via else ""
+        out.append(f"  {_KIND_LABEL[p.kind]:<7} {p.privilege} on {p.on}{via}")
+        if p.fix:
+            out.append(f"          fix: {p.fix}")
+    return out
