@@ -199,7 +199,6 @@
       }
     }
     var tk = ticks();
-    ctx.fillStyle = "#e4e8ee";
     tk.list.forEach(function (tick) {
       ctx.fillStyle = tick.major ? "#c9d1db" : "#e8ecf1";
       ctx.fillRect(Math.round(X(tick.t)), AXIS_H, 1, height - AXIS_H);
