@@ -45,241 +45,88 @@ DATETIME_FORMATS = (
 DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%m/%d/%Y")
 TIME_FORMATS = ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "%H%M%S")
 
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
 # Role -> (whole names, name parts). Lower case; a part matches a token or the start of a name.
 ROLES: dict[str, tuple[set[str], set[str]]] = {
     "order_code": (
-        {
-            "aufnr",
-            "aunr",
-            "auftrag",
-            "auftragsnr",
-            "auftragsnummer",
-            "fa_nr",
-            "fanr",
-            "fauf",
-            "order",
-            "order_no",
-            "order_nr",
-            "orderno",
-            "order_number",
-            "order_code",
-            "order_id",
-            "work_order",
-            "workorder",
-            "production_order",
-            "prod_order",
-            "wo",
-            "ba_nr",
-            "pa_nr",
-        },
-        {"order", "auftrag", "aufnr", "aunr", "fanr", "wo"},
+        _words(
+            "aufnr auftrag auftragsnr auftragsnummer aunr ba_nr fa_nr fanr fauf order "
+            "order_code order_id order_no order_nr order_number orderno pa_nr prod_order "
+            "production_order wo work_order workorder"
+        ),
+        _words("aufnr auftrag aunr fanr order wo"),
     ),
     "machine_code": (
-        {
-            "maschine",
-            "maschnr",
-            "masch_nr",
-            "masch",
-            "machine",
-            "machine_id",
-            "machine_no",
-            "machine_code",
-            "arbpl",
-            "arbeitsplatz",
-            "workcenter",
-            "work_center",
-            "wc",
-            "workplace",
-            "resource",
-            "ressource",
-            "anlage",
-            "equipment",
-            "station",
-            "linie",
-            "line",
-        },
-        {
-            "masch",
-            "maschine",
-            "machine",
-            "arbpl",
-            "arbeitsplatz",
-            "workcenter",
-            "anlage",
-            "resource",
-            "ressource",
-            "equipment",
-        },
+        _words(
+            "anlage arbeitsplatz arbpl equipment line linie machine machine_code machine_id "
+            "machine_no masch masch_nr maschine maschnr resource ressource station wc "
+            "work_center workcenter workplace"
+        ),
+        _words(
+            "anlage arbeitsplatz arbpl equipment machine masch maschine resource ressource "
+            "workcenter"
+        ),
     ),
     "product_code": (
-        {
-            "artikel",
-            "artnr",
-            "art_nr",
-            "artikelnr",
-            "artikelnummer",
-            "material",
-            "matnr",
-            "mat_nr",
-            "product",
-            "product_no",
-            "product_code",
-            "product_id",
-            "produkt",
-            "item",
-            "item_no",
-            "part",
-            "part_no",
-            "partnumber",
-            "sku",
-            "teil",
-            "teilenr",
-            "sachnr",
-        },
-        {"artikel", "artnr", "material", "matnr", "product", "produkt", "item", "sku"},
+        _words(
+            "art_nr artikel artikelnr artikelnummer artnr item item_no mat_nr material matnr "
+            "part part_no partnumber product product_code product_id product_no produkt "
+            "sachnr sku teil teilenr"
+        ),
+        _words("artikel artnr item material matnr product produkt sku"),
     ),
     "event": (
-        {
-            "buchungsart",
-            "satzart",
-            "kenn",
-            "kennung",
-            "status",
-            "event",
-            "event_type",
-            "eventtype",
-            "type",
-            "art",
-            "code",
-            "booking_type",
-            "action",
-            "state",
-            "ereignis",
-            "bu_art",
-            "vorgang",
-            "event_code",
-        },
-        {"buchungsart", "satzart", "kenn", "event", "status", "ereignis", "vorgang"},
+        _words(
+            "action art booking_type bu_art buchungsart code ereignis event event_code "
+            "event_type eventtype kenn kennung satzart state status type vorgang"
+        ),
+        _words("buchungsart ereignis event kenn satzart status vorgang"),
     ),
     "start": (
-        {
-            "start",
-            "start_time",
-            "startzeit",
-            "start_zeit",
-            "beginn",
-            "begin",
-            "date_start",
-            "started_at",
-            "start_ts",
-            "ist_start",
-            "von",
-            "start_datum",
-        },
-        {"start", "beginn", "begin"},
+        _words(
+            "begin beginn date_start ist_start start start_datum start_time start_ts "
+            "start_zeit started_at startzeit von"
+        ),
+        _words("begin beginn start"),
     ),
     "end": (
-        {
-            "end",
-            "ende",
-            "end_time",
-            "endzeit",
-            "ende_zeit",
-            "date_end",
-            "ended_at",
-            "finish",
-            "finished_at",
-            "end_ts",
-            "ist_ende",
-            "bis",
-            "stop",
-            "ende_datum",
-        },
-        {"end", "ende", "finish", "stop"},
+        _words(
+            "bis date_end end end_time end_ts ende ende_datum ende_zeit ended_at endzeit "
+            "finish finished_at ist_ende stop"
+        ),
+        _words("end ende finish stop"),
     ),
     "timestamp": (
-        {
-            "timestamp",
-            "ts",
-            "zeitstempel",
-            "buchungszeit",
-            "booked_at",
-            "event_time",
-            "created",
-            "created_at",
-            "datetime",
-            "zeitpunkt",
-            "buchzeitpunkt",
-        },
-        {"zeit", "time", "timestamp", "zeitstempel", "datum", "date", "buch"},
+        _words(
+            "booked_at buchungszeit buchzeitpunkt created created_at datetime event_time "
+            "timestamp ts zeitpunkt zeitstempel"
+        ),
+        _words("buch date datum time timestamp zeit zeitstempel"),
     ),
     "date": (
-        {"datum", "date", "buchdat", "budat", "buchungsdatum", "ersda", "isdd", "tag", "day"},
-        {"dat", "datum", "date"},
+        _words("buchdat buchungsdatum budat date datum day ersda isdd tag"),
+        _words("dat date datum"),
     ),
     "time": (
-        {"zeit", "time", "buchzeit", "uzeit", "erzet", "isdz", "uhrzeit"},
-        {"zeit", "time", "uhr"},
+        _words("buchzeit erzet isdz time uhrzeit uzeit zeit"),
+        _words("time uhr zeit"),
     ),
 }
 # Columns worth a filter: plant, cancellation flags, status (first name part starts with these).
-FILTER_WORDS = (
-    "werk",
-    "plant",
-    "site",
-    "mandt",
-    "storno",
-    "stokz",
-    "stzhl",
-    "cancel",
-    "delet",
-    "geloescht",
-    "loekz",
-    "status",
-    "valid",
-    "aktiv",
-    "active",
+FILTER_WORDS = tuple(
+    _words(
+        "werk plant site mandt storno stokz stzhl cancel delet geloescht loekz status valid "
+        "aktiv active"
+    )
 )
-START_WORDS = {
-    "A",
-    "S",
-    "START",
-    "B",
-    "BEGIN",
-    "BEGINN",
-    "AN",
-    "ANM",
-    "ZZS",
-    "B10",
-    "ON",
-    "LOGIN",
-    "LOGON",
-    "RUN",
-    "STARTED",
-    "R10",
-}
-END_WORDS = {
-    "E",
-    "END",
-    "ENDE",
-    "ZZE",
-    "B40",
-    "B30",
-    "U",
-    "UNT",
-    "STOP",
-    "FIN",
-    "FINISHED",
-    "AB",
-    "ABM",
-    "OFF",
-    "LOGOUT",
-    "LOGOFF",
-    "F",
-    "FM",
-    "DONE",
-    "R40",
-}
+START_WORDS = _words("A AN ANM B B10 BEGIN BEGINN LOGIN LOGON ON R10 RUN S START STARTED ZZS")
+END_WORDS = _words(
+    "AB ABM B30 B40 DONE E END ENDE F FIN FINISHED FM LOGOFF LOGOUT OFF R40 STOP U UNT ZZE"
+)
 
 
 @dataclass
