@@ -31,7 +31,7 @@ class EtlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:
             secrets = ctx.meta.get("etl.secrets", [])
@@ -50,7 +50,7 @@ class EtlGroup(click.Group):
 
 def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
     secrets: list[str] = ctx.meta.get("etl.secrets", [])
-    kind = "config error" if exc.exit_code == ConfigError.exit_code else "error"
+    kind = "config error" if isinstance(exc, ConfigError) else "error"
     lines = redact(str(exc), secrets).splitlines()
     if len(lines) > 1 and isinstance(exc, ConfigError):
         click.echo(f"{kind}: {len(exc.problems)} problem(s) found", err=True)
@@ -383,6 +383,79 @@ def discover(
     command = f"etl discover {connector} --table {table}"
     command += f" --schema {schema}" if schema else ""
     click.echo(propose(project, connector, table, schema).yaml(command), nl=False)
+
+
+@main.command()
+@click.argument("job")
+@click.option(
+    "--since",
+    required=True,
+    help="Start: ISO date/datetime (plant time) or a duration before now (90d).",
+)
+@click.option("--until", help="End (default: the source clock minus the job's safety lag).")
+@click.option(
+    "--chunk", default="7d", show_default=True, help="Chunk length; each chunk commits on its own."
+)
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Ignore an interrupted backfill of the same range and start over.",
+)
+@click.pass_context
+def backfill(
+    ctx: click.Context, job: str, since: str, until: str | None, chunk: str, restart: bool
+) -> None:
+    """Re-derive JOB's runs from --since to --until chunk by chunk (resumable; the watermark never moves back)."""
+    from .backfill import backfill as run_backfill
+    from .durations import parse_duration
+
+    project = _project(ctx)
+    try:
+        length = parse_duration(chunk)
+    except ValueError as exc:
+        raise UsageError(f"--chunk: {exc}") from None
+
+    count = [0]
+
+    def progress(piece: Any, total: int) -> None:
+        count[0] += 1
+        done = count[0]
+        click.echo(
+            f"  chunk {done}/{total} {_ts(piece.lo)} .. {_ts(piece.hi)}: {piece.rows_read:,} rows, "
+            f"+{piece.inserted} new, {piece.updated} changed, -{piece.deleted} removed",
+            err=True,
+        )
+
+    result = run_backfill(project, job, since, until, length, restart=restart, progress=progress)
+    click.echo(result.summary())
+
+
+@main.group()
+def state() -> None:
+    """Inspect or reset a job's stored state."""
+
+
+@state.command("reset")
+@click.argument("job")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.pass_context
+def state_reset(ctx: click.Context, job: str, yes: bool) -> None:
+    """Forget JOB: its runs, anomalies, watermark and Parquet partitions (the audit rows stay)."""
+    from .backfill import reset
+
+    project = _project(ctx)
+    project.job(job)
+    question = f"remove every stored run, anomaly and Parquet file of job {job!r}? the next run starts at start_from"
+    try:
+        confirmed = yes or click.confirm(question, default=False)
+    except click.Abort:
+        confirmed = False
+    if not confirmed:
+        raise UsageError("nothing changed (confirm, or pass --yes)")
+    removed = reset(project, job)
+    click.echo(
+        f"{job}: state reset; {removed} run(s) removed; the next run starts at its start_from"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

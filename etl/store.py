@@ -98,6 +98,8 @@ job_state = sa.Table(
     sa.Column("publish_pending", sa.Text),
     sa.Column("lock_owner", sa.String(300)),
     sa.Column("lock_expires", UTCDateTime()),
+    sa.Column("backfill_range", sa.String(100)),
+    sa.Column("backfill_next", UTCDateTime()),
     sa.Column("updated_at", UTCDateTime()),
 )
 
@@ -133,6 +135,8 @@ class JobState:
     publish_pending: list[str]
     lock_owner: str | None
     lock_expires: datetime | None
+    backfill_range: str | None = None
+    backfill_next: datetime | None = None
 
 
 @dataclass
@@ -256,6 +260,8 @@ class Store:
             publish_pending=json.loads(row["publish_pending"] or "[]"),
             lock_owner=row["lock_owner"],
             lock_expires=row["lock_expires"],
+            backfill_range=row["backfill_range"],
+            backfill_next=row["backfill_next"],
         )
 
     def acquire_lock(self, job: str, ttl: timedelta) -> str:
@@ -282,6 +288,15 @@ class Store:
                         job_state.c.job == job
                     )
                 ).first()
+                if holder is not None and _dead_local_owner(holder[0]):
+                    # the holder ran on this host and its process is gone (killed): take over
+                    taken = conn.execute(
+                        job_state.update()
+                        .where(job_state.c.job == job, job_state.c.lock_owner == holder[0])
+                        .values(lock_owner=owner, lock_expires=now + ttl)
+                    ).rowcount
+                    if taken == 1:
+                        log.warning("%s: took over the lock of %s (process gone)", job, holder[0])
         if taken != 1:
             who, until = holder if holder else ("?", None)
             raise LockHeldError(
@@ -328,10 +343,16 @@ class Store:
             rows = conn.execute(query).all()
         return _runs_frame(rows)
 
-    def _replaced(self, job: str, lo: datetime, margin: timedelta) -> sa.ColumnElement[bool]:
+    def _replaced(
+        self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
+    ) -> sa.ColumnElement[bool]:
+        """The stored runs a derivation of ``[lo, hi)`` replaces (``hi`` None: everything after)."""
         t = production_runs
         reach = lo - margin
-        return sa.and_(t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= reach))
+        replaced = sa.and_(
+            t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= reach)
+        )
+        return replaced if hi is None else sa.and_(replaced, t.c.start < hi)
 
     def commit_sync(
         self,
@@ -342,13 +363,19 @@ class Store:
         found: pd.DataFrame,
         audit: dict[str, Any],
         margin: timedelta = timedelta(0),
+        *,
+        bounded: bool = False,
+        backfill: tuple[str | None, datetime | None] | None = None,
     ) -> tuple[int, Changes]:
-        audit = {**audit, "window_lo": lo, "window_hi": hi}
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
+        ``bounded`` (backfill chunks) leaves runs starting at or after ``hi`` alone and never moves
+        the watermark backwards; ``backfill`` records (range, next chunk start) for resuming.
         Returns the audit row's id and what changed. Parquet months to rewrite are recorded in
         ``job_state.publish_pending`` in the same transaction.
         """
+        audit = {**audit, "window_lo": lo, "window_hi": hi}
+        upto = hi if bounded else None
         t = production_runs
         with self.begin() as conn:
             old = conn.execute(
@@ -359,11 +386,13 @@ class Store:
                     t.c.start,
                     t.c.end,
                     t.c.flags,
-                ).where(self._replaced(job, lo, margin))
+                ).where(self._replaced(job, lo, margin, upto))
             ).all()
-            state = conn.execute(
-                sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
-            ).scalar()
+            state, old_watermark = conn.execute(
+                sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
+                    job_state.c.job == job
+                )
+            ).one()
             changes = _diff(old, runs)
             pending = sorted(set(json.loads(state or "[]")) | set(changes.months))
             sync_id = conn.execute(
@@ -376,10 +405,13 @@ class Store:
                     **audit,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-            conn.execute(t.delete().where(self._replaced(job, lo, margin)))
+            conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
+            in_window = anomalies.c.ts >= lo
+            if upto is not None:
+                in_window = sa.and_(in_window, anomalies.c.ts < upto)
             conn.execute(
                 anomalies.delete().where(
-                    anomalies.c.job == job, sa.or_(anomalies.c.ts >= lo, anomalies.c.ts.is_(None))
+                    anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None))
                 )
             )
             if not runs.empty:
@@ -394,21 +426,23 @@ class Store:
             anomaly_months = {
                 month_of(ts)
                 for ts in conn.execute(
-                    sa.select(anomalies.c.ts).where(anomalies.c.job == job, anomalies.c.ts >= lo)
+                    sa.select(anomalies.c.ts).where(anomalies.c.job == job, in_window)
                 ).scalars()
                 if ts is not None
             }
             pending = sorted(set(pending) | anomaly_months | {month_of(lo)})
-            conn.execute(
-                job_state.update()
-                .where(job_state.c.job == job)
-                .values(
-                    watermark=hi,
-                    last_sync_id=sync_id,
-                    publish_pending=json.dumps(pending),
-                    updated_at=datetime.now(UTC),
-                )
-            )
+            watermark = hi
+            if bounded and old_watermark is not None:
+                watermark = max(old_watermark, hi)
+            values: dict[str, Any] = {
+                "watermark": watermark,
+                "last_sync_id": sync_id,
+                "publish_pending": json.dumps(pending),
+                "updated_at": datetime.now(UTC),
+            }
+            if backfill is not None:
+                values["backfill_range"], values["backfill_next"] = backfill
+            conn.execute(job_state.update().where(job_state.c.job == job).values(**values))
         changes.months = pending
         return int(sync_id), changes
 
@@ -627,6 +661,23 @@ def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
     first = (statement.lstrip().split(None, 1) or ["(empty)"])[0].upper()
     if first not in ("SELECT", "WITH", "PRAGMA", "SHOW"):
         raise StoreError(f"refused to send a {first} statement to a store opened read-only")
+
+
+def _dead_local_owner(owner: str | None) -> bool:
+    """Whether a lock owner token names a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 from .config import Job, Project
 from .errors import EtlError, StoreError
 from .extract import Window, build_query, check_columns, check_custom_query, read_batches
+from .failpoints import failpoint
 from .fold import carry_margin, fold
 from .mapping import Mapped, localize, map_bookings, map_orders
 from .publish import publish
@@ -136,6 +137,7 @@ def derive(project: Project, job: Job, window_for: object, store: Store | None) 
                 mapper = map_bookings if mapping.structure == "bookings" else map_orders
                 for batch in read_batches(conn, query, job.batch_size, where):
                     parts.append(mapper(batch, mapping, zone))
+                    failpoint("extract")
     finally:
         source.close()
     rows_read = sum(p.rows_read for p in parts)
@@ -247,6 +249,7 @@ def run_job(project: Project, job_name: str) -> RunResult:
         sync_id, changes = store.commit_sync(
             job_name, window.lo, window.hi, derived.runs, derived.anomalies, audit, margin
         )
+        failpoint("commit")
         files: list[Path] = []
         if base is not None and job.spec.parquet:
             files = publish(store, job_name, changes.months, base)

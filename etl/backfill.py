@@ -1,0 +1,275 @@
+"""Re-derive a job's range chunk by chunk: ``etl backfill JOB --since --until [--chunk 7d]``.
+
+Each chunk ``[a, b)`` is read from the source, folded with the runs open at ``a`` carried in, and
+committed like a sync run, except that runs starting at or after ``b`` are left alone (the next
+chunk replaces them) and the watermark never moves backwards. After ``--until``, the chunks go on
+up to the job's watermark, so runs that cross ``--until`` close exactly as before. The next chunk
+start is stored with each commit: an interrupted backfill of the same range resumes there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .config import Project
+from .errors import UsageError
+from .extract import Window
+from .failpoints import failpoint
+from .fold import carry_margin
+from .publish import publish
+from .report import parse_when, resolve_when
+from .store import Store, _diff
+from .sync import derive, open_store, parquet_base
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = timedelta(hours=2)
+
+
+@dataclass
+class Chunk:
+    """What one chunk did."""
+
+    lo: datetime
+    hi: datetime
+    rows_read: int
+    runs: int
+    inserted: int
+    updated: int
+    deleted: int
+    anomalies: int
+
+
+@dataclass
+class BackfillResult:
+    """What a backfill did, chunk by chunk."""
+
+    job: str
+    since: datetime
+    until: datetime
+    resumed_at: datetime | None
+    chunks: list[Chunk] = field(default_factory=list)
+    duration_s: float = 0.0
+    inserted: int = 0  # net, over the whole backfill (chunks also count runs they re-opened
+    updated: int = 0  # for the next chunk to close)
+    deleted: int = 0
+
+    def summary(self) -> str:
+        """One human line for the whole backfill."""
+        rows = sum(c.rows_read for c in self.chunks)
+        ins, upd, dele = self.inserted, self.updated, self.deleted
+        resumed = f" (resumed at {_stamp(self.resumed_at)})" if self.resumed_at else ""
+        return (
+            f"{self.job}: backfilled {_stamp(self.since)} .. {_stamp(self.until)}{resumed} in "
+            f"{len(self.chunks)} chunk(s): {rows:,} rows read, +{ins} new, {upd} changed, "
+            f"-{dele} removed [{self.duration_s:.1f}s]"
+        )
+
+
+def backfill(
+    project: Project,
+    job_name: str,
+    since: str,
+    until: str | None,
+    chunk: timedelta,
+    *,
+    restart: bool = False,
+    progress: Callable[[Chunk, int], None] | None = None,
+) -> BackfillResult:
+    """Re-derive ``[since, until)`` of ``job_name`` chunk by chunk (see the module docstring)."""
+    job = project.job(job_name)
+    project.require_env([job_name])
+    if chunk <= timedelta(0):
+        raise UsageError("--chunk must be longer than 0s")
+    zone = job.connector.zone
+    since_at = parse_when(since, zone, "--since")
+    until_at = parse_when(until, zone, "--until") if until else timedelta(0)
+    clock = time.monotonic()
+    store = open_store(project)
+    owner = store.acquire_lock(job_name, LOCK_TTL)
+    try:
+        return _run(
+            project,
+            job_name,
+            store,
+            since_at,
+            until_at,
+            since,
+            until,
+            chunk,
+            restart,
+            progress,
+            clock,
+        )
+    finally:
+        try:
+            store.release_lock(job_name, owner)
+        finally:
+            store.close()
+
+
+def _run(
+    project: Project,
+    job_name: str,
+    store: Store,
+    since_at: datetime | timedelta,
+    until_at: datetime | timedelta,
+    since_text: str,
+    until_text: str | None,
+    chunk: timedelta,
+    restart: bool,
+    progress: Callable[[Chunk, int], None] | None,
+    clock: float,
+) -> BackfillResult:
+    job = project.job(job_name)
+    mapping = job.mapping
+    margin = (
+        carry_margin(mapping.fold.policy()) if mapping.structure == "bookings" else timedelta(0)
+    )
+    base = parquet_base(project)
+    state = store.state(job_name)
+    if state and state.publish_pending and base is not None and job.spec.parquet:
+        publish(store, job_name, state.publish_pending, base)
+        store.clear_pending(job_name, state.publish_pending)
+
+    # the range needs the source clock for "now"/durations: read it with an empty first probe
+    bounds: dict[str, datetime] = {}
+
+    def resolve(now: datetime) -> None:
+        if not bounds:
+            latest = now - job.safety_lag
+            bounds["since"] = resolve_when(since_at, now)
+            bounds["until"] = min(resolve_when(until_at, now), latest)
+            bounds["latest"] = latest
+
+    key = f"{since_text}|{until_text or ''}"
+    before = None
+    resumed: datetime | None = None
+    a: datetime | None = None
+    result: BackfillResult | None = None
+    total_chunks = 0
+    while True:
+
+        def window_for(now: datetime, a_: datetime | None = a) -> Window:
+            resolve(now)
+            lo = a_ if a_ is not None else bounds["since"]
+            return Window(lo=lo, hi=min(lo + chunk, stop()))
+
+        def stop() -> datetime:
+            watermark = state.watermark if state and state.watermark else None
+            end = bounds["until"]
+            return max(end, min(watermark, bounds["latest"])) if watermark else end
+
+        if a is None:
+            # first chunk: decide the start (resume?) once the clock is known
+            probe_start = None
+            if not restart and state and state.backfill_range == key and state.backfill_next:
+                probe_start = state.backfill_next
+            a = probe_start
+            resumed = probe_start
+        started = datetime.now(UTC)
+        derived = derive(project, job, window_for, store)
+        window = derived.window
+        if result is None:
+            if bounds["since"] >= bounds["until"]:
+                raise UsageError(
+                    f"--since {since_text} is not before --until {until_text or 'now'} "
+                    f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
+                )
+            result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
+            before = store.runs_between(job_name, a or bounds["since"], None)
+            span = stop() - (a or bounds["since"])
+            total_chunks = max(1, -(-span // chunk))
+        if window.hi <= window.lo:
+            break
+        kinds = Counter(derived.anomalies["kind"].tolist())
+        done = window.hi >= stop()
+        audit = {
+            "started_at": started,
+            "finished_at": datetime.now(UTC),
+            "duration_s": (datetime.now(UTC) - started).total_seconds(),
+            "rows_read": derived.rows_read,
+            "runs_open": int(derived.runs["end"].isna().sum()),
+            "anomalies": len(derived.anomalies),
+            "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
+        }
+        _, changes = store.commit_sync(
+            job_name,
+            window.lo,
+            window.hi,
+            derived.runs,
+            derived.anomalies,
+            audit,
+            margin,
+            bounded=True,
+            backfill=(key, window.hi) if not done else (None, None),
+        )
+        if base is not None and job.spec.parquet:
+            publish(store, job_name, changes.months, base)
+            store.clear_pending(job_name, changes.months)
+        piece = Chunk(
+            window.lo,
+            window.hi,
+            derived.rows_read,
+            len(derived.runs),
+            changes.inserted,
+            changes.updated,
+            changes.deleted,
+            len(derived.anomalies),
+        )
+        result.chunks.append(piece)
+        failpoint("backfill_chunk")
+        log.info(
+            "%s: backfill chunk %s .. %s: %d rows, +%d ~%d -%d",
+            job_name,
+            _stamp(window.lo),
+            _stamp(window.hi),
+            piece.rows_read,
+            piece.inserted,
+            piece.updated,
+            piece.deleted,
+        )
+        if progress is not None:
+            progress(piece, total_chunks)
+        if done:
+            break
+        a = window.hi
+    assert result is not None
+    if before is not None:
+        after = store.runs_between(
+            job_name, result.chunks[0].lo if result.chunks else bounds["since"], None
+        )
+        net = _diff(before.itertuples(index=False, name=None), after)
+        result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
+    result.duration_s = time.monotonic() - clock
+    return result
+
+
+def _stamp(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def reset(project: Project, job_name: str) -> int:
+    """Forget a job: its runs, anomalies, state and Parquet partitions. Returns runs removed."""
+    from .publish import remove_job
+
+    project.job(job_name)
+    store = open_store(project)
+    try:
+        owner = store.acquire_lock(job_name, LOCK_TTL)
+        try:
+            removed = store.reset(job_name)
+        finally:
+            store.release_lock(job_name, owner)
+    finally:
+        store.close()
+    base = parquet_base(project)
+    if base is not None:
+        remove_job(job_name, base)
+    return removed

@@ -1,0 +1,140 @@
+"""`etl backfill` and `etl state reset` on a real SQLite booking system."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from etl.backfill import backfill
+from etl.cli import main
+from etl.config import load_project
+from etl.sync import open_store
+
+from .plant import Plant, local_text
+
+ETL = [sys.executable, "-m", "etl.cli"]
+
+
+def _busy_plant(root: Path) -> Plant:
+    plant = Plant(root, reread="1h", days=20)
+    for day in range(19, 0, -1):
+        for machine in ("M1", "M2"):
+            plant.book(machine, f"A{day}{machine}", 10, plant.ago(days=day, hours=3))
+            plant.book(machine, f"A{day}{machine}", 20, plant.ago(days=day, hours=1))
+            plant.book(machine, f"A{day}{machine}", 10, plant.ago(days=day, minutes=30))
+    plant.book("M1", "OPEN", 10, plant.ago(hours=2))
+    return plant
+
+
+def test_backfill_rederives_the_range_and_leaves_the_same_runs(tmp_path: Path) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+    before = plant.store_runs()
+    state = open_store(load_project(plant.root)).state("bookings")
+    assert state is not None and state.watermark is not None
+
+    # a correction deep in the past, outside the 1 h re-read window: only a backfill sees it
+    plant.sql("UPDATE BUCHUNGEN SET STORNO = 1 WHERE AUNR = 'A15M1' AND SATZART = 20")
+    plant.run()
+    assert plant.store_runs().equals(before)  # the nightly re-read did not reach it
+
+    since = local_text(plant.ago(days=17))[:10]
+    result = backfill(load_project(plant.root), "bookings", since, None, timedelta(days=3))
+    assert len(result.chunks) >= 6
+    assert result.updated + result.deleted + result.inserted > 0
+    after = plant.store_runs()
+    pd.testing.assert_frame_equal(after, plant.from_scratch(), check_dtype=False)
+    pd.testing.assert_frame_equal(after, plant.parquet_runs(), check_dtype=False)
+    state_after = open_store(load_project(plant.root)).state("bookings")
+    assert state_after is not None and state_after.watermark is not None
+    assert state_after.watermark >= state.watermark  # never moved backwards
+    assert state_after.backfill_next is None  # finished: nothing to resume
+
+
+def test_backfill_of_an_older_range_does_not_move_the_watermark_back(tmp_path: Path) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+    project = load_project(plant.root)
+    watermark = open_store(project).state("bookings").watermark  # type: ignore[union-attr]
+    result = backfill(
+        project,
+        "bookings",
+        local_text(plant.ago(days=18))[:10],
+        local_text(plant.ago(days=10))[:10],
+        timedelta(days=2),
+    )
+    assert (result.inserted, result.updated, result.deleted) == (
+        0,
+        0,
+        0,
+    )  # nothing changed at the source
+    assert open_store(project).state("bookings").watermark >= watermark  # type: ignore[union-attr]
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+
+
+def test_an_interrupted_backfill_resumes_where_it_stopped(tmp_path: Path) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+    since = local_text(plant.ago(days=18))[:10]
+    marker = tmp_path / "frozen"
+    env = {**os.environ, "ETL_FAILPOINT": "backfill_chunk", "ETL_FAILPOINT_FILE": str(marker)}
+    proc = subprocess.Popen(
+        [*ETL, "-p", str(plant.root), "backfill", "bookings", "--since", since, "--chunk", "2d"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()
+    proc.send_signal(signal.SIGKILL)  # kill -9 after the first chunk committed
+    proc.wait()
+
+    state = open_store(load_project(plant.root)).state("bookings")
+    assert state is not None and state.backfill_next is not None
+    result = CliRunner().invoke(
+        main, ["-p", str(plant.root), "backfill", "bookings", "--since", since, "--chunk", "2d"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "resumed at" in result.stdout
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+
+
+def test_state_reset_asks_then_forgets_the_job(tmp_path: Path) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+    runner = CliRunner()
+    refused = runner.invoke(
+        main, ["-p", str(plant.root), "state", "reset", "bookings"], input="n\n"
+    )
+    assert refused.exit_code == 2 and "nothing changed" in refused.stderr
+    assert not plant.store_runs().empty
+
+    done = runner.invoke(main, ["-p", str(plant.root), "state", "reset", "bookings", "--yes"])
+    assert done.exit_code == 0, done.output
+    assert plant.store_runs().empty
+    assert plant.parquet_runs().empty
+    assert open_store(load_project(plant.root)).state("bookings") is None
+    plant.run()  # starts over from start_from
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    "args", [["--chunk", "0s"], ["--chunk", "soon"], ["--until", "yesterday-ish"]]
+)
+def test_backfill_rejects_bad_options(tmp_path: Path, args: list[str]) -> None:
+    plant = Plant(tmp_path / "p")
+    result = CliRunner().invoke(
+        main, ["-p", str(plant.root), "backfill", "bookings", "--since", "7d", *args]
+    )
+    assert result.exit_code == 2, result.output
