@@ -153,7 +153,7 @@ class MSSQLDialect(SourceDialect):
         if choice.is_freetds:
             query = _freetds_options(query)
             query.setdefault("Port", str(url.port or self.default_port))
-            url = url.set(port=None)
+            url = url._replace(port=None)  # URL.set() cannot clear a value
         query["driver"] = choice.name
         return url.set(query=query)
 

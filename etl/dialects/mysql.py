@@ -109,8 +109,8 @@ class MySQLDialect(SourceDialect):
     default_port = 3306
     read_only_session = True
     read_only_how = (
-        "SET SESSION TRANSACTION READ ONLY at connect (writes fail with error 1792; "
-        "temporary tables and DDL are not covered: the guard and the grants are)"
+        "SET SESSION TRANSACTION READ ONLY at connect (writes and DDL fail with error 1792; "
+        "MySQL still lets a session write its own TEMPORARY tables)"
     )
     list_databases_sql = "SHOW DATABASES"
     maintenance_database = None  # the server URL without a database

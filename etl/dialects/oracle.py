@@ -243,7 +243,7 @@ class OracleDialect(SourceDialect):
         query = dict(url.query)
         if spec.service_name:
             query["service_name"] = spec.service_name
-            return url.set(database=None, query=query)
+            return url._replace(database=None).set(query=query)
         return url.set(database=spec.sid, query=query)
 
     def connect_args(self, spec: ConnectorSpec) -> dict[str, Any]:

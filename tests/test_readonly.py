@@ -1,0 +1,266 @@
+"""Read-only, proven on the real PostgreSQL and MariaDB with an account that HOLDS write grants.
+
+Every test creates its own database and a dedicated account with INSERT/UPDATE/DELETE/TRUNCATE and
+DDL rights, shows that the account really can write outside booking-etl, and then that every write
+through the connector's connection fails, at the statement guard and, below it, at the session,
+leaving the table as it was. Hostile names and values reach the server only as quoted identifiers
+and bound parameters (statements captured with a ``before_cursor_execute`` listener).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import sqlglot
+from sqlglot.tokens import TokenType
+
+from etl.config import ConnectorSpec, load_project
+from etl.source import ReadOnlyViolation, open_source, refusal
+from etl.sync import run_job
+
+WRITES = {
+    "INSERT": "INSERT INTO bookings (id, kind) VALUES (99, 'X')",
+    "UPDATE": "UPDATE bookings SET kind = 'X'",
+    "DELETE": "DELETE FROM bookings",
+    "TRUNCATE": "TRUNCATE TABLE bookings",
+    "CREATE": "CREATE TABLE intruder (a int)",
+    "ALTER": "ALTER TABLE bookings ADD intruder int",
+    "DROP": "DROP TABLE bookings",
+}
+HOSTILE_TABLE = 'x"; DROP TABLE t; --'
+# (a backtick in a MySQL column name is left out: SQLAlchemy's MySQL reflection returns it doubled)
+HOSTILE_COLUMN = 'k"; DELETE FROM t; --'
+HOSTILE_VALUE = "1 OR 1=1"
+QUOTED = {TokenType.IDENTIFIER, TokenType.STRING}
+
+
+@dataclass
+class Server:
+    """A test database on a real server and an account in it that may write."""
+
+    dialect: str
+    admin: sa.Engine  # a superuser on the test database (to set up and to look from outside)
+    url: sa.URL  # the test database as the writing account
+    user: str
+    password: str
+
+    def spec(self) -> ConnectorSpec:
+        return ConnectorSpec.model_validate(
+            {
+                "dialect": self.dialect,
+                "host": self.url.host,
+                "port": self.url.port,
+                "database": self.url.database,
+                "user": self.user,
+                "password": self.password,
+            }
+        )
+
+    def snapshot(self) -> tuple[list[tuple[Any, ...]], list[str]]:
+        with self.admin.connect() as conn:
+            rows = [tuple(r) for r in conn.execute(sa.text("SELECT * FROM bookings ORDER BY id"))]
+            tables = sorted(sa.inspect(conn).get_table_names())
+        return rows, tables
+
+
+def _setup_postgresql(url: sa.URL, user: str, password: str) -> sa.Engine:
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'"))
+        conn.execute(sa.text(f'GRANT CREATE ON DATABASE "{url.database}" TO "{user}"'))
+        conn.execute(sa.text(f'GRANT ALL ON SCHEMA public TO "{user}"'))
+    return admin
+
+
+def _setup_mariadb(url: sa.URL, user: str, password: str) -> sa.Engine:
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for host in ("%", "localhost"):
+            conn.execute(sa.text(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"))
+            conn.execute(sa.text(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'{host}'"))
+    return admin
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    dialect = request.param
+    url = sa.make_url(
+        request.getfixturevalue(
+            "postgres_database" if dialect == "postgresql" else "mariadb_database"
+        )
+    )
+    user, password = f"etl_rw_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:12]}"
+    setup = _setup_postgresql if dialect == "postgresql" else _setup_mariadb
+    admin = setup(url, user, password)
+    stamp = "timestamp(6)" if dialect == "postgresql" else "datetime(6)"
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE bookings (id int PRIMARY KEY, machine char(8), order_no varchar(20), "
+                f"kind varchar(3), ts {stamp})"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO bookings VALUES (:i, 'M1', '4711', :k, :t)"),
+            [
+                {"i": 1, "k": "A", "t": "2026-10-20 06:00:00.25"},
+                {"i": 2, "k": "E", "t": "2026-10-20 08:00:00"},
+            ],
+        )
+        grant = f'"{user}"' if dialect == "postgresql" else f"'{user}'@'%'"
+        conn.execute(sa.text(f"GRANT ALL ON bookings TO {grant}"))
+    try:
+        yield Server(dialect, admin, url.set(username=user, password=password), user, password)
+    finally:
+        with admin.connect() as conn:
+            if dialect == "postgresql":
+                conn.execute(sa.text(f'DROP OWNED BY "{user}"'))
+                conn.execute(sa.text(f'DROP ROLE "{user}"'))
+            else:
+                for host in ("%", "localhost"):
+                    conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+        admin.dispose()
+
+
+def test_the_account_really_can_write_outside_booking_etl(server: Server) -> None:
+    plain = sa.create_engine(server.url)  # no guard, no read-only session
+    try:
+        with plain.connect() as conn:
+            assert conn.execute(sa.text(WRITES["INSERT"])).rowcount == 1
+            conn.rollback()
+    finally:
+        plain.dispose()
+
+
+@pytest.mark.parametrize("statement", list(WRITES))
+def test_writes_through_the_connector_fail_and_leave_the_table_unchanged(
+    server: Server, statement: str
+) -> None:
+    before = server.snapshot()
+    source = open_source("plant", server.spec(), Path.cwd(), [server.password])
+    try:
+        with source.connect() as conn:  # the guard refuses it before the driver sees it
+            with pytest.raises(ReadOnlyViolation, match=f"a {statement} statement"):
+                conn.execute(sa.text(WRITES[statement]))
+            conn.rollback()
+        raw = source.engine.raw_connection()  # below the guard: the session itself refuses it
+        try:
+            cursor = raw.cursor()
+            with pytest.raises(Exception, match=r"(?i)read.only"):
+                cursor.execute(WRITES[statement])
+            raw.rollback()
+        finally:
+            raw.close()
+    finally:
+        source.close()
+    assert server.snapshot() == before
+
+
+def test_undoing_the_read_only_session_is_refused(server: Server) -> None:
+    undo = (
+        "SELECT set_config('default_transaction_read_only', 'off', false)"
+        if server.dialect == "postgresql"
+        else "SET SESSION TRANSACTION READ WRITE"
+    )
+    source = open_source("plant", server.spec(), Path.cwd(), [])
+    try:
+        with source.connect() as conn, pytest.raises(ReadOnlyViolation):
+            conn.execute(sa.text(undo))
+    finally:
+        source.close()
+
+
+@pytest.fixture
+def hostile(server: Server) -> Iterator[Server]:
+    """A victim table ``t`` and a booking table whose name and event column are hostile."""
+    quote = (
+        (lambda n: '"' + n.replace('"', '""') + '"')
+        if server.dialect == "postgresql"
+        else (lambda n: "`" + n.replace("`", "``") + "`")
+    )
+    stamp = "timestamp(6)" if server.dialect == "postgresql" else "datetime(6)"
+    grant = f'"{server.user}"' if server.dialect == "postgresql" else f"'{server.user}'@'%'"
+    with server.admin.connect() as conn:
+        conn.execute(sa.text("CREATE TABLE t (a int)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {quote(HOSTILE_TABLE)} (aunr varchar(20), maschnr varchar(8), "
+                f"{quote(HOSTILE_COLUMN)} varchar(3), werk varchar(20), zeit {stamp})"
+            )
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {quote(HOSTILE_TABLE)} VALUES (:o, 'M1', :k, :w, :t)"),
+            [
+                {"o": "4711", "k": "A", "w": HOSTILE_VALUE, "t": "2026-10-20 06:00:00"},
+                {"o": "4711", "k": "E", "w": HOSTILE_VALUE, "t": "2026-10-20 07:00:00"},
+                {"o": "4712", "k": "A", "w": "1000", "t": "2026-10-20 06:30:00"},
+            ],
+        )
+        conn.execute(sa.text(f"GRANT SELECT ON {quote(HOSTILE_TABLE)} TO {grant}"))
+    yield server
+
+
+def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
+    hostile: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = hostile
+    root = tmp_path / "project"
+    for folder in ("connectors", "mappings", "jobs"):
+        (root / folder).mkdir(parents=True)
+    (root / "etl.yaml").write_text("defaults: {start_from: 2026-10-19}\n")
+    (root / "connectors" / "plant.yaml").write_text(
+        f"dialect: {server.dialect}\nhost: {server.url.host}\nport: {server.url.port}\n"
+        f"database: {server.url.database}\nuser: {server.user}\npassword: ${{RW_PASSWORD}}\n"
+    )
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    mapping = {
+        "structure": "bookings",
+        "source": {"table": HOSTILE_TABLE},
+        "columns": {
+            "timestamp": "zeit",
+            "order_code": "aunr",
+            "machine_code": "maschnr",
+            "event": HOSTILE_COLUMN,
+        },
+        "events": {"START": ["A"], "END": ["E"]},
+        "filters": [{"column": "werk", "eq": HOSTILE_VALUE}],
+    }
+    (root / "mappings" / "m.yaml").write_text(json.dumps(mapping))  # JSON is YAML
+    (root / "jobs" / "j.yaml").write_text("connector: plant\nmapping: m\n")
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if conn.engine.url.database == server.url.database:
+            sent.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
+    try:
+        result = run_job(load_project(root), "j")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
+    assert (result.rows_read, result.runs_total) == (2, 1)  # the value matched as text, not as SQL
+    assert sent
+    reader = "postgres" if server.dialect == "postgresql" else "mysql"
+    reads = 0
+    for statement, parameters in sent:
+        assert refusal(statement, server.dialect) is None, statement
+        assert HOSTILE_VALUE not in statement  # values travel only as parameters
+        tokens = sqlglot.Dialect.get_or_raise(reader).tokenize(statement)
+        bare = {t.text.upper() for t in tokens if t.token_type not in QUOTED}
+        assert not bare & {"DROP", "DELETE", "TRUNCATE", "INSERT"}, statement
+        names = [t.text for t in tokens if t.token_type == TokenType.IDENTIFIER]
+        values = list(parameters.values() if isinstance(parameters, dict) else parameters or ())
+        if HOSTILE_VALUE in values:  # the job's SELECT: hostile names only as quoted identifiers
+            reads += 1
+            assert HOSTILE_TABLE in names and HOSTILE_COLUMN in names, statement
+    assert reads == 1
+    with server.admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT a FROM t")).scalar() == 1
