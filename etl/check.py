@@ -244,10 +244,16 @@ def _check_table(
         conn.execute(query).all()
     except EtlError as exc:
         conn.rollback()
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, sa.exc.DBAPIError) and source.dialect.classify(cause) == "permission":
+            exc = source.denied(cause)
         return TableCheck(mapping_name, jobs, described, False, exc.message)
     except sa.exc.DBAPIError as exc:
         conn.rollback()
-        return TableCheck(mapping_name, jobs, described, False, _first_line(exc, source))
+        detail = _first_line(exc, source)
+        if source.dialect.classify(exc) == "permission":
+            detail = source.denied(exc).message
+        return TableCheck(mapping_name, jobs, described, False, detail)
     return TableCheck(
         mapping_name,
         jobs,

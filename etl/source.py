@@ -29,7 +29,7 @@ from sqlglot.tokens import Token, TokenType
 
 from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
-from .errors import ConfigError, SourceError
+from .errors import ConfigError, EtlError, SourceError
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -332,8 +332,29 @@ class Source:
                 raise self._explain(exc, kind, attempt, time.monotonic() - started) from None
         try:
             yield conn
+        except EtlError as exc:
+            # a permission error some caller already wrapped (SQLAlchemy's MySQL reflection runs
+            # without the handle_error hook): said once, the same way, naming this connector
+            cause = exc.__cause__ or exc.__context__
+            if (
+                not isinstance(exc, PermissionDenied)
+                and isinstance(cause, sa.exc.DBAPIError)
+                and self.dialect.classify(cause) == "permission"
+            ):
+                raise self.denied(cause) from None
+            raise
         finally:
             conn.close()
+
+    def denied(self, error: BaseException) -> PermissionDenied:
+        """The message for a permission error of the source."""
+        user = self.engine.url.username or "(the connector's account)"
+        return PermissionDenied(
+            f"{self.where}: the account {user!r} may not read what the job needs: "
+            f"{_reason(error, self.secrets)}",
+            hint="ask the database administrator for SELECT on the mapped tables; "
+            f"'etl check {self.name}' prints the GRANT statements",
+        )
 
     def _explain(
         self, exc: sa.exc.DBAPIError, kind: Failure | None, attempts: int, seconds: float
@@ -378,7 +399,7 @@ class Source:
         sql = self.dialect.list_databases_sql
         if sql is None:
             return ""
-        url = self.engine.url.set(database=self.dialect.maintenance_database)
+        url = self.engine.url._replace(database=self.dialect.maintenance_database)
         engine = sa.create_engine(
             url, connect_args=self.dialect.dbapi_connect_args(self.spec, url), poolclass=sa.NullPool
         )
@@ -512,15 +533,7 @@ def wire(engine: Engine, dialect: SourceDialect, source: Source | None = None) -
     if source is not None:
 
         def on_error(context: sa.engine.ExceptionContext) -> None:
-            error = context.original_exception
-            if dialect.classify(error) != "permission":
-                return
-            user = engine.url.username or "(the connector's account)"
-            raise PermissionDenied(
-                f"{source.where}: the account {user!r} may not read what the job needs: "
-                f"{_reason(error, source.secrets)}",
-                hint=f"ask the database administrator for SELECT on the mapped tables; "
-                f"'etl check {source.name}' prints the GRANT statements",
-            )
+            if dialect.classify(context.original_exception) == "permission":
+                raise source.denied(context.original_exception)
 
         event.listen(engine, "handle_error", on_error)

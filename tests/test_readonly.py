@@ -10,9 +10,7 @@ and bound parameters (statements captured with a ``before_cursor_execute`` liste
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,11 @@ import sqlalchemy as sa
 import sqlglot
 from sqlglot.tokens import TokenType
 
-from etl.config import ConnectorSpec, load_project
+from etl.config import load_project
 from etl.source import ReadOnlyViolation, open_source, refusal
 from etl.sync import run_job
+
+from .accounts import Server, writer_account
 
 WRITES = {
     "INSERT": "INSERT INTO bookings (id, kind) VALUES (99, 'X')",
@@ -41,92 +41,10 @@ HOSTILE_VALUE = "1 OR 1=1"
 QUOTED = {TokenType.IDENTIFIER, TokenType.STRING}
 
 
-@dataclass
-class Server:
-    """A test database on a real server and an account in it that may write."""
-
-    dialect: str
-    admin: sa.Engine  # a superuser on the test database (to set up and to look from outside)
-    url: sa.URL  # the test database as the writing account
-    user: str
-    password: str
-
-    def spec(self) -> ConnectorSpec:
-        return ConnectorSpec.model_validate(
-            {
-                "dialect": self.dialect,
-                "host": self.url.host,
-                "port": self.url.port,
-                "database": self.url.database,
-                "user": self.user,
-                "password": self.password,
-            }
-        )
-
-    def snapshot(self) -> tuple[list[tuple[Any, ...]], list[str]]:
-        with self.admin.connect() as conn:
-            rows = [tuple(r) for r in conn.execute(sa.text("SELECT * FROM bookings ORDER BY id"))]
-            tables = sorted(sa.inspect(conn).get_table_names())
-        return rows, tables
-
-
-def _setup_postgresql(url: sa.URL, user: str, password: str) -> sa.Engine:
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'"))
-        conn.execute(sa.text(f'GRANT CREATE ON DATABASE "{url.database}" TO "{user}"'))
-        conn.execute(sa.text(f'GRANT ALL ON SCHEMA public TO "{user}"'))
-    return admin
-
-
-def _setup_mariadb(url: sa.URL, user: str, password: str) -> sa.Engine:
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for host in ("%", "localhost"):
-            conn.execute(sa.text(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"))
-            conn.execute(sa.text(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'{host}'"))
-    return admin
-
-
 @pytest.fixture(params=["postgresql", "mariadb"])
 def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    dialect = request.param
-    url = sa.make_url(
-        request.getfixturevalue(
-            "postgres_database" if dialect == "postgresql" else "mariadb_database"
-        )
-    )
-    user, password = f"etl_rw_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:12]}"
-    setup = _setup_postgresql if dialect == "postgresql" else _setup_mariadb
-    admin = setup(url, user, password)
-    stamp = "timestamp(6)" if dialect == "postgresql" else "datetime(6)"
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                f"CREATE TABLE bookings (id int PRIMARY KEY, machine char(8), order_no varchar(20), "
-                f"kind varchar(3), ts {stamp})"
-            )
-        )
-        conn.execute(
-            sa.text("INSERT INTO bookings VALUES (:i, 'M1', '4711', :k, :t)"),
-            [
-                {"i": 1, "k": "A", "t": "2026-10-20 06:00:00.25"},
-                {"i": 2, "k": "E", "t": "2026-10-20 08:00:00"},
-            ],
-        )
-        grant = f'"{user}"' if dialect == "postgresql" else f"'{user}'@'%'"
-        conn.execute(sa.text(f"GRANT ALL ON bookings TO {grant}"))
-    try:
-        yield Server(dialect, admin, url.set(username=user, password=password), user, password)
-    finally:
-        with admin.connect() as conn:
-            if dialect == "postgresql":
-                conn.execute(sa.text(f'DROP OWNED BY "{user}"'))
-                conn.execute(sa.text(f'DROP ROLE "{user}"'))
-            else:
-                for host in ("%", "localhost"):
-                    conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
-        admin.dispose()
+    with writer_account(request) as found:
+        yield found
 
 
 def test_the_account_really_can_write_outside_booking_etl(server: Server) -> None:

@@ -84,6 +84,8 @@ def parse_grants(lines: Sequence[str]) -> tuple[list[Privilege], list[str]]:
         on = "server (every database)" if obj == "*.*" else obj.replace("`", "")
         for priv in _split_privileges(match.group("privs")):
             kind = privilege_kind(priv)
+            if kind == "admin" and priv.upper() in ("ALL", "ALL PRIVILEGES") and obj != "*.*":
+                kind = "write"  # every right on one database or table: writes and DDL there
             if priv.upper() == "USAGE":
                 continue  # "no privileges"
             fix = "" if kind == "read" else f"REVOKE {priv} ON {obj} FROM {match.group('to')};"
