@@ -153,7 +153,8 @@ class MySQLDialect(SourceDialect):
         cursor.close()
 
     def clock(self) -> sa.ColumnElement[Any]:
-        return sa.func.utc_timestamp(6)
+        # a literal, not a bound 6: a server-side prepared statement (ODBC) takes no placeholder here
+        return sa.literal_column("UTC_TIMESTAMP(6)")
 
     def error_code(self, error: BaseException) -> str | int | None:
         args = getattr(error, "args", ())
@@ -175,9 +176,8 @@ class MySQLDialect(SourceDialect):
     def session_read_only(self, conn: Connection) -> str:
         rows: dict[str, Any] = {
             str(name): value
-            for name, value in conn.execute(
-                sa.text("SHOW SESSION VARIABLES LIKE :pattern"), {"pattern": "%read_only"}
-            )
+            # '%%' is one or two wildcards, whether or not the driver formats the statement
+            for name, value in conn.exec_driver_sql("SHOW SESSION VARIABLES LIKE '%%read_only'")
         }
         value = rows.get("transaction_read_only", rows.get("tx_read_only"))
         state = "yes" if str(value).upper() in ("ON", "1") else "NO"
