@@ -81,7 +81,7 @@ ROLES: dict[str, tuple[set[str], set[str]]] = {
     ),
     "event": (
         _words(
-            "action art booking_type bu_art buchungsart code ereignis event event_code "
+            "action art booking_type bu_art buchungsart code ereignis event event_code kind "
             "event_type eventtype kenn kennung satzart state status type vorgang"
         ),
         _words("buchungsart ereignis event kenn satzart status vorgang"),

@@ -1,0 +1,1 @@
+"""A conformance suite any source database must pass (real servers only)."""

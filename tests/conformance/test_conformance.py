@@ -1,0 +1,168 @@
+"""The same checks for every source database: connect, etl check, etl discover, a bookings job and
+read-only enforcement, against a real server.
+
+SQL Server and Oracle run whenever ``ETL_TEST_MSSQL_URL`` / ``ETL_TEST_ORACLE_URL`` is set (a
+SQLAlchemy URL of an account that may create a scratch table, e.g.
+``mssql+pyodbc://sa:...@host:1433/master?driver=ODBC+Driver+18+for+SQL+Server&TrustServerCertificate=yes``
+or ``oracle+oracledb://system:...@host:1521/?service_name=FREEPDB1``) and are skipped with that
+reason otherwise. PostgreSQL and MariaDB run against the local servers (``ETL_TEST_POSTGRES_URL`` /
+``ETL_TEST_MARIADB_URL``), which keeps the suite itself honest where no SQL Server or Oracle is.
+The scratch table is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from etl.check import check_connector
+from etl.config import load_project
+from etl.discover import list_tables, propose
+from etl.source import ReadOnlyViolation, Retry, open_connector
+from etl.sync import run_job
+
+from ..conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+
+TARGETS = {
+    "mssql": ("ETL_TEST_MSSQL_URL", None),
+    "oracle": ("ETL_TEST_ORACLE_URL", None),
+    "postgresql": ("ETL_TEST_POSTGRES_URL", POSTGRES_URL),
+    "mariadb": ("ETL_TEST_MARIADB_URL", MARIADB_URL),
+}
+DDL = {
+    "mssql": "CREATE TABLE {t} (id int PRIMARY KEY, machine char(8), order_no varchar(20), "
+    "kind varchar(3), ts datetime2(6))",
+    "oracle": "CREATE TABLE {t} (id NUMBER(10) PRIMARY KEY, machine CHAR(8), "
+    "order_no VARCHAR2(20), kind VARCHAR2(3), ts TIMESTAMP(6))",
+    "postgresql": "CREATE TABLE {t} (id int PRIMARY KEY, machine char(8), order_no varchar(20), "
+    "kind varchar(3), ts timestamp(6))",
+    "mariadb": "CREATE TABLE {t} (id int PRIMARY KEY, machine char(8), order_no varchar(20), "
+    "kind varchar(3), ts datetime(6))",
+}
+ROWS = [
+    {"i": 1, "m": "M1", "o": "4711", "k": "A", "t": datetime(2026, 10, 20, 6, 0, 0, 250001)},
+    {"i": 2, "m": "M1", "o": "4711", "k": "E", "t": datetime(2026, 10, 20, 8, 0)},
+    {"i": 3, "m": "M2", "o": "4712", "k": "A", "t": datetime(2026, 10, 20, 9, 0)},
+]
+FAST = Retry(attempts=2, first_delay=0.1)
+
+
+@dataclass
+class Target:
+    """A real server, a scratch booking table on it, and a project whose connector reaches it."""
+
+    dialect: str
+    url: sa.URL
+    table: str
+    root: Path
+
+
+@pytest.fixture(params=list(TARGETS), scope="module")
+def target(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
+    dialect = request.param
+    variable, default = TARGETS[dialect]
+    raw = os.environ.get(variable) or default
+    if raw is None:
+        pytest.skip(f"{variable} is not set: no {dialect} server to run the conformance suite on")
+    url = server_or_skip(raw, dialect) if default is not None else sa.make_url(raw)
+    table = f"etl_conf_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(DDL[dialect].format(t=table)))
+        conn.execute(sa.text(f"INSERT INTO {table} VALUES (:i, :m, :o, :k, :t)"), ROWS)
+    root = tmp_path_factory.mktemp(f"conformance_{dialect}")
+    for folder in ("connectors", "mappings", "jobs"):
+        (root / folder).mkdir()
+    (root / "etl.yaml").write_text("defaults: {start_from: 2026-10-19}\n")
+    connector = {"dialect": dialect, "url": url.render_as_string(hide_password=False)}
+    (root / "connectors" / "plant.yaml").write_text(yaml.safe_dump(connector))
+    (root / "mappings" / "bookings.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "structure": "bookings",
+                "source": {"table": table},
+                "columns": {
+                    "timestamp": "ts",
+                    "order_code": "order_no",
+                    "machine_code": "machine",
+                    "event": "kind",
+                },
+                "events": {"START": ["A"], "END": ["E"]},
+            }
+        )
+    )
+    (root / "jobs" / "bookings.yaml").write_text("connector: plant\nmapping: bookings\n")
+    try:
+        yield Target(dialect, url, table, root)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        admin.dispose()
+
+
+def test_connect_and_read_the_server_clock(target: Target) -> None:
+    source = open_connector(load_project(target.root), "plant", retry=FAST)
+    try:
+        with source.connect() as conn:
+            now = source.now_utc(conn)
+    finally:
+        source.close()
+    assert abs((now - datetime.now(now.tzinfo)).total_seconds()) < 300
+
+
+def test_check_reports_server_account_and_grants(target: Target) -> None:
+    report = check_connector(load_project(target.root), "plant", retry=FAST)
+    assert report.version != "unknown" and report.account != "unknown"
+    assert report.session_timezone != "unknown" and report.read_only_session != "unknown"
+    assert not [w for w in report.warnings if w.startswith("could not read")], report.warnings
+    assert [t.readable for t in report.tables] == [True], report.tables
+    assert any(target.table in g.lower() for g in report.grants), report.grants
+
+
+def test_discover_lists_the_table_and_proposes_a_mapping_that_loads(target: Target) -> None:
+    project = load_project(target.root)
+    names = [t.name.lower() for t in list_tables(project, "plant").tables]
+    assert target.table in names
+    proposal = propose(project, "plant", target.table)
+    assert proposal.columns["timestamp"].column is not None
+    assert proposal.columns["timestamp"].column.lower() == "ts"
+    assert proposal.events["START"] == ["A"] and proposal.events["END"] == ["E"]
+    text = proposal.yaml(f"etl discover plant --table {target.table}")
+    (target.root / "mappings" / "proposed.yaml").write_text(text)
+    assert "proposed" in load_project(target.root).mappings
+    (target.root / "mappings" / "proposed.yaml").unlink()
+
+
+def test_a_bookings_job_derives_the_runs(target: Target) -> None:
+    result = run_job(load_project(target.root), "bookings")
+    assert (result.rows_read, result.runs_total, result.runs_open) == (3, 2, 1)
+
+
+def test_writes_are_refused(target: Target) -> None:
+    source = open_connector(load_project(target.root), "plant", retry=FAST)
+    try:
+        with source.connect() as conn:
+            with pytest.raises(ReadOnlyViolation):
+                conn.execute(sa.text(f"DELETE FROM {target.table}"))
+            conn.rollback()
+            if source.dialect.read_only_session:
+                conn.execute(sa.select(sa.literal(1))).all()  # begins the transaction
+                with pytest.raises(Exception, match=r"(?i)read.only|ORA-01456"):
+                    conn.connection.cursor().execute(f"DELETE FROM {target.table}")
+            conn.rollback()
+    finally:
+        source.close()
+    admin = sa.create_engine(target.url)
+    with admin.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {target.table}")).scalar() == 3
+    admin.dispose()
