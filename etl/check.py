@@ -89,6 +89,11 @@ class CheckReport:
         return bool(self.writes)
 
     @property
+    def existing_account(self) -> bool:
+        """Whether the GRANTs are for the connector's own account (else a new one)."""
+        return self.grant_account == self.account
+
+    @property
     def where(self) -> str:
         """The connector file."""
         return f"connectors/{self.connector}.yaml"
@@ -112,6 +117,7 @@ class CheckReport:
             "privileges": [p.as_dict() for p in self.privileges],
             "tables": [t.as_dict() for t in self.tables],
             "grant_account": self.grant_account,
+            "existing_account": self.existing_account,
             "grants": self.grants,
             "notes": self.notes,
             "warnings": self.warnings,
@@ -179,11 +185,18 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             )
             if report.account == "unknown" or report.account.startswith("("):
                 report.grant_account = READER_ACCOUNT
-            report.grants = ask(
+            grants = ask(
                 "the GRANT statements",
                 lambda c: dialect.grant_statements(c, report.grant_account, refs),
                 [],
             )
+            if report.existing_account:
+                # the account exists: take back what lets it write, then grant what it reads
+                revokes = [p.fix for p in report.writes if _is_statement(p.fix)]
+                grants = list(dict.fromkeys(revokes)) + [
+                    g for g in grants if not g.upper().startswith("CREATE ")
+                ]
+            report.grants = grants
     finally:
         source.close()
     if abs(report.clock_offset_s) > CLOCK_WARN_SECONDS:
@@ -263,6 +276,10 @@ def _check_table(
     )
 
 
+def _is_statement(text: str) -> bool:
+    return text.upper().startswith(("REVOKE ", "ALTER ")) and text.rstrip().endswith(";")
+
+
 def _first_line(exc: sa.exc.DBAPIError, source: Source) -> str:
     text = str(exc.orig) if exc.orig is not None else str(exc)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -317,7 +334,11 @@ def format_report(report: CheckReport) -> str:
         lines.append("")
     if report.grants:
         lines.append(
-            f"least-privilege account {report.grant_account!r} for these tables (for the DBA):"
+            f"to make {report.grant_account!r} a least-privilege reader of these tables "
+            "(for the DBA):"
+            if report.existing_account
+            else f"a least-privilege account {report.grant_account!r} for these tables "
+            "(for the DBA):"
         )
         lines += [f"  {statement}" for statement in report.grants]
         lines.append("")

@@ -117,38 +117,54 @@ def test_check_lists_the_write_grants_and_strict_refuses_them(
     assert server.password not in out + err
     if server.dialect == "postgresql":
         kinds = {(p["privilege"], p["on"]) for p in report["privileges"]}
-        assert ("INSERT, UPDATE, DELETE, TRUNCATE", "table public.bookings") in kinds
+        assert ("INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER", "table public.bookings") in kinds
         assert ("CREATE", "schema public") in kinds
         assert ("CREATE (new schemas)", f"database {server.url.database}") in kinds
 
 
-def test_the_proposed_grants_make_a_read_only_account_that_passes_strict(
+def _strict_passes(server: Server, tmp_path: Path, user: str, password: str | None) -> None:
+    url = server.url.set(username=user, password=password)
+    root = write_project(tmp_path / f"as_{user}", server.dialect, url, "PW")
+    code, out, err = etl("-p", str(root), "check", "plant", "--strict", env={"PW": password or ""})
+    assert code == 0, out + err
+    assert "privileges that let the account change the database: none found" in out
+    assert "verdict: read-only account" in out and "ok   bookings" in out
+
+
+def test_the_proposed_statements_turn_the_account_into_a_reader(
     server: Server, tmp_path: Path
 ) -> None:
     root = write_project(tmp_path / "p", server.dialect, server.url, "RW_PASSWORD")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("RW_PASSWORD", server.password)
         report = check_connector(load_project(root), "plant")
-    reader = f"etl_ro_{uuid.uuid4().hex[:8]}"
-    password = f"pw-{uuid.uuid4().hex[:8]}"
+    assert report.existing_account and report.can_write
+    assert report.grants[0].startswith("REVOKE ")  # first take back, then grant
+    assert not any(g.startswith("CREATE ") for g in report.grants)
+    with server.admin.connect() as conn:
+        for statement in report.grants:
+            conn.execute(sa.text(statement))
+    _strict_passes(server, tmp_path, server.user, server.password)
+
+
+def test_an_admin_gets_the_statements_for_a_new_reader_account(
+    server: Server, tmp_path: Path
+) -> None:
+    admin_url = server.admin.url
+    report = check_connector(
+        load_project(write_project(tmp_path / "p", server.dialect, admin_url)), "plant"
+    )
+    assert report.grant_account == "etl_reader" and not report.existing_account
+    reader, password = f"etl_ro_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:8]}"
     statements = [
-        s.replace(report.grant_account.split("@")[0], reader).replace("'...'", f"'{password}'")
-        for s in report.grants
+        g.replace("etl_reader", reader).replace("'...'", f"'{password}'") for g in report.grants
     ]
-    assert any("SELECT" in s and "bookings" in s for s in statements)
+    assert statements[0].startswith("CREATE ")
     try:
         with server.admin.connect() as conn:
             for statement in statements:
                 conn.execute(sa.text(statement))
-        url = server.url.set(username=reader, password=password)
-        reader_root = write_project(tmp_path / "r", server.dialect, url, "RO_PASSWORD")
-        code, out, err = etl(
-            "-p", str(reader_root), "check", "plant", "--strict", env={"RO_PASSWORD": password}
-        )
-        assert code == 0, out + err
-        assert "privileges that let the account change the database: none found" in out
-        assert "verdict: read-only account" in out
-        assert "ok   bookings" in out
+        _strict_passes(server, tmp_path, reader, password)
     finally:
         drop_account(server.admin, server.dialect, reader)
 

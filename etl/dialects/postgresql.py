@@ -10,7 +10,7 @@ from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.engine import Connection
 
 from ..config import ConnectorSpec
-from .base import Failure, Privilege, SourceDialect, TableRef, first_words
+from .base import Failure, Kind, Privilege, SourceDialect, TableRef, first_words
 
 _PREPARER = _pg.dialect().identifier_preparer
 
@@ -39,9 +39,11 @@ SELECT n.nspname AS schema_name, c.relname AS table_name,
        pg_catalog.has_any_column_privilege(c.oid, 'UPDATE') AS can_update,
        pg_catalog.has_table_privilege(c.oid, 'DELETE') AS can_delete,
        pg_catalog.has_table_privilege(c.oid, 'TRUNCATE') AS can_truncate,
+       pg_catalog.has_table_privilege(c.oid, 'TRIGGER') AS can_trigger,
        EXISTS (SELECT 1 FROM pg_catalog.aclexplode(c.relacl) a
                WHERE a.grantee = 0
-                 AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')) AS via_public
+                 AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'TRIGGER'))
+         AS via_public
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -49,7 +51,8 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND (pg_catalog.has_any_column_privilege(c.oid, 'INSERT')
        OR pg_catalog.has_any_column_privilege(c.oid, 'UPDATE')
        OR pg_catalog.has_table_privilege(c.oid, 'DELETE')
-       OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE'))
+       OR pg_catalog.has_table_privilege(c.oid, 'TRUNCATE')
+       OR pg_catalog.has_table_privilege(c.oid, 'TRIGGER'))
 ORDER BY 1, 2"""
 
 _SCHEMAS_SQL = """\
@@ -230,6 +233,7 @@ class PostgreSQLDialect(SourceDialect):
                     ("UPDATE", "can_update"),
                     ("DELETE", "can_delete"),
                     ("TRUNCATE", "can_truncate"),
+                    ("TRIGGER", "can_trigger"),
                 )
                 if row[key]
             ]
@@ -239,11 +243,12 @@ class PostgreSQLDialect(SourceDialect):
                 via, fix = "owner", "let another role own the table"
             elif row["via_public"]:
                 via = "PUBLIC"
-                fix = f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {qualified} FROM PUBLIC;"
+                fix = f"REVOKE {', '.join(privs)} ON {qualified} FROM PUBLIC;"
             else:
                 via = ""
                 fix = f"REVOKE {', '.join(privs)} ON {qualified} FROM {_q(user)};"
-            found.append(Privilege("write", ", ".join(privs), f"table {table}", via=via, fix=fix))
+            kind: Kind = "write" if set(privs) - {"TRIGGER"} else "ddl"
+            found.append(Privilege(kind, ", ".join(privs), f"table {table}", via=via, fix=fix))
         return found
 
     def grant_statements(
