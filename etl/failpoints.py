@@ -15,10 +15,14 @@ import time
 from pathlib import Path
 
 
+_fired: set[str] = set()
+
+
 def failpoint(name: str) -> None:
-    """Freeze here if the environment asks for this failpoint."""
-    if os.environ.get("ETL_FAILPOINT") != name:
+    """Freeze here (the first time it is reached) if the environment asks for this failpoint."""
+    if os.environ.get("ETL_FAILPOINT") != name or name in _fired:
         return
+    _fired.add(name)
     marker = os.environ.get("ETL_FAILPOINT_FILE")
     if marker:
         Path(marker).write_text(str(os.getpid()))

@@ -344,7 +344,10 @@ class Source:
                 raise self.denied(cause) from None
             raise
         finally:
-            conn.close()
+            try:
+                conn.close()
+            except sa.exc.DBAPIError as exc:  # the connection died under us: the error above counts
+                log.debug("closing a broken source connection: %s", exc)
 
     def denied(self, error: BaseException) -> PermissionDenied:
         """The message for a permission error of the source."""
@@ -427,7 +430,10 @@ class Source:
 
     def close(self) -> None:
         """Release the connection pool."""
-        self.engine.dispose()
+        try:
+            self.engine.dispose()
+        except sa.exc.DBAPIError as exc:
+            log.debug("disposing of a broken source pool: %s", exc)
 
 
 def _host_port(url: sa.URL) -> str:

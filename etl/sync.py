@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Job, Project
-from .errors import EtlError, StoreError
+from .errors import EtlError, StoreError, TooManyAnomalies
 from .extract import Window, build_query, check_columns, check_custom_query, read_batches
 from .failpoints import failpoint
 from .fold import carry_margin, fold
@@ -30,6 +31,7 @@ from .source import open_source
 from .store import Store
 
 log = logging.getLogger(__name__)
+runs_log = logging.getLogger("etl.runs")  # one line per run outcome, shown without -v by run/schedule
 
 LOCK_TTL = timedelta(hours=2)
 
@@ -118,8 +120,17 @@ def start_utc(job: Job) -> datetime:
     return localize(naive, job.connector.zone, job.mapping.dst).iloc[0].to_pydatetime()
 
 
-def derive(project: Project, job: Job, window_for: object, store: Store | None) -> Derived:
-    """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``."""
+def derive(
+    project: Project,
+    job: Job,
+    window_for: object,
+    store: Store | None,
+    progress: Callable[[int], None] | None = None,
+) -> Derived:
+    """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``.
+
+    ``progress(rows_read_so_far)`` is called after every batch; it may raise to abandon the run.
+    """
     where = f"mappings/{job.mapping_name}.yaml"
     mapping = job.mapping
     if mapping.source.query is not None:
@@ -130,14 +141,28 @@ def derive(project: Project, job: Job, window_for: object, store: Store | None) 
         with source.connect() as conn:
             check_columns(conn, mapping, where)
             window: Window = window_for(source.now_utc(conn))  # type: ignore[operator]
-            query = build_query(mapping, window, zone)
+            reread = window
+            still_open = None
+            if mapping.structure == "orders" and store is not None:
+                # order rows the store holds as open are re-read until they close: the query
+                # reaches back to the oldest of them
+                held = store.carried_runs(job.name, window.lo)
+                still_open = held[held["end"].isna()]
+                if not still_open.empty:
+                    oldest = still_open["start"].min().to_pydatetime()
+                    reread = Window(lo=min(window.lo, oldest), hi=window.hi)
+            query = build_query(mapping, reread, zone)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
+            so_far = 0
             if window.hi > window.lo:
                 mapper = map_bookings if mapping.structure == "bookings" else map_orders
                 for batch in read_batches(conn, query, job.batch_size, where):
                     parts.append(mapper(batch, mapping, zone))
                     failpoint("extract")
+                    if progress is not None:
+                        so_far += parts[-1].rows_read
+                        progress(so_far)
     finally:
         source.close()
     rows_read = sum(p.rows_read for p in parts)
@@ -166,6 +191,10 @@ def derive(project: Project, job: Job, window_for: object, store: Store | None) 
         keep = (runs["start"] < hi) & (
             (runs["start"] >= lo) | runs["end"].isna() | (runs["end"] >= lo)
         )
+        if still_open is not None and not still_open.empty:
+            held_keys = pd.MultiIndex.from_frame(still_open[["machine_code", "order_code", "start"]])
+            row_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
+            keep |= row_keys.isin(held_keys)
         runs = runs[keep]
         duplicated = runs.duplicated(["machine_code", "order_code", "start"], keep="first")
         if duplicated.any():
@@ -198,14 +227,20 @@ def derive(project: Project, job: Job, window_for: object, store: Store | None) 
     )
 
 
-def run_job(project: Project, job_name: str) -> RunResult:
-    """Run one sync of ``job_name``: lock, derive the window, replace it in the store, publish."""
+def run_job(
+    project: Project, job_name: str, progress: Callable[[int], None] | None = None
+) -> RunResult:
+    """Run one sync of ``job_name``: lock, derive the window, replace it in the store, publish.
+
+    ``progress(rows_read_so_far)`` is called after every batch read from the source; an exception
+    it raises abandons the run (nothing is committed, a failed audit row is written).
+    """
     job = project.job(job_name)
     project.require_env([job_name])
-    started = datetime.now(UTC)
     clock = time.monotonic()
     store = open_store(project)
     owner = store.acquire_lock(job_name, LOCK_TTL)
+    started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
     audit: dict[str, object] = {"started_at": started}
     try:
         state = store.state(job_name)
@@ -228,7 +263,7 @@ def run_job(project: Project, job_name: str) -> RunResult:
                 lo = first
             return Window(lo=lo, hi=max(lo, hi))
 
-        derived = derive(project, job, window_for, store)
+        derived = derive(project, job, window_for, store, progress)
         window = derived.window
         audit.update(window_lo=window.lo, window_hi=window.hi)
         kinds = Counter(derived.anomalies["kind"].tolist())

@@ -98,7 +98,7 @@ def test_an_interrupted_backfill_resumes_where_it_stopped(tmp_path: Path) -> Non
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()
     proc.send_signal(signal.SIGKILL)  # kill -9 after the first chunk committed
-    proc.wait()
+    proc.communicate()
 
     state = open_store(load_project(plant.root)).state("bookings")
     assert state is not None and state.backfill_next is not None
