@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-
 _fired: set[str] = set()
 
 
