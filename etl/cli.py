@@ -13,8 +13,8 @@ import click
 
 from . import __version__
 from .config import Project, find_root, load_project
-from .errors import EXIT_CODES, ConfigError, EtlError, UsageError
-from .logs import add_secrets, setup_logging
+from .errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
+from .logs import add_secrets, setup_logging, show_run_outcomes
 from .redact import redact
 
 TEMPLATES = Path(__file__).parent / "templates" / "project"
@@ -172,9 +172,12 @@ def validate(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool) -> None:
     """Sync JOB(s) now: read the window from the source, update the store and the Parquet."""
+    from .metrics import update as update_metrics
+    from .progress import RowProgress
     from .sync import run_job
 
     project = _project(ctx)
+    show_run_outcomes()
     if run_all == bool(jobs):
         raise UsageError(
             "name one or more jobs, or pass --all", hint=f"jobs: {', '.join(sorted(project.jobs))}"
@@ -183,19 +186,25 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     for name in names:
         project.job(name)
     failure: EtlError | None = None
-    for name in names:
-        try:
-            result = run_job(project, name)
-        except EtlError as exc:
-            if len(names) == 1:
-                raise
-            click.echo(f"{name}: FAILED: {redact(exc.message, project.secrets)}", err=True)
-            failure = failure or exc
-            continue
-        if as_json:
-            click.echo(json.dumps(result.as_dict()))
-        else:
-            click.echo(result.summary())
+    try:
+        for name in names:
+            progress = RowProgress(name, sys.stderr)
+            try:
+                result = run_job(project, name, progress=progress)
+            except EtlError as exc:
+                if len(names) == 1:
+                    raise
+                click.echo(f"{name}: FAILED: {redact(exc.message, project.secrets)}", err=True)
+                failure = failure or exc
+                continue
+            finally:
+                progress.close()
+            if as_json:
+                click.echo(json.dumps(result.as_dict()))
+            else:
+                click.echo(result.summary())
+    finally:
+        update_metrics(project)
     if failure is not None:
         sys.exit(failure.exit_code)
 
@@ -203,9 +212,15 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
 @main.command()
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help=f"Exit {JobsUnhealthy.exit_code} when an enabled scheduled job is stale or its last run failed.",
+)
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
-    """Show per job: watermark, last run's outcome, stored runs and anomalies."""
+def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
+    """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
+    from .schedule import job_health
     from .sync import open_store
 
     project = _project(ctx)
@@ -233,17 +248,34 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
         )
         entry["configured"] = name in project.jobs
         rows.append(entry)
+    now = datetime.now(UTC)
+    health = {e["job"]: job_health(project.jobs[e["job"]], e, now) for e in rows if e["configured"]}
+    unhealthy = [h for h in health.values() if not h.healthy]
     if as_json:
+        for entry in rows:
+            entry.update(health[entry["job"]].as_dict() if entry["configured"] else {})
         click.echo(json.dumps(rows, default=_json_default, indent=2))
-        return
-    click.echo(f"store: {store.display}")
+    else:
+        _print_status(store.display, rows, health, now)
+    if check and unhealthy:
+        raise JobsUnhealthy(
+            f"{len(unhealthy)} scheduled job(s) need attention: "
+            + "; ".join(f"{h.job}: {', '.join(h.problems)}" for h in unhealthy)
+        )
+
+
+def _print_status(
+    store: str, rows: list[dict[str, Any]], health: dict[str, Any], now: datetime
+) -> None:
+    from .schedule import age
+
+    click.echo(f"store: {store}")
     for entry in rows:
         last = entry["last_run"]
         outcome = "never run"
         if last:
-            outcome = (
-                f"last run {last['status']} at {_ts(last['finished_at'] or last['started_at'])}"
-            )
+            ended = last["finished_at"] or last["started_at"]
+            outcome = f"last run {last['status']} at {_ts(ended)} ({age(now - ended)} ago)"
             if last["status"] != "ok" and last.get("error"):
                 outcome += f": {last['error']}"
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(entry["anomalies"].items())) or "none"
@@ -253,6 +285,15 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"
         )
+        state = health.get(entry["job"])
+        if state is not None and state.schedule:
+            when = f"next run {_ts(state.next_run)}" if state.next_run else "disabled"
+            flags = "".join(
+                f"; {word}" for word, on in (("STALE", state.stale), ("FAILED", state.failed)) if on
+            )
+            click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
+            for problem in state.problems if not state.healthy else []:
+                click.echo(f"    {problem}")
 
 
 def _json_default(value: Any) -> Any:
@@ -419,15 +460,56 @@ def backfill(
 
     def progress(piece: Any, total: int) -> None:
         count[0] += 1
-        done = count[0]
         click.echo(
-            f"  chunk {done}/{total} {_ts(piece.lo)} .. {_ts(piece.hi)}: {piece.rows_read:,} rows, "
-            f"+{piece.inserted} new, {piece.updated} changed, -{piece.deleted} removed",
+            f"  chunk {count[0]}/{total} {_ts(piece.lo)} .. {_ts(piece.hi)}: "
+            f"{piece.rows_read:,} rows read, {piece.runs:,} runs",
             err=True,
         )
 
     result = run_backfill(project, job, since, until, length, restart=restart, progress=progress)
     click.echo(result.summary())
+
+
+@main.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Jobs that may run at the same time (default: scheduler.workers in etl.yaml, 2).",
+)
+@click.option(
+    "--grace",
+    help="After SIGTERM/SIGINT, how long running syncs may take before they are abandoned "
+    "(default: scheduler.grace in etl.yaml, 60s).",
+)
+@click.pass_context
+def schedule(ctx: click.Context, workers: int | None, grace: str | None) -> None:
+    """Run every enabled job with a cron schedule until SIGTERM (SIGHUP reloads the project)."""
+    from .durations import parse_duration
+    from .schedule import Daemon
+
+    project = _project(ctx)
+    options = ctx.find_root().params
+    setup_logging(max(1, options["verbose"]), options["log_format"])  # a daemon logs at INFO
+    try:
+        grace_period = parse_duration(grace) if grace is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--grace: {exc}") from None
+    Daemon(project, workers=workers, grace=grace_period).run()
+
+
+@main.command()
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Append each job's output to DIR/JOB.log (relative: to the project).",
+)
+@click.pass_context
+def cron(ctx: click.Context, log_dir: Path | None) -> None:
+    """Print crontab lines that run the scheduled jobs with 'etl run' (for 'crontab -e')."""
+    from .schedule import crontab_lines, etl_executable
+
+    for line in crontab_lines(_project(ctx), etl_executable(), log_dir):
+        click.echo(line)
 
 
 @main.group()
