@@ -142,12 +142,19 @@ def _bound(spec: ColumnSpec, value: datetime) -> Any:
 
 
 def _range(
-    src: sa.FromClause, spec: ColumnSpec, lo: datetime | None, hi: datetime | None
+    src: sa.FromClause,
+    spec: ColumnSpec,
+    lo: datetime | None,
+    hi: datetime | None,
+    utc: tuple[datetime, datetime] | None = None,
 ) -> list[sa.ColumnElement[bool]]:
     """``col >= lo AND col < hi`` on the raw column (the date column for date + time)."""
     name = spec.column if spec.column is not None else spec.date
     if name is None:
         return []
+    if utc is not None and spec.column is not None:  # an instant column: compare in UTC
+        lo = utc[0] if lo is not None else None
+        hi = utc[1] if hi is not None else None
     col = src.c[name]
     out: list[sa.ColumnElement[bool]] = []
     if lo is not None:
@@ -167,8 +174,36 @@ def _range(
     return out
 
 
-def build_query(mapping: MappingSpec, window: Window | None, zone: ZoneInfo) -> sa.Select[Any]:
-    """The SELECT for ``mapping`` over ``window`` (None: the whole table)."""
+def _utc(
+    spec: ColumnSpec, instants: frozenset[str], lo: datetime, hi: datetime
+) -> tuple[datetime, datetime] | None:
+    return (lo, hi) if spec.column is not None and spec.column in instants else None
+
+
+def instant_columns(conn: Connection, mapping: MappingSpec, dialect: Any) -> frozenset[str]:
+    """The mapped columns whose type holds instants (from the catalog; a custom query: none)."""
+    if mapping.source.query is not None:
+        return frozenset()
+    try:
+        columns = sa.inspect(conn).get_columns(
+            mapping.source.table or "", schema=mapping.source.schema_
+        )
+    except sa.exc.SQLAlchemyError:
+        return frozenset()
+    return frozenset(c["name"] for c in columns if dialect.is_instant(c["type"]))
+
+
+def build_query(
+    mapping: MappingSpec,
+    window: Window | None,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+) -> sa.Select[Any]:
+    """The SELECT for ``mapping`` over ``window`` (None: the whole table).
+
+    Columns named in ``instants`` hold instants (timestamptz, MySQL TIMESTAMP, datetimeoffset):
+    they are compared with UTC bounds instead of the plant's wall clock.
+    """
     src = _from_clause(mapping)
     specs = mapping.column_specs()
     query = sa.select(*[src.c[name] for name in _selected_columns(mapping)])
@@ -177,9 +212,10 @@ def build_query(mapping: MappingSpec, window: Window | None, zone: ZoneInfo) -> 
     if window is None:
         return query
     lo, hi = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
     if mapping.structure == "bookings":
         ts = specs["timestamp"]
-        bounds = _range(src, ts, lo, hi)
+        bounds = _range(src, ts, lo, hi, _utc(ts, instants, utc_lo, utc_hi))
         if bounds:
             cond = sa.and_(*bounds)
             # rows without a timestamp (or date) are re-read every run and reported as anomalies
@@ -187,9 +223,10 @@ def build_query(mapping: MappingSpec, window: Window | None, zone: ZoneInfo) -> 
             query = query.where(cond)
     else:
         start, end = specs["start"], specs["end"]
-        before_hi = _range(src, start, None, hi)
-        from_lo = _range(src, start, lo, None)
-        end_from_lo = _range(src, end, lo, None)
+        start_utc = _utc(start, instants, utc_lo, utc_hi)
+        before_hi = _range(src, start, None, hi, start_utc)
+        from_lo = _range(src, start, lo, None, start_utc)
+        end_from_lo = _range(src, end, lo, None, _utc(end, instants, utc_lo, utc_hi))
         if before_hi and from_lo and end_from_lo and start.column and end.column:
             query = query.where(
                 sa.or_(

@@ -122,7 +122,13 @@ def _time_of_day(series: pd.Series, fmt: str | None) -> pd.Series:
     return pd.to_timedelta(text.where(valid, None), errors="coerce")
 
 
-def timestamps(frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+def timestamps(
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    zone: ZoneInfo,
+    dst: DstPolicy,
+    instants: frozenset[str] = frozenset(),
+) -> pd.Series:
     """One timestamp field (a column, or date + time) as UTC; NaT where missing or unparseable."""
     if spec.value is not None:
         naive = pd.Series(pd.to_datetime(str(spec.value)), index=frame.index)
@@ -136,6 +142,8 @@ def timestamps(frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, dst: DstPo
         naive = day.dt.normalize() + _time_of_day(frame[spec.time], spec.time_format)
     if naive.dt.tz is None:
         naive = naive.astype("datetime64[us]")
+    if spec.column is not None and spec.column in instants:
+        zone = ZoneInfo("UTC")  # the driver hands over instants as naive UTC (MySQL TIMESTAMP)
     return localize(naive, zone, dst)
 
 
@@ -179,13 +187,18 @@ def _anomalies(
     return out[ANOMALY_COLUMNS]
 
 
-def map_bookings(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Mapped:
+def map_bookings(
+    frame: pd.DataFrame,
+    mapping: MappingSpec,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+) -> Mapped:
     """Raw booking rows -> canonical bookings (START/END only) + anomalies + code counts."""
     cols = mapping.booking_columns
     assert mapping.events is not None
     rows = pd.DataFrame(
         {
-            "ts": timestamps(frame, cols.timestamp, zone, mapping.dst),
+            "ts": timestamps(frame, cols.timestamp, zone, mapping.dst, instants),
             "machine_code": texts(frame, cols.machine_code),
             "order_code": texts(frame, cols.order_code),
             "product_code": texts(frame, cols.product_code),
@@ -238,7 +251,12 @@ def map_bookings(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> M
     )
 
 
-def map_orders(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Mapped:
+def map_orders(
+    frame: pd.DataFrame,
+    mapping: MappingSpec,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+) -> Mapped:
     """Raw order rows -> canonical runs + anomalies (NULL start, end before start)."""
     cols = mapping.order_columns
     rows = pd.DataFrame(
@@ -246,8 +264,8 @@ def map_orders(frame: pd.DataFrame, mapping: MappingSpec, zone: ZoneInfo) -> Map
             "machine_code": texts(frame, cols.machine_code),
             "order_code": texts(frame, cols.order_code),
             "product_code": texts(frame, cols.product_code),
-            "start": timestamps(frame, cols.start, zone, mapping.dst),
-            "end": timestamps(frame, cols.end, zone, mapping.dst),
+            "start": timestamps(frame, cols.start, zone, mapping.dst, instants),
+            "end": timestamps(frame, cols.end, zone, mapping.dst, instants),
         },
         index=frame.index,
     )

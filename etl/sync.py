@@ -20,7 +20,14 @@ import pandas as pd
 
 from .config import Job, Project
 from .errors import EtlError, StoreError, TooManyAnomalies
-from .extract import Window, build_query, check_columns, check_custom_query, read_batches
+from .extract import (
+    Window,
+    build_query,
+    check_columns,
+    check_custom_query,
+    instant_columns,
+    read_batches,
+)
 from .failpoints import failpoint
 from .fold import carry_margin, fold
 from .mapping import Mapped, localize, map_bookings, map_orders
@@ -31,7 +38,9 @@ from .source import open_source
 from .store import Store
 
 log = logging.getLogger(__name__)
-runs_log = logging.getLogger("etl.runs")  # one line per run outcome, shown without -v by run/schedule
+runs_log = logging.getLogger(
+    "etl.runs"
+)  # one line per run outcome, shown without -v by run/schedule
 
 LOCK_TTL = timedelta(hours=2)
 
@@ -151,14 +160,15 @@ def derive(
                 if not still_open.empty:
                     oldest = still_open["start"].min().to_pydatetime()
                     reread = Window(lo=min(window.lo, oldest), hi=window.hi)
-            query = build_query(mapping, reread, zone)
+            instants = instant_columns(conn, mapping, source.dialect)
+            query = build_query(mapping, reread, zone, instants)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
             so_far = 0
             if window.hi > window.lo:
                 mapper = map_bookings if mapping.structure == "bookings" else map_orders
                 for batch in read_batches(conn, query, job.batch_size, where):
-                    parts.append(mapper(batch, mapping, zone))
+                    parts.append(mapper(batch, mapping, zone, instants))
                     failpoint("extract")
                     if progress is not None:
                         so_far += parts[-1].rows_read
@@ -192,7 +202,9 @@ def derive(
             (runs["start"] >= lo) | runs["end"].isna() | (runs["end"] >= lo)
         )
         if still_open is not None and not still_open.empty:
-            held_keys = pd.MultiIndex.from_frame(still_open[["machine_code", "order_code", "start"]])
+            held_keys = pd.MultiIndex.from_frame(
+                still_open[["machine_code", "order_code", "start"]]
+            )
             row_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
             keep |= row_keys.isin(held_keys)
         runs = runs[keep]
@@ -276,6 +288,16 @@ def run_job(
             anomalies=len(derived.anomalies),
             anomalies_by_kind=json.dumps(dict(sorted(kinds.items()))),
         )
+        allowed = job.spec.anomalies_allowed(derived.rows_read)
+        if allowed is not None and len(derived.anomalies) > allowed:
+            found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+            raise TooManyAnomalies(
+                f"{job_name}: {len(derived.anomalies)} anomalies in {derived.rows_read:,} rows read "
+                f"({found}) exceed max_anomalies {job.spec.max_anomalies} of jobs/{job_name}.yaml "
+                f"(at most {allowed}); nothing was committed",
+                hint=f"look at them with 'etl preview {job_name}', fix the mapping or the source, "
+                "or raise max_anomalies",
+            )
         margin = (
             carry_margin(job.mapping.fold.policy())
             if job.mapping.structure == "bookings"
@@ -304,7 +326,7 @@ def run_job(
             parquet_files=files,
             sync_id=sync_id,
         )
-        log.info(
+        runs_log.info(
             "%s: window %s .. %s, %d rows read, runs +%d ~%d -%d (%d open), anomalies %s, %.1fs",
             job_name,
             window.lo.isoformat(timespec="seconds"),
@@ -316,6 +338,7 @@ def run_job(
             result.runs_open,
             ", ".join(f"{k}={v}" for k, v in result.anomalies.items()) or "none",
             result.duration_s,
+            extra={**result.as_dict(), "status": "ok"},
         )
         return result
     except Exception as exc:

@@ -27,6 +27,7 @@ from etl.extract import (
     check_columns,
     check_custom_query,
     empty_frame,
+    instant_columns,
     read_batches,
     sortable,
 )
@@ -493,7 +494,8 @@ def read_all(
     zone: ZoneInfo = UTC,
 ) -> pd.DataFrame:
     with source.connect() as conn:
-        batches = list(read_batches(conn, build_query(spec, window, zone), size, WHERE))
+        instants = instant_columns(conn, spec, source.dialect)
+        batches = list(read_batches(conn, build_query(spec, window, zone, instants), size, WHERE))
     return pd.concat(batches, ignore_index=True) if batches else empty_frame(spec)
 
 
@@ -877,11 +879,6 @@ JANUARY_15 = Window(
 @pytest.mark.postgres
 @pytest.mark.parametrize("utc_stamped_table", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("zone", ["America/Los_Angeles", "Asia/Tokyo"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the window bounds are naive plant-local times; a timestamptz column compares them "
-    "as UTC, so zones more than WINDOW_MARGIN (3 h) from UTC lose rows inside the window",
-)
 def test_window_on_a_timestamptz_column_reads_every_row_inside_it(
     utc_stamped_table: tuple[str, str, str], zone: str
 ) -> None:
@@ -899,11 +896,6 @@ def test_window_on_a_timestamptz_column_reads_every_row_inside_it(
 
 @pytest.mark.mariadb
 @pytest.mark.parametrize("utc_stamped_table", ["mariadb"], indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: MySQL/MariaDB TIMESTAMP values arrive as naive UTC (the session is pinned to "
-    "+00:00) and are then read as plant-local time, shifting them by the plant's offset",
-)
 def test_mysql_timestamp_columns_keep_their_instant(
     utc_stamped_table: tuple[str, str, str],
 ) -> None:
@@ -911,9 +903,12 @@ def test_mysql_timestamp_columns_keep_their_instant(
     source = server_source(url, dialect, "Europe/Berlin")
     try:
         raw = read_all(source, stamped(table), None)
+        with source.connect() as conn:
+            instants = instant_columns(conn, stamped(table), source.dialect)
     finally:
         source.close()
-    mapped = map_bookings(raw, stamped(table), BERLIN)
+    assert instants == {"ts"}
+    mapped = map_bookings(raw, stamped(table), BERLIN, instants)
     assert mapped.rows["ts"].tolist() == [
         pd.Timestamp("2024-01-15 01:00", tz="UTC"),
         pd.Timestamp("2024-01-15 23:00", tz="UTC"),

@@ -269,6 +269,11 @@ class SourceDialect:
         """What a timestamp column of this type can hold, when it is a known trap."""
         return None
 
+    def is_instant(self, type_: sa.types.TypeEngine[Any]) -> bool:
+        """Whether a column of this type holds instants (compared and read in UTC), not wall-clock."""
+        name = type(type_).__name__.upper()
+        return bool(getattr(type_, "timezone", False)) or name == "DATETIMEOFFSET"
+
     def driver_description(self, conn: Connection) -> str:
         """The DBAPI driver and version that carries the connection."""
         return describe_driver(conn)

@@ -224,6 +224,10 @@ class MySQLDialect(SourceDialect):
         )
         return {str(name): int(n) for name, n in rows if n is not None}
 
+    def is_instant(self, type_: sa.types.TypeEngine[Any]) -> bool:
+        # TIMESTAMP is stored in UTC and converted with the session time zone, pinned to UTC here
+        return type(type_).__name__ == "TIMESTAMP"
+
     def timestamp_note(self, type_: sa.types.TypeEngine[Any]) -> str | None:
         fsp = getattr(type_, "fsp", None)
         digits = f"{fsp} fractional digits" if fsp else "whole seconds (extra digits are rounded)"
