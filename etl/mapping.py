@@ -7,6 +7,7 @@ Canonical bookings: ``ts`` (UTC, microseconds), ``machine_code``, ``order_code``
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -122,6 +123,19 @@ def _time_of_day(series: pd.Series, fmt: str | None) -> pd.Series:
     return pd.to_timedelta(text.where(valid, None), errors="coerce")
 
 
+def _carries_offset(column: pd.Series) -> pd.Series | None:
+    """Per value: does it carry its own UTC offset? None for typed (non-object) columns."""
+    if column.dtype != object and not pd.api.types.is_string_dtype(column):
+        return None
+    return column.map(
+        lambda v: (
+            (getattr(v, "tzinfo", None) is not None)
+            if not isinstance(v, str)
+            else bool(re.search(r"(?:[+-]\d{2}:?\d{2}|Z)$", v.strip()))
+        )
+    ).astype(bool)
+
+
 def timestamps(
     frame: pd.DataFrame,
     spec: ColumnSpec,
@@ -133,7 +147,16 @@ def timestamps(
     if spec.value is not None:
         naive = pd.Series(pd.to_datetime(str(spec.value)), index=frame.index)
     elif spec.column is not None:
-        naive = _datetimes(frame[spec.column], spec.format)
+        column = frame[spec.column]
+        aware = _carries_offset(column) if spec.format is None else None
+        if aware is not None and aware.any() and not aware.all():
+            # a column mixing instants and wall-clock values: each kind read on its own terms
+            out = pd.Series(pd.NaT, index=frame.index, dtype=TS)
+            out[aware] = _datetimes(column[aware], None).dt.tz_convert("UTC").astype(TS)
+            rest = _datetimes(column[~aware], None).astype("datetime64[us]")
+            out[~aware] = localize(rest, zone, dst)
+            return out
+        naive = _datetimes(column, spec.format)
     else:
         assert spec.date is not None and spec.time is not None
         day = _datetimes(frame[spec.date], spec.date_format)

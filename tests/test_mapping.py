@@ -492,11 +492,6 @@ def test_iso_text_with_different_offsets_is_converted() -> None:
         ),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: in a column mixing naive and offset-carrying values, the naive ones are read "
-    "as UTC instead of plant time (_datetimes parses the whole column with utc=True)",
-)
 def test_naive_values_next_to_aware_ones_are_still_plant_time(column: list[Any]) -> None:
     got = timestamps(
         pd.DataFrame({"x": pd.Series(column, dtype=object)}),
