@@ -409,13 +409,28 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
 @click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
 @click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the table listing as JSON.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --table: write the mapping to this new file instead of stdout.",
+)
 @click.pass_context
 def discover(
-    ctx: click.Context, connector: str, table: str | None, schema: str | None, as_json: bool
+    ctx: click.Context,
+    connector: str,
+    table: str | None,
+    schema: str | None,
+    as_json: bool,
+    output: Path | None,
 ) -> None:
     """List CONNECTOR's tables (rows, columns), or propose a mapping for one with --table."""
     from .discover import format_listing, list_tables, propose
 
+    if output is not None and (table is None or output.exists()):
+        raise UsageError(
+            "--output needs --table" if table is None else f"{output} exists; not overwritten"
+        )
     project = _project(ctx)
     if table is None:
         listing = list_tables(project, connector, schema)
@@ -423,7 +438,12 @@ def discover(
         return
     command = f"etl discover {connector} --table {table}"
     command += f" --schema {schema}" if schema else ""
-    click.echo(propose(project, connector, table, schema).yaml(command), nl=False)
+    text = propose(project, connector, table, schema).yaml(command)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text)
+    click.echo(f"wrote {output}: review it, then 'etl preview' a job that uses it")
 
 
 @main.command()
