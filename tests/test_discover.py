@@ -122,6 +122,21 @@ def test_the_erp_order_table_becomes_an_orders_mapping(demo: tuple[Path, dict[st
     _use(root, "proposed_orders", out)
 
 
+def test_output_writes_a_new_file_and_never_overwrites(demo: tuple[Path, dict[str, int]]) -> None:
+    root, _ = demo
+    target = root / "mappings" / "from_o.yaml"
+    code, out, _ = etl(
+        "-p", str(root), "discover", "plant", "-t", "BDE_BUCHUNGEN", "-o", str(target)
+    )
+    assert code == 0 and out.startswith(f"wrote {target}")
+    assert "from_o" in load_project(root).mappings
+    code, _, err = etl(
+        "-p", str(root), "discover", "plant", "-t", "BDE_BUCHUNGEN", "-o", str(target)
+    )
+    assert code == 2 and "exists; not overwritten" in err
+    target.unlink()
+
+
 def test_an_unknown_table_lists_the_tables_that_exist(demo: tuple[Path, dict[str, int]]) -> None:
     root, _ = demo
     code, _, err = etl("-p", str(root), "discover", "plant", "--table", "BUCHUNGEN")
@@ -257,6 +272,9 @@ def test_discover_on_a_real_server(
     listing = list_tables(load_project(root), "plant")
     (table,) = [t for t in listing.tables if t.name.lower() == "bde_buchung"]
     assert table.rows is not None and table.rows > 0
+    schema = "public" if dialect == "postgresql" else url.database  # --schema
+    named = list_tables(load_project(root), "plant", schema)
+    assert [(t.name.lower(), t.rows) for t in named.tables] == [("bde_buchung", table.rows)]
     code, out, err = etl("-p", str(root), "discover", "plant", "--table", table.name)
     assert code == 0, err
     data = yaml.safe_load(out)

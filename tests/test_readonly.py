@@ -20,7 +20,8 @@ import sqlglot
 from sqlglot.tokens import TokenType
 
 from etl.config import load_project
-from etl.source import ReadOnlyViolation, open_source, refusal
+from etl.dialects.sqlite import SQLiteDialect
+from etl.source import ReadOnlyViolation, open_source, refusal, wire
 from etl.sync import run_job
 
 from .accounts import Server, writer_account
@@ -182,3 +183,30 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
     assert reads == 1
     with server.admin.connect() as conn:
         assert conn.execute(sa.text("SELECT a FROM t")).scalar() == 1
+
+
+def test_the_begin_statement_opens_every_transaction_below_the_guard() -> None:
+    """Oracle's SET TRANSACTION READ ONLY, wired as it is for Oracle, shown on SQLite."""
+
+    class Marked(SQLiteDialect):
+        begin_statement = "PRAGMA query_only = ON"  # a statement the guard would refuse
+
+    engine = sa.create_engine("sqlite://")
+    sent: list[str] = []
+    sa.event.listen(engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(sent.append))
+    wire(engine, Marked())
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1")).all()
+        conn.rollback()
+        conn.execute(sa.text("SELECT 2")).all()
+        with pytest.raises(ReadOnlyViolation):
+            conn.execute(sa.text(Marked.begin_statement))
+    engine.dispose()
+    statements = [s for s in sent if s.startswith(("PRAGMA query_only = ON", "SELECT"))]
+    assert statements == [
+        "PRAGMA query_only = ON",  # on_connect
+        "PRAGMA query_only = ON",  # begin
+        "SELECT 1",
+        "PRAGMA query_only = ON",  # the next transaction's begin
+        "SELECT 2",
+    ]
