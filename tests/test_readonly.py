@@ -210,3 +210,49 @@ def test_the_begin_statement_opens_every_transaction_below_the_guard() -> None:
         "PRAGMA query_only = ON",  # the next transaction's begin
         "SELECT 2",
     ]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "statement"),
+    [
+        ("mssql", "SELECT 1 DELETE FROM t"),  # a T-SQL batch needs no ';'
+        ("mssql", "SELECT 1 INSERT t VALUES (1)"),
+        ("mssql", "SELECT a FROM t WITH (UPDLOCK)"),
+        ("mssql", "SELECT * FROM OPENQUERY(srv, 'DELETE FROM t')"),
+        ("mssql", "SELECT 1; EXEC sp_who"),
+        ("postgresql", "SELECT set_config('default_transaction_read_only', 'off', false)"),
+        ("postgresql", "SELECT nextval('orders_seq')"),
+        ("postgresql", "EXPLAIN ANALYZE DELETE FROM t"),
+        ("postgresql", "SELECT a FROM t FOR NO KEY UPDATE"),
+        ("postgresql", "COPY t TO PROGRAM 'rm -rf /'"),
+        ("mysql", "SELECT a INTO OUTFILE '/tmp/x' FROM t"),
+        ("mysql", "SELECT a FROM t LOCK IN SHARE MODE"),
+        ("mysql", "SET SESSION TRANSACTION READ WRITE"),
+        ("oracle", "SELECT a FROM t FOR UPDATE"),
+        ("oracle", "BEGIN DELETE FROM t; END;"),
+        ("sqlite", "/* looks harmless */ DELETE FROM t"),
+        ("sqlite", "PRAGMA main.query_only(0)"),
+        ("sqlite", "SELECT 'unterminated"),
+    ],
+)
+def test_the_guard_refuses(dialect: str, statement: str) -> None:
+    assert refusal(statement, dialect) is not None
+
+
+@pytest.mark.parametrize(
+    ("dialect", "statement"),
+    [
+        ("postgresql", "SELECT copy, load, src.do FROM t AS src"),  # unquoted names, not keywords
+        ("postgresql", "SELECT \"DELETE\", 'DROP TABLE t' AS s FROM t -- DELETE FROM t"),
+        ("postgresql", "SELECT $$ DELETE $$"),
+        ("mssql", "SELECT [delete] FROM t WITH (NOLOCK)"),
+        ("mysql", "SELECT CAST(a AS CHAR CHARACTER SET utf8mb4), TRUNCATE(b, 2) FROM t"),
+        ("mysql", "SELECT REPLACE(a, ' ', ''), INSERT(a, 1, 2, 'x') FROM `x; DROP`"),
+        ("mysql", "SHOW CREATE TABLE `t`"),
+        ("oracle", "SELECT a FROM t WHERE b = :b FETCH FIRST 10 ROWS ONLY"),
+        ("sqlite", 'PRAGMA table_info("t")'),
+        ("sqlite", "SELECT 1;"),
+    ],
+)
+def test_the_guard_lets_queries_through(dialect: str, statement: str) -> None:
+    assert refusal(statement, dialect) is None
