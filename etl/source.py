@@ -29,6 +29,7 @@ from sqlglot.tokens import Token, TokenType
 
 from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
+from .dialects.odbc import installed_drivers
 from .errors import ConfigError, EtlError, SourceError
 from .redact import redact
 
@@ -391,6 +392,13 @@ class Source:
                 f"{self.where}: database {target!r} does not exist on {server} "
                 f"or the account may not use it{listing}: {reason}",
                 hint="check 'database' (Oracle: 'service_name' or 'sid')",
+            )
+        if kind == "driver":
+            installed = ", ".join(installed_drivers()) or "none"
+            return SourceError(
+                f"{self.where}: the ODBC driver cannot be loaded: {reason} "
+                f"(installed ODBC drivers: {installed})",
+                hint="set 'driver' to an installed one (`odbcinst -q -d`), or install the driver",
             )
         return SourceError(
             f"{self.where}: cannot connect to {self.display}: {reason}",

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from etl.check import check_connector
 from etl.config import ConnectorSpec, load_project
 from etl.dialects import get_dialect, odbc
+from etl.errors import SourceError
 from etl.source import ReadOnlyViolation, Retry, SourceUnreachable, open_source
 from etl.sync import run_job
 
@@ -194,3 +195,20 @@ def test_odbc_connection_failures_are_classified(dialect: str, tmp_path: Path) -
     finally:
         source.close()
     assert get_dialect(dialect).dbapi_connect_args(spec, sa.make_url(url)) == {"timeout": 3}
+
+
+def test_a_driver_the_driver_manager_cannot_load_is_named_with_the_installed_ones(
+    tmp_path: Path,
+) -> None:
+    require_driver("FreeTDS")
+    url = "mssql+pyodbc://etl@db/HYDRA?driver=ODBC+Driver+18+for+SQL+Server"
+    spec = ConnectorSpec.model_validate({"dialect": "mssql", "url": url, "connect_timeout": "2s"})
+    source = open_source("hydra", spec, tmp_path, [], retry=Retry(1))
+    try:
+        with pytest.raises(SourceError) as info, source.connect():
+            pass
+    finally:
+        source.close()
+    message = info.value.message
+    assert "the ODBC driver cannot be loaded" in message and "Can't open lib" in message
+    assert "installed ODBC drivers: " in message and "FreeTDS" in message

@@ -35,6 +35,7 @@ Failure = Literal[
     "permission",  # the account may not read an object
     "table",  # the table or view does not exist
     "column",  # the column does not exist
+    "driver",  # the ODBC driver manager cannot load the driver
 ]
 RETRYABLE: frozenset[str] = frozenset({"unreachable", "timeout", "transient"})
 
@@ -44,6 +45,7 @@ WRITE_KINDS: frozenset[str] = frozenset({"write", "ddl", "admin"})
 
 # Message fragments that mean the same thing in every driver (checked after the error codes).
 _PATTERNS: list[tuple[Failure, re.Pattern[str]]] = [
+    ("driver", re.compile(r"can't open lib|data source name not found|IM00[23]", re.I)),
     (
         "unknown_host",
         re.compile(
