@@ -24,7 +24,7 @@ from etl.dialects import mssql as mssql_mod
 from etl.dialects import oracle as oracle_mod
 from etl.dialects import postgresql as pg_mod
 from etl.dialects.mysql import parse_grants, privilege_kind
-from etl.source import refusal
+from etl.source import open_source, refusal
 
 ROOT = Path("/nonexistent-project")
 
@@ -359,3 +359,20 @@ def test_grant_statements_quote_names_the_database_way() -> None:
 def test_timestamp_notes_name_each_databases_trap(dialect: str, type_: Any, expected: str) -> None:
     note = get_dialect(dialect).timestamp_note(type_)
     assert note is not None and expected in note
+
+
+def test_a_broken_instant_client_falls_back_to_thin_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = tmp_path / "instantclient_21_1"
+    fake.mkdir()
+    (fake / "libclntsh.so").write_bytes(b"not a library")
+    monkeypatch.setattr(oracle_mod, "instant_client", lambda: fake)
+    conn = spec(dialect="oracle", host="h", service_name="s", user="u")
+    assert get_dialect("oracle").engine_options(conn) == {"thick_mode": {"lib_dir": str(fake)}}
+    source = open_source("sap", conn, ROOT, [])
+    try:
+        assert source.engine.dialect.driver == "oracledb"
+    finally:
+        source.close()
+    assert "falling back to the driver's defaults" in caplog.text
