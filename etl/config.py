@@ -74,6 +74,20 @@ class Defaults(Strict):
     batch_size: int = Field(default=50_000, ge=100, le=5_000_000)
 
 
+class SchedulerSpec(Strict):
+    """``etl schedule``: how many jobs run at once, how late a firing may start, how it stops."""
+
+    workers: int = Field(default=2, ge=1, le=64)
+    misfire_grace: Duration = timedelta(minutes=5)
+    grace: Duration = timedelta(seconds=60)
+
+
+class MetricsSpec(Strict):
+    """Prometheus metrics for the node-exporter textfile collector."""
+
+    textfile: str
+
+
 class ProjectSpec(Strict):
     """``etl.yaml``: where the store and the Parquet output live, and job defaults."""
 
@@ -81,6 +95,8 @@ class ProjectSpec(Strict):
     store: str = "sqlite:///store.sqlite"
     parquet: str | None = "output/parquet"
     defaults: Defaults = Defaults()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    metrics: MetricsSpec | None = None
 
 
 # --------------------------------------------------------------------------- connectors
@@ -409,27 +425,51 @@ class JobSpec(Strict):
     safety_lag: Duration | None = None
     reread: Duration | None = None
     parquet: bool = True
+    max_anomalies: StrictInt | StrictStr | None = None
+    stale_after: int = Field(default=3, ge=1, le=1000)
 
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        from .schedule import cron_seconds, cron_trigger
+
         fields = value.split()
-        if len(fields) != 5:
+        if len(fields) != 5 and not (len(fields) == 6 and cron_seconds()):
             raise ValueError(f"expected a 5-field cron expression like '0 * * * *', got {value!r}")
-        if re.search(r"\d", fields[4]):
+        if re.search(r"\d", fields[-1]):
             raise ValueError(
                 f"write the day of week with names (mon-fri, sun), not numbers, in {value!r}: "
                 "crontab counts 0 as Sunday, APScheduler as Monday"
             )
-        from apscheduler.triggers.cron import CronTrigger
-
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
+            cron_trigger(value, "UTC")
         except ValueError as exc:
             raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
         return value
+
+    @field_validator("max_anomalies")
+    @classmethod
+    def _anomaly_limit(cls, value: int | str | None) -> int | str | None:
+        if value is None or (isinstance(value, int) and value >= 0):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%\s*", str(value))
+        if match is None or float(match.group(1)) > 100:
+            raise ValueError(
+                f"expected a count (0 or more) or a percentage of the rows read like '5%', "
+                f"got {value!r}"
+            )
+        return value
+
+    def anomalies_allowed(self, rows_read: int) -> int | None:
+        """How many anomalies a run that read ``rows_read`` rows may find (None: no limit)."""
+        if self.max_anomalies is None:
+            return None
+        if isinstance(self.max_anomalies, int):
+            return self.max_anomalies
+        percent = float(self.max_anomalies.strip().rstrip("%"))
+        return int(rows_read * percent / 100)
 
 
 # --------------------------------------------------------------------------- the project
@@ -842,9 +882,11 @@ __all__ = [
     "Job",
     "JobSpec",
     "MappingSpec",
+    "MetricsSpec",
     "OrderColumns",
     "Project",
     "ProjectSpec",
+    "SchedulerSpec",
     "find_root",
     "format_loc",
     "load_project",

@@ -11,6 +11,8 @@ Exit codes (documented in the README):
 5     state conflict: another run holds the job's lock
 6     store or output error (store database, Parquet target, full disk)
 7     ``etl check --strict``: the source account can write
+8     data error: a run found more anomalies than the job's ``max_anomalies``
+9     ``etl status --check``: a scheduled job is stale or its last run failed
 ====  =====================================================================
 """
 
@@ -77,6 +79,18 @@ class AccountCanWrite(EtlError):
     exit_code = 7
 
 
+class TooManyAnomalies(DataError):
+    """A run found more anomalies than the job's ``max_anomalies``; it committed nothing."""
+
+    exit_code = 8
+
+
+class JobsUnhealthy(EtlError):
+    """``etl status --check``: an enabled scheduled job is stale or its last run failed."""
+
+    exit_code = 9
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -86,4 +100,6 @@ EXIT_CODES: dict[int, str] = {
     LockHeldError.exit_code: "another run of the job holds its lock",
     StoreError.exit_code: "store or output could not be written",
     AccountCanWrite.exit_code: "etl check --strict: the source account can write",
+    TooManyAnomalies.exit_code: "data error: more anomalies than the job's max_anomalies",
+    JobsUnhealthy.exit_code: "etl status --check: a scheduled job is stale or failed",
 }

@@ -19,7 +19,19 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact(record.getMessage(), self.secrets)
         record.args = None
+        for key in _extra_keys(record):
+            value = record.__dict__[key]
+            if isinstance(value, str):
+                record.__dict__[key] = redact(value, self.secrets)
         return True
+
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _extra_keys(record: logging.LogRecord) -> list[str]:
+    """The fields a caller passed with ``extra=`` (structured fields of JSON lines)."""
+    return [key for key in record.__dict__ if key not in _STANDARD]
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +44,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        return json.dumps(entry, ensure_ascii=False)
+        for key in _extra_keys(record):
+            entry.setdefault(key, record.__dict__[key])
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 _handler: logging.Handler | None = None
@@ -54,6 +68,15 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
     logger.addHandler(_handler)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
+    logging.getLogger(RUNS_LOGGER).setLevel(logging.NOTSET)
+
+
+RUNS_LOGGER = "etl.runs"
+
+
+def show_run_outcomes() -> None:
+    """Log the one line per run outcome (``etl.runs``) at INFO even without ``-v``."""
+    logging.getLogger(RUNS_LOGGER).setLevel(logging.INFO)
 
 
 def add_secrets(secrets: list[str]) -> None:

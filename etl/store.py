@@ -546,7 +546,8 @@ class Store:
     # ------------------------------------------------------------------ status
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per job: watermark, last sync's outcome, stored runs (total/open), anomalies by kind."""
+        """Per job: watermark, last sync's outcome, last success, stored runs (total/open),
+        anomalies by kind."""
         out: dict[str, dict[str, Any]] = {}
         with self.begin() as conn:
             for row in conn.execute(sa.select(job_state)).mappings():
@@ -587,6 +588,22 @@ class Store:
                         "error",
                     )
                 }
+                entry["last_run"]["anomalies_by_kind"] = json.loads(
+                    row["anomalies_by_kind"] or "{}"
+                )
+            succeeded = (
+                sa.select(sync_runs.c.job, sa.func.max(sync_runs.c.id).label("id"))
+                .where(sync_runs.c.status == "ok")
+                .group_by(sync_runs.c.job)
+                .subquery()
+            )
+            for job, started, finished in conn.execute(
+                sa.select(sync_runs.c.job, sync_runs.c.started_at, sync_runs.c.finished_at).join(
+                    succeeded, succeeded.c.id == sync_runs.c.id
+                )
+            ):
+                entry = out.setdefault(job, {"job": job, "watermark": None, "running": False})
+                entry["last_success"] = finished or started
             counts = conn.execute(
                 sa.select(
                     production_runs.c.job,
@@ -610,6 +627,7 @@ class Store:
             entry.setdefault("open_runs", 0)
             entry.setdefault("anomalies", {})
             entry.setdefault("last_run", None)
+            entry.setdefault("last_success", None)
         return [out[k] for k in sorted(out)]
 
 
