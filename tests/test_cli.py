@@ -133,7 +133,7 @@ def test_log_formats(tmp_path: Path, fmt: str) -> None:
     if fmt == "json":
         records = [json.loads(line) for line in lines]
         assert any(
-            r["logger"] == "etl.sync" and "bookings: window" in r["message"] for r in records
+            r["logger"] == "etl.runs" and "bookings: window" in r["message"] for r in records
         )
     else:
-        assert any("INFO etl.sync: bookings: window" in line for line in lines)
+        assert any("INFO etl.runs: bookings: window" in line for line in lines)
