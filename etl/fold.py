@@ -385,12 +385,13 @@ def _machine_states(ev: _Events) -> _State:
 
     # a run ends at its closing END or at the next START of another order, whichever comes first
     machine_id = np.cumsum(new_machine)
-    close_next = _next_position(closes, machine_id)
-    next_other = _next_position(
-        _other_order_starts(ev, run_start, opener, machine_first), machine_id
+    # for each run start: the next closing END and the next START of another order (same machine)
+    own = _next_after(np.flatnonzero(closes), starts, machine_id)
+    other = _next_after(
+        np.flatnonzero(_other_order_starts(ev, run_start, opener, machine_first)),
+        starts,
+        machine_id,
     )
-    own = close_next[starts]
-    other = next_other[starts]
     by_next = other < own
     end_pos = np.minimum(own, other)
     ends = np.where(end_pos < n, ev.t[np.minimum(end_pos, n - 1)], _NAT)
@@ -420,6 +421,22 @@ def _other_order_starts(
     before[1:] = opener[:-1]
     has = before >= machine_first
     return run_start & has & (ev.o[np.maximum(before, 0)] != ev.o)
+
+
+def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """For each position, the first candidate position after it in the same group (n if none).
+
+    ``candidates`` is sorted; a vectorized binary search per position, no pass over all events.
+    """
+    n = len(group)
+    if len(candidates) == 0 or len(positions) == 0:
+        return np.full(len(positions), n, dtype=np.int64)
+    idx = np.searchsorted(candidates, positions, side="right")
+    found = idx < len(candidates)
+    after = np.where(found, candidates[np.minimum(idx, len(candidates) - 1)], n)
+    same = found.copy()
+    same[found] = group[after[found]] == group[positions[found]]
+    return np.where(same, after, n).astype(np.int64)
 
 
 def _next_position(mask: np.ndarray, group: np.ndarray) -> np.ndarray:
