@@ -439,21 +439,6 @@ def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray
     return np.where(same, after, n).astype(np.int64)
 
 
-def _next_position(mask: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """For each position i, the smallest j > i in the same group with mask[j]; len(mask) if none."""
-    n = len(mask)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    candidates = np.where(mask, np.arange(n), n)[::-1].copy()
-    nearest = np.minimum.accumulate(candidates)[::-1]  # smallest j >= i
-    after = np.empty(n, dtype=np.int64)
-    after[:-1] = nearest[1:]
-    after[-1] = n
-    ok = after < n
-    ok[ok] = group[after[ok]] == group[ok]
-    return np.where(ok, after, n)
-
-
 def _events(
     bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None
 ) -> pd.DataFrame:

@@ -514,11 +514,10 @@ class Daemon:
             seconds = time.monotonic() - clock
             status = "abandoned" if isinstance(exc, Abandoned) else "failed"
             runs_log.error(
-                "%s: %s after %.1fs (exit %d): %s",
+                "%s: %s after %.1fs: %s",
                 name,
-                status,
+                "stopped" if status == "abandoned" else f"failed (exit {exc.exit_code})",
                 seconds,
-                exc.exit_code,
                 redact(exc.message, project.secrets),
                 extra={
                     "job": name,
@@ -547,8 +546,9 @@ class Daemon:
         def progress(rows: int) -> None:
             if self._abandon:
                 raise Abandoned(
-                    f"{name}: abandoned after {rows:,} rows: etl schedule is stopping "
-                    f"({self._signal or 'signal'}) and the grace period ran out"
+                    f"abandoned after {rows:,} rows read: etl schedule is stopping "
+                    f"({self._signal or 'signal'}) and its grace period ran out; nothing was "
+                    "committed"
                 )
             if time.monotonic() - last[0] >= PROGRESS_EVERY:
                 last[0] = time.monotonic()

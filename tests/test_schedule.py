@@ -252,7 +252,7 @@ def test_sigterm_abandons_a_run_cleanly_when_the_grace_period_runs_out(tmp_path:
             (None, None)
         ]
     assert "abandoning bookings at the next batch" in log
-    assert "ERROR etl.runs: bookings: abandoned after" in log
+    assert "ERROR etl.runs: bookings: stopped after" in log and "abandoned after" in log
     assert "stopped" in log
 
 
