@@ -292,8 +292,9 @@ def _print_status(
                 f"; {word}" for word, on in (("STALE", state.stale), ("FAILED", state.failed)) if on
             )
             click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
-            for problem in state.problems if not state.healthy else []:
-                click.echo(f"    {problem}")
+            for problem in state.problems:
+                if not problem.startswith("last run failed"):  # that one is on the first line
+                    click.echo(f"    {problem}")
 
 
 def _json_default(value: Any) -> Any:

@@ -292,9 +292,9 @@ def run_job(
         if allowed is not None and len(derived.anomalies) > allowed:
             found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
             raise TooManyAnomalies(
-                f"{job_name}: {len(derived.anomalies)} anomalies in {derived.rows_read:,} rows read "
-                f"({found}) exceed max_anomalies {job.spec.max_anomalies} of jobs/{job_name}.yaml "
-                f"(at most {allowed}); nothing was committed",
+                f"{job_name}: too many anomalies: {len(derived.anomalies)} ({found}) in "
+                f"{derived.rows_read:,} rows read, max_anomalies {job.spec.max_anomalies} in "
+                f"jobs/{job_name}.yaml allows {allowed}; nothing was committed",
                 hint=f"look at them with 'etl preview {job_name}', fix the mapping or the source, "
                 "or raise max_anomalies",
             )

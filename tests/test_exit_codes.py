@@ -116,7 +116,7 @@ def test_8_more_anomalies_than_max_anomalies_commits_nothing(
     if code == 0:
         assert audit[0][0] == "ok" and stored == 1 and watermark is not None
         return
-    assert "1 anomalies in 2 rows read (unknown_event 1) exceed max_anomalies" in err
+    assert "too many anomalies: 1 (unknown_event 1) in 2 rows read, max_anomalies" in err
     assert "nothing was committed" in err
     status, rows_read, anomalies, kinds, error = audit[0]
     assert (status, rows_read, anomalies, json.loads(kinds)) == (
