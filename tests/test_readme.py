@@ -19,8 +19,10 @@ from etl.config import (
     FoldSpec,
     JobSpec,
     MappingSpec,
+    MetricsSpec,
     OrderColumns,
     ProjectSpec,
+    SchedulerSpec,
     SourceSpec,
 )
 
@@ -40,6 +42,8 @@ MODELS = [
     BookingColumns,
     OrderColumns,
     JobSpec,
+    SchedulerSpec,
+    MetricsSpec,
 ]
 
 
