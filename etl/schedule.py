@@ -563,7 +563,10 @@ class Daemon:
         when = _stamp(times[-1])
         if event.code == EVENT_JOB_MAX_INSTANCES:
             log.warning(
-                "%s: firing at %s skipped: its previous run is still going", event.job_id, when
+                "%s: firing at %s skipped: its previous firing is still running or waiting for "
+                "a worker",
+                event.job_id,
+                when,
             )
         else:
             log.warning(

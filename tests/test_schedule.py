@@ -202,7 +202,7 @@ def test_cron_escapes_percent_signs_and_skips_seconds_schedules(tmp_path: Path) 
 
 
 def test_sigterm_mid_run_lets_the_run_finish_within_the_grace_period(tmp_path: Path) -> None:
-    plant = scheduled_plant(tmp_path / "p")
+    plant = scheduled_plant(tmp_path / "p", orders="* * * * * *")  # no orders: never frozen
     book_many(plant, 50)
     marker = tmp_path / "in-extract"
     env = {
@@ -210,14 +210,23 @@ def test_sigterm_mid_run_lets_the_run_finish_within_the_grace_period(tmp_path: P
         "ETL_FAILPOINT_FILE": str(marker),
         "ETL_FAILPOINT_SLEEP": "2",
     }
-    with Daemon(plant.root, "--grace", "30s", env=env) as daemon:
+    with Daemon(plant.root, "--grace", "30s", "--workers", "2", env=env) as daemon:
         wait_for(marker.exists, 10, "the first run to be inside its extraction")
+        time.sleep(1.2)  # orders keeps running beside it on the second worker
         sent = datetime.now(UTC)
         assert daemon.stop() == 0
         log = daemon.log()
     rows = audit_rows(sqlite_store(plant))
-    assert [(r.job, r.status) for r in rows] == [("bookings", "ok")]  # no run after SIGTERM
-    assert as_utc(rows[0].started_at) < sent < as_utc(rows[0].finished_at)
+    assert all(r.status == "ok" for r in rows)
+    (frozen,) = [r for r in rows if r.job == "bookings"]  # no run after SIGTERM
+    assert as_utc(frozen.started_at) < sent < as_utc(frozen.finished_at)
+    beside = [
+        r
+        for r in rows
+        if r.job == "orders"
+        and as_utc(frozen.started_at) < as_utc(r.started_at) < as_utc(frozen.finished_at)
+    ]
+    assert beside, "with two workers, orders should have run while bookings was running"
     assert len(plant.store_runs()) == 50
     assert "SIGTERM: stopping: no new runs" in log
     assert "waiting up to 30s for bookings to finish" in log
@@ -228,7 +237,7 @@ def test_sigterm_mid_run_lets_the_run_finish_within_the_grace_period(tmp_path: P
 
 
 def test_sigterm_abandons_a_run_cleanly_when_the_grace_period_runs_out(tmp_path: Path) -> None:
-    plant = scheduled_plant(tmp_path / "p")
+    plant = scheduled_plant(tmp_path / "p", orders="* * * * * *")
     book_many(plant, 50)
     marker = tmp_path / "in-extract"
     env = {
@@ -236,21 +245,24 @@ def test_sigterm_abandons_a_run_cleanly_when_the_grace_period_runs_out(tmp_path:
         "ETL_FAILPOINT_FILE": str(marker),
         "ETL_FAILPOINT_SLEEP": "3",
     }
-    with Daemon(plant.root, "--grace", "1s", env=env) as daemon:
+    with Daemon(plant.root, "--grace", "1s", "--workers", "1", env=env) as daemon:
         wait_for(marker.exists, 10, "the first run to be inside its extraction")
+        time.sleep(1)
         began = time.monotonic()
         assert daemon.stop() == 0
         took = time.monotonic() - began
         log = daemon.log()
     assert took < 10
     rows = audit_rows(sqlite_store(plant))
-    assert [(r.job, r.status) for r in rows] == [("bookings", "failed")]
-    assert "abandoned" in rows[0].error and "grace period ran out" in rows[0].error
+    (frozen,) = [r for r in rows if r.job == "bookings"]
+    assert frozen.status == "failed"
+    assert "abandoned" in frozen.error and "grace period ran out" in frozen.error
+    for other in rows:  # one worker: orders ran only before bookings (or not at all)
+        assert other is frozen or as_utc(other.finished_at) <= as_utc(frozen.started_at)
     assert plant.store_runs().empty  # nothing of the abandoned run was committed
     with sqlite3.connect(plant.root / "store.sqlite") as conn:
-        assert conn.execute("SELECT watermark, lock_owner FROM job_state").fetchall() == [
-            (None, None)
-        ]
+        state = conn.execute("SELECT job, watermark, lock_owner FROM job_state").fetchall()
+    assert ("bookings", None, None) in state and all(owner is None for _, _, owner in state)
     assert "abandoning bookings at the next batch" in log
     assert "ERROR etl.runs: bookings: stopped after" in log and "abandoned after" in log
     assert "stopped" in log
