@@ -315,15 +315,11 @@ class Daemon:
         *,
         workers: int | None = None,
         grace: timedelta | None = None,
-        run: Callable[..., Any] | None = None,
     ) -> None:
-        from .sync import run_job
-
         self.project = project
         self.workers = workers or project.spec.scheduler.workers
         self._workers_fixed = workers is not None
         self._grace = grace
-        self._run = run or run_job
         self._planned: dict[str, tuple[str, str, float]] = {}
         self._active: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -501,8 +497,10 @@ class Daemon:
                 return
             self._active[name] = time.monotonic()
         clock = time.monotonic()
+        from .sync import run_job
+
         try:
-            self._run(project, name, progress=self._progress(name))
+            run_job(project, name, progress=self._progress(name))
         except LockHeldError as exc:
             runs_log.info(
                 "%s: skipped: %s",
