@@ -19,8 +19,8 @@ test: $(STAMP)  ## run the test suite (real PostgreSQL/MariaDB where they answer
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
-	$(BIN)/ruff check etl tests
-	$(BIN)/ruff format --check etl tests
+	$(BIN)/ruff check etl tests bench
+	$(BIN)/ruff format --check etl tests bench
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## benchmarks (minutes; results go into BENCHMARKS.md by hand)

@@ -12,7 +12,9 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,8 +43,12 @@ def make_bookings(rows: int, machines: int = 200, seed: int = 7) -> pd.DataFrame
     return pd.DataFrame(
         {
             "ts": pd.Series((start + t * 1_000_000).view("datetime64[us]")).dt.tz_localize("UTC"),
-            "machine_code": pd.Series([f"M-{m:03d}" for m in range(machines)], dtype="string").to_numpy()[machine],
-            "order_code": pd.Series((4_000_000 + order_no * machines + machine).astype(str), dtype="string"),
+            "machine_code": pd.Series(
+                [f"M-{m:03d}" for m in range(machines)], dtype="string"
+            ).to_numpy()[machine],
+            "order_code": pd.Series(
+                (4_000_000 + order_no * machines + machine).astype(str), dtype="string"
+            ),
             "product_code": pd.Series((order_no % 50).astype(str), dtype="string"),
             "event": pd.Series(kind, dtype="string"),
         }
@@ -75,11 +81,13 @@ def plain_python_fold(frame: pd.DataFrame) -> int:
     return runs
 
 
-def measure(kind: str, rows: int) -> dict[str, object]:
-    frame = make_bookings(rows)
+def measure(kind: str, rows: int, path: str) -> dict[str, object]:
+    frame = pd.read_parquet(path)  # generated once by the parent: this process's peak is the fold's
     arrow_bytes = int(frame.memory_usage(deep=True).sum())
     from etl.fold import FoldPolicy, fold
 
+    with open("/proc/self/statm") as handle:
+        before = int(handle.read().split()[1]) * resource.getpagesize()
     t0 = time.perf_counter()
     if kind == "plain":
         runs = plain_python_fold(frame)
@@ -88,29 +96,47 @@ def measure(kind: str, rows: int) -> dict[str, object]:
         runs = len(fold(frame, policy=policy).runs)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"kind": kind, "rows": rows, "seconds": seconds, "runs": runs, "peak_rss": peak, "input_bytes": arrow_bytes}
+    return {
+        "kind": kind,
+        "rows": rows,
+        "seconds": seconds,
+        "runs": runs,
+        "peak_rss": peak,
+        "rss_before": before,
+        "input_bytes": arrow_bytes,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one[0], int(args.one[1]))))
+        print(json.dumps(measure(args.one[0], int(args.one[1]), args.one[2])))
         return
-    print(f"machine: {platform.machine()}, {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}")
-    print("| fold | bookings | seconds | bookings/s | runs | peak RSS | input in memory |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"machine: {platform.machine()}, {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}"
+    )
+    print(
+        "| fold | bookings | seconds | bookings/s | runs | RSS before | peak RSS | input in memory |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for rows in args.rows:
+        data = Path(tempfile.mkdtemp()) / f"bookings-{rows}.parquet"
+        make_bookings(rows).to_parquet(data)
         for kind in ("etl-close", "etl-overlap", "plain"):
             out = subprocess.run(
-                [sys.executable, __file__, "--one", kind, str(rows)], capture_output=True, text=True, check=True
+                [sys.executable, __file__, "--one", kind, str(rows), str(data)],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             r = json.loads(out.stdout)
             print(
                 f"| {r['kind']} | {r['rows']:,} | {r['seconds']:.2f} | {r['rows'] / r['seconds']:,.0f} | "
-                f"{r['runs']:,} | {r['peak_rss'] / 2**20:,.0f} MiB | {r['input_bytes'] / 2**20:,.0f} MiB |",
+                f"{r['runs']:,} | {r['rss_before'] / 2**20:,.0f} MiB | {r['peak_rss'] / 2**20:,.0f} MiB | "
+                f"{r['input_bytes'] / 2**20:,.0f} MiB |",
                 flush=True,
             )
 

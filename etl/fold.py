@@ -324,14 +324,14 @@ def _group_states(ev: _Events, logins: str) -> _State:
         orphan = ~ev.s & ~prev_open
         inside = prev_open
     starts = np.flatnonzero(run_start)
-    end_at = _next_in_group(np.where(closes, ev.t, _NAT), group)
+    end_pos = _next_after(np.flatnonzero(closes), starts, group)
     run_of = np.cumsum(run_start) - 1
     run_product = _ffill_in_group(np.where(run_start, ev.p, -2), group)
     open_since = _ffill_in_group(np.where(run_start, ev.t, -2), group)
     changed = inside & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
     return _State(
         starts=starts,
-        ends=end_at[starts],
+        ends=np.where(end_pos < n, ev.t[np.minimum(end_pos, n - 1)], _NAT),
         closed_by_next=np.zeros(len(starts), dtype=bool),
         duplicate=duplicate,
         orphan=orphan,
@@ -538,35 +538,6 @@ def _ffill_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     group_first = np.maximum.accumulate(np.where(first, pos, 0))
     last = np.maximum.accumulate(np.where(values != -2, pos, -1))
     return np.where(last >= group_first, values[np.maximum(last, 0)], -2).astype(np.int64)
-
-
-def _next_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """For each position, the next later non-_NAT value in its group (_NAT if none)."""
-    n = len(values)
-    if n == 0:
-        return values.astype(np.int64)
-    nxt = np.empty(n, dtype=np.int64)
-    nxt[:-1] = values[1:]
-    nxt[-1] = _NAT
-    same = np.zeros(n, dtype=bool)
-    same[:-1] = group[1:] == group[:-1]
-    nxt[~same] = _NAT
-    # backward fill within group: reverse, forward fill with group resets
-    rev = nxt[::-1]
-    rev_group = group[::-1]
-    pos = np.where(rev != _NAT, np.arange(n), -1)
-    starts = np.ones(n, dtype=bool)
-    starts[1:] = rev_group[1:] != rev_group[:-1]
-    # a group's reset: positions before any value in the group get -1
-    reset = np.where(starts, np.arange(n), 0)
-    np.maximum.accumulate(reset, out=reset)
-    np.maximum.accumulate(pos, out=pos)
-    pos = np.where(pos >= reset, pos, -1)
-    out = np.where(pos >= 0, rev[np.maximum(pos, 0)], _NAT)
-    return out[::-1]
-
-
-# ----------------------------------------------------------------------------- machine policies
 
 
 def _close_by_next_order(
