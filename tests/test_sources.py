@@ -125,3 +125,37 @@ def test_source_sessions_refuse_writes(tmp_path: Path, source: tuple[str, sa.URL
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 3
     engine.dispose()
+
+
+def test_millisecond_ticks_and_microseconds_survive_end_to_end(tmp_path: Path) -> None:
+    """SQL Server-like .003/.007 ticks and microseconds reach the Parquet unchanged."""
+    url = server_or_skip(POSTGRES_URL, "postgresql")
+    table = f"ticks_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(url)
+    stamps = ["2026-10-20 06:00:00.003", "2026-10-20 07:00:00.007", "2026-10-20 08:00:00.123456"]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {table} (maschnr char(8), aunr varchar(20), kenn varchar(3), buchungszeit timestamp(6))"
+            )
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES ('M1', :o, :k, :t)"),
+            [
+                {"o": "A", "k": "A", "t": stamps[0]},
+                {"o": "A", "k": "E", "t": stamps[1]},
+                {"o": "B", "k": "A", "t": stamps[2]},
+            ],
+        )
+    try:
+        root = _project(tmp_path / "p", "postgresql", url, table)
+        run_job(load_project(root), "bde")
+        runs = pd.read_parquet(root / "output" / "parquet" / "runs").sort_values("start")
+        berlin = [pd.Timestamp(s, tz="Europe/Berlin").tz_convert("UTC") for s in stamps]
+        assert runs["start"].tolist() == [berlin[0], berlin[2]]
+        assert runs["end"].iloc[0] == berlin[1]
+        assert runs["duration_s"].iloc[0] == pytest.approx(3600.004)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()

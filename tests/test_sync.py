@@ -214,3 +214,21 @@ def test_audit_row_and_watermark_commit_together(tmp_path: Path) -> None:
     assert (status, rows_read, inserted, json.loads(kinds)) == ("ok", 1, 1, {})
     assert window_hi == watermark
     assert result.window_hi.isoformat().startswith(watermark[:19].replace(" ", "T"))
+
+
+def test_window_boundaries_are_half_open_with_ties_on_both_edges(tmp_path: Path) -> None:
+    """A booking exactly at ``lo`` belongs to the window, one exactly at ``hi`` to the next."""
+    from etl.extract import Window
+    from etl.sync import derive
+
+    plant = Plant(tmp_path / "p")
+    lo, hi = plant.ago(hours=6), plant.ago(hours=2)
+    plant.book("M1", "AT-LO", 10, lo)
+    plant.book("M2", "AT-HI", 10, hi)
+    plant.book("M3", "BEFORE", 10, lo - pd.Timedelta(seconds=1))
+    project = load_project(plant.root)
+    job = project.job("bookings")
+    first = derive(project, job, lambda _now: Window(lo=lo, hi=hi), None)
+    assert first.runs["order_code"].tolist() == ["AT-LO"]
+    second = derive(project, job, lambda _now: Window(lo=hi, hi=plant.now), None)
+    assert second.runs["order_code"].tolist() == ["AT-HI"]
