@@ -540,6 +540,13 @@ def _ffill_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.where(last >= group_first, values[np.maximum(last, 0)], -2).astype(np.int64)
 
 
+def _by_machine_and_start(*columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Run columns (machine, order, product, start, end, flags) ordered by machine, start, order."""
+    rm, ro, _rp, rs = columns[:4]
+    order = np.lexsort((ro, rs, rm))
+    return tuple(column[order] for column in columns)
+
+
 def _close_by_next_order(
     rm: np.ndarray,
     ro: np.ndarray,
@@ -549,15 +556,7 @@ def _close_by_next_order(
     flags: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """End each run at the next start of another order on its machine (``logins: count``)."""
-    order = np.lexsort((ro, rs, rm))
-    rm, ro, rp, rs, re_, flags = (
-        rm[order],
-        ro[order],
-        rp[order],
-        rs[order],
-        re_[order],
-        flags[order],
-    )
+    rm, ro, rp, rs, re_, flags = _by_machine_and_start(rm, ro, rp, rs, re_, flags)
     n = len(rs)
     next_start = np.full(n, _NAT)
     same_machine = np.zeros(n, dtype=bool)
@@ -583,15 +582,7 @@ def _merge(
     gap: int,
 ) -> tuple[np.ndarray, ...]:
     """Merge consecutive runs of the same order on a machine separated by at most ``gap``."""
-    order = np.lexsort((ro, rs, rm))
-    rm, ro, rp, rs, re_, flags = (
-        rm[order],
-        ro[order],
-        rp[order],
-        rs[order],
-        re_[order],
-        flags[order],
-    )
+    rm, ro, rp, rs, re_, flags = _by_machine_and_start(rm, ro, rp, rs, re_, flags)
     n = len(rs)
     joins = np.zeros(n, dtype=bool)
     joins[1:] = (
