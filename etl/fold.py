@@ -96,7 +96,7 @@ def fold(
     m_codes, machines = pd.factorize(events["machine_code"], sort=True)
     o_codes, orders = pd.factorize(events["order_code"], sort=True)
     p_codes, products = pd.factorize(events["product_code"], sort=True)  # NA -> -1
-    names = (machines, orders, products)
+    names = (_arrow(machines), _arrow(orders), _arrow(products))
     ev = _Events(
         m=m_codes.astype(np.int64),
         o=o_codes.astype(np.int64),
@@ -215,9 +215,9 @@ def fold(
 
     runs = pd.DataFrame(
         {
-            "machine_code": _names(machines, rm),
-            "order_code": _names(orders, ro),
-            "product_code": _names(products, rp),
+            "machine_code": _names(names[0], rm),
+            "order_code": _names(names[1], ro),
+            "product_code": _names(names[2], rp),
             "start": _stamps(rs),
             "end": _stamps(re_),
             "flags": _flag_text(flags),
@@ -489,9 +489,20 @@ def _sort(primary: np.ndarray, t: np.ndarray, tail: np.ndarray) -> np.ndarray:
     t_rel = t - t.min()
     t_bits = max(int(t_rel.max()).bit_length(), 1)
     p_bits = max(int(primary.max()).bit_length(), 1)
-    if t_bits + p_bits <= 62:
-        return np.lexsort((tail, (primary << t_bits) | t_rel))
-    return np.lexsort((tail, t, primary))
+    if t_bits + p_bits > 62:
+        return np.lexsort((tail, t, primary))
+    key = (primary.astype(np.int64) << t_bits) | t_rel
+    order = np.argsort(key, kind="stable")  # one int64 key: much faster than a multi-key sort
+    ranked = key[order]
+    tie = np.zeros(len(key), dtype=bool)
+    tie[1:] = ranked[1:] == ranked[:-1]
+    if tie.any():
+        # equal (machine, time): order those few by the tie-break key, within their slots
+        tie[:-1] |= tie[1:]
+        slots = np.flatnonzero(tie)
+        members = order[slots]
+        order[slots] = members[np.lexsort((tail[members], ranked[slots]))]
+    return order
 
 
 def _flag_bits(flags: pd.Series | None, n: int) -> np.ndarray:
@@ -606,15 +617,22 @@ def _merge(
 # ----------------------------------------------------------------------------- outputs
 
 
-def _names(uniques: pd.Index, codes: np.ndarray) -> pd.Series:
+def _names(dictionary: pa.Array, codes: np.ndarray) -> pd.Series:
     """Codes back to text (-1: NA), with Arrow's take: no Python object per row."""
-    dictionary = pa.array(np.asarray(uniques, dtype=object), type=pa.string())
     taken = (
         dictionary.take(pa.array(codes, mask=codes < 0))
         if len(dictionary)
         else pa.nulls(len(codes), pa.string())
     )
     return pd.Series(pd.arrays.ArrowStringArray(taken))
+
+
+def _arrow(uniques: pd.Index) -> pa.Array:
+    """Factorized uniques as an Arrow string array, the dictionary ``_names`` takes from."""
+    try:
+        return pa.array(uniques.array, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array(np.asarray(uniques, dtype=object), type=pa.string())
 
 
 def _stamps(values: np.ndarray) -> pd.Series:
@@ -637,7 +655,7 @@ def _anomalies(
     o: np.ndarray,
     t: np.ndarray,
     mask: np.ndarray,
-    names: tuple[pd.Index, pd.Index, pd.Index],
+    names: tuple[pa.Array, pa.Array, pa.Array],
     detail: str | pd.Series,
 ) -> pd.DataFrame:
     if not mask.any():
