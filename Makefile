@@ -25,6 +25,7 @@ lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
 
 bench: $(STAMP)  ## benchmarks (minutes; results go into BENCHMARKS.md by hand)
 	$(BIN)/python bench/fold_bench.py --rows 1000000 5000000
+	$(BIN)/python bench/extract_bench.py --rows 1000000 5000000
 
 format: $(STAMP)
 	$(BIN)/ruff format etl tests
