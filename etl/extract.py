@@ -130,11 +130,13 @@ def sortable(fmt: str) -> bool:
     return bool(directives) and directives == _SORTABLE[: len(directives)]
 
 
-def _bound(spec: ColumnSpec, value: datetime) -> Any:
+def _bound(spec: ColumnSpec, value: datetime, text_datetimes: bool = False) -> Any:
     """The bind value comparing a raw column with a local time, or None if it cannot be done."""
     if spec.column is not None:
         if spec.format:
             return value.strftime(spec.format) if sortable(spec.format) else None
+        if text_datetimes:  # 'YYYY-MM-DD' sorts before any text time of that day, ' ' or 'T'
+            return value.strftime("%Y-%m-%d")
         return value
     if spec.date_format:
         return value.strftime(spec.date_format) if sortable(spec.date_format) else None
@@ -147,8 +149,14 @@ def _range(
     lo: datetime | None,
     hi: datetime | None,
     utc: tuple[datetime, datetime] | None = None,
+    text_datetimes: bool = False,
 ) -> list[sa.ColumnElement[bool]]:
-    """``col >= lo AND col < hi`` on the raw column (the date column for date + time)."""
+    """``col >= lo AND col < hi`` on the raw column (the date column for date + time).
+
+    ``text_datetimes`` (SQLite): a column without ``format`` may hold text times with either
+    separator, so the bounds widen to whole days; rows are cut exactly after mapping.
+    """
+    text_datetimes = text_datetimes and spec.column is not None and not spec.format
     name = spec.column if spec.column is not None else spec.date
     if name is None:
         return []
@@ -158,11 +166,11 @@ def _range(
     col = src.c[name]
     out: list[sa.ColumnElement[bool]] = []
     if lo is not None:
-        bound = _bound(spec, lo)
+        bound = _bound(spec, lo, text_datetimes)
         if bound is not None:
             out.append(col >= sa.bindparam("window_lo", bound))
     if hi is not None:
-        bound = _bound(spec, hi)
+        bound = _bound(spec, hi + timedelta(days=1) if text_datetimes else hi, text_datetimes)
         if bound is not None:
             upper = isinstance(bound, date) and not isinstance(bound, datetime)
             upper = upper or (spec.column is None)  # a date column: the whole last day
@@ -198,6 +206,7 @@ def build_query(
     window: Window | None,
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
 ) -> sa.Select[Any]:
     """The SELECT for ``mapping`` over ``window`` (None: the whole table).
 
@@ -215,7 +224,7 @@ def build_query(
     utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
     if mapping.structure == "bookings":
         ts = specs["timestamp"]
-        bounds = _range(src, ts, lo, hi, _utc(ts, instants, utc_lo, utc_hi))
+        bounds = _range(src, ts, lo, hi, _utc(ts, instants, utc_lo, utc_hi), text_datetimes)
         if bounds:
             cond = sa.and_(*bounds)
             # rows without a timestamp (or date) are re-read every run and reported as anomalies
@@ -224,9 +233,11 @@ def build_query(
     else:
         start, end = specs["start"], specs["end"]
         start_utc = _utc(start, instants, utc_lo, utc_hi)
-        before_hi = _range(src, start, None, hi, start_utc)
-        from_lo = _range(src, start, lo, None, start_utc)
-        end_from_lo = _range(src, end, lo, None, _utc(end, instants, utc_lo, utc_hi))
+        before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
+        from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
+        end_from_lo = _range(
+            src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes
+        )
         if before_hi and from_lo and end_from_lo and start.column and end.column:
             query = query.where(
                 sa.or_(

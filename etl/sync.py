@@ -161,7 +161,7 @@ def derive(
                     oldest = still_open["start"].min().to_pydatetime()
                     reread = Window(lo=min(window.lo, oldest), hi=window.hi)
             instants = instant_columns(conn, mapping, source.dialect)
-            query = build_query(mapping, reread, zone, instants)
+            query = build_query(mapping, reread, zone, instants, source.dialect.datetimes_as_text)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
             so_far = 0

@@ -495,7 +495,8 @@ def read_all(
 ) -> pd.DataFrame:
     with source.connect() as conn:
         instants = instant_columns(conn, spec, source.dialect)
-        batches = list(read_batches(conn, build_query(spec, window, zone, instants), size, WHERE))
+        query = build_query(spec, window, zone, instants, source.dialect.datetimes_as_text)
+        batches = list(read_batches(conn, query, size, WHERE))
     return pd.concat(batches, ignore_index=True) if batches else empty_frame(spec)
 
 
@@ -642,11 +643,6 @@ def test_custom_query_with_a_colon_in_a_string_literal(plant: Source) -> None:
     assert len(got) == len(ROWS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: SQLite text timestamps with a 'T' separator compare greater than the bound "
-    "'YYYY-MM-DD HH:MM:SS.ffffff' on the same day, so rows inside the window are not read",
-)
 def test_iso_t_separated_text_timestamps_inside_the_window_are_read(plant_db: Path) -> None:
     con = sqlite3.connect(plant_db)
     con.execute("DELETE FROM bookings")

@@ -143,6 +143,7 @@ class SourceDialect:
     driver: ClassVar[str]  # SQLAlchemy "dialect+driver"
     default_port: ClassVar[int | None] = None
     read_only_session: ClassVar[bool] = False  # the session itself refuses writes
+    datetimes_as_text: ClassVar[bool] = False  # timestamps may be stored as text (SQLite)
     read_only_how: ClassVar[str] = "no read-only session: the account's grants and the guard"
     # Sent (below the statement guard) as the first statement of every transaction.
     begin_statement: ClassVar[str | None] = None

@@ -22,6 +22,7 @@ class SQLiteDialect(SourceDialect):
     product = "SQLite"
     driver = "sqlite+pysqlite"
     read_only_session = True
+    datetimes_as_text = True
     read_only_how = "the file is opened with mode=ro and the session has PRAGMA query_only = ON"
     row_estimate_source = "count(*) (exact)"
 
