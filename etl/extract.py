@@ -150,6 +150,7 @@ def _range(
     hi: datetime | None,
     utc: tuple[datetime, datetime] | None = None,
     text_datetimes: bool = False,
+    prefix: str = "window",
 ) -> list[sa.ColumnElement[bool]]:
     """``col >= lo AND col < hi`` on the raw column (the date column for date + time).
 
@@ -168,16 +169,16 @@ def _range(
     if lo is not None:
         bound = _bound(spec, lo, text_datetimes)
         if bound is not None:
-            out.append(col >= sa.bindparam("window_lo", bound))
+            out.append(col >= sa.bindparam(f"{prefix}_lo", bound))
     if hi is not None:
         bound = _bound(spec, hi + timedelta(days=1) if text_datetimes else hi, text_datetimes)
         if bound is not None:
             upper = isinstance(bound, date) and not isinstance(bound, datetime)
             upper = upper or (spec.column is None)  # a date column: the whole last day
             out.append(
-                col <= sa.bindparam("window_hi", bound)
+                col <= sa.bindparam(f"{prefix}_hi", bound)
                 if upper
-                else col < sa.bindparam("window_hi", bound)
+                else col < sa.bindparam(f"{prefix}_hi", bound)
             )
     return out
 
@@ -238,15 +239,24 @@ def build_query(
         end_from_lo = _range(
             src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes
         )
+        updated = specs.get("updated_at")
+        changed: list[sa.ColumnElement[bool]] = []
+        if updated is not None:  # rows changed since lo, however old (corrections)
+            changed = _range(
+                src,
+                updated,
+                lo,
+                None,
+                _utc(updated, instants, utc_lo, utc_hi),
+                text_datetimes,
+                prefix="changed",
+            )
         if before_hi and from_lo and end_from_lo and start.column and end.column:
+            recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
+            if changed:
+                recent.append(sa.and_(*changed))
             query = query.where(
-                sa.or_(
-                    sa.and_(
-                        *before_hi,
-                        sa.or_(*from_lo, src.c[end.column].is_(None), *end_from_lo),
-                    ),
-                    src.c[start.column].is_(None),
-                )
+                sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
             )
     return query
 

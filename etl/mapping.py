@@ -331,6 +331,8 @@ def map_orders(
         bad |= missing
     runs = rows.loc[~bad, ["machine_code", "order_code", "product_code", "start", "end"]].copy()
     runs["flags"] = pd.Series(pd.NA, index=runs.index, dtype="string")
+    if cols.updated_at is not None:  # kept beside the run, for re-reading corrected rows
+        runs["updated_at"] = timestamps(frame, cols.updated_at, zone, mapping.dst, instants)[~bad]
     return Mapped(
         rows=runs.reset_index(drop=True), anomalies=_concat(problems), rows_read=len(frame)
     )

@@ -378,16 +378,50 @@ class Store:
         upto = hi if bounded else None
         t = production_runs
         with self.begin() as conn:
-            old = conn.execute(
-                sa.select(
-                    t.c.machine_code,
-                    t.c.order_code,
-                    t.c.product_code,
-                    t.c.start,
-                    t.c.end,
-                    t.c.flags,
-                ).where(self._replaced(job, lo, margin, upto))
-            ).all()
+            old = list(
+                conn.execute(
+                    sa.select(
+                        t.c.machine_code,
+                        t.c.order_code,
+                        t.c.product_code,
+                        t.c.start,
+                        t.c.end,
+                        t.c.flags,
+                    ).where(self._replaced(job, lo, margin, upto))
+                ).all()
+            )
+            # runs re-derived from rows corrected long ago (an order table's updated_at) lie
+            # outside the window: the stored run with the same key is the one they replace
+            reach = pd.Timestamp(lo - margin)
+            outside = runs[
+                runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
+            ]
+            keys = [
+                {"m": m, "o": o, "s": s.to_pydatetime()}
+                for m, o, s in outside[["machine_code", "order_code", "start"]].itertuples(
+                    index=False, name=None
+                )
+            ]
+            by_key = sa.and_(
+                t.c.job == job,
+                t.c.machine_code == sa.bindparam("m"),
+                t.c.order_code == sa.bindparam("o"),
+                t.c.start == sa.bindparam("s", type_=UTCDateTime()),
+            )
+            for key in keys:
+                old.extend(
+                    conn.execute(
+                        sa.select(
+                            t.c.machine_code,
+                            t.c.order_code,
+                            t.c.product_code,
+                            t.c.start,
+                            t.c.end,
+                            t.c.flags,
+                        ).where(by_key),
+                        key,
+                    ).all()
+                )
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
                     job_state.c.job == job
@@ -406,6 +440,8 @@ class Store:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
+            if keys:
+                conn.execute(t.delete().where(by_key), keys)
             in_window = anomalies.c.ts >= lo
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)

@@ -201,6 +201,8 @@ def derive(
         keep = (runs["start"] < hi) & (
             (runs["start"] >= lo) | runs["end"].isna() | (runs["end"] >= lo)
         )
+        if "updated_at" in runs:  # rows corrected since lo, however old they are
+            keep |= runs["updated_at"].notna() & (runs["updated_at"] >= lo) & (runs["start"] < hi)
         if still_open is not None and not still_open.empty:
             held_keys = pd.MultiIndex.from_frame(
                 still_open[["machine_code", "order_code", "start"]]

@@ -39,6 +39,7 @@ columns:
   product_code: ARTIKEL
   start: {column: START_ZEIT, format: '%Y-%m-%d %H:%M:%S'}
   end: {column: ENDE_ZEIT, format: '%Y-%m-%d %H:%M:%S'}
+  updated_at: {column: GEAENDERT, format: '%Y-%m-%d %H:%M:%S'}
 filters:
   - {column: WERK, eq: '1000'}
 """
@@ -69,7 +70,7 @@ class Plant:
             )
             conn.execute(
                 "CREATE TABLE AUFTRAG (ID INTEGER PRIMARY KEY, WERK TEXT, FANR TEXT, ARTIKEL TEXT,"
-                " ARBPL TEXT, START_ZEIT TEXT, ENDE_ZEIT TEXT)"
+                " ARBPL TEXT, START_ZEIT TEXT, ENDE_ZEIT TEXT, GEAENDERT TEXT)"
             )
         self.write_project(reread=reread, parquet=parquet)
 
@@ -121,8 +122,16 @@ class Plant:
         """Insert one order-table row; returns its ID."""
         with sqlite3.connect(self.db) as conn:
             cur = conn.execute(
-                "INSERT INTO AUFTRAG (WERK, FANR, ARTIKEL, ARBPL, START_ZEIT, ENDE_ZEIT) VALUES ('1000', ?, ?, ?, ?, ?)",
-                (order, product, machine, local_text(start), local_text(end) if end else None),
+                "INSERT INTO AUFTRAG (WERK, FANR, ARTIKEL, ARBPL, START_ZEIT, ENDE_ZEIT, GEAENDERT)"
+                " VALUES ('1000', ?, ?, ?, ?, ?, ?)",
+                (
+                    order,
+                    product,
+                    machine,
+                    local_text(start),
+                    local_text(end) if end else None,
+                    local_text(datetime.now(UTC)),
+                ),
             )
             return int(cur.lastrowid or 0)
 

@@ -232,3 +232,24 @@ def test_window_boundaries_are_half_open_with_ties_on_both_edges(tmp_path: Path)
     assert first.runs["order_code"].tolist() == ["AT-LO"]
     second = derive(project, job, lambda _now: Window(lo=hi, hi=plant.now), None)
     assert second.runs["order_code"].tolist() == ["AT-HI"]
+
+
+def test_order_rows_corrected_long_ago_are_picked_up_by_updated_at(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p", reread="1h")
+    old = plant.order("M1", "FA1", plant.ago(days=5), plant.ago(days=4))
+    plant.order("M2", "FA2", plant.ago(days=3), plant.ago(days=2))
+    plant.run("orders")
+    # days later the ERP corrects FA1's end (outside the 1 h re-read window) and stamps the row
+    corrected_end = plant.ago(days=4, hours=-2)
+    plant.sql(
+        "UPDATE AUFTRAG SET ENDE_ZEIT = ?, GEAENDERT = ? WHERE ID = ?",
+        local_text(corrected_end),
+        local_text(plant.ago(minutes=1)),
+        old,
+    )
+    result = plant.run("orders")
+    assert (result.runs_inserted, result.runs_updated, result.runs_deleted) == (0, 1, 0)
+    stored = assert_consistent(plant, "orders")
+    assert stored.loc[stored["order_code"] == "FA1", "end"].iloc[0] == pd.Timestamp(corrected_end)
+    again = plant.run("orders")  # nothing new: the same row is not counted twice
+    assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
