@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +15,6 @@ from .config import Project, find_root, load_project
 from .errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
 from .logs import add_secrets, setup_logging, show_run_outcomes
 from .redact import redact
-
-TEMPLATES = Path(__file__).parent / "templates" / "project"
 
 
 class EtlGroup(click.Group):
@@ -111,6 +108,8 @@ main.epilog = "\b\nExit codes:\n" + "\n".join(
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
     """Create a project in DIRECTORY with commented example connectors, mappings and jobs."""
+    from .scaffold import copy_templates
+
     written, kept = copy_templates(directory, force)
     click.echo(
         f"project in {directory.resolve()}: {len(written)} file(s) written, {len(kept)} kept"
@@ -120,24 +119,6 @@ def init(directory: Path, force: bool) -> None:
     for path in kept:
         click.echo(f"  = {path} (exists; --force overwrites)")
     click.echo("next: edit connectors/ and mappings/, then run 'etl validate'")
-
-
-def copy_templates(directory: Path, force: bool) -> tuple[list[str], list[str]]:
-    """Copy the example project into ``directory``; returns (written, kept) relative paths."""
-    written: list[str] = []
-    kept: list[str] = []
-    for source in sorted(TEMPLATES.rglob("*")):
-        if source.is_dir() or source.name.startswith("."):
-            continue
-        relative = source.relative_to(TEMPLATES)
-        target = directory / relative
-        if target.exists() and not force:
-            kept.append(str(relative))
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        written.append(str(relative))
-    return written, kept
 
 
 @main.command()
