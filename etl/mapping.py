@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .config import ColumnSpec, DstPolicy, MappingSpec, normalize_code
 from .schema import ANOMALY_COLUMNS, empty_anomalies
@@ -44,6 +46,8 @@ def text_values(series: pd.Series, trim: bool) -> pd.Series:
         whole = series.notna() & np.isfinite(series) & (series % 1 == 0)
         out = series.astype("string")
         out[whole] = series[whole].astype("Int64").astype("string")
+    elif pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        out = series.astype("string")  # plain text: no Python call per value
     else:
         out = series.map(
             lambda v: (
@@ -90,7 +94,10 @@ def _datetimes(series: pd.Series, fmt: str | None) -> pd.Series:
     if fmt:
         return pd.to_datetime(series.astype("string"), format=fmt, errors="coerce")
     values = series.where(series.notna(), None)
-    if values.map(lambda v: isinstance(v, str)).any():
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if kind == "string" or (
+        kind.startswith("mixed") and values.map(lambda v: isinstance(v, str)).any()
+    ):
         text = values.astype("string").str.strip()
         # text with an offset ('...+02:00', '...Z') is an instant: convert, never shift
         offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False).any()
@@ -110,23 +117,38 @@ def _time_of_day(series: pd.Series, fmt: str | None) -> pd.Series:
         ok = (hours < 24) & (minutes < 60) & (seconds < 60) & (whole >= 0)
         total = (hours * 3600 + minutes * 60 + seconds).where(ok)
         return pd.to_timedelta(total.astype("float64"), unit="s")
-    text = series.map(
-        lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-    )
-    text = text.astype("string").str.strip()
+    text = series.astype("string").str.strip()  # NULL/NaN -> NA, TIME objects -> 'HH:MM:SS'
+
     if fmt:
         parsed = pd.to_datetime(text, format=fmt, errors="coerce")
         return parsed - parsed.dt.normalize()
     text = text.str.replace(r"^(\d{2})(\d{2})(\d{2})$", r"\1:\2:\3", regex=True)
     text = text.str.replace(r"^(\d{1,2}):(\d{2})$", r"\1:\2:00", regex=True)
-    valid = text.str.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?").fillna(False)
-    return pd.to_timedelta(text.where(valid, None), errors="coerce")
+    # Arrow's regex kernel, not a Python call per value
+    parts = pc.extract_regex(
+        pa.array(text.array),
+        r"^(?P<h>[01]?\d|2[0-3]):(?P<m>[0-5]\d):(?P<s>[0-5]\d)(?:\.(?P<f>\d{1,6}))?$",
+    )
+    seconds = pc.add(
+        pc.add(
+            pc.multiply(pc.cast(pc.struct_field(parts, "h"), pa.int64()), 3600),
+            pc.multiply(pc.cast(pc.struct_field(parts, "m"), pa.int64()), 60),
+        ),
+        pc.cast(pc.struct_field(parts, "s"), pa.int64()),
+    )
+    fraction = pc.cast(pc.utf8_rpad(pc.struct_field(parts, "f"), width=6, padding="0"), pa.int64())
+    micros = pc.add(pc.multiply(seconds, 1_000_000), fraction)
+    total = pd.Series(micros.to_numpy(zero_copy_only=False), index=series.index, dtype="float64")
+    return pd.to_timedelta(total, unit="us")  # unmatched -> NaN -> NaT
 
 
 def _carries_offset(column: pd.Series) -> pd.Series | None:
     """Per value: does it carry its own UTC offset? None for typed (non-object) columns."""
     if column.dtype != object and not pd.api.types.is_string_dtype(column):
         return None
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+        text = column.astype("string").str.strip()
+        return text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True).fillna(False).astype(bool)
     return column.map(
         lambda v: (
             (getattr(v, "tzinfo", None) is not None)
@@ -232,9 +254,8 @@ def map_bookings(
     kinds = raw_codes.map(mapping.events.lookup(), na_action="ignore").astype("string")
     kinds = kinds.fillna("UNKNOWN")
     rows["event"] = kinds
-    codes: Counter[tuple[str, str]] = Counter(
-        zip(raw_codes.fillna("<NULL>").tolist(), kinds.tolist(), strict=True)
-    )
+    pairs = pd.DataFrame({"code": raw_codes.fillna("<NULL>"), "kind": kinds}).value_counts()
+    codes: Counter[tuple[str, str]] = Counter({key: int(n) for key, n in pairs.items()})
     problems = []
     unknown = kinds == "UNKNOWN"
     problems.append(
