@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.errors import LockHeldError, StoreError
+from etl.schema import empty_anomalies
 from etl.store import SCHEMA_VERSION, Store, month_bounds, schema_info
 
 
@@ -36,15 +37,7 @@ def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame
 
 
 def no_anomalies() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "kind": pd.Series([], dtype="string"),
-            "machine_code": pd.Series([], dtype="string"),
-            "order_code": pd.Series([], dtype="string"),
-            "ts": pd.Series([], dtype="datetime64[us, UTC]"),
-            "detail": pd.Series([], dtype="string"),
-        }
-    )
+    return empty_anomalies()
 
 
 T0 = datetime(2026, 3, 29, 0, 30, 0, 123456, tzinfo=UTC)
