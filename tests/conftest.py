@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +19,20 @@ MARIADB_URL = os.environ.get("ETL_TEST_MARIADB_URL", "mysql+pymysql://root@127.0
 
 def _require_dbs() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("ETL_REQUIRE_DBS") == "1"
+
+
+def import_or_skip(module: str, hint: str) -> Any:
+    """Import an optional module; skip (or fail under CI / ETL_REQUIRE_DBS=1) when it cannot load.
+
+    pyodbc, for one, needs the system's ODBC driver manager (libodbc.so.2 from unixodbc).
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        message = f"{module} cannot be imported ({exc}): {hint}"
+        if _require_dbs():
+            pytest.fail(message + " (CI=true or ETL_REQUIRE_DBS=1: it is required)")
+        pytest.skip(message, allow_module_level=True)
 
 
 def server_or_skip(url: str, name: str) -> sa.URL:

@@ -6,13 +6,13 @@ must pass the statement guard, and their interpretation is tested on rows shaped
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 import pymysql
-import pyodbc
 import pytest
 import sqlalchemy as sa
 import sqlglot
@@ -26,7 +26,14 @@ from etl.dialects import postgresql as pg_mod
 from etl.dialects.mysql import parse_grants, privilege_kind
 from etl.source import open_source, refusal
 
+from .conftest import import_or_skip
+
 ROOT = Path("/nonexistent-project")
+
+
+def _odbc(state: str, message: str) -> Callable[[], Exception]:
+    """A pyodbc error, made when the test runs (pyodbc needs unixodbc's libodbc to import)."""
+    return lambda: import_or_skip("pyodbc", "apt-get install unixodbc").Error(state, message)
 
 
 def spec(**values: Any) -> ConnectorSpec:
@@ -172,7 +179,7 @@ def _ora(code: str, message: str) -> Exception:
         ("mariadb", pymysql.err.ProgrammingError(1142, "SELECT command denied"), "permission"),
         (
             "mssql",
-            pyodbc.Error(
+            _odbc(
                 "28000",
                 "[28000] [Microsoft][ODBC Driver 18 for SQL Server][SQL Server]"
                 "Login failed for user 'etl'. (18456) (SQLDriverConnect)",
@@ -181,7 +188,7 @@ def _ora(code: str, message: str) -> Exception:
         ),
         (
             "mssql",
-            pyodbc.Error(
+            _odbc(
                 "42000",
                 '[42000] [SQL Server]Cannot open database "HYDRA" requested '
                 "by the login. The login failed. (4060) (SQLDriverConnect)",
@@ -190,7 +197,7 @@ def _ora(code: str, message: str) -> Exception:
         ),
         (
             "mssql",
-            pyodbc.Error(
+            _odbc(
                 "42000",
                 "[42000] [SQL Server]The SELECT permission was denied on the "
                 "object 'BUCHUNGEN'. (229) (SQLExecDirectW)",
@@ -199,17 +206,21 @@ def _ora(code: str, message: str) -> Exception:
         ),
         (
             "mssql",
-            pyodbc.Error("08001", "[08001] [FreeTDS][SQL Server]Unable to connect to data source"),
+            _odbc("08001", "[08001] [FreeTDS][SQL Server]Unable to connect to data source"),
             "unreachable",
         ),
-        ("mssql", pyodbc.Error("HYT00", "[HYT00] [Microsoft]Login timeout expired"), "timeout"),
+        ("mssql", _odbc("HYT00", "[HYT00] [Microsoft]Login timeout expired"), "timeout"),
         ("oracle", _ora("ORA-01017", "invalid username/password; logon denied"), "login"),
         ("oracle", _ora("ORA-12514", "listener does not currently know of service"), "database"),
         ("oracle", _ora("DPY-6005", "cannot connect to database"), "unreachable"),
         ("oracle", _ora("ORA-01031", "insufficient privileges"), "permission"),
     ],
 )
-def test_driver_errors_are_classified(dialect: str, error: Exception, kind: str) -> None:
+def test_driver_errors_are_classified(
+    dialect: str, error: Exception | Callable[[], Exception], kind: str
+) -> None:
+    if not isinstance(error, Exception):
+        error = error()
     assert get_dialect(dialect).classify(error) == kind
     wrapped = sa.exc.OperationalError("SELECT 1", None, error)  # as SQLAlchemy raises it
     assert get_dialect(dialect).classify(wrapped) == kind

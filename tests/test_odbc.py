@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyodbc
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.connectors.pyodbc import PyODBCConnector
@@ -28,6 +27,9 @@ from etl.source import ReadOnlyViolation, Retry, SourceUnreachable, open_source
 from etl.sync import run_job
 
 from .accounts import BOOKINGS_MAPPING
+from .conftest import import_or_skip
+
+pyodbc = import_or_skip("pyodbc", "install the ODBC driver manager: apt-get install unixodbc")
 
 
 class PGDialectPyODBC(PyODBCConnector, PGDialect):
