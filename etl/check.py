@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 
 from .config import MappingSpec, Project
 from .dialects import WRITE_KINDS, Privilege, TableRef
-from .errors import EtlError
+from .errors import EtlError, SourceError
 from .extract import build_query, check_columns, check_custom_query
+from .fetch import choose
 from .redact import redact
 from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
 
@@ -72,6 +73,7 @@ class CheckReport:
     grants: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    fetch: str = ""  # the extraction path: "arrow (ADBC PostgreSQL driver 1.13.0)"
 
     @property
     def clock_offset_s(self) -> float:
@@ -105,6 +107,7 @@ class CheckReport:
             "dialect": self.dialect,
             "target": self.target,
             "driver": self.driver,
+            "fetch": self.fetch,
             "connect_seconds": round(self.connect_seconds, 3),
             "server": {"product": self.product, "version": self.version},
             "server_clock": self.server_clock.isoformat(),
@@ -169,6 +172,7 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
                 account=ask("the account", dialect.current_user, "unknown"),
                 notes=notes,
                 warnings=warnings,
+                fetch=_fetch(source, warnings),
             )
             tables = _mapped_tables(project, name)
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
@@ -208,6 +212,15 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
     if not tables:
         report.warnings.append(f"no job uses connector {name!r}: no tables were checked")
     return report
+
+
+def _fetch(source: Source, warnings: list[str]) -> str:
+    """How rows will be read; a ``fetch: arrow`` without its driver is a warning here."""
+    try:
+        return choose(source).label
+    except SourceError as exc:
+        warnings.append(exc.message)
+        return "none (fetch: arrow, driver missing)"
 
 
 def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str], list[TableRef]]]:
@@ -305,6 +318,7 @@ def format_report(report: CheckReport) -> str:
     ]
     lines += [f"            {note}" for note in report.notes]
     lines += [
+        f"fetch:      {report.fetch}",
         f"server:     {report.product} {report.version}",
         f"clock:      {report.server_clock.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}Z on the server, "
         f"{offset:+.3f}s from this host",

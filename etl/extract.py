@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
-from .fetch import FetchChoice, arrow_schema, choose, record_batches
+from .fetch import ArrowPathFailed, FetchChoice, arrow_schema, choose, record_batches
 from .source import Source
 
 log = logging.getLogger(__name__)
@@ -313,8 +313,17 @@ def read_frames(
         yield from read_batches(conn, query, batch_size, where)
         return
     wanted = arrow_schema(conn, mapping, _selected_columns(mapping), instants, source.dialect)
-    for batch in record_batches(source, choice, conn, query, wanted, batch_size, where):
-        yield batch.to_pandas(date_as_object=True)
+    started = False
+    try:
+        for batch in record_batches(source, choice, conn, query, wanted, batch_size, where):
+            started = True
+            yield batch.to_pandas(date_as_object=True)
+    except ArrowPathFailed as exc:
+        if started or source.spec.fetch == "arrow":
+            raise
+        # nothing read yet: the same rows through SQLAlchemy (its failures say what they say today)
+        log.warning("%s; reading through SQLAlchemy instead", exc.message)
+        yield from read_batches(conn, query, batch_size, where)
 
 
 def _first_line(exc: sa.exc.DBAPIError) -> str:

@@ -355,6 +355,10 @@ def _odbc_text(value: Any) -> str | None:
     return str(value)
 
 
+class ArrowPathFailed(SourceError):
+    """The native driver failed for a reason other than the query (connect, setup, protocol)."""
+
+
 # ---------------------------------------------------------------------------- the choice
 
 
@@ -445,7 +449,10 @@ def _explain(source: Source, path: ArrowPath, exc: BaseException, where: str) ->
         return source.denied(exc)
     if kind in ("table", "column"):
         return DataError(f"{where}: the source refused the query: {message}")
-    return SourceError(f"{where}: reading from the source through {path.title} failed: {message}")
+    return ArrowPathFailed(
+        f"{where}: reading from the source through {path.title} failed: {message}",
+        hint="'fetch: sqlalchemy' in the connector reads through the DBAPI driver instead",
+    )
 
 
 def _encoded(password: str | None) -> list[str]:

@@ -21,7 +21,16 @@ from sqlalchemy.dialects import mysql, postgresql
 from etl.config import ConnectorSpec, MappingSpec
 from etl.errors import DataError
 from etl.extract import Window, build_query, instant_columns, read_frames
-from etl.fetch import PATHS, arrow_schema, arrow_type, choose, conform, record_batches
+from etl.fetch import (
+    PATHS,
+    AdbcPostgres,
+    ArrowPathFailed,
+    arrow_schema,
+    arrow_type,
+    choose,
+    conform,
+    record_batches,
+)
 from etl.mapping import map_bookings
 from etl.source import ReadOnlyViolation, Source, open_source
 
@@ -340,3 +349,29 @@ def test_the_password_never_appears_in_an_arrow_path_error(server: Server) -> No
         source.close()
     assert "nosuch" in info.value.message
     assert server.password not in info.value.message
+
+
+@pytest.mark.parametrize("server", ["postgresql"], indirect=True)
+def test_a_native_driver_failure_is_redacted_and_falls_back_when_fetch_is_auto(
+    server: Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # libpq echoes a bad option value: here the password, which must never be shown
+    original = AdbcPostgres.uri
+    monkeypatch.setattr(
+        AdbcPostgres, "uri", lambda self, s: original(self, s) + f"&sslmode={server.password}"
+    )
+    strict, auto, old = (source_for(server, f) for f in ("arrow", "auto", "sqlalchemy"))
+    try:
+        with pytest.raises(ArrowPathFailed) as info:
+            read(strict, mapping())
+        assert info.value.exit_code == 3
+        assert "invalid sslmode value" in info.value.message
+        assert server.password not in str(info.value) and "***" in info.value.message
+        with caplog.at_level("WARNING"):
+            rows = read(auto, mapping())
+        assert cells(rows) == cells(read(old, mapping()))
+        assert "reading through SQLAlchemy instead" in caplog.text
+        assert server.password not in caplog.text
+    finally:
+        for source in (strict, auto, old):
+            source.close()
