@@ -24,6 +24,7 @@ from etl.extract import Window, build_query, instant_columns, read_frames
 from etl.fetch import (
     PATHS,
     AdbcPostgres,
+    ArrowOdbc,
     ArrowPathFailed,
     arrow_schema,
     arrow_type,
@@ -35,6 +36,7 @@ from etl.mapping import map_bookings
 from etl.source import ReadOnlyViolation, Source, open_source
 
 from .accounts import Server, writer_account
+from .test_odbc import ODBC_URLS, require_driver
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -375,3 +377,63 @@ def test_a_native_driver_failure_is_redacted_and_falls_back_when_fetch_is_auto(
     finally:
         for source in (strict, auto, old):
             source.close()
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_arrow_odbc_rows_are_the_pyodbc_rows_and_its_session_is_read_only(
+    dialect: str, request: pytest.FixtureRequest
+) -> None:
+    """The path SQL Server connectors take, through the PostgreSQL and MariaDB ODBC drivers."""
+    driver, template = ODBC_URLS[dialect]
+    require_driver(driver)
+    url = sa.make_url(
+        request.getfixturevalue(
+            "postgres_database" if dialect == "postgresql" else "mariadb_database"
+        )
+    )
+    admin = sa.create_engine(url)
+    _create(admin, dialect)
+    port = url.port or (5432 if dialect == "postgresql" else 3306)
+    odbc_url = template.format(user=url.username, host=url.host, db=url.database, port=port)
+    old, new = (
+        open_source(
+            "plant",
+            ConnectorSpec.model_validate({"dialect": dialect, "url": odbc_url, "fetch": fetch}),
+            Path.cwd(),
+            [],
+        )
+        for fetch in ("sqlalchemy", "arrow")
+    )
+    instant = mapping(
+        columns={
+            "timestamp": "tsz",
+            "order_code": "order_no",
+            "machine_code": "machine",
+            "event": "event",
+        }
+    )
+    try:
+        assert isinstance(choose(new).path, ArrowOdbc)
+        for spec in (
+            mapping(),
+            instant,
+            mapping(filters=[{"column": "order_no", "in": ["4711", "x' OR '1'='1"]}]),
+        ):
+            before, after = read(old, spec), read(new, spec)
+            assert len(after) == (2 if spec.filters else len(ROWS))
+            with new.connect() as conn:
+                instants = instant_columns(conn, spec, new.dialect)
+            a = map_bookings(before, spec, BERLIN, instants)
+            b = map_bookings(after, spec, BERLIN, instants)
+            pd.testing.assert_frame_equal(a.rows, b.rows)
+            pd.testing.assert_frame_equal(a.anomalies, b.anomalies)
+        path = choose(new).path
+        assert path is not None
+        with pytest.raises(BaseException, match=r"(?i)read.only"):
+            list(path.batches(new, "DELETE FROM bookings", None, 10))
+    finally:
+        old.close()
+        new.close()
+    with admin.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM bookings")).scalar() == len(ROWS)
+    admin.dispose()
