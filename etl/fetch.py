@@ -328,7 +328,10 @@ class OracleDataFrames(ArrowPath):
                 cursor = conn.cursor()
                 cursor.execute(source.dialect.begin_statement)  # SET TRANSACTION READ ONLY
                 cursor.close()
-            for frame in conn.fetch_df_batches(sql, parameters=params, size=batch_size):
+            frames = conn.fetch_df_batches(
+                sql, parameters=params, size=batch_size, fetch_decimals=True
+            )
+            for frame in frames:
                 yield from pa.table(frame).to_batches()
             conn.rollback()
 

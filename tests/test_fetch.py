@@ -26,6 +26,7 @@ from etl.fetch import (
     AdbcPostgres,
     ArrowOdbc,
     ArrowPathFailed,
+    OracleDataFrames,
     arrow_schema,
     arrow_type,
     choose,
@@ -33,7 +34,7 @@ from etl.fetch import (
     record_batches,
 )
 from etl.mapping import map_bookings
-from etl.source import ReadOnlyViolation, Source, open_source
+from etl.source import ReadOnlyViolation, Source, open_source, refusal
 
 from .accounts import Server, writer_account
 from .test_odbc import ODBC_URLS, require_driver
@@ -437,3 +438,40 @@ def test_arrow_odbc_rows_are_the_pyodbc_rows_and_its_session_is_read_only(
     with admin.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM bookings")).scalar() == len(ROWS)
     admin.dispose()
+
+
+def test_the_oracle_path_binds_named_parameters_and_opens_read_only(tmp_path: Path) -> None:
+    """No Oracle server here: the statement, its parameters and the driver call are checked as
+    far as they go without one (the conformance suite reads through it with ETL_TEST_ORACLE_URL)."""
+    import inspect
+
+    import oracledb
+    from sqlalchemy.dialects import oracle
+
+    spec = ConnectorSpec.model_validate(
+        {"dialect": "oracle", "url": "oracle+oracledb://etl:pw@db.example:1521/?service_name=X"}
+    )
+    source = open_source("plant", spec, tmp_path, ["pw"])
+    try:
+        path = choose(source).path
+        assert isinstance(path, OracleDataFrames)
+        assert source.dialect.begin_statement == "SET TRANSACTION READ ONLY"
+
+        class Compiles:
+            dialect = oracle.dialect()
+
+        query = build_query(
+            mapping(filters=[{"column": "order_no", "eq": "1 OR 1=1"}]),
+            Window(dt.datetime(2024, 3, 4, tzinfo=dt.UTC), dt.datetime(2024, 3, 5, tzinfo=dt.UTC)),
+            BERLIN,
+        )
+        sql, params = path.statement(query, Compiles())  # type: ignore[arg-type]
+        assert "1 OR 1=1" not in sql and "1 OR 1=1" in params.values()
+        assert all(f":{name}" in sql for name in params)
+        assert refusal(sql, "oracle") is None
+        _, kwargs = source.engine.dialect.create_connect_args(source.engine.url)
+        assert kwargs["user"] == "etl" and "SERVICE_NAME=X" in kwargs["dsn"]
+        fetch = inspect.signature(oracledb.Connection.fetch_df_batches).parameters
+        assert {"statement", "parameters", "size", "fetch_decimals"} <= set(fetch)
+    finally:
+        source.close()
