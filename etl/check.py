@@ -22,7 +22,7 @@ from .config import MappingSpec, Project
 from .dialects import WRITE_KINDS, Privilege, TableRef
 from .errors import EtlError, SourceError
 from .extract import build_query, check_columns, check_custom_query
-from .fetch import choose
+from .fetch import choose, record_batches
 from .redact import redact
 from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
 
@@ -178,6 +178,7 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
             report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            _probe_fetch(conn, source, project, report)
             admin = any(p.kind == "admin" for p in report.privileges)
             plain = report.account.split("@")[0]
             report.grant_account = (
@@ -221,6 +222,25 @@ def _fetch(source: Source, warnings: list[str]) -> str:
     except SourceError as exc:
         warnings.append(exc.message)
         return "none (fetch: arrow, driver missing)"
+
+
+def _probe_fetch(conn: Connection, source: Source, project: Project, report: CheckReport) -> None:
+    """Read no rows of the first readable mapped table through the Arrow path: does it work?"""
+    try:
+        choice = choose(source)
+    except SourceError:
+        return
+    readable = [t for t in report.tables if t.readable]
+    if choice.path is None or not readable:
+        return
+    mapping = project.mappings[readable[0].mapping]
+    query = build_query(mapping, None, source.spec.zone).where(sa.false())
+    try:
+        list(record_batches(source, choice, conn, query, {}, 1, f"mappings/{readable[0].mapping}"))
+    except EtlError as exc:
+        report.fetch += ": FAILED"
+        fallback = "rows come through SQLAlchemy" if source.spec.fetch == "auto" else "jobs fail"
+        report.warnings.append(f"the Arrow path failed ({fallback}): {exc.message}")
 
 
 def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str], list[TableRef]]]:

@@ -475,3 +475,36 @@ def test_the_oracle_path_binds_named_parameters_and_opens_read_only(tmp_path: Pa
         assert {"statement", "parameters", "size", "fetch_decimals"} <= set(fetch)
     finally:
         source.close()
+
+
+def test_check_names_the_path_and_proves_it_reads(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl.check import check_connector, format_report
+    from etl.config import load_project
+
+    from .accounts import write_project
+
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    root = write_project(tmp_path, server.dialect, server.url, "RW_PASSWORD")
+    (root / "mappings" / "bookings.yaml").write_text(
+        "structure: bookings\nsource: {table: bookings}\n"
+        "columns: {timestamp: ts, order_code: order_no, machine_code: machine, event: event}\n"
+        "events: {START: [10], END: [20]}\n"
+    )
+    project = load_project(root)
+    report = check_connector(project, "plant")
+    assert [t.readable for t in report.tables] == [True]
+    title = "ADBC PostgreSQL driver" if server.dialect == "postgresql" else "connectorx"
+    assert report.fetch.startswith(f"arrow ({title} "), report.fetch
+    assert f"fetch:      arrow ({title} " in format_report(report)
+    assert report.as_dict()["fetch"] == report.fetch
+    assert not report.warnings
+    if server.dialect == "postgresql":  # a native driver that cannot connect is reported
+        original = AdbcPostgres.uri
+        monkeypatch.setattr(AdbcPostgres, "uri", lambda self, s: original(self, s) + "&sslmode=x")
+        report = check_connector(project, "plant")
+        assert report.fetch.endswith(": FAILED")
+        assert any(
+            "the Arrow path failed (rows come through SQLAlchemy)" in w for w in report.warnings
+        )
