@@ -453,7 +453,7 @@ def _explain(source: Source, path: ArrowPath, exc: BaseException, where: str) ->
     if kind in ("table", "column"):
         return DataError(f"{where}: the source refused the query: {message}")
     return ArrowPathFailed(
-        f"{where}: reading from the source through {path.title} failed: {message}",
+        f"{where}: reading from the source failed ({path.title}): {message}",
         hint="'fetch: sqlalchemy' in the connector reads through the DBAPI driver instead",
     )
 
