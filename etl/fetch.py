@@ -116,6 +116,12 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
         if isinstance(array.type, pa.ExtensionType):  # ADBC's opaque PostgreSQL types
             array = array.storage
         target = wanted[name] or _settle(array.type)
+        if (
+            array.type != target
+            and pa.types.is_timestamp(target)
+            and pa.types.is_string(array.type)
+        ):
+            array = _text_times(array, target)
         if array.type != target:
             if pa.types.is_timestamp(target) and target.tz and pa.types.is_timestamp(array.type):
                 if array.type.tz is None:  # an instant the driver hands over as naive UTC
@@ -131,6 +137,16 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
         arrays.append(array)
         fields.append(pa.field(name, target))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array:
+    """Times a driver hands over as text (SQL Server datetimeoffset through ODBC:
+    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC."""
+    import pandas as pd
+
+    text = pd.Series(array.to_pandas(), dtype="string")
+    parsed = pd.to_datetime(text, format="ISO8601", utc=target.tz is not None, errors="coerce")
+    return pa.array(parsed.dt.floor("us"), type=target, from_pandas=True)
 
 
 def empty_batch(wanted: dict[str, pa.DataType | None]) -> pa.RecordBatch:

@@ -508,3 +508,19 @@ def test_check_names_the_path_and_proves_it_reads(
         assert any(
             "the Arrow path failed (rows come through SQLAlchemy)" in w for w in report.warnings
         )
+
+
+def test_times_a_driver_hands_over_as_text_are_parsed() -> None:
+    """SQL Server's datetimeoffset arrives through ODBC as text with 7 digits and an offset."""
+    batch = pa.record_batch(
+        {
+            "dto": pa.array(["2024-01-01 00:00:00.1234567 +01:00", None]),
+            "naive": pa.array(["2024-01-01 06:00:00.5", None]),
+        }
+    )
+    out = conform(batch, {"dto": pa.timestamp("us", tz="UTC"), "naive": pa.timestamp("us")})
+    assert out.column("dto").to_pylist() == [
+        dt.datetime(2023, 12, 31, 23, 0, 0, 123456, tzinfo=dt.UTC),
+        None,
+    ]
+    assert out.column("naive").to_pylist() == [dt.datetime(2024, 1, 1, 6, 0, 0, 500000), None]
