@@ -477,22 +477,43 @@ def test_the_oracle_path_binds_named_parameters_and_opens_read_only(tmp_path: Pa
         source.close()
 
 
-def test_check_names_the_path_and_proves_it_reads(
-    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from etl.check import check_connector, format_report
-    from etl.config import load_project
-
+def _project(server: Server, tmp_path: Path) -> Path:
+    """A project whose job ``bookings`` reads the test table through connector ``plant``."""
     from .accounts import write_project
 
-    monkeypatch.setenv("RW_PASSWORD", server.password)
     root = write_project(tmp_path, server.dialect, server.url, "RW_PASSWORD")
     (root / "mappings" / "bookings.yaml").write_text(
         "structure: bookings\nsource: {table: bookings}\n"
         "columns: {timestamp: ts, order_code: order_no, machine_code: machine, event: event}\n"
         "events: {START: [10], END: [20]}\n"
     )
-    project = load_project(root)
+    (root / "etl.yaml").write_text("defaults: {start_from: 2024-03-01}\n")
+    return root
+
+
+def test_preview_says_which_path_read_the_rows(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl.config import load_project
+    from etl.preview import preview
+
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    result = preview(load_project(_project(server, tmp_path)), "bookings")
+    assert result.rows_read == len(ROWS)
+    assert any(
+        n.startswith("rows read through arrow (") and n.endswith("as quoted literals")
+        for n in result.notes
+    ), result.notes
+
+
+def test_check_names_the_path_and_proves_it_reads(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl.check import check_connector, format_report
+    from etl.config import load_project
+
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    project = load_project(_project(server, tmp_path))
     report = check_connector(project, "plant")
     assert [t.readable for t in report.tables] == [True]
     title = "ADBC PostgreSQL driver" if server.dialect == "postgresql" else "connectorx"
