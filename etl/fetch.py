@@ -178,6 +178,10 @@ class ArrowPath:
         except importlib.metadata.PackageNotFoundError:
             return "?"
 
+    def unusable(self, source: Source) -> str | None:
+        """Why this driver cannot honour the connector as configured (None: it can)."""
+        return None
+
     def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
         """The exact SQL text the driver gets and its parameters."""
         if not self.binds:
@@ -262,6 +266,11 @@ class ConnectorXMySQL(ArrowPath):
     module = "connectorx"
     package = "connectorx"
     binds = False
+
+    def unusable(self, source: Source) -> str | None:
+        # TLS and other PyMySQL options have no connectorx equivalent: never read without them
+        extra = sorted(k for k in source.engine.url.query if k != "charset")
+        return f"connectorx takes no connection options ({', '.join(extra)})" if extra else None
 
     def uri(self, source: Source) -> str:
         url = source.engine.url
@@ -408,9 +417,10 @@ def choose(source: Source) -> FetchChoice:
     else:
         path = PATHS[key]
         version = path.version()
-        if version is not None:
+        unusable = path.unusable(source) if version is not None else None
+        if version is not None and unusable is None:
             return FetchChoice(path, f"{path.title} {version}")
-        why = f"{path.package} not installed"
+        why = unusable or f"{path.package} not installed"
     if mode == "arrow":
         raise SourceError(
             f"{source.where}: fetch: arrow, but {why}",

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
 from etl.config import ConnectorSpec, MappingSpec
-from etl.errors import DataError
+from etl.errors import DataError, SourceError
 from etl.extract import Window, build_query, instant_columns, read_frames
 from etl.fetch import (
     PATHS,
@@ -545,3 +545,31 @@ def test_times_a_driver_hands_over_as_text_are_parsed() -> None:
         None,
     ]
     assert out.column("naive").to_pylist() == [dt.datetime(2024, 1, 1, 6, 0, 0, 500000), None]
+
+
+def test_connector_options_connectorx_cannot_honour_keep_sqlalchemy(tmp_path: Path) -> None:
+    spec = {"dialect": "mariadb", "host": "db", "database": "mes", "user": "etl"}
+    plain = open_source("p", ConnectorSpec.model_validate(spec), tmp_path, [])
+    tls = open_source(
+        "p",
+        ConnectorSpec.model_validate({**spec, "options": {"ssl_ca": "/etc/ca.pem"}}),
+        tmp_path,
+        [],
+    )
+    try:
+        assert choose(plain).label.startswith("arrow (connectorx ")
+        assert choose(tls).label == "sqlalchemy (connectorx takes no connection options (ssl_ca))"
+        strict = open_source(
+            "p",
+            ConnectorSpec.model_validate(
+                {**spec, "options": {"ssl_ca": "/etc/ca.pem"}, "fetch": "arrow"}
+            ),
+            tmp_path,
+            [],
+        )
+        with pytest.raises(SourceError, match="fetch: arrow, but connectorx takes no"):
+            choose(strict)
+        strict.close()
+    finally:
+        plain.close()
+        tls.close()
