@@ -149,12 +149,6 @@ def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array:
     return pa.array(parsed.dt.floor("us"), type=target, from_pandas=True)
 
 
-def empty_batch(wanted: dict[str, pa.DataType | None]) -> pa.RecordBatch:
-    """No rows, the explicit schema (unknown types as text)."""
-    schema = pa.schema([pa.field(n, t or pa.string()) for n, t in wanted.items()])
-    return pa.RecordBatch.from_pylist([], schema=schema)
-
-
 # ---------------------------------------------------------------------------- the paths
 
 
