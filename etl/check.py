@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 
 from .config import MappingSpec, Project
 from .dialects import WRITE_KINDS, Privilege, TableRef
-from .errors import EtlError
+from .errors import EtlError, SourceError
 from .extract import build_query, check_columns, check_custom_query
+from .fetch import choose, record_batches
 from .redact import redact
 from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
 
@@ -72,6 +73,7 @@ class CheckReport:
     grants: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    fetch: str = ""  # the extraction path: "arrow (ADBC PostgreSQL driver 1.13.0)"
 
     @property
     def clock_offset_s(self) -> float:
@@ -105,6 +107,7 @@ class CheckReport:
             "dialect": self.dialect,
             "target": self.target,
             "driver": self.driver,
+            "fetch": self.fetch,
             "connect_seconds": round(self.connect_seconds, 3),
             "server": {"product": self.product, "version": self.version},
             "server_clock": self.server_clock.isoformat(),
@@ -169,11 +172,13 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
                 account=ask("the account", dialect.current_user, "unknown"),
                 notes=notes,
                 warnings=warnings,
+                fetch=_fetch(source, warnings),
             )
             tables = _mapped_tables(project, name)
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
             report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            _probe_fetch(conn, source, project, report)
             admin = any(p.kind == "admin" for p in report.privileges)
             plain = report.account.split("@")[0]
             report.grant_account = (
@@ -208,6 +213,34 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
     if not tables:
         report.warnings.append(f"no job uses connector {name!r}: no tables were checked")
     return report
+
+
+def _fetch(source: Source, warnings: list[str]) -> str:
+    """How rows will be read; a ``fetch: arrow`` without its driver is a warning here."""
+    try:
+        return choose(source).label
+    except SourceError as exc:
+        warnings.append(exc.message)
+        return "none (fetch: arrow, driver missing)"
+
+
+def _probe_fetch(conn: Connection, source: Source, project: Project, report: CheckReport) -> None:
+    """Read no rows of the first readable mapped table through the Arrow path: does it work?"""
+    try:
+        choice = choose(source)
+    except SourceError:
+        return
+    readable = [t for t in report.tables if t.readable]
+    if choice.path is None or not readable:
+        return
+    mapping = project.mappings[readable[0].mapping]
+    query = build_query(mapping, None, source.spec.zone).where(sa.false())
+    try:
+        list(record_batches(source, choice, conn, query, {}, 1, f"mappings/{readable[0].mapping}"))
+    except EtlError as exc:
+        report.fetch += ": FAILED"
+        fallback = "rows come through SQLAlchemy" if source.spec.fetch == "auto" else "jobs fail"
+        report.warnings.append(f"the Arrow path failed ({fallback}): {exc.message}")
 
 
 def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str], list[TableRef]]]:
@@ -305,6 +338,7 @@ def format_report(report: CheckReport) -> str:
     ]
     lines += [f"            {note}" for note in report.notes]
     lines += [
+        f"fetch:      {report.fetch}",
         f"server:     {report.product} {report.version}",
         f"clock:      {report.server_clock.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}Z on the server, "
         f"{offset:+.3f}s from this host",

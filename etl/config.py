@@ -120,6 +120,9 @@ class ConnectorSpec(Strict):
     options: dict[str, str | int | float | bool] = {}
     timezone: TimeZoneName = "UTC"
     connect_timeout: Duration = timedelta(seconds=15)
+    # auto: the dialect's Arrow driver when installed, else SQLAlchemy; arrow: that driver or an
+    # error; sqlalchemy: always the DBAPI driver through SQLAlchemy (README "fetch")
+    fetch: Literal["auto", "arrow", "sqlalchemy"] = "auto"
 
     @model_validator(mode="after")
     def _where(self) -> ConnectorSpec:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
+from .fetch import ArrowPathFailed, FetchChoice, arrow_schema, choose, record_batches
+from .source import Source
 
 log = logging.getLogger(__name__)
 
@@ -289,6 +291,39 @@ def read_batches(
         raise SourceError(f"{where}: reading from the source failed: {message}") from None
     except sa.exc.DBAPIError as exc:
         raise SourceError(f"{where}: reading from the source failed: {_first_line(exc)}") from None
+
+
+def read_frames(
+    source: Source,
+    conn: Connection,
+    mapping: MappingSpec,
+    query: sa.Select[Any],
+    instants: frozenset[str],
+    batch_size: int,
+    where: str,
+    choice: FetchChoice | None = None,
+) -> Iterator[pd.DataFrame]:
+    """The query's rows as DataFrames of at most ``batch_size`` rows, through the connector's
+    extraction path: Arrow record batches (explicit schema) where the dialect has a driver for
+    it, else SQLAlchemy. Frames from Arrow carry the types the SQLAlchemy path's values have
+    (datetime64[us] / UTC-aware for instants, text, Int64-like floats, Decimal, date, time)."""
+    choice = choice or choose(source)
+    if choice.path is None:
+        log.debug("%s: fetch: %s", source.where, choice.label)
+        yield from read_batches(conn, query, batch_size, where)
+        return
+    wanted = arrow_schema(conn, mapping, _selected_columns(mapping), instants, source.dialect)
+    started = False
+    try:
+        for batch in record_batches(source, choice, conn, query, wanted, batch_size, where):
+            started = True
+            yield batch.to_pandas(date_as_object=True)
+    except ArrowPathFailed as exc:
+        if started or source.spec.fetch == "arrow":
+            raise
+        # nothing read yet: the same rows through SQLAlchemy (its failures say what they say today)
+        log.warning("%s; reading through SQLAlchemy instead", exc.message)
+        yield from read_batches(conn, query, batch_size, where)
 
 
 def _first_line(exc: sa.exc.DBAPIError) -> str:

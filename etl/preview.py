@@ -21,6 +21,7 @@ from .config import Job, Project
 from .durations import format_duration
 from .errors import UsageError
 from .extract import WINDOW_MARGIN, Window, build_query
+from .fetch import choose
 from .redact import redact
 from .report import Timeline, parse_when, resolve_when
 from .source import open_source
@@ -234,8 +235,8 @@ def preview(
         ((code, kind, count) for (code, kind), count in derived.codes.items()),
         key=lambda item: (order.get(item[1], 9), _code_key(item[0])),
     )
-    sql, parameters = _compiled(project, job, window)
-    notes = []
+    sql, parameters, fetch = _compiled(project, job, window)
+    notes = [fetch] if fetch else []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")
     return Preview(
@@ -255,20 +256,26 @@ def preview(
     )
 
 
-def _compiled(project: Project, job: Job, window: Window) -> tuple[str, dict[str, Any]]:
-    """The SELECT as the source's dialect sends it (IN lists expanded), and its parameters in
-    the order the placeholders take them."""
+def _compiled(project: Project, job: Job, window: Window) -> tuple[str, dict[str, Any], str]:
+    """The SELECT as the source's dialect sends it (IN lists expanded), its parameters in the
+    order the placeholders take them, and the Arrow path the rows were read through ('' if none)."""
     query = build_query(job.mapping, window, job.connector.zone)
     source = open_source(job.connector_name, job.connector, project.root, project.secrets)
     try:  # the engine's dialect, without connecting
         compiled = query.compile(
             dialect=source.engine.dialect, compile_kwargs={"render_postcompile": True}
         )
+        choice = choose(source)
     finally:
         source.close()
+    fetch = ""
+    if choice.path is not None:
+        fetch = f"rows read through {choice.label}"
+        if not choice.path.binds:
+            fetch += ", which gets this SELECT with the parameters as quoted literals"
     params = compiled.params
     names = list(dict.fromkeys(compiled.positiontup or params))
-    return str(compiled), {name: _plain(params[name]) for name in names}
+    return str(compiled), {name: _plain(params[name]) for name in names}, fetch
 
 
 def _cell(value: Any) -> str:

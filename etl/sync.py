@@ -26,7 +26,7 @@ from .extract import (
     check_columns,
     check_custom_query,
     instant_columns,
-    read_batches,
+    read_frames,
 )
 from .failpoints import failpoint
 from .fold import carry_margin, fold
@@ -167,7 +167,8 @@ def derive(
             so_far = 0
             if window.hi > window.lo:
                 mapper = map_bookings if mapping.structure == "bookings" else map_orders
-                for batch in read_batches(conn, query, job.batch_size, where):
+                batches = read_frames(source, conn, mapping, query, instants, job.batch_size, where)
+                for batch in batches:
                     parts.append(mapper(batch, mapping, zone, instants))
                     failpoint("extract")
                     if progress is not None:

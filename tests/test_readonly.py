@@ -21,6 +21,7 @@ from sqlglot.tokens import TokenType
 
 from etl.config import load_project
 from etl.dialects.sqlite import SQLiteDialect
+from etl.fetch import PATHS
 from etl.source import ReadOnlyViolation, open_source, refusal, wire
 from etl.sync import run_job
 
@@ -127,8 +128,9 @@ def hostile(server: Server) -> Iterator[Server]:
     yield server
 
 
+@pytest.mark.parametrize("fetch", ["sqlalchemy", "arrow"])
 def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
-    hostile: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    hostile: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetch: str
 ) -> None:
     server = hostile
     root = tmp_path / "project"
@@ -138,6 +140,7 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
     (root / "connectors" / "plant.yaml").write_text(
         f"dialect: {server.dialect}\nhost: {server.url.host}\nport: {server.url.port}\n"
         f"database: {server.url.database}\nuser: {server.user}\npassword: ${{RW_PASSWORD}}\n"
+        f"fetch: {fetch}\n"
     )
     monkeypatch.setenv("RW_PASSWORD", server.password)
     mapping = {
@@ -155,11 +158,22 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
     (root / "mappings" / "m.yaml").write_text(json.dumps(mapping))  # JSON is YAML
     (root / "jobs" / "j.yaml").write_text("connector: plant\nmapping: m\n")
     sent: list[tuple[str, Any]] = []
+    native: list[tuple[str, Any]] = []  # what an Arrow driver was handed
 
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if conn.engine.url.database == server.url.database:
             sent.append((statement, parameters))
 
+    for path in PATHS.values():
+        original = type(path).batches
+
+        def spy(
+            self: Any, source: Any, sql: str, params: Any, size: int, _o: Any = original
+        ) -> Any:
+            native.append((sql, params))
+            return _o(self, source, sql, params, size)
+
+        monkeypatch.setattr(type(path), "batches", spy)
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
     try:
         result = run_job(load_project(root), "j")
@@ -167,18 +181,24 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", capture)
     assert (result.rows_read, result.runs_total) == (2, 1)  # the value matched as text, not as SQL
     assert sent
+    assert len(native) == (1 if fetch == "arrow" else 0)
     reader = "postgres" if server.dialect == "postgresql" else "mysql"
     reads = 0
-    for statement, parameters in sent:
+    for statement, parameters in sent + native:
         assert refusal(statement, server.dialect) is None, statement
-        assert HOSTILE_VALUE not in statement  # values travel only as parameters
         tokens = sqlglot.Dialect.get_or_raise(reader).tokenize(statement)
         bare = {t.text.upper() for t in tokens if t.token_type not in QUOTED}
         assert not bare & {"DROP", "DELETE", "TRUNCATE", "INSERT"}, statement
         names = [t.text for t in tokens if t.token_type == TokenType.IDENTIFIER]
+        strings = [t.text for t in tokens if t.token_type == TokenType.STRING]
         values = list(parameters.values() if isinstance(parameters, dict) else parameters or ())
-        if HOSTILE_VALUE in values:  # the job's SELECT: hostile names only as quoted identifiers
-            reads += 1
+        # values travel as parameters, or (a driver that cannot bind) as one quoted literal
+        outside = statement
+        for text in strings:
+            outside = outside.replace(text, "")
+        assert HOSTILE_VALUE not in outside, statement
+        if HOSTILE_VALUE in values or HOSTILE_VALUE in strings:
+            reads += 1  # the job's SELECT: hostile names only as quoted identifiers
             assert HOSTILE_TABLE in names and HOSTILE_COLUMN in names, statement
     assert reads == 1
     with server.admin.connect() as conn:

@@ -147,6 +147,11 @@ class SourceDialect:
     read_only_how: ClassVar[str] = "no read-only session: the account's grants and the guard"
     # Sent (below the statement guard) as the first statement of every transaction.
     begin_statement: ClassVar[str | None] = None
+    # Sent (below the statement guard) once on a new session of a native Arrow driver or ODBC:
+    # what makes it read-only and pins its time zone.
+    session_statements: ClassVar[tuple[str, ...]] = ()
+    # The Arrow extraction path of etl/fetch.py for this database's own driver (None: SQLAlchemy).
+    native_arrow_path: ClassVar[str | None] = None
     # Driver error code -> failure kind; codes come from ``error_code``.
     error_codes: ClassVar[dict[str | int, Failure]] = {}
     # A database every account may connect to, to list the databases when the configured one is
@@ -193,6 +198,13 @@ class SourceDialect:
 
     def on_connect(self, dbapi_connection: Any) -> None:
         """Make a fresh DBAPI connection read-only where the database offers it."""
+
+    def arrow_path(self, url: URL) -> str | None:
+        """The Arrow path (etl/fetch.py) for a connection URL: any pyodbc URL reads through
+        arrow-odbc, others through the database's native Arrow driver, if it has one."""
+        if url.get_driver_name() == "pyodbc":
+            return "arrow_odbc"
+        return self.native_arrow_path
 
     def clock(self) -> sa.ColumnElement[Any]:
         """A SELECT-able expression for the server's current time (compared in UTC)."""

@@ -136,6 +136,7 @@ class MSSQLDialect(SourceDialect):
     list_databases_sql = "SELECT name FROM sys.databases ORDER BY name"
     maintenance_database = "master"
     row_estimate_source = "sys.partitions.rows"
+    native_arrow_path = "arrow_odbc"
     admin_accounts = frozenset({"sa", "dbo"})
     error_codes: ClassVar[dict[str | int, Failure]] = _ERRORS
 

@@ -116,6 +116,8 @@ class MySQLDialect(SourceDialect):
     )
     list_databases_sql = "SHOW DATABASES"
     maintenance_database = None  # the server URL without a database
+    session_statements = ("SET SESSION TRANSACTION READ ONLY", "SET time_zone = '+00:00'")
+    native_arrow_path = "connectorx_mysql"
     row_estimate_source = "information_schema.TABLES.TABLE_ROWS (InnoDB: an estimate)"
     admin_accounts = frozenset({"root"})
     error_codes: ClassVar[dict[str | int, Failure]] = {
@@ -148,8 +150,8 @@ class MySQLDialect(SourceDialect):
 
     def on_connect(self, dbapi_connection: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        cursor.execute("SET time_zone = '+00:00'")
+        for statement in self.session_statements:
+            cursor.execute(statement)
         cursor.close()
 
     def clock(self) -> sa.ColumnElement[Any]:

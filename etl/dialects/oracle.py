@@ -207,6 +207,7 @@ class OracleDialect(SourceDialect):
         "SET TRANSACTION READ ONLY as the first statement of every transaction (ORA-01456 on write)"
     )
     begin_statement = "SET TRANSACTION READ ONLY"
+    native_arrow_path = "oracledb"
     row_estimate_source = "ALL_TABLES.NUM_ROWS (as of the last statistics gathering)"
     admin_accounts = frozenset({"SYS", "SYSTEM"})
     error_codes: ClassVar[dict[str | int, Failure]] = {

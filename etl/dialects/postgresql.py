@@ -100,6 +100,11 @@ class PostgreSQLDialect(SourceDialect):
         "WHERE datallowconn AND NOT datistemplate ORDER BY 1"
     )
     maintenance_database = "postgres"
+    session_statements = (
+        "SET SESSION default_transaction_read_only = on",
+        "SET SESSION TimeZone = 'UTC'",
+    )
+    native_arrow_path = "adbc_postgresql"
     row_estimate_source = "pg_class.reltuples (as of the last VACUUM/ANALYZE)"
     admin_accounts = frozenset({"postgres"})
     error_codes: ClassVar[dict[str | int, Failure]] = {
@@ -128,8 +133,8 @@ class PostgreSQLDialect(SourceDialect):
             return  # the startup options above did it before the first statement
         # another driver (ODBC): the same settings as the session's first, committed statements
         cursor = dbapi_connection.cursor()
-        cursor.execute("SET SESSION default_transaction_read_only = on")
-        cursor.execute("SET SESSION TimeZone = 'UTC'")
+        for statement in self.session_statements:
+            cursor.execute(statement)
         cursor.close()
         dbapi_connection.commit()
 

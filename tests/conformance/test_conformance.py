@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
@@ -26,6 +27,9 @@ import yaml
 from etl.check import check_connector
 from etl.config import load_project
 from etl.discover import list_tables, propose
+from etl.extract import build_query, instant_columns, read_frames
+from etl.fetch import FetchChoice, choose
+from etl.mapping import map_bookings
 from etl.source import ReadOnlyViolation, Retry, open_connector
 from etl.sync import run_job
 
@@ -162,6 +166,38 @@ def test_writes_are_refused(target: Target) -> None:
             conn.rollback()
     finally:
         source.close()
+    admin = sa.create_engine(target.url)
+    with admin.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {target.table}")).scalar() == 3
+    admin.dispose()
+
+
+def test_the_arrow_path_reads_what_sqlalchemy_reads(target: Target) -> None:
+    """Each dialect's Arrow path (ADBC, connectorx, arrow-odbc, oracledb fetch_df_batches) gives
+    the rows of the SQLAlchemy path, and its native session refuses writes."""
+    project = load_project(target.root)
+    mapping = project.mappings["bookings"]
+    source = open_connector(project, "plant", retry=FAST)
+    choice = choose(source)
+    if choice.path is None:
+        source.close()
+        pytest.skip(f"no Arrow path: {choice.label}")
+    frames = {}
+    try:
+        with source.connect() as conn:
+            instants = instant_columns(conn, mapping, source.dialect)
+            query = build_query(mapping, None, source.spec.zone, instants)
+            for label, how in (("arrow", choice), ("sqlalchemy", FetchChoice(None, "compare"))):
+                parts = list(read_frames(source, conn, mapping, query, instants, 2, "m", how))
+                rows = map_bookings(pd.concat(parts), mapping, source.spec.zone, instants).rows
+                frames[label] = rows.sort_values(["ts", "order_code"]).reset_index(drop=True)
+        if source.dialect.read_only_session:
+            with pytest.raises(BaseException, match=r"(?i)read.only|ORA-01456"):
+                list(choice.path.batches(source, f"DELETE FROM {target.table}", None, 10))
+    finally:
+        source.close()
+    pd.testing.assert_frame_equal(frames["arrow"], frames["sqlalchemy"])
+    assert len(frames["arrow"]) == 3
     admin = sa.create_engine(target.url)
     with admin.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {target.table}")).scalar() == 3

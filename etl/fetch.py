@@ -1,0 +1,484 @@
+"""Arrow-native extraction: the generated SELECT streamed as ``pyarrow.RecordBatch``es.
+
+Each dialect names the Arrow path a well-kept driver offers it (``SourceDialect.arrow_path``):
+PostgreSQL -> ADBC's libpq driver (COPY BINARY, streamed), MySQL/MariaDB -> connectorx
+(``arrow_stream``), SQL Server and any ``+pyodbc`` URL -> arrow-odbc, Oracle -> python-oracledb's
+``fetch_df_batches``. The SQLAlchemy path (etl/extract.py ``read_batches``) stays the fallback:
+when the driver is not installed, for SQLite, or when the connector says ``fetch: sqlalchemy``.
+
+The read-only layers hold on every path: the exact SQL text handed to the native driver passes the
+statement guard (``refusal``); the native session is set up read-only with the dialect's own
+``session_statements`` (or the ADBC URI's startup options); values are bound parameters where the
+driver binds while streaming (arrow-odbc, oracledb) and otherwise rendered by SQLAlchemy's literal
+renderer of the live connection's dialect (quotes doubled, backslashes escaped where the server
+reads them). Every batch is cast to one explicit schema taken from the source catalog.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as _pg
+from sqlalchemy.engine import Connection
+
+from .config import MappingSpec
+from .errors import DataError, SourceError
+from .redact import redact
+from .source import ReadOnlyViolation, Source, refusal
+
+log = logging.getLogger(__name__)
+
+TEXT_LIMIT = 8192  # bytes per value buffered for unbounded text columns (arrow-odbc)
+US = "us"
+
+
+# ---------------------------------------------------------------------------- the schema
+
+
+def arrow_type(type_: sa.types.TypeEngine[Any], instant: bool) -> pa.DataType | None:
+    """The Arrow type a catalog column is read as (None: as the driver reports it)."""
+    if instant:
+        return pa.timestamp(US, tz="UTC")
+    if isinstance(type_, sa.DateTime):  # also Oracle DATE, which holds a time of day
+        return pa.timestamp(US)
+    if isinstance(type_, sa.Date):
+        return pa.date32()
+    if isinstance(type_, sa.Time):
+        return pa.time64(US)
+    if isinstance(type_, sa.Boolean):
+        return pa.bool_()
+    if isinstance(type_, sa.Integer):
+        return pa.int64()
+    if isinstance(type_, sa.Float):
+        return pa.float64()
+    if isinstance(type_, sa.Numeric):
+        precision, scale = getattr(type_, "precision", None), getattr(type_, "scale", None)
+        if precision is not None and 0 < precision <= 38:
+            return pa.decimal128(precision, scale or 0)  # as Decimal, like the DBAPI drivers
+        return pa.string()  # unconstrained NUMERIC: its exact text
+    if isinstance(type_, sa.String | sa.Enum):
+        return pa.string()
+    return None
+
+
+def arrow_schema(
+    conn: Connection,
+    mapping: MappingSpec,
+    columns: list[str],
+    instants: frozenset[str],
+    dialect: Any,
+) -> dict[str, pa.DataType | None]:
+    """Column -> Arrow type from the source catalog (a custom query: as its driver reports)."""
+    out: dict[str, pa.DataType | None] = dict.fromkeys(columns)
+    if mapping.source.query is not None:
+        return out
+    try:
+        reflected = sa.inspect(conn).get_columns(
+            mapping.source.table or "", schema=mapping.source.schema_
+        )
+    except sa.exc.SQLAlchemyError:
+        return out
+    types = {c["name"]: c["type"] for c in reflected}
+    for name in columns:
+        if name in types:
+            out[name] = arrow_type(types[name], name in instants or dialect.is_instant(types[name]))
+    return out
+
+
+def _settle(type_: pa.DataType) -> pa.DataType:
+    """A driver-reported type as booking-etl keeps it: microsecond timestamps and times."""
+    if pa.types.is_timestamp(type_):
+        return pa.timestamp(US, tz="UTC" if type_.tz else None)
+    if pa.types.is_time(type_):
+        return pa.time64(US)
+    if pa.types.is_date64(type_):
+        return pa.date32()
+    if pa.types.is_integer(type_):
+        return pa.int64()
+    if pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
+        return pa.string()
+    return type_
+
+
+def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.RecordBatch:
+    """``batch`` cast to the explicit schema (names as in the SELECT, types from the catalog)."""
+    arrays, fields = [], []
+    for name, array in zip(wanted, batch.columns, strict=True):
+        if isinstance(array.type, pa.ExtensionType):  # ADBC's opaque PostgreSQL types
+            array = array.storage
+        target = wanted[name] or _settle(array.type)
+        if (
+            array.type != target
+            and pa.types.is_timestamp(target)
+            and pa.types.is_string(array.type)
+        ):
+            array = _text_times(array, target)
+        if array.type != target:
+            if pa.types.is_timestamp(target) and target.tz and pa.types.is_timestamp(array.type):
+                if array.type.tz is None:  # an instant the driver hands over as naive UTC
+                    array = pc.assume_timezone(array, "UTC")
+            elif (
+                pa.types.is_timestamp(target)
+                and not target.tz
+                and pa.types.is_timestamp(array.type)
+                and array.type.tz
+            ):
+                array = pc.local_timestamp(array.cast(pa.timestamp(array.type.unit, tz="UTC")))
+            array = array.cast(target, safe=not pa.types.is_timestamp(target))
+        arrays.append(array)
+        fields.append(pa.field(name, target))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array:
+    """Times a driver hands over as text (SQL Server datetimeoffset through ODBC:
+    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC."""
+    import pandas as pd
+
+    text = pd.Series(array.to_pandas(), dtype="string")
+    parsed = pd.to_datetime(text, format="ISO8601", utc=target.tz is not None, errors="coerce")
+    return pa.array(parsed.dt.floor("us"), type=target, from_pandas=True)
+
+
+# ---------------------------------------------------------------------------- the paths
+
+
+class ArrowPath:
+    """One native driver that streams a SELECT as Arrow record batches."""
+
+    name: ClassVar[str]  # key named by SourceDialect.arrow_path
+    title: ClassVar[str]  # for ``etl check``: "ADBC PostgreSQL driver"
+    module: ClassVar[str]  # what is imported
+    package: ClassVar[str]  # what pip installs
+    binds: ClassVar[bool] = True  # values as bound parameters (else rendered literals)
+
+    def version(self) -> str | None:
+        """The installed driver's version, None if it cannot be imported."""
+        try:
+            importlib.import_module(self.module)
+        except ImportError:
+            return None
+        try:
+            return importlib.metadata.version(self.package)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    def unusable(self, source: Source) -> str | None:
+        """Why this driver cannot honour the connector as configured (None: it can)."""
+        return None
+
+    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+        """The exact SQL text the driver gets and its parameters."""
+        if not self.binds:
+            compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+            return str(compiled), None
+        compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.params
+        if compiled.positiontup is not None:
+            return str(compiled), [params[name] for name in compiled.positiontup]
+        return str(compiled), dict(params)
+
+    def batches(
+        self, source: Source, sql: str, params: Any, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        """Open a read-only session of the native driver, stream, close."""
+        raise NotImplementedError
+
+
+class AdbcPostgres(ArrowPath):
+    """ADBC's libpq driver: COPY (query) TO STDOUT BINARY, read as it arrives.
+
+    A query with bound parameters is executed as a prepared statement whose whole result libpq
+    holds in memory; values are therefore rendered as literals so the COPY path streams.
+    """
+
+    name = "adbc_postgresql"
+    title = "ADBC PostgreSQL driver"
+    module = "adbc_driver_postgresql.dbapi"
+    package = "adbc-driver-postgresql"
+    binds = False
+
+    def uri(self, source: Source) -> str:
+        url = source.engine.url
+        query = {k: v for k, v in url.query.items() if isinstance(v, str)}
+        query["options"] = (
+            "-c default_transaction_read_only=on -c TimeZone=UTC -c standard_conforming_strings=on"
+        )
+        query.setdefault("application_name", "booking-etl")
+        seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
+        query.setdefault("connect_timeout", str(seconds))
+        # libpq decodes %XX in a URI but not '+': every part percent-encoded
+        login = urllib.parse.quote(url.username or "", safe="")
+        if url.password:
+            login += ":" + urllib.parse.quote(url.password, safe="")
+        host = url.host or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{url.port}" if url.port else ""
+        database = urllib.parse.quote(url.database or "", safe="")
+        options = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+        return f"postgresql://{login}@{host}{port}/{database}?{options}"
+
+    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+        # the session pins standard_conforming_strings=on: a fresh dialect renders for that
+        dialect = _pg.psycopg.dialect()
+        compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        return str(compiled), None
+
+    def batches(
+        self, source: Source, sql: str, params: Any, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(self.uri(source)) as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(max(1, batch_size) * 256)}
+            )
+            cursor.execute(sql)
+            reader = cursor.fetch_record_batch()
+            yield from _rebatch(reader, batch_size)
+            conn.rollback()
+
+
+class ConnectorXMySQL(ArrowPath):
+    """connectorx's MySQL source (binary protocol), ``return_type="arrow_stream"``.
+
+    connectorx binds no parameters: values are rendered by the live connection's dialect, which
+    knows whether the server reads backslashes as escapes (sql_mode NO_BACKSLASH_ESCAPES).
+    """
+
+    name = "connectorx_mysql"
+    title = "connectorx"
+    module = "connectorx"
+    package = "connectorx"
+    binds = False
+
+    def unusable(self, source: Source) -> str | None:
+        # TLS and other PyMySQL options have no connectorx equivalent: never read without them
+        extra = sorted(k for k in source.engine.url.query if k != "charset")
+        return f"connectorx takes no connection options ({', '.join(extra)})" if extra else None
+
+    def uri(self, source: Source) -> str:
+        url = source.engine.url
+        return sa.URL.create(
+            "mysql",
+            username=url.username,
+            password=url.password,
+            host=url.host or "localhost",
+            port=url.port or source.dialect.default_port,
+            database=url.database,
+        ).render_as_string(hide_password=False)
+
+    def batches(
+        self, source: Source, sql: str, params: Any, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        import connectorx
+
+        reader = connectorx.read_sql(
+            self.uri(source),
+            sql,
+            return_type="arrow_stream",
+            batch_size=batch_size,
+            pre_execution_query=list(source.dialect.session_statements),
+        )
+        yield from _rebatch(reader, batch_size)
+
+
+class ArrowOdbc(ArrowPath):
+    """arrow-odbc: the ODBC driver's block cursor filled straight into Arrow buffers.
+
+    The connection string is the one SQLAlchemy's pyodbc connector builds from the connector.
+    Parameters are bound (arrow-odbc sends every value as text; the server converts it).
+    """
+
+    name = "arrow_odbc"
+    title = "arrow-odbc"
+    module = "arrow_odbc"
+    package = "arrow-odbc"
+
+    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+        sql, params = super().statement(query, conn)
+        return sql, [_odbc_text(v) for v in params or []]
+
+    def batches(
+        self, source: Source, sql: str, params: Any, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        import arrow_odbc
+
+        args, _ = source.engine.dialect.create_connect_args(source.engine.url)
+        seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
+        # autocommit: the session statements apply to every following (one-statement) transaction
+        conn = arrow_odbc.connect(str(args[0]), login_timeout_sec=seconds, autocommit=True)
+        for statement in source.dialect.session_statements:  # below the guard: fixed statements
+            conn.execute(statement)
+        yield from conn.read_arrow_batches(
+            sql,
+            batch_size=batch_size,
+            parameters=params or None,
+            max_text_size=TEXT_LIMIT,
+            max_binary_size=TEXT_LIMIT,
+        )
+
+
+class OracleDataFrames(ArrowPath):
+    """python-oracledb ``Connection.fetch_df_batches``: Arrow-backed frames, bound parameters."""
+
+    name = "oracledb"
+    title = "python-oracledb fetch_df_batches"
+    module = "oracledb"
+    package = "oracledb"
+
+    def batches(
+        self, source: Source, sql: str, params: Any, batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        import oracledb
+
+        args, kwargs = source.engine.dialect.create_connect_args(source.engine.url)
+        with oracledb.connect(*args, **kwargs) as conn:
+            if source.dialect.begin_statement is not None:
+                cursor = conn.cursor()
+                cursor.execute(source.dialect.begin_statement)  # SET TRANSACTION READ ONLY
+                cursor.close()
+            frames = conn.fetch_df_batches(
+                sql, parameters=params, size=batch_size, fetch_decimals=True
+            )
+            for frame in frames:
+                yield from pa.table(frame).to_batches()
+            conn.rollback()
+
+
+PATHS: dict[str, ArrowPath] = {
+    p.name: p for p in (AdbcPostgres(), ConnectorXMySQL(), ArrowOdbc(), OracleDataFrames())
+}
+
+
+def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at most ``batch_size`` rows, whatever size the driver chose."""
+    for batch in reader:
+        for start in range(0, batch.num_rows, batch_size):
+            yield batch.slice(start, batch_size)
+
+
+def _odbc_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat())
+    return str(value)
+
+
+class ArrowPathFailed(SourceError):
+    """The native driver failed for a reason other than the query (connect, setup, protocol)."""
+
+
+# ---------------------------------------------------------------------------- the choice
+
+
+@dataclass(frozen=True)
+class FetchChoice:
+    """How a connector's rows are read: an Arrow path, or SQLAlchemy and why."""
+
+    path: ArrowPath | None
+    reason: str  # "ADBC PostgreSQL driver 1.13.0" or "arrow-odbc not installed"
+
+    @property
+    def label(self) -> str:
+        """``arrow (ADBC PostgreSQL driver 1.13.0)`` / ``sqlalchemy (SQLite: no Arrow path)``."""
+        return f"{'arrow' if self.path else 'sqlalchemy'} ({self.reason})"
+
+
+def choose(source: Source) -> FetchChoice:
+    """The extraction path for ``source`` by its ``fetch`` option, its dialect and its URL.
+
+    ``fetch: arrow`` with no usable driver is a configuration error; ``auto`` falls back.
+    """
+    mode = source.spec.fetch
+    if mode == "sqlalchemy":
+        return FetchChoice(None, f"fetch: sqlalchemy in {source.where}")
+    key = source.dialect.arrow_path(source.engine.url)
+    if key is None:
+        why = f"{source.dialect.product} has no Arrow path"
+    else:
+        path = PATHS[key]
+        version = path.version()
+        unusable = path.unusable(source) if version is not None else None
+        if version is not None and unusable is None:
+            return FetchChoice(path, f"{path.title} {version}")
+        why = unusable or f"{path.package} not installed"
+    if mode == "arrow":
+        raise SourceError(
+            f"{source.where}: fetch: arrow, but {why}",
+            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+        )
+    return FetchChoice(None, why)
+
+
+def record_batches(
+    source: Source,
+    choice: FetchChoice,
+    conn: Connection,
+    query: sa.Select[Any],
+    wanted: dict[str, pa.DataType | None],
+    batch_size: int,
+    where: str,
+) -> Iterator[pa.RecordBatch]:
+    """Stream ``query`` through the chosen Arrow path, each batch cast to ``wanted``.
+
+    Raises DataError for a missing table or column, PermissionDenied, ReadOnlyViolation, and
+    SourceError otherwise; no message carries the password.
+    """
+    path = choice.path
+    assert path is not None
+    sql, params = path.statement(query, conn)
+    why = refusal(sql, source.dialect.name)
+    if why is not None:
+        raise ReadOnlyViolation(
+            f"refused to send {why} to a source database: booking-etl only reads from sources"
+        )
+    log.debug("source query (%s):\n%s", choice.label, redact(sql, source.secrets))
+    try:
+        for batch in path.batches(source, sql, params, batch_size):
+            if batch.num_rows:
+                yield conform(batch, wanted)
+    except (DataError, SourceError):
+        raise
+    except BaseException as exc:  # connectorx raises a PanicException, a BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
+        raise _explain(source, path, exc, where) from None
+
+
+def _explain(source: Source, path: ArrowPath, exc: BaseException, where: str) -> Exception:
+    secrets = [*source.secrets, *_encoded(source.engine.url.password)]
+    text = redact(str(exc).strip() or type(exc).__name__, secrets)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    message = lines[0] if lines else type(exc).__name__
+    for line in lines:  # libpq puts the server's ERROR on the next line
+        if "ERROR:" in line:
+            message = line[line.index("ERROR:") :]
+            break
+    kind = source.dialect.classify(exc)
+    if kind == "permission":
+        return source.denied(exc)
+    if kind in ("table", "column"):
+        return DataError(f"{where}: the source refused the query: {message}")
+    return ArrowPathFailed(
+        f"{where}: reading from the source failed ({path.title}): {message}",
+        hint="'fetch: sqlalchemy' in the connector reads through the DBAPI driver instead",
+    )
+
+
+def _encoded(password: str | None) -> list[str]:
+    if not password:
+        return []
+    return [urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)]
