@@ -224,6 +224,14 @@ class Store:
 
     def ensure_schema(self) -> None:
         """Create the tables on first use; refuse a store written by a newer booking-etl."""
+        try:
+            self._ensure_schema()
+        except StoreError:
+            # several workers starting on an empty store at once: another one created the
+            # tables a moment ago (its CREATE won); a second look finds them
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
         with self.begin() as conn:
             inspector = sa.inspect(conn)
             if not inspector.has_table("schema_info"):
