@@ -53,6 +53,7 @@ class Fleet:
     jobs: int
     every_s: int
     lease: str = "10s"
+    misfire_grace: str = "2s"
     parquet: str = "output/parquet"
     etl_yaml_extra: str = ""
     suffix: str = ""
@@ -109,7 +110,9 @@ class Fleet:
                 engine.dispose()
         self.write_project(self.root, store=self.store, parquet=self.parquet, schedules=True)
 
-    def write_project(self, root: Path, *, store: str, parquet: str, schedules: bool) -> None:
+    def write_project(
+        self, root: Path, *, store: str, parquet: str, schedules: bool, extra: bool = True
+    ) -> None:
         for folder in ("connectors", "mappings", "jobs"):
             (root / folder).mkdir(parents=True, exist_ok=True)
         start = (datetime.now(UTC) - timedelta(days=2)).astimezone(BERLIN)
@@ -117,7 +120,8 @@ class Fleet:
             f"store: {store}\nparquet: {parquet}\nlock:\n  lease: {self.lease}\n"
             f"defaults:\n  start_from: '{start:%Y-%m-%d %H:%M:%S}'\n  reread: 6h\n"
             f"  safety_lag: 0s\n  batch_size: 500\n"
-            f"scheduler:\n  misfire_grace: 2s\n{self.etl_yaml_extra}"
+            f"scheduler:\n  misfire_grace: {self.misfire_grace}\n"
+            + (self.etl_yaml_extra if extra else "")
         )
         for source in self.sources:
             url = sa.make_url(source.url)
@@ -169,7 +173,9 @@ class Fleet:
         if where.exists():
             shutil.rmtree(where)
         where.mkdir(parents=True)
-        self.write_project(where, store="sqlite:///scratch.sqlite", parquet="null", schedules=False)
+        self.write_project(
+            where, store="sqlite:///scratch.sqlite", parquet="null", schedules=False, extra=False
+        )
         project = load_project(where)
         for job in self.job_names():
             run_job(project, job)
