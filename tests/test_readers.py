@@ -21,6 +21,7 @@ def plant_with_both_jobs(root: Path) -> Plant:
         plant.book("M1", f"A{i}", 20, start + timedelta(hours=3))
         plant.order("M2", f"F{i}", start, start + timedelta(hours=5))
     plant.book("M3", "OPEN", 10, plant.ago(hours=2))  # an open run: end NULL
+    plant.book("M4", "ORPHAN", 20, plant.ago(hours=3))  # an END without START: an anomaly
     plant.run("bookings")
     plant.run("orders")
     return plant
@@ -45,10 +46,10 @@ def test_duckdb_reads_the_hive_partitions(tmp_path: Path) -> None:
     assert len({month for _, month, _, _ in rows}) >= 3
     assert sum(open_runs for job, _, _, open_runs in rows if job == "bookings") == 1
     # the timestamps arrive as UTC instants with microseconds
-    kind = duckdb.sql(
-        f"SELECT typeof(start) FROM read_parquet('{base}/runs/**/*.parquet') LIMIT 1"
-    ).fetchone()
-    assert kind == ("TIMESTAMP WITH TIME ZONE",)
+    kinds = duckdb.sql(
+        f"SELECT DISTINCT typeof(start) FROM read_parquet('{base}/runs/**/*.parquet')"
+    ).fetchall()
+    assert kinds == [("TIMESTAMP WITH TIME ZONE",)]
 
 
 def test_pyarrow_dataset_discovers_job_and_month(tmp_path: Path) -> None:
@@ -70,3 +71,5 @@ def test_pyarrow_dataset_discovers_job_and_month(tmp_path: Path) -> None:
     assert 0 < pruned.num_rows < len(frame)
     anomalies = ds.dataset(plant.root / "output" / "parquet" / "anomalies", partitioning="hive")
     assert anomalies.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    found = anomalies.to_table(filter=ds.field("job") == "bookings").to_pylist()
+    assert [(a["kind"], a["order_code"]) for a in found] == [("orphan_end", "ORPHAN")]
