@@ -66,7 +66,8 @@ def mariadb_database() -> Iterator[str]:
     """A fresh MariaDB/MySQL database for one test, dropped afterwards; yields its URL."""
     server = server_or_skip(MARIADB_URL, "MariaDB")
     name = f"etl_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    # pre-ping: after a long test (the soak) the idle admin connection may have been dropped
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     try:

@@ -211,3 +211,18 @@ def test_s3_location_parsing() -> None:
     ):
         with pytest.raises(ValueError, match=words):
             S3Location.parse(bad)
+
+
+def test_state_reset_removes_the_jobs_objects_only(tmp_path: Path, s3: S3Server) -> None:
+    plant = s3_plant(tmp_path / "p", s3)
+    book_runs(plant, "M1", 2, hours_ago=10)
+    plant.order("M2", "F1", plant.ago(hours=8), plant.ago(hours=7))
+    plant.run("bookings")
+    plant.run("orders")
+    assert any("job=bookings" in k for k in keys(s3, "plant-a/runs-data/"))
+    proc = etl(plant, "state", "reset", "bookings", "--yes")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    left = keys(s3, "plant-a/runs-data/")
+    assert left and not any("job=bookings" in k for k in left)
+    assert all("job=orders" in k for k in left)
