@@ -85,7 +85,11 @@ def test_three_workers_share_four_jobs_through_a_dead_remote_lock_and_a_kill(
                 env={"ETL_FAILPOINT": "extract", "ETL_FAILPOINT_FILE": str(marker)},
             ) as c,
         ):
-            wait_for(marker.exists, 30, "daemon c frozen in a run")
+            wait_for(
+                lambda: marker.exists() and marker.read_text().strip(),
+                30,
+                "daemon c frozen in a run",
+            )
             frozen_job_pid = int(marker.read_text())
             assert frozen_job_pid == c.process.pid
             os.kill(c.process.pid, signal.SIGKILL)  # mid-run: its lock stays behind
