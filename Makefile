@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test soak lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)  ## run the demo end to end on embedded defaults (SQLite source, 
 
 test: $(STAMP)  ## run the test suite (real PostgreSQL/MariaDB where they answer)
 	$(BIN)/python -m pytest
+
+soak: $(STAMP)  ## 3 workers x 20 jobs for SOAK_SECONDS (default 300) on PostgreSQL, MariaDB and S3 (moto); not in `test`
+	ETL_REQUIRE_DBS=1 $(BIN)/python -m pytest tests/soak.py -s -q --basetemp=/tmp/booking-etl-soak
 
 lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
 	$(BIN)/ruff check etl tests bench

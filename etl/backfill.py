@@ -24,12 +24,10 @@ from .failpoints import failpoint
 from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
-from .store import Store, _diff
-from .sync import derive, open_store, parquet_base
+from .store import Lease, _diff
+from .sync import derive, lease, open_store, parquet_output
 
 log = logging.getLogger(__name__)
-
-LOCK_TTL = timedelta(hours=2)
 
 
 @dataclass
@@ -92,12 +90,17 @@ def backfill(
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
     store = open_store(project)
-    owner = store.acquire_lock(job_name, LOCK_TTL)
+    held = lease(project, store, job_name)
+    try:
+        held.acquire()
+    except BaseException:
+        store.close()
+        raise
     try:
         return _run(
             project,
             job_name,
-            store,
+            held,
             since_at,
             until_at,
             since,
@@ -109,7 +112,7 @@ def backfill(
         )
     finally:
         try:
-            store.release_lock(job_name, owner)
+            held.release()
         finally:
             store.close()
 
@@ -117,7 +120,7 @@ def backfill(
 def _run(
     project: Project,
     job_name: str,
-    store: Store,
+    held: Lease,
     since_at: datetime | timedelta,
     until_at: datetime | timedelta,
     since_text: str,
@@ -127,15 +130,16 @@ def _run(
     progress: Callable[[Chunk, int], None] | None,
     clock: float,
 ) -> BackfillResult:
+    store = held.store
     job = project.job(job_name)
     mapping = job.mapping
     margin = (
         carry_margin(mapping.fold.policy()) if mapping.structure == "bookings" else timedelta(0)
     )
-    base = parquet_base(project)
+    base = parquet_output(project)
     state = store.state(job_name)
     if state and state.publish_pending and base is not None and job.spec.parquet:
-        publish(store, job_name, state.publish_pending, base)
+        publish(store, job_name, state.publish_pending, base, held.check)
         store.clear_pending(job_name, state.publish_pending)
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
@@ -174,7 +178,7 @@ def _run(
             a = probe_start
             resumed = probe_start
         started = datetime.now(UTC)
-        derived = derive(project, job, window_for, store)
+        derived = derive(project, job, window_for, store, lambda _rows: held.check())
         window = derived.window
         if result is None:
             if bounds["since"] >= bounds["until"]:
@@ -209,9 +213,10 @@ def _run(
             margin,
             bounded=True,
             backfill=(key, window.hi) if not done else (None, None),
+            owner=held.owner,
         )
         if base is not None and job.spec.parquet:
-            publish(store, job_name, changes.months, base)
+            publish(store, job_name, changes.months, base, held.check)
             store.clear_pending(job_name, changes.months)
         piece = Chunk(
             window.lo,
@@ -262,14 +267,11 @@ def reset(project: Project, job_name: str) -> int:
     project.job(job_name)
     store = open_store(project)
     try:
-        owner = store.acquire_lock(job_name, LOCK_TTL)
-        try:
+        with lease(project, store, job_name):
             removed = store.reset(job_name)
-        finally:
-            store.release_lock(job_name, owner)
     finally:
         store.close()
-    base = parquet_base(project)
+    base = parquet_output(project)
     if base is not None:
         remove_job(job_name, base)
     return removed

@@ -88,15 +88,69 @@ class MetricsSpec(Strict):
     textfile: str
 
 
+class S3Spec(Strict):
+    """Object storage for ``parquet: s3://bucket/prefix`` (credentials: environment only)."""
+
+    endpoint: str
+    region: str = "us-east-1"
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        from .objectstore import check_endpoint
+
+        return check_endpoint(value)
+
+
+class LockSpec(Strict):
+    """The per-job lock in the store: a lease that a running job renews (heartbeat)."""
+
+    lease: Duration = timedelta(minutes=10)
+
+    @field_validator("lease")
+    @classmethod
+    def _lease(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=2):
+            raise ValueError(f"expected at least 2s, got {value}")
+        return value
+
+    @property
+    def heartbeat(self) -> timedelta:
+        """How often a running job renews its lease: a quarter of it."""
+        return self.lease / 4
+
+
 class ProjectSpec(Strict):
     """``etl.yaml``: where the store and the Parquet output live, and job defaults."""
 
     name: str = "booking-etl project"
     store: str = "sqlite:///store.sqlite"
     parquet: str | None = "output/parquet"
+    s3: S3Spec | None = None
+    lock: LockSpec = LockSpec()
     defaults: Defaults = Defaults()
     scheduler: SchedulerSpec = SchedulerSpec()
     metrics: MetricsSpec | None = None
+
+    @model_validator(mode="after")
+    def _object_store(self) -> ProjectSpec:
+        from .objectstore import S3Location
+
+        try:
+            location = S3Location.parse(self.parquet or "")
+        except ValueError as exc:
+            raise ValueError(f"@parquet: {exc}") from None
+        if location is not None and self.s3 is None:
+            raise ValueError(
+                f"@s3: missing: parquet {location.uri} needs an 's3' section with the "
+                "'endpoint' (and 'region') of the object store"
+            )
+        if location is None and self.s3 is not None:
+            raise ValueError(
+                "@s3: 's3' settings go with 'parquet: s3://bucket/prefix'; parquet is "
+                f"{self.parquet!r}"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- connectors
@@ -513,6 +567,10 @@ class Project:
             for loc, value in doc.substituted:
                 if any(part in str(loc[-1]).lower() for part in _SECRET_KEYS):
                     out.append(value)
+        if self.spec.s3 is not None:
+            from .objectstore import credential_secrets
+
+            out += credential_secrets()
         for conn in self.connectors.values():
             for secret in (conn.password, conn.url):
                 if secret is not None and secret.get_secret_value():
@@ -884,11 +942,13 @@ __all__ = [
     "FilterSpec",
     "Job",
     "JobSpec",
+    "LockSpec",
     "MappingSpec",
     "MetricsSpec",
     "OrderColumns",
     "Project",
     "ProjectSpec",
+    "S3Spec",
     "SchedulerSpec",
     "find_root",
     "format_loc",

@@ -1,11 +1,13 @@
 """Failpoints: named places where a test can freeze a real ``etl`` process to kill it there.
 
 Set ``ETL_FAILPOINT=<name>`` (and optionally ``ETL_FAILPOINT_FILE=<path>``): when the process
-reaches that point it creates the file and sleeps, so the test can ``kill -9`` it exactly there.
+reaches that point it creates the file and sleeps, so the test can ``kill -9`` it exactly there;
+with ``ETL_FAILPOINT_RAISE=1`` it raises an OSError there instead (an I/O failure at that point).
 Unset (always, in production), ``failpoint()`` costs one dictionary lookup.
 
 Points: ``extract`` (after the first batch was read from the source), ``commit`` (after the
-store commit, before Parquet is published), ``backfill_chunk`` (after a backfill chunk committed).
+store commit, before Parquet is published), ``backfill_chunk`` (after a backfill chunk committed),
+``upload`` (halfway through uploading a Parquet partition to object storage).
 """
 
 from __future__ import annotations
@@ -25,4 +27,6 @@ def failpoint(name: str) -> None:
     marker = os.environ.get("ETL_FAILPOINT_FILE")
     if marker:
         Path(marker).write_text(str(os.getpid()))
+    if os.environ.get("ETL_FAILPOINT_RAISE") == "1":
+        raise OSError(f"failpoint {name}: injected I/O failure")
     time.sleep(float(os.environ.get("ETL_FAILPOINT_SLEEP", "300")))

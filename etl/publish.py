@@ -1,12 +1,24 @@
 """The Parquet dataset: Hive-partitioned by job and month, each partition file replaced atomically.
 
-Layout under the project's ``parquet`` directory::
+Layout under the dataset root (a local directory or ``s3://bucket/prefix``)::
 
     runs/job=<job>/month=<YYYY-MM>/part-0.parquet        production runs starting in that month (UTC)
     anomalies/job=<job>/month=<YYYY-MM|undated>/part-0.parquet
 
-A partition is written to a hidden temporary file in its own directory and renamed over the old
-file, so a reader sees either the old or the new partition, never a half-written one.
+Every partition is one file with a fixed name, so a reader listing the dataset finds at most one
+file per partition at every moment, and replacing it is replacing one file:
+
+- local: the new file is written to a hidden temporary file in the partition's directory, fsynced
+  and renamed over the old one (``os.replace``);
+- object storage (S3 has no rename): the new file is serialized completely in memory, uploaded to
+  a staging key outside ``runs/`` and ``anomalies/`` (``_staging/<uuid>.parquet``, which no
+  dataset reader lists), then copied server-side onto the partition's key (one ``CopyObject``:
+  the key holds the old object until the copy completes, then the new one) and the staging
+  object is deleted. A failure or a ``kill -9`` before the copy leaves the old object untouched;
+  a staging object left behind by a killed process is removed by a later publication.
+
+Either way a reader sees the old or the new partition, never a half-written one. An emptied
+partition is deleted (one delete per file).
 """
 
 from __future__ import annotations
@@ -17,20 +29,31 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow import fs
 
 from .errors import StoreError
+from .failpoints import failpoint
+from .objectstore import S3Location, s3_error, s3_filesystem
 from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
 from .store import Store
+
+if TYPE_CHECKING:
+    from .config import S3Spec
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "part-0.parquet"
 UNDATED = "undated"
+STAGING = "_staging"
+STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a process that died
 
 
 def runs_table(runs: pd.DataFrame) -> pa.Table:
@@ -65,6 +88,107 @@ def anomalies_table(found: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=ANOMALIES_SCHEMA, preserve_index=False)
 
 
+class Output(Protocol):
+    """Where the dataset lives: replaces one partition file, removes partition directories."""
+
+    display: str
+
+    def write(self, table: pa.Table, relative: str) -> str:
+        """Replace the file at ``relative`` (a ``/``-path under the root) with ``table``; returns
+        where it went."""
+
+    def remove(self, relative: str) -> None:
+        """Delete the directory ``relative`` and everything under it (absent: nothing to do)."""
+
+
+class LocalOutput:
+    """A dataset in a local directory: temporary file, fsync, rename."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.display = str(base)
+
+    def write(self, table: pa.Table, relative: str) -> str:
+        target = self.base / relative
+        write_atomically(table, target)
+        return str(target)
+
+    def remove(self, relative: str) -> None:
+        _remove_partition(self.base / relative)
+
+
+class S3Output:
+    """A dataset under ``s3://bucket/prefix``: staged upload, server-side copy onto the key."""
+
+    def __init__(self, location: S3Location, region: str, endpoint: str) -> None:
+        self.location = location
+        self.display = location.uri
+        self.fs = s3_filesystem(region=region, endpoint=endpoint)
+        self._swept = False
+
+    def _key(self, relative: str) -> str:
+        return f"{self.location.path}/{relative}"
+
+    def write(self, table: pa.Table, relative: str) -> str:
+        target = self._key(relative)
+        staged = self._key(f"{STAGING}/{uuid.uuid4().hex}.parquet")
+        # serialized completely before anything is sent: an error while encoding touches nothing
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        body = sink.getvalue()
+        try:
+            self._sweep()
+            with self.fs.open_output_stream(staged) as stream:
+                half = body.size // 2
+                stream.write(body[:half])
+                failpoint("upload")  # a process killed here leaves an unfinished upload
+                stream.write(body[half:])
+            self.fs.copy_file(staged, target)  # the switch: one server-side CopyObject
+        except OSError as exc:
+            raise StoreError(
+                f"parquet: cannot write s3://{target}: {s3_error(exc)}",
+                hint="check the 's3' settings in etl.yaml, the bucket and the credentials in "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(staged)
+        return f"s3://{target}"
+
+    def remove(self, relative: str) -> None:
+        directory = self._key(relative)
+        try:
+            if self.fs.get_file_info(directory).type != fs.FileType.NotFound:
+                self.fs.delete_dir(directory)
+        except OSError as exc:
+            raise StoreError(f"parquet: cannot remove s3://{directory}: {s3_error(exc)}") from None
+
+    def _sweep(self) -> None:
+        """Delete staging objects old enough to belong to a process that is gone (once)."""
+        if self._swept:
+            return
+        self._swept = True
+        cutoff = datetime.now(UTC) - STAGING_MAX_AGE
+        selector = fs.FileSelector(self._key(STAGING), allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == fs.FileType.File and info.mtime is not None and info.mtime < cutoff:
+                with contextlib.suppress(OSError):
+                    self.fs.delete_file(info.path)
+                    log.info("removed an abandoned staging object %s", info.path)
+
+
+def open_output(parquet: str, root: Path, s3: S3Spec | None = None) -> Output:
+    """The dataset behind the ``parquet`` setting: a local directory (relative to ``root``) or
+    ``s3://bucket/prefix`` with the project's ``s3`` settings (validated with the config)."""
+    location = S3Location.parse(parquet)
+    if location is not None:
+        if s3 is None:
+            raise StoreError(f"parquet: {location.uri} needs the 's3' settings in etl.yaml")
+        return S3Output(location, region=s3.region, endpoint=s3.endpoint)
+    base = Path(parquet)
+    return LocalOutput(base if base.is_absolute() else root / base)
+
+
 def write_atomically(table: pa.Table, target: Path) -> None:
     """Write ``table`` to ``target`` via a hidden temporary file and a rename."""
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
@@ -97,31 +221,46 @@ def _remove_partition(directory: Path) -> None:
         raise StoreError(f"parquet: cannot remove {directory}: {exc.strerror or exc}") from None
 
 
-def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]:
-    """Rewrite the job's partitions for ``months`` from the store; returns the files written."""
-    written: list[Path] = []
+def publish(
+    store: Store,
+    job: str,
+    months: list[str],
+    out: Output | Path,
+    still_ours: Callable[[], None] | None = None,
+) -> list[str]:
+    """Rewrite the job's partitions for ``months`` from the store; returns the files written.
+
+    ``still_ours()`` (when given) is called before each partition; it raises when the job's lock
+    was lost, so a run that overstayed its lease stops writing.
+    """
+    output: Output = LocalOutput(out) if isinstance(out, Path) else out
+    check = still_ours
+    written: list[str] = []
     for month in sorted(set(months)):
+        if check is not None:
+            check()
         runs = store.runs_in_month(job, month)
-        part = base / "runs" / f"job={job}" / f"month={month}"
+        part = f"runs/job={job}/month={month}"
         if runs.empty:
-            _remove_partition(part)
+            output.remove(part)
         else:
-            write_atomically(runs_table(runs), part / FILE_NAME)
-            written.append(part / FILE_NAME)
+            written.append(output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
+        if check is not None:
+            check()
         found = store.anomalies_in_month(job, dated_month)
-        folder = base / "anomalies" / f"job={job}" / f"month={dated_month or UNDATED}"
+        folder = f"anomalies/job={job}/month={dated_month or UNDATED}"
         if found.empty:
-            _remove_partition(folder)
+            output.remove(folder)
         else:
-            write_atomically(anomalies_table(found), folder / FILE_NAME)
-            written.append(folder / FILE_NAME)
-    log.debug("published %d partition files for %s", len(written), job)
+            written.append(output.write(anomalies_table(found), f"{folder}/{FILE_NAME}"))
+    log.debug("published %d partition files for %s to %s", len(written), job, output.display)
     return written
 
 
-def remove_job(job: str, base: Path) -> None:
+def remove_job(job: str, out: Output | Path) -> None:
     """Delete every partition of ``job`` (after ``etl state reset``)."""
+    output: Output = LocalOutput(out) if isinstance(out, Path) else out
     for kind in ("runs", "anomalies"):
-        _remove_partition(base / kind / f"job={job}")
+        output.remove(f"{kind}/job={job}")

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,6 +224,14 @@ class Store:
 
     def ensure_schema(self) -> None:
         """Create the tables on first use; refuse a store written by a newer booking-etl."""
+        try:
+            self._ensure_schema()
+        except StoreError:
+            # several workers starting on an empty store at once: another one created the
+            # tables a moment ago (its CREATE won); a second look finds them
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
         with self.begin() as conn:
             inspector = sa.inspect(conn)
             if not inspector.has_table("schema_info"):
@@ -267,8 +276,8 @@ class Store:
     def acquire_lock(self, job: str, ttl: timedelta) -> str:
         """Take the job's lock or raise LockHeldError naming the holder; returns the owner token."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        now = datetime.now(UTC)
         with self.begin() as conn:
+            now = self._now(conn)
             exists = conn.execute(sa.select(job_state.c.job).where(job_state.c.job == job)).first()
             if exists is None:
                 try:
@@ -276,12 +285,17 @@ class Store:
                         conn.execute(job_state.insert().values(job=job, updated_at=now))
                 except sa.exc.IntegrityError:
                     pass  # another process created it a moment ago
+            before = conn.execute(
+                sa.select(job_state.c.lock_owner).where(job_state.c.job == job)
+            ).scalar()
             taken = conn.execute(
                 job_state.update()
                 .where(job_state.c.job == job)
                 .where(sa.or_(job_state.c.lock_owner.is_(None), job_state.c.lock_expires < now))
                 .values(lock_owner=owner, lock_expires=now + ttl)
             ).rowcount
+            if taken == 1 and before is not None:
+                log.warning("%s: took over the expired lock of %s", job, before)
             if taken != 1:
                 holder = conn.execute(
                     sa.select(job_state.c.lock_owner, job_state.c.lock_expires).where(
@@ -305,6 +319,26 @@ class Store:
                 hint="wait for it to finish; a crashed run's lock expires by itself",
             )
         return owner
+
+    def _now(self, conn: Connection) -> datetime:
+        """The clock leases are measured by: the store server's, so that workers on hosts with
+        skewed clocks agree when a lock expires (SQLite: this host's, the only one)."""
+        if self.url.get_backend_name() == "postgresql":
+            value = conn.execute(sa.select(sa.func.statement_timestamp())).scalar()
+            if isinstance(value, datetime):
+                return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return datetime.now(UTC)
+
+    def renew_lock(self, job: str, owner: str, ttl: timedelta) -> bool:
+        """Extend our lock to now + ``ttl``; False when it is no longer ours (expired and taken)."""
+        with self.begin() as conn:
+            now = self._now(conn)
+            renewed = conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job, job_state.c.lock_owner == owner)
+                .values(lock_expires=now + ttl)
+            ).rowcount
+        return renewed == 1
 
     def release_lock(self, job: str, owner: str) -> None:
         """Give the lock back (only if we still hold it)."""
@@ -366,13 +400,16 @@ class Store:
         *,
         bounded: bool = False,
         backfill: tuple[str | None, datetime | None] | None = None,
+        owner: str | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
         ``bounded`` (backfill chunks) leaves runs starting at or after ``hi`` alone and never moves
         the watermark backwards; ``backfill`` records (range, next chunk start) for resuming.
         Returns the audit row's id and what changed. Parquet months to rewrite are recorded in
-        ``job_state.publish_pending`` in the same transaction.
+        ``job_state.publish_pending`` in the same transaction. With ``owner``, the commit only
+        happens while that owner still holds the job's lock (LockHeldError otherwise: a run whose
+        lease expired and was taken over commits nothing).
         """
         audit = {**audit, "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -478,7 +515,15 @@ class Store:
             }
             if backfill is not None:
                 values["backfill_range"], values["backfill_next"] = backfill
-            conn.execute(job_state.update().where(job_state.c.job == job).values(**values))
+            update = job_state.update().where(job_state.c.job == job)
+            if owner is not None:
+                update = update.where(job_state.c.lock_owner == owner)
+            if conn.execute(update.values(**values)).rowcount != 1 and owner is not None:
+                raise LockHeldError(
+                    f"job {job!r} lost its lock (its lease expired and another run took it): "
+                    "nothing was committed",
+                    hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+                )
         changes.months = pending
         return int(sync_id), changes
 
@@ -665,6 +710,65 @@ class Store:
             entry.setdefault("last_run", None)
             entry.setdefault("last_success", None)
         return [out[k] for k in sorted(out)]
+
+
+class Lease:
+    """A job's lock held for the length of a ``with`` block and kept alive by a heartbeat.
+
+    The lock is taken with an expiry of now + ``lease`` (store clock); a background thread
+    renews it every ``heartbeat`` while the block runs. A process that dies stops renewing, so
+    its lock expires ``lease`` after the last heartbeat at the latest and the next run of the job,
+    on any host, takes it over. ``check()`` raises once a renewal found the lock taken.
+    """
+
+    def __init__(self, store: Store, job: str, lease: timedelta, heartbeat: timedelta) -> None:
+        self.store, self.job, self.lease, self.heartbeat = store, job, lease, heartbeat
+        self.owner = ""
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self) -> Lease:
+        """Take the lock (LockHeldError when another run holds it) and start the heartbeat."""
+        self.owner = self.store.acquire_lock(self.job, self.lease)
+        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.job}", daemon=True)
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        """Stop the heartbeat and give the lock back (if it is still ours)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.owner and not self.lost:
+            self.store.release_lock(self.job, self.owner)
+
+    def __enter__(self) -> Lease:
+        return self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat.total_seconds()):
+            try:
+                held = self.store.renew_lock(self.job, self.owner, self.lease)
+            except StoreError as exc:  # the store may come back before the lease runs out
+                log.warning("%s: could not renew the lock: %s", self.job, exc)
+                continue
+            if not held:
+                self.lost = True
+                log.error("%s: lost the lock: the lease expired and another run took it", self.job)
+                return
+
+    def check(self) -> None:
+        """Raise LockHeldError when the lock is no longer ours."""
+        if self.lost:
+            raise LockHeldError(
+                f"job {self.job!r} lost its lock (its lease expired and another run took it)",
+                hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+            )
 
 
 def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> Store | None:

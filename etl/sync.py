@@ -31,18 +31,18 @@ from .extract import (
 from .failpoints import failpoint
 from .fold import carry_margin, fold
 from .mapping import Mapped, localize, map_bookings, map_orders
-from .publish import publish
+from .publish import Output, open_output, publish
 from .redact import redact
 from .schema import RUN_COLUMNS, empty_anomalies, empty_runs
 from .source import open_source
-from .store import Store
+from .store import Lease, Store
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(
     "etl.runs"
 )  # one line per run outcome, shown without -v by run/schedule
 
-LOCK_TTL = timedelta(hours=2)
+LOCK_TTL = timedelta(hours=2)  # for callers outside a run (tests, tools); runs use ``lock.lease``
 
 
 @dataclass
@@ -60,7 +60,7 @@ class RunResult:
     runs_total: int = 0
     anomalies: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
-    parquet_files: list[Path] = field(default_factory=list)
+    parquet_files: list[str] = field(default_factory=list)
     sync_id: int | None = None
 
     def summary(self) -> str:
@@ -114,11 +114,25 @@ def open_store(project: Project) -> Store:
 
 
 def parquet_base(project: Project) -> Path | None:
-    """The local Parquet directory, or None when the project writes no Parquet."""
-    if not project.spec.parquet:
+    """The local Parquet directory, or None when the project writes no Parquet or writes it to
+    object storage."""
+    if not project.spec.parquet or project.spec.s3 is not None:
         return None
     base = Path(project.spec.parquet)
     return base if base.is_absolute() else project.root / base
+
+
+def parquet_output(project: Project) -> Output | None:
+    """Where the project's Parquet dataset goes (a local directory or s3://), or None."""
+    if not project.spec.parquet:
+        return None
+    return open_output(project.spec.parquet, project.root, project.spec.s3)
+
+
+def lease(project: Project, store: Store, job_name: str) -> Lease:
+    """The job's lock with the project's lease, renewed by a heartbeat while held."""
+    spec = project.spec.lock
+    return Lease(store, job_name, spec.lease, spec.heartbeat)
 
 
 def start_utc(job: Job) -> datetime:
@@ -254,19 +268,24 @@ def run_job(
     project.require_env([job_name])
     clock = time.monotonic()
     store = open_store(project)
-    owner = store.acquire_lock(job_name, LOCK_TTL)
+    held = lease(project, store, job_name)
+    try:
+        held.acquire()
+    except BaseException:
+        store.close()
+        raise
     started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
     audit: dict[str, object] = {"started_at": started}
     try:
         state = store.state(job_name)
-        base = parquet_base(project)
+        base = parquet_output(project)
         if state and state.publish_pending and base is not None and job.spec.parquet:
             log.info(
                 "%s: publishing months left over from an interrupted run: %s",
                 job_name,
                 ", ".join(state.publish_pending),
             )
-            publish(store, job_name, state.publish_pending, base)
+            publish(store, job_name, state.publish_pending, base, held.check)
             store.clear_pending(job_name, state.publish_pending)
         first = start_utc(job)
 
@@ -278,7 +297,12 @@ def run_job(
                 lo = first
             return Window(lo=lo, hi=max(lo, hi))
 
-        derived = derive(project, job, window_for, store, progress)
+        def still_ours(rows: int) -> None:
+            held.check()
+            if progress is not None:
+                progress(rows)
+
+        derived = derive(project, job, window_for, store, still_ours)
         window = derived.window
         audit.update(window_lo=window.lo, window_hi=window.hi)
         kinds = Counter(derived.anomalies["kind"].tolist())
@@ -307,12 +331,19 @@ def run_job(
             else timedelta(0)
         )
         sync_id, changes = store.commit_sync(
-            job_name, window.lo, window.hi, derived.runs, derived.anomalies, audit, margin
+            job_name,
+            window.lo,
+            window.hi,
+            derived.runs,
+            derived.anomalies,
+            audit,
+            margin,
+            owner=held.owner,
         )
         failpoint("commit")
-        files: list[Path] = []
+        files: list[str] = []
         if base is not None and job.spec.parquet:
-            files = publish(store, job_name, changes.months, base)
+            files = publish(store, job_name, changes.months, base, held.check)
             store.clear_pending(job_name, changes.months)
         result = RunResult(
             job=job_name,
@@ -354,6 +385,6 @@ def run_job(
         raise
     finally:
         try:
-            store.release_lock(job_name, owner)
+            held.release()
         finally:
             store.close()

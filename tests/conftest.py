@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,7 +82,8 @@ def mariadb_database() -> Iterator[str]:
     """A fresh MariaDB/MySQL database for one test, dropped afterwards; yields its URL."""
     server = server_or_skip(MARIADB_URL, "MariaDB")
     name = f"etl_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    # pre-ping: after a long test (the soak) the idle admin connection may have been dropped
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
     try:
@@ -84,3 +92,76 @@ def mariadb_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3 API server (moto's server mode) on loopback, with a fresh bucket per test."""
+
+    endpoint: str
+    bucket: str
+    log: Path
+
+    def client(self) -> object:
+        """A boto3 S3 client for checking what the server holds (not used by booking-etl)."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="eu-central-1")
+
+
+S3_KEY_ID = "AKIAETLTESTKEY000001"
+S3_SECRET = "etl-test-secret-5mR9qT2vXw8zL4nB"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``moto_server`` as a subprocess on a free loopback port for the whole session."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = Path(sys.executable).parent / "moto_server"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"moto_server did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+    try:
+        yield endpoint, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def s3(moto_endpoint: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> S3Server:
+    """The moto S3 server with an empty bucket of this test's own and credentials in the
+    environment (as booking-etl expects them)."""
+    endpoint, log = moto_endpoint
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    server = S3Server(endpoint=endpoint, bucket=f"etl-{uuid.uuid4().hex[:12]}", log=log)
+    server.client().create_bucket(  # type: ignore[attr-defined]
+        Bucket=server.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    return server

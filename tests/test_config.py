@@ -1004,3 +1004,60 @@ def test_cli_validate_never_prints_the_password(
     assert code == 2, output
     assert "connectors/plant.yaml" in output
     assert PASSWORD not in output
+
+
+# --------------------------------------------------------------------------- object storage and locks
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            "parquet: s3://plant-data/etl\n",
+            "etl.yaml: s3: missing: parquet s3://plant-data/etl needs an 's3' section",
+        ),
+        (
+            "parquet: s3://plant-data/etl\ns3:\n  region: eu-central-1\n",
+            "etl.yaml:4: s3.endpoint: missing required key",
+        ),
+        (
+            "parquet: s3://plant-data/etl\ns3:\n  endpoint: minio:9000\n",
+            "etl.yaml:5: s3.endpoint: expected an endpoint URL like",
+        ),
+        (
+            "parquet: s3://Plant_Data/etl\ns3:\n  endpoint: http://minio:9000\n",
+            "etl.yaml:3: parquet: invalid bucket name 'Plant_Data'",
+        ),
+        (
+            "parquet: s3:///etl\ns3:\n  endpoint: http://minio:9000\n",
+            "etl.yaml:3: parquet: no bucket in 's3:///etl'",
+        ),
+        (
+            "parquet: gs://plant-data/etl\n",
+            "etl.yaml:3: parquet: unsupported scheme 'gs'",
+        ),
+        (
+            "parquet: output/parquet\ns3:\n  endpoint: http://minio:9000\n",
+            "etl.yaml:4: s3: 's3' settings go with 'parquet: s3://bucket/prefix'",
+        ),
+        ("lock:\n  lease: 1s\n", "etl.yaml:4: lock.lease: expected at least 2s"),
+    ],
+)
+def test_object_store_and_lock_settings_are_checked(
+    tmp_path: Path, settings: str, expected: str
+) -> None:
+    root = make_project(tmp_path, {**NO_JOB, "etl.yaml": ETL_YAML + settings})
+    problem_with(config_error(root), expected)
+
+
+def test_object_store_settings_load(tmp_path: Path) -> None:
+    settings = (
+        "parquet: s3://plant-data/booking-etl/\n"
+        "s3:\n  endpoint: https://s3.eu-central-1.amazonaws.com/\n  region: eu-central-1\n"
+        "lock:\n  lease: 3m\n"
+    )
+    project = load(make_project(tmp_path, {"etl.yaml": ETL_YAML + settings}))
+    assert project.spec.s3 is not None
+    assert project.spec.s3.endpoint == "https://s3.eu-central-1.amazonaws.com"
+    assert project.spec.lock.lease == timedelta(minutes=3)
+    assert project.spec.lock.heartbeat == timedelta(seconds=45)

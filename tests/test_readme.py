@@ -18,10 +18,12 @@ from etl.config import (
     FilterSpec,
     FoldSpec,
     JobSpec,
+    LockSpec,
     MappingSpec,
     MetricsSpec,
     OrderColumns,
     ProjectSpec,
+    S3Spec,
     SchedulerSpec,
     SourceSpec,
 )
@@ -44,6 +46,8 @@ MODELS = [
     JobSpec,
     SchedulerSpec,
     MetricsSpec,
+    S3Spec,
+    LockSpec,
 ]
 
 

@@ -322,7 +322,7 @@ def test_two_daemons_on_one_postgres_store_never_run_a_job_twice_at_once(
             rows = audit_rows(postgres_database)
             return all(sum(r.job == job for r in rows) >= 5 for job in ("bookings", "orders"))
 
-        wait_for(enough, 20, "five runs of each job")
+        wait_for(enough, 60, "five runs of each job")
         codes = (a.stop(), b.stop())
         logs = a.log() + b.log()
     assert codes == (0, 0)
