@@ -33,6 +33,7 @@ Vectorized with numpy: the state before an event is derived from the previous ev
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -48,6 +49,7 @@ FLAGS = ("closed_by_next_order", "merged", "product_changed", "stale", "clock_sk
 _BIT = {name: 1 << i for i, name in enumerate(FLAGS)}
 _NAT = np.iinfo(np.int64).min
 _ALL_FLAGS = range(1 << len(FLAGS))
+_PARALLEL_FROM = 200_000  # events; below this, threads cost more than they save
 
 
 @dataclass(frozen=True)
@@ -520,14 +522,14 @@ def _encode(
             (empty, empty, empty),
             _Orders(empty),
         )
-    codes = []
-    dictionaries = []
-    for column in range(3):
-        c, d = _dictionary_codes([part.texts[column] for part in parts])
-        codes.append(c)
-        dictionaries.append(d)
-    m, o, p = codes
-    machines, orders, products = dictionaries
+    columns = [[part.texts[column] for part in parts] for column in range(3)]
+    if sum(len(part.t) for part in parts) < _PARALLEL_FROM:
+        encoded = [_dictionary_codes(column) for column in columns]
+    else:
+        # Arrow hashes without the GIL: the three columns on as many cores as there are
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            encoded = list(pool.map(_dictionary_codes, columns))
+    (m, machines), (o, orders), (p, products) = encoded
     # machines and products by value: their dictionaries are small
     m_rank = np.append(_ranks(machines), np.int32(-1))
     m = m_rank[m]
@@ -596,17 +598,20 @@ def _sorted(ev: _Events, orders: _Orders) -> _Events:
     shift = t_bits + 1
     if shift + max(int(ev.m.max()).bit_length(), 1) > 62:
         return ev.take(np.lexsort((ev.p, orders.ranks()[ev.o], ev.s, ev.t, ev.m)))
+    key = ev.t - t0
+    key <<= 1
+    key |= ev.s
+    high = ev.m.astype(np.int64)
+    high <<= shift
+    key |= high
+    del high
     if int(ev.m.max()) < 1 << 15:
         by_machine = np.argsort(ev.m.astype(np.int16), kind="stable")  # a radix sort
-        key = ev.t[by_machine]
-        key -= t0
-        _pack(key, ev.m[by_machine], ev.s[by_machine], shift)
+        key = key[by_machine]
         inner = np.argsort(key, kind="stable")
         order = by_machine[inner]
         del by_machine
     else:
-        key = ev.t - t0
-        _pack(key, ev.m, ev.s, shift)
         inner = np.argsort(key, kind="stable")
         order = inner
     key = key[inner]
@@ -629,13 +634,6 @@ def _sorted(ev: _Events, orders: _Orders) -> _Events:
     key += t0
     f = None if ev.f is None else ev.f[order]
     return _Events(m, ev.o[order], ev.p[order], key, s, f)
-
-
-def _pack(key: np.ndarray, m: np.ndarray, s: np.ndarray, shift: int) -> None:
-    """Time offsets -> (machine, time offset, START?) packed into one int64, in place."""
-    key <<= 1
-    key |= s
-    key |= m.astype(np.int64) << shift
 
 
 def _by_group(ev: _Events, orders: _Orders) -> _Events:
