@@ -92,12 +92,12 @@ def fold(
     ``lo``, their END). ``hi`` is the window's end, used for ``max_open``.
     """
     policy = policy or FoldPolicy()
-    ev, names, orders = _encode(*_events(bookings, carried, lo))
+    ev, names, orders = _encode(_events(bookings, carried, lo))
     if len(ev.t) == 0:
         return FoldResult(empty_runs(), empty_anomalies())
     exclusive = policy.on_new_order == "close" and policy.logins == "single"
     # Per machine for the exclusive state machine, else per (machine, order); END before START,
-    # then by order and product (codes sorted by value, so the result never depends on row order).
+    # then by order and product, compared by value (so the result never depends on row order).
     ev = _sorted(ev, orders)
     if not exclusive:
         ev = _by_group(ev, orders)
@@ -453,10 +453,9 @@ def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray
 
 def _events(
     bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None
-) -> tuple[list[_Part], int]:
+) -> list[_Part]:
     """The bookings and the carried runs' STARTs (and ENDs before ``lo``), as column parts."""
     parts = [_part(bookings, bookings["ts"], bookings["event"])] if not bookings.empty else []
-    n_bookings = len(bookings) if parts else 0
     if carried is not None and not carried.empty:
         start = _part(carried, carried["start"], True)
         start.f = _flag_bits(carried.get("flags"), len(carried)).astype(np.int8)
@@ -467,7 +466,7 @@ def _events(
             ended = carried[carried["end"].notna() & (carried["end"] < lo_ts)]
             if not ended.empty:
                 parts.append(_part(ended, ended["end"], False))
-    return parts, n_bookings
+    return parts
 
 
 @dataclass
@@ -508,7 +507,7 @@ def _arrow_text(column: pd.Series) -> pa.ChunkedArray:
 
 
 def _encode(
-    parts: list[_Part], n_bookings: int
+    parts: list[_Part],
 ) -> tuple[_Events, tuple[pa.Array, pa.Array, pa.Array], _Orders]:
     """Parts -> one set of event arrays; text -> int32 codes (machines and products by value).
 
