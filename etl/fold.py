@@ -33,6 +33,7 @@ Vectorized with numpy: the state before an event is derived from the previous ev
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -40,12 +41,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
 
 FLAGS = ("closed_by_next_order", "merged", "product_changed", "stale", "clock_skew")
 _BIT = {name: 1 << i for i, name in enumerate(FLAGS)}
 _NAT = np.iinfo(np.int64).min
+_ALL_FLAGS = range(1 << len(FLAGS))
+_PARALLEL_FROM = 200_000  # events; below this, threads cost more than they save
 
 
 @dataclass(frozen=True)
@@ -88,31 +92,15 @@ def fold(
     ``lo``, their END). ``hi`` is the window's end, used for ``max_open``.
     """
     policy = policy or FoldPolicy()
-    events = _events(bookings, carried, lo)
-    if events.empty:
+    ev, names, orders = _encode(_events(bookings, carried, lo))
+    if len(ev.t) == 0:
         return FoldResult(empty_runs(), empty_anomalies())
-
-    # Codes sorted by value (factorize(sort=True)), so the result never depends on row order.
-    m_codes, machines = pd.factorize(events["machine_code"], sort=True)
-    o_codes, orders = pd.factorize(events["order_code"], sort=True)
-    p_codes, products = pd.factorize(events["product_code"], sort=True)  # NA -> -1
-    names = (_arrow(machines), _arrow(orders), _arrow(products))
-    ev = _Events(
-        m=m_codes.astype(np.int64),
-        o=o_codes.astype(np.int64),
-        p=p_codes.astype(np.int32),
-        t=events["ts"].to_numpy(dtype="datetime64[us]").view("int64").copy(),
-        s=(events["event"] == "START").to_numpy(),
-        f=events["_flags"].to_numpy(dtype=np.int64),
-    )
     exclusive = policy.on_new_order == "close" and policy.logins == "single"
-    # Per machine for the exclusive state machine, else per (machine, order); END before START.
-    n_o, n_p = len(orders) + 1, len(products) + 2
-    if exclusive:
-        order = _sort(ev.m, ev.t, (ev.s * n_o + ev.o) * n_p + ev.p + 1)
-    else:
-        order = _sort(ev.m * n_o + ev.o, ev.t, ev.s * n_p + ev.p + 1)
-    ev = ev.take(order)
+    # Per machine for the exclusive state machine, else per (machine, order); END before START,
+    # then by order and product, compared by value (so the result never depends on row order).
+    ev = _sorted(ev, orders)
+    if not exclusive:
+        ev = _by_group(ev, orders)
     skew_pair = _clock_skew(ev, policy.clock_skew) if policy.clock_skew > timedelta(0) else None
 
     state = _machine_states(ev) if exclusive else _group_states(ev, policy.logins)
@@ -137,22 +125,18 @@ def fold(
     starts = state.starts
     rm, ro, rp, rs, re_ = ev.m[starts], ev.o[starts], ev.p[starts], ev.t[starts], state.ends
     # flags a carried run already had stay with it (the others are recomputed)
-    flags = ev.f[starts] & (_BIT["product_changed"] | _BIT["clock_skew"] | _BIT["merged"])
-    flags |= np.where(state.closed_by_next, _BIT["closed_by_next_order"], 0)
-    flags |= np.where(
-        np.isin(np.arange(len(starts)), np.unique(state.run_of[state.changed])),
-        _BIT["product_changed"],
-        0,
-    )
+    flags = np.zeros(len(starts), dtype=np.int64)
+    if ev.f is not None:
+        flags |= ev.f[starts] & (_BIT["product_changed"] | _BIT["clock_skew"] | _BIT["merged"])
+    flags[state.closed_by_next] |= _BIT["closed_by_next_order"]
+    flags[_valid(state.run_of[state.changed])] |= _BIT["product_changed"]
     if skew_pair is not None and skew_pair.any():
-        flags |= np.where(
-            np.isin(np.arange(len(starts)), np.unique(state.run_of[skew_pair])),
-            _BIT["clock_skew"],
-            0,
-        )
+        flags[_valid(state.run_of[skew_pair])] |= _BIT["clock_skew"]
 
     if policy.on_new_order == "close" and not exclusive and len(starts):
-        rm, ro, rp, rs, re_, flags, late = _close_by_next_order(rm, ro, rp, rs, re_, flags)
+        rm, ro, rp, rs, re_, flags, late = _close_by_next_order(
+            rm, ro, rp, rs, re_, flags, orders.ranks()
+        )
         anomalies.append(
             _anomalies(
                 "orphan_end",
@@ -166,7 +150,7 @@ def fold(
         )
     if policy.merge_gap > timedelta(0) and len(rs):
         gap = int(policy.merge_gap / timedelta(microseconds=1))
-        rm, ro, rp, rs, re_, flags = _merge(rm, ro, rp, rs, re_, flags, gap)
+        rm, ro, rp, rs, re_, flags = _merge(rm, ro, rp, rs, re_, flags, gap, orders.ranks())
     skewed = (flags & _BIT["clock_skew"]) != 0
     zero = (re_ != _NAT) & (re_ == rs)
     if skew_pair is not None and (skewed & zero).any():
@@ -234,17 +218,46 @@ def fold(
 
 @dataclass
 class _Events:
-    """Events as parallel integer arrays: machine, order, product codes, time (us), START?, flags."""
+    """Events as parallel arrays: machine, order, product codes (int32), time (us), START?, flags.
+
+    ``f`` (the flags of carried runs, int8) is None when nothing was carried.
+    """
 
     m: np.ndarray
     o: np.ndarray
     p: np.ndarray
     t: np.ndarray
     s: np.ndarray
-    f: np.ndarray
+    f: np.ndarray | None
 
     def take(self, index: np.ndarray) -> _Events:
-        return _Events(*(getattr(self, k)[index] for k in ("m", "o", "p", "t", "s", "f")))
+        f = None if self.f is None else self.f[index]
+        return _Events(self.m[index], self.o[index], self.p[index], self.t[index], self.s[index], f)
+
+
+class _Orders:
+    """The order dictionary; its codes follow first appearance, ranks (by value) come on demand.
+
+    Equality is all the state machines need, so sorting the (large) order dictionary is paid only
+    where the order of two orders matters: ties at one time, and the per-order policies.
+    """
+
+    def __init__(self, dictionary: pa.Array) -> None:
+        self.dictionary = dictionary
+        self._ranks: np.ndarray | None = None
+
+    def ranks(self) -> np.ndarray:
+        """Rank by value of every code."""
+        if self._ranks is None:
+            self._ranks = _ranks(self.dictionary)
+        return self._ranks
+
+    def rank_of(self, codes: np.ndarray) -> np.ndarray:
+        """Ranks that order ``codes`` by value (dense among ``codes`` only: cheap for a few)."""
+        if self._ranks is not None:
+            return self._ranks[codes]
+        unique, inverse = np.unique(codes, return_inverse=True)
+        return _ranks(self.dictionary.take(pa.array(unique)))[inverse]
 
 
 @dataclass
@@ -258,12 +271,16 @@ class _State:
     orphan: np.ndarray
     changed: np.ndarray
     run_of: np.ndarray  # per event: index of its run (valid where it belongs to one)
-    open_since: np.ndarray  # per event: start time of the run it belongs to
-    late_end: np.ndarray | None = None
 
     def duplicate_detail(self, ev: _Events) -> pd.Series:
-        since = _stamps(self.open_since[self.duplicate]).astype("string")
-        return "START while the run started at " + since + " is open"
+        # the start of the run each duplicate START fell into; formatted once per distinct time
+        unique, inverse = np.unique(
+            ev.t[self.starts[self.run_of[self.duplicate]]], return_inverse=True
+        )
+        text = pc.binary_join_element_wise(
+            "START while the run started at ", _stamp_text(unique), " is open", ""
+        )
+        return pd.Series(pd.arrays.ArrowStringArray(text.take(pa.array(inverse))))
 
 
 def _clock_skew(ev: _Events, tolerance: timedelta) -> np.ndarray:
@@ -290,7 +307,8 @@ def _clock_skew(ev: _Events, tolerance: timedelta) -> np.ndarray:
     a, b = idx, idx + 1
     for name in ("m", "o", "p", "s", "f"):
         arr = getattr(ev, name)
-        arr[a], arr[b] = arr[b].copy(), arr[a].copy()
+        if arr is not None:
+            arr[a], arr[b] = arr[b].copy(), arr[a].copy()
     ev.t[a] = ev.t[b]
     pair[b] = True
     return pair
@@ -327,7 +345,6 @@ def _group_states(ev: _Events, logins: str) -> _State:
     end_pos = _next_after(np.flatnonzero(closes), starts, group)
     run_of = np.cumsum(run_start) - 1
     run_product = _ffill_in_group(np.where(run_start, ev.p, -2), group)
-    open_since = _ffill_in_group(np.where(run_start, ev.t, -2), group)
     changed = inside & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
     return _State(
         starts=starts,
@@ -337,7 +354,6 @@ def _group_states(ev: _Events, logins: str) -> _State:
         orphan=orphan,
         changed=changed,
         run_of=run_of,
-        open_since=open_since,
     )
 
 
@@ -351,54 +367,63 @@ def _machine_states(ev: _Events) -> _State:
     n = len(ev.t)
     pos = np.arange(n)
     new_machine = np.ones(n, dtype=bool)
-    new_machine[1:] = ev.m[1:] != ev.m[:-1]
-    machine_first = np.maximum.accumulate(np.where(new_machine, pos, 0))
+    np.not_equal(ev.m[1:], ev.m[:-1], out=new_machine[1:])
+    machine_first = np.where(new_machine, pos, 0)
+    np.maximum.accumulate(machine_first, out=machine_first)
+    del new_machine
 
-    # latest START strictly before each event on its machine (-1: none)
-    latest = np.maximum.accumulate(np.where(ev.s, pos, -1))
+    # latest START strictly before each event on its machine
     prev = np.empty(n, dtype=np.int64)
     prev[0] = -1
+    latest = np.where(ev.s, pos, -1)
+    np.maximum.accumulate(latest, out=latest)
     prev[1:] = latest[:-1]
-    has_prev = prev >= machine_first
-    prev = np.where(has_prev, prev, 0)
-    same_order = has_prev & (ev.o[prev] == ev.o)
+    del latest, pos
+    same_order = prev >= machine_first
+    del machine_first
+    np.maximum(prev, 0, out=prev)
+    same_order &= ev.o[prev] == ev.o
     # ENDs of the latest START's order since that START (the first one closes its run)
-    matching = ~ev.s & same_order
-    seen = np.cumsum(matching)
-    before = np.empty(n, dtype=np.int64)
-    before[0] = 0
-    before[1:] = seen[:-1]
-    still_open = same_order & (before - seen[prev] == 0)
+    matching = same_order & ~ev.s
+    seen = np.cumsum(matching, dtype=np.int32)
+    still_open = same_order
+    still_open &= (seen - matching) == seen[prev]
+    del prev, seen, matching, same_order
     run_start = ev.s & ~still_open
     duplicate = ev.s & still_open
-    closes = ~ev.s & still_open
-    orphan = ~ev.s & ~still_open
+    closes = still_open
+    closes &= ~ev.s
+    orphan = ~ev.s
+    orphan &= ~closes
 
-    # the run each event belongs to: the latest run-opening START at or before it
-    opener = np.maximum.accumulate(np.where(run_start, pos, -1))
-    belongs = np.where(ev.s | closes, opener, -1)
-    belongs = np.where(belongs >= machine_first, belongs, -1)
+    # each START and closing END belongs to the latest run-opening START at or before it, which
+    # is on its machine (it is open there); a run has at most one closing END
     starts = np.flatnonzero(run_start)
-    run_index = np.full(n, -1)
-    run_index[starts] = np.arange(len(starts))
-    run_of = np.where(belongs >= 0, run_index[np.maximum(belongs, 0)], -1)
+    run_of = np.cumsum(run_start, dtype=np.int32)
+    run_of -= 1
+    belongs = ev.s | closes
+    run_of[~belongs] = -1
+    del run_start
 
-    # a run ends at its closing END or at the next START of another order, whichever comes first
-    machine_id = np.cumsum(new_machine)
-    # for each run start: the next closing END and the next START of another order (same machine)
-    own = _next_after(np.flatnonzero(closes), starts, machine_id)
-    other = _next_after(
-        np.flatnonzero(_other_order_starts(ev, run_start, opener, machine_first)),
-        starts,
-        machine_id,
-    )
-    by_next = other < own
-    end_pos = np.minimum(own, other)
-    ends = np.where(end_pos < n, ev.t[np.minimum(end_pos, n - 1)], _NAT)
+    # a run ends at its closing END or, when the machine's next run is of another order and the
+    # run is still open then, at that run's START
+    close_pos = np.flatnonzero(closes)
+    end_pos = np.full(len(starts), n, dtype=np.int64)
+    end_pos[run_of[close_pos]] = close_pos
+    by_next = np.zeros(len(starts), dtype=bool)
+    if len(starts) > 1:
+        rm, ro = ev.m[starts], ev.o[starts]
+        by_next[:-1] = (rm[1:] == rm[:-1]) & (ro[1:] != ro[:-1]) & (end_pos[:-1] == n)
+        end_pos[:-1][by_next[:-1]] = starts[1:][by_next[:-1]]
+    ends = np.full(len(starts), _NAT, dtype=np.int64)
+    ended = end_pos < n
+    ends[ended] = ev.t[end_pos[ended]]
 
-    run_product = np.where(belongs >= 0, ev.p[np.maximum(belongs, 0)], -1)
-    changed = (duplicate | closes) & (ev.p >= 0) & (run_product >= 0) & (ev.p != run_product)
-    open_since = np.where(belongs >= 0, ev.t[np.maximum(belongs, 0)], _NAT)
+    # product_changed: a later booking of the run (duplicate START or closing END) names another
+    candidates = np.flatnonzero((duplicate | closes) & (ev.p >= 0))
+    run_product = ev.p[starts[run_of[candidates]]]
+    changed = np.zeros(n, dtype=bool)
+    changed[candidates[(run_product >= 0) & (run_product != ev.p[candidates])]] = True
     return _State(
         starts=starts,
         ends=ends,
@@ -407,20 +432,7 @@ def _machine_states(ev: _Events) -> _State:
         orphan=orphan,
         changed=changed,
         run_of=run_of,
-        open_since=open_since,
     )
-
-
-def _other_order_starts(
-    ev: _Events, run_start: np.ndarray, opener: np.ndarray, machine_first: np.ndarray
-) -> np.ndarray:
-    """STARTs that open a run of another order than the run opened before them on the machine."""
-    n = len(ev.t)
-    before = np.empty(n, dtype=np.int64)
-    before[0] = -1
-    before[1:] = opener[:-1]
-    has = before >= machine_first
-    return run_start & has & (ev.o[np.maximum(before, 0)] != ev.o)
 
 
 def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -441,68 +453,198 @@ def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray
 
 def _events(
     bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None
-) -> pd.DataFrame:
-    cols = ["ts", "machine_code", "order_code", "product_code", "event"]
-    parts = [bookings[cols].assign(_flags=0)] if not bookings.empty else []
+) -> list[_Part]:
+    """The bookings and the carried runs' STARTs (and ENDs before ``lo``), as column parts."""
+    parts = [_part(bookings, bookings["ts"], bookings["event"])] if not bookings.empty else []
     if carried is not None and not carried.empty:
-        parts.append(
-            pd.DataFrame(
-                {
-                    "ts": carried["start"],
-                    "machine_code": carried["machine_code"],
-                    "order_code": carried["order_code"],
-                    "product_code": carried["product_code"],
-                    "event": "START",
-                    "_flags": _flag_bits(carried.get("flags"), len(carried)),
-                }
-            )
-        )
+        start = _part(carried, carried["start"], True)
+        start.f = _flag_bits(carried.get("flags"), len(carried)).astype(np.int8)
+        parts.append(start)
         if lo is not None:
             # closed runs carried for merging: their END lies before the window, so add it
             lo_ts = pd.Timestamp(lo)
             ended = carried[carried["end"].notna() & (carried["end"] < lo_ts)]
             if not ended.empty:
-                parts.append(
-                    pd.DataFrame(
-                        {
-                            "ts": ended["end"],
-                            "machine_code": ended["machine_code"],
-                            "order_code": ended["order_code"],
-                            "product_code": ended["product_code"],
-                            "event": "END",
-                            "_flags": 0,
-                        }
-                    )
-                )
-    if not parts:
-        return pd.DataFrame(columns=[*cols, "_flags"])
-    events = (
-        pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+                parts.append(_part(ended, ended["end"], False))
+    return parts
+
+
+@dataclass
+class _Part:
+    """One source of events, columns as they came (text stays Arrow until it is encoded)."""
+
+    t: np.ndarray
+    s: np.ndarray
+    texts: tuple[pa.ChunkedArray, pa.ChunkedArray, pa.ChunkedArray]
+    f: np.ndarray | None = None
+
+
+def _part(frame: pd.DataFrame, ts: pd.Series, event: pd.Series | bool) -> _Part:
+    t = ts.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").view("int64")
+    if isinstance(event, bool):
+        s = np.full(len(frame), event)
+    else:
+        s = pc.fill_null(pc.equal(_arrow_text(event), "START"), False).to_numpy()
+    texts = (
+        _arrow_text(frame["machine_code"]),
+        _arrow_text(frame["order_code"]),
+        _arrow_text(frame["product_code"]),
     )
-    return events.astype({"ts": "datetime64[us, UTC]"})
+    return _Part(t=t, s=s, texts=texts)
 
 
-def _sort(primary: np.ndarray, t: np.ndarray, tail: np.ndarray) -> np.ndarray:
-    """Order by (primary, t, tail). Packs primary and time into one int64 key when they fit."""
-    if len(t) == 0:
-        return np.arange(0)
-    t_rel = t - t.min()
-    t_bits = max(int(t_rel.max()).bit_length(), 1)
-    p_bits = max(int(primary.max()).bit_length(), 1)
-    if t_bits + p_bits > 62:
-        return np.lexsort((tail, t, primary))
-    key = (primary.astype(np.int64) << t_bits) | t_rel
-    order = np.argsort(key, kind="stable")  # one int64 key: much faster than a multi-key sort
-    ranked = key[order]
-    tie = np.zeros(len(key), dtype=bool)
-    tie[1:] = ranked[1:] == ranked[:-1]
+def _arrow_text(column: pd.Series) -> pa.ChunkedArray:
+    """A text column as Arrow without copying when it is Arrow-backed already."""
+    values = pa.array(column.array, from_pandas=True)
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values])
+    kind = values.type
+    if not (
+        pa.types.is_dictionary(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    ):
+        values = values.cast(pa.large_string())
+    return values
+
+
+def _encode(
+    parts: list[_Part],
+) -> tuple[_Events, tuple[pa.Array, pa.Array, pa.Array], _Orders]:
+    """Parts -> one set of event arrays; text -> int32 codes (machines and products by value).
+
+    Dictionary-typed text columns (Arrow dictionaries, pandas categoricals) keep their codes.
+    """
+    if not parts:
+        none = np.zeros(0, dtype=np.int32)
+        empty = pa.array([], pa.string())
+        return (
+            _Events(none, none, none, np.zeros(0, np.int64), np.zeros(0, bool), None),
+            (empty, empty, empty),
+            _Orders(empty),
+        )
+    columns = [[part.texts[column] for part in parts] for column in range(3)]
+    if sum(len(part.t) for part in parts) < _PARALLEL_FROM:
+        encoded = [_dictionary_codes(column) for column in columns]
+    else:
+        # Arrow hashes without the GIL: the three columns on as many cores as there are
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            encoded = list(pool.map(_dictionary_codes, columns))
+    (m, machines), (o, orders), (p, products) = encoded
+    # machines and products by value: their dictionaries are small
+    m_rank = np.append(_ranks(machines), np.int32(-1))
+    m = m_rank[m]
+    machines = machines.take(pa.array(np.argsort(m_rank[:-1])))
+    p_rank = np.append(_ranks(products), np.int32(-1))  # code -1 (no product) stays -1
+    p = p_rank[p]
+    products = products.take(pa.array(np.argsort(p_rank[:-1])))
+    one = len(parts) == 1
+    t = parts[0].t if one else np.concatenate([part.t for part in parts])
+    s = parts[0].s if one else np.concatenate([part.s for part in parts])
+    f = None
+    if any(part.f is not None for part in parts):
+        f = np.concatenate(
+            [part.f if part.f is not None else np.zeros(len(part.t), np.int8) for part in parts]
+        )
+    return _Events(m, o, p, t, s, f), (machines, orders, products), _Orders(orders)
+
+
+def _dictionary_codes(columns: list[pa.ChunkedArray]) -> tuple[np.ndarray, pa.Array]:
+    """int32 codes (-1: null) and the dictionary they index, in first-appearance order."""
+    types = {column.type for column in columns}
+    if len(types) > 1:
+        columns = [column.cast(pa.large_string()) for column in columns]
+    chunks = [chunk for column in columns for chunk in column.chunks]
+    values = pa.chunked_array(chunks, type=columns[0].type)
+    if pa.types.is_dictionary(values.type):
+        values = values.unify_dictionaries()
+    else:
+        values = values.dictionary_encode()
+    if values.num_chunks == 0:
+        return np.zeros(0, np.int32), pa.array([], pa.string())
+    dictionary = values.chunk(0).dictionary
+    if any(len(chunk.dictionary) != len(dictionary) for chunk in values.chunks):
+        # the hash kernel shares one dictionary among the chunks; be safe if it ever does not
+        values = values.unify_dictionaries()
+        dictionary = values.chunk(0).dictionary
+    codes = np.concatenate(
+        [
+            pc.fill_null(chunk.indices.cast(pa.int32()), -1).to_numpy(zero_copy_only=False)
+            for chunk in values.chunks
+        ]
+    )
+    return codes, dictionary
+
+
+def _ranks(dictionary: pa.Array) -> np.ndarray:
+    """For each dictionary entry, its rank by value (int32)."""
+    order = pc.array_sort_indices(dictionary).to_numpy()
+    ranks = np.empty(len(dictionary), dtype=np.int32)
+    ranks[order] = np.arange(len(dictionary), dtype=np.int32)
+    return ranks
+
+
+def _sorted(ev: _Events, orders: _Orders) -> _Events:
+    """The events in (machine, time, END first, order, product) order, stable.
+
+    Machine, time and START? are packed into one int64 key, which also gives them back sorted.
+    The events are first grouped by machine with a radix sort of the (small) machine codes; within
+    a machine, bookings mostly arrive in time order, which the stable (adaptive) sort of the key
+    then finds as long ascending runs. Ties of the key are ordered by order and product
+    afterwards: there are few.
+    """
+    n = len(ev.t)
+    t0 = int(ev.t.min())
+    t_bits = max((int(ev.t.max()) - t0).bit_length(), 1)
+    shift = t_bits + 1
+    if shift + max(int(ev.m.max()).bit_length(), 1) > 62:
+        return ev.take(np.lexsort((ev.p, orders.ranks()[ev.o], ev.s, ev.t, ev.m)))
+    key = ev.t - t0
+    key <<= 1
+    key |= ev.s
+    high = ev.m.astype(np.int64)
+    high <<= shift
+    key |= high
+    del high
+    if int(ev.m.max()) < 1 << 15:
+        by_machine = np.argsort(ev.m.astype(np.int16), kind="stable")  # a radix sort
+        key = key[by_machine]
+        inner = np.argsort(key, kind="stable")
+        order = by_machine[inner]
+        del by_machine
+    else:
+        inner = np.argsort(key, kind="stable")
+        order = inner
+    key = key[inner]
+    del inner
+    tie = np.zeros(n, dtype=bool)
+    np.equal(key[1:], key[:-1], out=tie[1:])
     if tie.any():
-        # equal (machine, time): order those few by the tie-break key, within their slots
+        # equal (machine, time, START?): by order, then product, within their slots
         tie[:-1] |= tie[1:]
         slots = np.flatnonzero(tie)
         members = order[slots]
-        order[slots] = members[np.lexsort((tail[members], ranked[slots]))]
-    return order
+        order[slots] = members[
+            np.lexsort((ev.p[members], orders.rank_of(ev.o[members]), key[slots]))
+        ]
+    del tie
+    m = (key >> shift).astype(np.int32)
+    s = (key & 1).astype(bool)
+    key >>= 1
+    key &= (1 << t_bits) - 1
+    key += t0
+    f = None if ev.f is None else ev.f[order]
+    return _Events(m, ev.o[order], ev.p[order], key, s, f)
+
+
+def _by_group(ev: _Events, orders: _Orders) -> _Events:
+    """Events in (machine, time, ...) order regrouped, stably, by (machine, order)."""
+    group = ev.m.astype(np.int64) << 32
+    group |= orders.ranks()[ev.o]
+    return ev.take(np.argsort(group, kind="stable"))
+
+
+def _valid(runs: np.ndarray) -> np.ndarray:
+    """Run indices that are runs (-1: the event belongs to none)."""
+    return runs[runs >= 0]
 
 
 def _flag_bits(flags: pd.Series | None, n: int) -> np.ndarray:
@@ -551,10 +693,13 @@ def _ffill_in_group(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.where(last >= group_first, values[np.maximum(last, 0)], -2).astype(np.int64)
 
 
-def _by_machine_and_start(*columns: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Run columns (machine, order, product, start, end, flags) ordered by machine, start, order."""
+def _by_machine_and_start(ranks: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Run columns (machine, order, product, start, end, flags) ordered by machine, start, order.
+
+    ``ranks`` orders the order codes by value.
+    """
     rm, ro, _rp, rs = columns[:4]
-    order = np.lexsort((ro, rs, rm))
+    order = np.lexsort((ranks[ro], rs, rm))
     return tuple(column[order] for column in columns)
 
 
@@ -565,9 +710,10 @@ def _close_by_next_order(
     rs: np.ndarray,
     re_: np.ndarray,
     flags: np.ndarray,
+    ranks: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """End each run at the next start of another order on its machine (``logins: count``)."""
-    rm, ro, rp, rs, re_, flags = _by_machine_and_start(rm, ro, rp, rs, re_, flags)
+    rm, ro, rp, rs, re_, flags = _by_machine_and_start(ranks, rm, ro, rp, rs, re_, flags)
     n = len(rs)
     next_start = np.full(n, _NAT)
     same_machine = np.zeros(n, dtype=bool)
@@ -591,9 +737,10 @@ def _merge(
     re_: np.ndarray,
     flags: np.ndarray,
     gap: int,
+    ranks: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Merge consecutive runs of the same order on a machine separated by at most ``gap``."""
-    rm, ro, rp, rs, re_, flags = _by_machine_and_start(rm, ro, rp, rs, re_, flags)
+    rm, ro, rp, rs, re_, flags = _by_machine_and_start(ranks, rm, ro, rp, rs, re_, flags)
     n = len(rs)
     joins = np.zeros(n, dtype=bool)
     joins[1:] = (
@@ -619,34 +766,37 @@ def _merge(
 
 def _names(dictionary: pa.Array, codes: np.ndarray) -> pd.Series:
     """Codes back to text (-1: NA), with Arrow's take: no Python object per row."""
-    taken = (
-        dictionary.take(pa.array(codes, mask=codes < 0))
-        if len(dictionary)
-        else pa.nulls(len(codes), pa.string())
-    )
-    return pd.Series(pd.arrays.ArrowStringArray(taken))
-
-
-def _arrow(uniques: pd.Index) -> pa.Array:
-    """Factorized uniques as an Arrow string array, the dictionary ``_names`` takes from."""
-    try:
-        return pa.array(uniques.array, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return pa.array(np.asarray(uniques, dtype=object), type=pa.string())
+    if not len(dictionary):
+        return pd.Series(pd.arrays.ArrowStringArray(pa.nulls(len(codes), pa.large_string())))
+    missing = codes < 0
+    index = pa.array(codes, mask=missing) if missing.any() else pa.array(codes)
+    return pd.Series(pd.arrays.ArrowStringArray(dictionary.take(index)))
 
 
 def _stamps(values: np.ndarray) -> pd.Series:
-    return (
-        pd.Series(values.view("datetime64[us]")).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    return pd.Series(values.view("datetime64[us]"), dtype="datetime64[us, UTC]")
+
+
+def _stamp_text(values: np.ndarray) -> pa.Array:
+    """UTC times (us) as pandas writes them: ``2024-03-04 06:00:00+00:00``, with a fraction
+    (milli- or microseconds, the same for all) only when one of them needs it."""
+    fraction = values % 1_000_000
+    unit: Literal["s", "ms", "us"] = (
+        "s" if not fraction.any() else "ms" if not (fraction % 1000).any() else "us"
+    )
+    text = pa.array(np.datetime_as_string(values.view("datetime64[us]"), unit=unit))
+    return pc.binary_join_element_wise(
+        pc.replace_substring(text, "T", " ", max_replacements=1), "+00:00", ""
     )
 
 
 def _flag_text(flags: np.ndarray) -> pd.Series:
-    out = pd.Series(pd.NA, index=range(len(flags)), dtype="string")
-    for value in np.unique(flags[flags != 0]):
-        text = ",".join(name for name in FLAGS if value & _BIT[name])
-        out[flags == value] = text
-    return out
+    """Flag bits -> comma-separated names (NA when none), one text per distinct combination."""
+    texts = pa.array(
+        [",".join(name for name in FLAGS if value & _BIT[name]) or None for value in _ALL_FLAGS],
+        pa.large_string(),
+    )
+    return pd.Series(pd.arrays.ArrowStringArray(texts.take(pa.array(flags))))
 
 
 def _anomalies(
@@ -667,10 +817,8 @@ def _anomalies(
             "machine_code": _names(machines, m[mask]),
             "order_code": _names(orders, o[mask]),
             "ts": _stamps(t[mask]),
-            "detail": pd.Series(
-                detail.to_numpy() if isinstance(detail, pd.Series) else detail,
-                index=range(int(mask.sum())),
-                dtype="string",
-            ),
+            "detail": detail.reset_index(drop=True)
+            if isinstance(detail, pd.Series)
+            else pd.Series(detail, index=range(int(mask.sum())), dtype="string"),
         }
     )
