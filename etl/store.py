@@ -397,18 +397,12 @@ class Store:
                 runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
             ]
             keys = [
-                {"m": m, "o": o, "s": s.to_pydatetime()}
+                (m, o, s.to_pydatetime())
                 for m, o, s in outside[["machine_code", "order_code", "start"]].itertuples(
                     index=False, name=None
                 )
             ]
-            by_key = sa.and_(
-                t.c.job == job,
-                t.c.machine_code == sa.bindparam("m"),
-                t.c.order_code == sa.bindparam("o"),
-                t.c.start == sa.bindparam("s", type_=UTCDateTime()),
-            )
-            for key in keys:
+            for chunk in _by_key(job, keys):
                 old.extend(
                     conn.execute(
                         sa.select(
@@ -418,8 +412,7 @@ class Store:
                             t.c.start,
                             t.c.end,
                             t.c.flags,
-                        ).where(by_key),
-                        key,
+                        ).where(chunk)
                     ).all()
                 )
             state, old_watermark = conn.execute(
@@ -440,8 +433,8 @@ class Store:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
-            if keys:
-                conn.execute(t.delete().where(by_key), keys)
+            for chunk in _by_key(job, keys):
+                conn.execute(t.delete().where(chunk))
             in_window = anomalies.c.ts >= lo
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
@@ -740,6 +733,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
+
+
+def _by_key(job: str, keys: list[tuple[str, str, datetime]]) -> Iterator[sa.ColumnElement[bool]]:
+    """``job``'s runs with these (machine, order, start) keys, as a few set-based predicates
+    (a row-value IN list per chunk of keys) instead of one statement per key."""
+    t = production_runs
+    row = sa.tuple_(t.c.machine_code, t.c.order_code, t.c.start)
+    for at in range(0, len(keys), KEY_CHUNK):
+        yield sa.and_(t.c.job == job, row.in_(keys[at : at + KEY_CHUNK]))
 
 
 def _runs_frame(rows: Any) -> pd.DataFrame:
