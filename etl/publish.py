@@ -97,8 +97,17 @@ def _remove_partition(directory: Path) -> None:
         raise StoreError(f"parquet: cannot remove {directory}: {exc.strerror or exc}") from None
 
 
+def _unchanged(table: pa.Table, target: Path) -> bool:
+    """Whether ``target`` already holds exactly ``table`` (then it is not rewritten)."""
+    try:
+        return target.is_file() and pq.read_table(target).equals(table)
+    except (OSError, pa.ArrowException):
+        return False  # unreadable: write it anew
+
+
 def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]:
-    """Rewrite the job's partitions for ``months`` from the store; returns the files written."""
+    """Rewrite the job's partitions for ``months`` from the store; returns the files written.
+    A partition whose file already holds the same rows is left as it is."""
     written: list[Path] = []
     for month in sorted(set(months)):
         runs = store.runs_in_month(job, month)
@@ -106,8 +115,10 @@ def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]
         if runs.empty:
             _remove_partition(part)
         else:
-            write_atomically(runs_table(runs), part / FILE_NAME)
-            written.append(part / FILE_NAME)
+            table = runs_table(runs)
+            if not _unchanged(table, part / FILE_NAME):
+                write_atomically(table, part / FILE_NAME)
+                written.append(part / FILE_NAME)
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
         found = store.anomalies_in_month(job, dated_month)
@@ -115,8 +126,10 @@ def publish(store: Store, job: str, months: list[str], base: Path) -> list[Path]
         if found.empty:
             _remove_partition(folder)
         else:
-            write_atomically(anomalies_table(found), folder / FILE_NAME)
-            written.append(folder / FILE_NAME)
+            table = anomalies_table(found)
+            if not _unchanged(table, folder / FILE_NAME):
+                write_atomically(table, folder / FILE_NAME)
+                written.append(folder / FILE_NAME)
     log.debug("published %d partition files for %s", len(written), job)
     return written
 
