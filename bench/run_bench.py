@@ -251,13 +251,12 @@ def run_dlt(backend: str, dialect: str, table: str) -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="etl-bench-dlt-"))
     try:
-        credentials = URLS[dialect] if backend != "connectorx" else CX_URLS[dialect]
         kwargs: dict[str, Any] = {}
-        if backend == "connectorx":
+        if backend == "connectorx":  # SQLAlchemy reflects the table, connectorx reads it
             kwargs["backend_kwargs"] = {"conn": CX_URLS[dialect], "return_type": "arrow"}
         t0 = time.perf_counter()
         resource = sql_table(
-            credentials=URLS[dialect] if backend != "connectorx" else credentials,
+            credentials=URLS[dialect],
             table=table,
             backend=backend,
             chunk_size=50_000,
