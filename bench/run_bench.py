@@ -296,6 +296,8 @@ class Measured:
 
     @property
     def rate(self) -> float | None:
+        if self.note.startswith(("failed", "timed out", "skipped")):
+            return None
         seconds = self.work_s if self.work_s is not None else self.wall_s
         return self.rows / seconds if seconds and self.rows else None
 
