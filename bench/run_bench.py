@@ -71,19 +71,32 @@ def table_name(rows: int) -> str:
 # ---------------------------------------------------------------------------------- the data
 
 
-def ensure_table(dialect: str, rows: int) -> str:
-    """Create and fill the table once: START/END bookings of 200 machines, one every 8 s, ending
-    365 days after the day it was made (so a 14-day window before now is full for a year)."""
+def ensure_table(dialect: str, rows: int, *, live: bool = False) -> str:
+    """Create and fill the table once: START/END bookings of 200 machines, one every 8 s.
+
+    A plain table ends at midnight before the day it was made (all in the past: a backfill reads
+    it whole). The ``live`` table (``..._live``, for the sync cadence) ends 365 days after it was
+    made, so the 14 days before now are full; it is made anew once that no longer holds.
+    """
     import sqlalchemy as sa
 
-    name = table_name(rows)
+    name = table_name(rows) + ("_live" if live else "")
+    midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
     engine = sa.create_engine(URLS[dialect])
     try:
         with engine.begin() as conn:
             inspector = sa.inspect(conn)
             if inspector.has_table(name):
-                have = conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
-                if have == rows:
+                have, first, last = conn.execute(
+                    sa.text(f"SELECT count(*), min(buchungszeit), max(buchungszeit) FROM {name}")
+                ).one()
+                now = datetime.now()
+                fits = (
+                    first <= now - timedelta(days=15) and last >= now + timedelta(days=1)
+                    if live
+                    else last <= now
+                )
+                if have == rows and fits:
                     if any(
                         ix["column_names"] == ["buchungszeit"] for ix in inspector.get_indexes(name)
                     ):
@@ -92,8 +105,7 @@ def ensure_table(dialect: str, rows: int) -> str:
                     return "kept, index added"
                 conn.execute(sa.text(f"DROP TABLE {name}"))
             end = (
-                datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-                + timedelta(days=365)
+                midnight + timedelta(days=365 if live else 0) - timedelta(seconds=STEP_S)
             ).strftime("%Y-%m-%d %H:%M:%S")
             stamp = "timestamp(6)" if dialect == "postgresql" else "datetime(6)"
             conn.execute(
@@ -491,7 +503,7 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
     import sqlalchemy as sa
 
     out: list[str] = []
-    table = table_name(rows)
+    table = table_name(rows) + "_live"
     work = Path(tempfile.mkdtemp(prefix="etl-bench-cadence-"))
     try:
         engine = sa.create_engine(PG_URL)
@@ -693,31 +705,31 @@ def main() -> None:
         flush=True,
     )
 
-    live = []
+    up = []
     for source in sources:
+        tables = [(rows, False) for rows in sorted(set(sizes))]
+        if "cadence" in groups and source == "postgresql":
+            tables.append((CADENCE_ROWS, True))
         try:
-            for rows in sorted(
-                set(sizes)
-                | ({CADENCE_ROWS} if "cadence" in groups and source == "postgresql" else set())
-            ):
+            for rows, live_table in tables:
                 t0 = time.perf_counter()
-                state = ensure_table(source, rows)
+                state = ensure_table(source, rows, live=live_table)
                 print(
-                    f"<!-- {source} {table_name(rows)}: {state} "
+                    f"<!-- {source} {table_name(rows)}{'_live' if live_table else ''}: {state} "
                     f"({time.perf_counter() - t0:.0f} s) -->",
                     flush=True,
                 )
-            live.append(source)
+            up.append(source)
         except Exception as exc:  # a server that does not answer: say so, go on
             print(f"<!-- {source}: skipped: {str(exc).splitlines()[0]} -->", flush=True)
 
     extraction_groups = [
         g for g in groups if g in ("limit", "pandas", "connectorx", "dlt", "etl-extract")
     ]
-    if extraction_groups and live:
+    if extraction_groups and up:
         print("\n## Extraction: whole table out of the source\n", flush=True)
         results: list[Measured] = []
-        for source in live:
+        for source in up:
             for rows in sizes:
                 plan: list[tuple[str, str, str, bool]] = []  # group, kind, tool, slow
                 if "limit" in groups:
@@ -788,7 +800,7 @@ def main() -> None:
             cwd=ROOT,
         )
 
-    if "backfill" in groups and "postgresql" in live:
+    if "backfill" in groups and "postgresql" in up:
         print(
             "\n## Full `etl backfill` of the table into the store and Parquet "
             "(PostgreSQL source, whole process)\n",
@@ -807,7 +819,7 @@ def main() -> None:
                     flush=True,
                 )
 
-    if "cadence" in groups and "postgresql" in live:
+    if "cadence" in groups and "postgresql" in up:
         print("\n## Sync cadence: `etl run`, 14-day re-read window (whole process)\n", flush=True)
         print("\n".join(cadence()), flush=True)
 
