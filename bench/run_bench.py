@@ -706,7 +706,8 @@ def main() -> None:
     )
 
     up = []
-    for source in sources:
+    needs_tables = set(groups) - {"fold", "startup"}
+    for source in sources if needs_tables else []:
         tables = [(rows, False) for rows in sorted(set(sizes))]
         if "cadence" in groups and source == "postgresql":
             tables.append((CADENCE_ROWS, True))
