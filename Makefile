@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
 
 .PHONY: demo test soak lint format bench clean
 
@@ -26,9 +28,15 @@ lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
 	$(BIN)/ruff format --check etl tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## benchmarks (minutes; results go into BENCHMARKS.md by hand)
-	$(BIN)/python bench/fold_bench.py --rows 1000000 5000000
-	$(BIN)/python bench/extract_bench.py --rows 1000000 5000000
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# benchmarks against the local PostgreSQL and MariaDB; prints Markdown tables (results go into
+# BENCHMARKS.md by hand). A part: make bench BENCH_ARGS='--quick' or '--only postgresql dlt'
+# or '--rows 5000000' or '--skip-slow'; see bench/run_bench.py --help.
+bench: $(BENCH_STAMP)  ## benchmarks (hours in full, see BENCHMARKS.md; --quick: about 20 minutes)
+	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format etl tests

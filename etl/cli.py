@@ -6,15 +6,21 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .config import Project, find_root, load_project
 from .errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
 from .logs import add_secrets, setup_logging, show_run_outcomes
 from .redact import redact
+
+if TYPE_CHECKING:
+    from .config import Project
+
+# Start-up: this module imports only click and the small etl modules above. Each command imports
+# what it needs (config/pydantic, pandas, pyarrow, SQLAlchemy, APScheduler) inside its body, so
+# `etl --help` and `etl status` do not pay for the data stack.
 
 
 class EtlGroup(click.Group):
@@ -61,6 +67,8 @@ def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
 
 
 def _project(ctx: click.Context) -> Project:
+    from .config import find_root, load_project
+
     root = ctx.obj["root"] or find_root()
     project = load_project(Path(root))
     ctx.meta["etl.secrets"] = project.secrets

@@ -20,7 +20,6 @@ from typing import Any
 from .config import Project
 from .errors import EtlError
 from .redact import redact
-from .schedule import job_health
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ def textfile_path(project: Project) -> Path | None:
 
 def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> str:
     """The metrics of every configured job in the Prometheus text exposition format."""
+    from .schedule import job_health  # imports APScheduler: only when metrics are written
+
     samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name, _ in METRICS}
     by_job = {entry["job"]: entry for entry in entries}
     for name, job in sorted(project.jobs.items()):

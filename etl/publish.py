@@ -93,9 +93,9 @@ class Output(Protocol):
 
     display: str
 
-    def write(self, table: pa.Table, relative: str) -> str:
+    def write(self, table: pa.Table, relative: str) -> str | None:
         """Replace the file at ``relative`` (a ``/``-path under the root) with ``table``; returns
-        where it went."""
+        where it went (None: the file already held exactly this table and was left alone)."""
 
     def remove(self, relative: str) -> None:
         """Delete the directory ``relative`` and everything under it (absent: nothing to do)."""
@@ -108,8 +108,10 @@ class LocalOutput:
         self.base = base
         self.display = str(base)
 
-    def write(self, table: pa.Table, relative: str) -> str:
+    def write(self, table: pa.Table, relative: str) -> str | None:
         target = self.base / relative
+        if _unchanged(table, target):
+            return None
         write_atomically(table, target)
         return str(target)
 
@@ -189,6 +191,14 @@ def open_output(parquet: str, root: Path, s3: S3Spec | None = None) -> Output:
     return LocalOutput(base if base.is_absolute() else root / base)
 
 
+def _unchanged(table: pa.Table, target: Path) -> bool:
+    """Whether ``target`` already holds exactly ``table`` (then it is not rewritten)."""
+    try:
+        return target.is_file() and pq.read_table(target).equals(table)
+    except (OSError, pa.ArrowException):
+        return False  # unreadable: write it anew
+
+
 def write_atomically(table: pa.Table, target: Path) -> None:
     """Write ``table`` to ``target`` via a hidden temporary file and a rename."""
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
@@ -221,6 +231,11 @@ def _remove_partition(directory: Path) -> None:
         raise StoreError(f"parquet: cannot remove {directory}: {exc.strerror or exc}") from None
 
 
+def _add(written: list[str], where: str | None) -> None:
+    if where is not None:
+        written.append(where)
+
+
 def publish(
     store: Store,
     job: str,
@@ -229,6 +244,7 @@ def publish(
     still_ours: Callable[[], None] | None = None,
 ) -> list[str]:
     """Rewrite the job's partitions for ``months`` from the store; returns the files written.
+    A local partition whose file already holds the same rows is left as it is.
 
     ``still_ours()`` (when given) is called before each partition; it raises when the job's lock
     was lost, so a run that overstayed its lease stops writing.
@@ -244,7 +260,7 @@ def publish(
         if runs.empty:
             output.remove(part)
         else:
-            written.append(output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
+            _add(written, output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
         if check is not None:
@@ -254,7 +270,7 @@ def publish(
         if found.empty:
             output.remove(folder)
         else:
-            written.append(output.write(anomalies_table(found), f"{folder}/{FILE_NAME}"))
+            _add(written, output.write(anomalies_table(found), f"{folder}/{FILE_NAME}"))
     log.debug("published %d partition files for %s to %s", len(written), job, output.display)
     return written
 

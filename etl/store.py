@@ -166,16 +166,30 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
 def _records(
     frame: pd.DataFrame, columns: list[str], extra: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    out = []
-    sub = frame[columns].astype(object).where(frame[columns].notna(), None)
-    for row in sub.itertuples(index=False, name=None):
-        record = dict(zip(columns, row, strict=True))
-        for key, value in record.items():
-            if isinstance(value, pd.Timestamp):
-                record[key] = value.to_pydatetime()
-        record.update(extra)
-        out.append(record)
-    return out
+    """Rows as dicts for an executemany; NA becomes None, timestamps Python datetimes."""
+    values = []
+    for col in columns:
+        series = frame[col]
+        if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
+            series
+        ):
+            stamps = series.dt.to_pydatetime()
+            values.append([None if n else v for v, n in zip(stamps, series.isna(), strict=True)])
+        else:
+            values.append(series.astype(object).where(series.notna(), None).tolist())
+    return [{**dict(zip(columns, row, strict=True)), **extra} for row in zip(*values, strict=True)]
+
+
+def _keys(frame: pd.DataFrame) -> list[tuple[str, str, datetime]]:
+    """(machine, order, start) keys of a run frame."""
+    return list(
+        zip(
+            frame["machine_code"].tolist(),
+            frame["order_code"].tolist(),
+            frame["start"].dt.to_pydatetime().tolist(),
+            strict=True,
+        )
+    )
 
 
 class Store:
@@ -366,9 +380,7 @@ class Store:
     ) -> pd.DataFrame:
         """Runs that started before ``lo`` and were open at ``lo - margin`` (end NULL or later)."""
         t = production_runs
-        query = sa.select(
-            t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end, t.c.flags
-        ).where(
+        query = sa.select(*_run_columns()).where(
             t.c.job == job,
             t.c.start < lo,
             sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
@@ -417,14 +429,7 @@ class Store:
         with self.begin() as conn:
             old = list(
                 conn.execute(
-                    sa.select(
-                        t.c.machine_code,
-                        t.c.order_code,
-                        t.c.product_code,
-                        t.c.start,
-                        t.c.end,
-                        t.c.flags,
-                    ).where(self._replaced(job, lo, margin, upto))
+                    sa.select(*_run_columns()).where(self._replaced(job, lo, margin, upto))
                 ).all()
             )
             # runs re-derived from rows corrected long ago (an order table's updated_at) lie
@@ -434,37 +439,19 @@ class Store:
                 runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
             ]
             keys = [
-                {"m": m, "o": o, "s": s.to_pydatetime()}
+                (m, o, s.to_pydatetime())
                 for m, o, s in outside[["machine_code", "order_code", "start"]].itertuples(
                     index=False, name=None
                 )
             ]
-            by_key = sa.and_(
-                t.c.job == job,
-                t.c.machine_code == sa.bindparam("m"),
-                t.c.order_code == sa.bindparam("o"),
-                t.c.start == sa.bindparam("s", type_=UTCDateTime()),
-            )
-            for key in keys:
-                old.extend(
-                    conn.execute(
-                        sa.select(
-                            t.c.machine_code,
-                            t.c.order_code,
-                            t.c.product_code,
-                            t.c.start,
-                            t.c.end,
-                            t.c.flags,
-                        ).where(by_key),
-                        key,
-                    ).all()
-                )
+            for chunk in _by_key(job, keys):
+                old.extend(conn.execute(sa.select(*_run_columns()).where(chunk)).all())
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
                     job_state.c.job == job
                 )
             ).one()
-            changes = _diff(old, runs)
+            changes, write, gone = _compare(_runs_frame(old), runs)
             pending = sorted(set(json.loads(state or "[]")) | set(changes.months))
             sync_id = conn.execute(
                 sync_runs.insert().values(
@@ -476,9 +463,16 @@ class Store:
                     **audit,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
-            conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
-            if keys:
-                conn.execute(t.delete().where(by_key), keys)
+            if len(gone) * 2 > len(old):
+                # most of the window changed: replace it whole
+                conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
+                for chunk in _by_key(job, keys):
+                    conn.execute(t.delete().where(chunk))
+                write = _normalized(runs)
+            else:
+                # write only what changed: a rerun that finds the same runs writes none
+                for chunk in _by_key(job, _keys(gone)):
+                    conn.execute(t.delete().where(chunk))
             in_window = anomalies.c.ts >= lo
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
@@ -487,9 +481,9 @@ class Store:
                     anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None))
                 )
             )
-            if not runs.empty:
+            if not write.empty:
                 conn.execute(
-                    t.insert(), _records(runs, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
+                    t.insert(), _records(write, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
                 )
             if not found.empty:
                 conn.execute(
@@ -553,9 +547,7 @@ class Store:
         lo, hi = month_bounds(month)
         t = production_runs
         query = (
-            sa.select(
-                t.c.machine_code, t.c.order_code, t.c.product_code, t.c.start, t.c.end, t.c.flags
-            )
+            sa.select(*_run_columns())
             .where(t.c.job == job, t.c.start >= lo, t.c.start < hi)
             .order_by(t.c.machine_code, t.c.start, t.c.order_code)
         )
@@ -585,7 +577,7 @@ class Store:
         """Stored runs of ``job`` overlapping ``[lo, hi)`` (open runs overlap everything after
         their start; None: unbounded), ordered by machine and start."""
         t = production_runs
-        query = sa.select(*[t.c[name] for name in RUN_COLUMNS]).where(t.c.job == job)
+        query = sa.select(*_run_columns()).where(t.c.job == job)
         if hi is not None:
             query = query.where(t.c.start < hi)
         if lo is not None:
@@ -846,34 +838,87 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
+
+
+def _by_key(job: str, keys: list[tuple[str, str, datetime]]) -> Iterator[sa.ColumnElement[bool]]:
+    """``job``'s runs with these (machine, order, start) keys, as a few set-based predicates
+    (a row-value IN list per chunk of keys) instead of one statement per key."""
+    t = production_runs
+    row = sa.tuple_(t.c.machine_code, t.c.order_code, t.c.start)
+    for at in range(0, len(keys), KEY_CHUNK):
+        yield sa.and_(t.c.job == job, row.in_(keys[at : at + KEY_CHUNK]))
+
+
+def _run_columns() -> list[sa.ColumnElement[Any]]:
+    """The run columns in RUN_COLUMNS order, timestamps as the driver returns them (UTC text in
+    SQLite, datetimes elsewhere): ``_runs_frame`` converts them all at once instead of one
+    Python call per value."""
+    t = production_runs
+    return [
+        sa.type_coerce(t.c[name], sa.String()).label(name)
+        if name in ("start", "end")
+        else t.c[name]
+        for name in RUN_COLUMNS
+    ]
+
+
 def _runs_frame(rows: Any) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=RUN_COLUMNS)
+    frame = pd.DataFrame([tuple(row) for row in rows], columns=RUN_COLUMNS)
+    for col in ("machine_code", "order_code", "product_code", "flags"):
+        frame[col] = frame[col].astype("string")
+    for col in ("start", "end"):
+        frame[col] = _utc_stamps(frame[col])
+    return frame
+
+
+def _utc_stamps(values: pd.Series) -> pd.Series:
+    """Timestamps read from the store (naive UTC text or datetimes, None) as UTC microseconds."""
+    return pd.to_datetime(values, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+
+
+KEY = ["machine_code", "order_code", "start"]
+VALUE = ["product_code", "end", "flags"]
+
+
+def _diff(old_rows: Any, new: pd.DataFrame) -> Changes:
+    """How ``new`` runs differ from ``old_rows`` (tuples in RUN_COLUMNS order), by key."""
+    return _compare(_runs_frame(old_rows), new)[0]
+
+
+def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame, pd.DataFrame]:
+    """Set-based diff of two run frames by (machine, order, start): the counts and months that
+    changed, the rows of ``new`` to write (new or changed) and the keys of ``old`` to delete
+    (gone or changed)."""
+    new = _normalized(new)
+    old = old.drop_duplicates(KEY, keep="last")
+    both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
+    same = pd.Series(True, index=both.index)
+    for col in VALUE:
+        a, b = both[f"{col}_old"], both[f"{col}_new"]
+        same &= (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+    matched = both["_merge"] == "both"
+    changed = matched & ~same
+    gone = both["_merge"] == "left_only"
+    added = both["_merge"] == "right_only"
+    touched = both.loc[gone | added | changed, "start"]
+    months = sorted(set(touched.dt.tz_convert(UTC).dt.strftime("%Y-%m")))
+    changes = Changes(
+        inserted=int(added.sum()),
+        updated=int(changed.sum()),
+        deleted=int(gone.sum()),
+        months=months,
+    )
+    write = both.loc[added | changed, KEY + [f"{c}_new" for c in VALUE]]
+    write.columns = pd.Index(KEY + VALUE)
+    return changes, write[RUN_COLUMNS].reset_index(drop=True), both.loc[gone | changed, KEY]
+
+
+def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with the dtypes the store reads back (strings, UTC microseconds)."""
+    frame = runs[RUN_COLUMNS].copy()
     for col in ("machine_code", "order_code", "product_code", "flags"):
         frame[col] = frame[col].astype("string")
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
     return frame
-
-
-def _diff(old_rows: Any, new: pd.DataFrame) -> Changes:
-    def key(machine: Any, order: Any, start: Any) -> tuple[str, str, datetime]:
-        return (str(machine), str(order), pd.Timestamp(start).tz_convert(UTC).to_pydatetime())
-
-    def value(product: Any, end: Any, flags: Any) -> tuple[str | None, datetime | None, str | None]:
-        return (
-            None if pd.isna(product) else str(product),
-            None if pd.isna(end) else pd.Timestamp(end).to_pydatetime(),
-            None if pd.isna(flags) else str(flags),
-        )
-
-    before = {key(m, o, s): value(p, e, f) for m, o, p, s, e, f in old_rows}
-    after = {
-        key(m, o, s): value(p, e, f)
-        for m, o, p, s, e, f in new[RUN_COLUMNS].itertuples(index=False, name=None)
-    }
-    inserted = len(after.keys() - before.keys())
-    deleted = len(before.keys() - after.keys())
-    updated = sum(1 for k in after.keys() & before.keys() if after[k] != before[k])
-    months = {month_of(k[2]) for k in before.keys() ^ after.keys()}
-    months |= {month_of(k[2]) for k in after.keys() & before.keys() if after[k] != before[k]}
-    return Changes(inserted=inserted, updated=updated, deleted=deleted, months=sorted(months))

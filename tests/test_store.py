@@ -85,6 +85,43 @@ def test_replace_keeps_microseconds_utc_and_counts_changes(store: Store) -> None
     assert state is not None and state.watermark == T0 + timedelta(days=1)
 
 
+def test_runs_corrected_long_ago_are_looked_up_in_a_few_statements(store: Store) -> None:
+    # 1,201 closed runs far before the window, re-derived from corrected order rows: each
+    # replaces the stored run with its key, looked up and deleted in chunks, not key by key
+    count = 1201
+    old = runs(
+        *[
+            ("M1", f"A{i}", "P", T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=30))
+            for i in range(count)
+        ]
+    )
+    store.acquire_lock("j", timedelta(minutes=5))
+    store.commit_sync("j", T0, T0 + timedelta(days=1), old, no_anomalies(), {"started_at": T0})
+    lo = T0 + timedelta(days=30)
+    corrected = old.copy()
+    corrected["end"] = corrected["end"] + pd.Timedelta(seconds=1)
+    corrected.loc[0, "product_code"] = "Q"
+    statements: list[str] = []
+
+    def count_statements(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(store.engine, "before_cursor_execute", count_statements)
+    try:
+        _, changes = store.commit_sync(
+            "j", lo, lo + timedelta(days=1), corrected, no_anomalies(), {"started_at": lo}
+        )
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count_statements)
+    assert (changes.inserted, changes.updated, changes.deleted) == (0, count, 0)
+    assert changes.months == ["2026-03", "2026-04"]
+    assert len(statements) < 20
+    back = store.runs_between("j")
+    assert len(back) == count
+    assert back["end"].tolist() == sorted(corrected["end"].tolist())
+    assert back.loc[back["order_code"] == "A0", "product_code"].tolist() == ["Q"]
+
+
 def test_carried_runs_are_those_open_at_lo(store: Store) -> None:
     lo = T0 + timedelta(days=2)
     data = runs(

@@ -44,6 +44,36 @@ def test_first_run_derives_runs_and_a_rerun_changes_nothing(tmp_path: Path) -> N
     assert_consistent(plant)
 
 
+def test_a_rerun_that_finds_nothing_new_rewrites_no_parquet_file(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    plant.book("M1", "A", 99, plant.ago(hours=2))  # unknown code -> an anomaly partition too
+    plant.book("M2", "B", 10, plant.ago(hours=1))
+    plant.run()
+    base = plant.root / "output" / "parquet"
+
+    def files() -> dict[str, tuple[int, int]]:
+        return {
+            p.relative_to(base).as_posix(): (p.stat().st_mtime_ns, p.stat().st_ino)
+            for p in base.rglob("*.parquet")
+        }
+
+    before = files()
+    assert len(before) >= 2
+    again = plant.run()
+    assert again.parquet_files == []
+    assert files() == before
+    assert_consistent(plant)
+
+    # a partition that differs from the store (or is gone) is written again
+    runs_file = next(base.glob("runs/job=bookings/month=*/part-0.parquet"))
+    runs_file.unlink()
+    plant.book("M2", "B", 30, plant.ago(minutes=30))
+    third = plant.run()
+    assert str(runs_file) in third.parquet_files
+    assert_consistent(plant)
+
+
 def test_late_booking_cancellation_and_delete_inside_the_reread_window(tmp_path: Path) -> None:
     plant = Plant(tmp_path / "p", reread="2d")
     plant.book("M1", "A", 10, plant.ago(hours=30))
