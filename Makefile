@@ -35,7 +35,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 # benchmarks against the local PostgreSQL and MariaDB; prints Markdown tables (results go into
 # BENCHMARKS.md by hand). A part: make bench BENCH_ARGS='--quick' or '--only postgresql dlt'
 # or '--rows 5000000' or '--skip-slow'; see bench/run_bench.py --help.
-bench: $(BENCH_STAMP)  ## benchmarks (hours in full, see BENCHMARKS.md; --quick: about 20 minutes)
+bench: $(BENCH_STAMP)  ## benchmarks (about 2.5 h in full, see BENCHMARKS.md; --quick: about 10 minutes)
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
 
 format: $(STAMP)
