@@ -175,7 +175,7 @@ def etl_extract_rows(dialect: str, table: str) -> int:
     import sqlalchemy as sa
 
     from etl.config import ConnectorSpec, MappingSpec
-    from etl.extract import build_query, read_batches
+    from etl.extract import build_query, instant_columns, read_frames
     from etl.mapping import map_bookings
     from etl.source import open_source
 
@@ -195,9 +195,10 @@ def etl_extract_rows(dialect: str, table: str) -> int:
     seen = 0
     try:
         with source.connect() as conn:
-            query = build_query(mapping, None, zone)
-            for batch in read_batches(conn, query, 50_000, "bench"):
-                seen += len(map_bookings(batch, mapping, zone).rows)
+            instants = instant_columns(conn, mapping, source.dialect)
+            query = build_query(mapping, None, zone, instants)
+            for batch in read_frames(source, conn, mapping, query, instants, 50_000, "bench"):
+                seen += len(map_bookings(batch, mapping, zone, instants).rows)
     finally:
         source.close()
     return seen
