@@ -16,9 +16,12 @@ reads them). Every batch is cast to one explicit schema taken from the source ca
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import importlib
 import importlib.metadata
 import logging
+import math
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -305,8 +308,11 @@ class ArrowOdbc(ArrowPath):
     package = "arrow-odbc"
 
     def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+        mssql = conn.dialect.name == "mssql"
+        if mssql:  # the server converts a typed value, never text it reads by DATEFORMAT
+            query = _typed_times(query)
         sql, params = super().statement(query, conn)
-        return sql, [_odbc_text(v) for v in params or []]
+        return sql, [_odbc_text(v, iso=mssql) for v in params or []]
 
     def batches(
         self, source: Source, sql: str, params: Any, batch_size: int
@@ -367,13 +373,63 @@ def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, batch_size)
 
 
-def _odbc_text(value: Any) -> str | None:
+class _SqlType(sa.types.UserDefinedType[Any]):
+    """A type rendered exactly as named in a CAST."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.name
+
+
+def _typed_times(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``query`` with every date/time parameter as ``CAST(? AS datetime2(7))`` (``date``,
+    ``time(7)``), for SQL Server through arrow-odbc, which sends every value as text.
+
+    Text converted to ``datetime``/``smalldatetime`` is read by the session's DATEFORMAT
+    ('2024-03-04 05:06:07' is year-day-month for a German login) and refused with more than three
+    fractional digits (error 241); text cast to ``datetime2`` in ISO 8601 form is read the same
+    under every language and keeps 7 digits. The column is then compared with a ``datetime2``:
+    exact for a datetime2 column, and for a ``datetime`` column the window is a range (``>=``,
+    ``<``) that SQL Server 2016+'s exact datetime-to-datetime2 comparison does not change.
+    """
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    def typed(element: Any) -> Any:
+        if not isinstance(element, BindParameter) or element.expanding:
+            return None
+        value = element.value
+        if isinstance(value, datetime.datetime):
+            kind = "datetime2(7)"
+        elif isinstance(value, datetime.date):
+            kind = "date"  # SQLAlchemy's Date renders DATETIME before it knows the server
+        elif isinstance(value, datetime.time):
+            kind = "time(7)"
+        else:
+            return None
+        return sa.cast(element._clone(), _SqlType(kind))
+
+    return visitors.replacement_traverse(query, {}, typed)  # type: ignore[call-overload]
+
+
+def _odbc_text(value: Any, iso: bool = False) -> str | None:
+    """A parameter as the text arrow-odbc sends: times in ISO 8601 ('T' with ``iso``), a whole
+    float or decimal as an integer ('1', not '1.0', which an int column refuses: error 245)."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat())
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep="T" if iso else " ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    whole = isinstance(value, float | decimal.Decimal) and math.isfinite(value)
+    if whole and value == int(value) and abs(value) < 2**63:
+        return str(int(value))
     return str(value)
 
 

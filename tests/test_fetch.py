@@ -573,3 +573,39 @@ def test_connector_options_connectorx_cannot_honour_keep_sqlalchemy(tmp_path: Pa
     finally:
         plain.close()
         tls.close()
+
+
+def test_sql_server_gets_typed_window_bounds_through_arrow_odbc() -> None:
+    """arrow-odbc sends parameters as text: for SQL Server every date/time value is CAST to
+    datetime2(7)/date in the statement and sent in ISO 8601 with 'T', which no DATEFORMAT or
+    SET LANGUAGE reads otherwise and which keeps microseconds (datetime from text: at most 3);
+    a whole float is sent as an integer ('1.0' into an int column is error 245)."""
+    engine = sa.create_engine("mssql+pyodbc://etl:pw@db.example/mes?driver=ODBC+Driver+18")
+
+    class Compiles:
+        dialect = engine.dialect
+
+    spec = mapping(filters=[{"column": "event", "ge": 1.0}, {"column": "qty", "lt": 2.5}])
+    window = Window(
+        dt.datetime(2024, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC),
+        dt.datetime(2024, 3, 5, tzinfo=dt.UTC),
+    )
+    sql, params = ArrowOdbc().statement(build_query(spec, window, UTC), Compiles())  # type: ignore[arg-type]
+    assert sql.count("CAST(? AS datetime2(7))") == 2, sql
+    assert "ts >= CAST(? AS datetime2(7)) AND bookings.ts < CAST(? AS datetime2(7))" in sql
+    assert params == ["1", "2.5", "2024-03-04T02:06:07.123456", "2024-03-05T03:00:00"]
+    assert refusal(sql, "mssql") is None
+    day = mapping(columns={"timestamp": {"date": "day", "time": "ts"}, "order_code": "order_no",
+                           "machine_code": "machine", "event": "event"})  # fmt: skip
+    sql, params = ArrowOdbc().statement(build_query(day, window, UTC), Compiles())  # type: ignore[arg-type]
+    assert "CAST(? AS date)" in sql and "2024-03-04" in params, (sql, params)
+    # other dialects through ODBC keep their own conversions: no CAST, the space separator
+    pg = sa.create_engine("postgresql+pyodbc://etl:pw@db.example/mes?driver=PostgreSQL+Unicode")
+
+    class CompilesPg:
+        dialect = pg.dialect
+
+    sql, params = ArrowOdbc().statement(build_query(spec, window, UTC), CompilesPg())  # type: ignore[arg-type]
+    assert "CAST" not in sql and "2024-03-04 02:06:07.123456" in params
+    engine.dispose()
+    pg.dispose()
