@@ -124,7 +124,11 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
             and pa.types.is_timestamp(target)
             and pa.types.is_string(array.type)
         ):
-            array = _text_times(array, target)
+            parsed = _text_times(array, target)
+            if parsed is None:  # the raw text goes on: the mapping reports it as bad_timestamp
+                target = pa.string()
+            else:
+                array = parsed
         if array.type != target:
             if pa.types.is_timestamp(target) and target.tz and pa.types.is_timestamp(array.type):
                 if array.type.tz is None:  # an instant the driver hands over as naive UTC
@@ -142,13 +146,19 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array:
+def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array | None:
     """Times a driver hands over as text (SQL Server datetimeoffset through ODBC:
-    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC."""
+    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC.
+
+    None if any value does not parse: the column then stays text, as the SQLAlchemy path hands
+    it over, and the mapping reports those rows as ``bad_timestamp`` with the raw value (never a
+    silent NULL)."""
     import pandas as pd
 
     text = pd.Series(array.to_pandas(), dtype="string")
     parsed = pd.to_datetime(text, format="ISO8601", utc=target.tz is not None, errors="coerce")
+    if (parsed.isna() & text.notna()).any():
+        return None
     return pa.array(parsed.dt.floor("us"), type=target, from_pandas=True)
 
 

@@ -595,8 +595,14 @@ def test_sql_server_gets_typed_window_bounds_through_arrow_odbc() -> None:
     assert "ts >= CAST(? AS datetime2(7)) AND bookings.ts < CAST(? AS datetime2(7))" in sql
     assert params == ["1", "2.5", "2024-03-04T02:06:07.123456", "2024-03-05T03:00:00"]
     assert refusal(sql, "mssql") is None
-    day = mapping(columns={"timestamp": {"date": "day", "time": "ts"}, "order_code": "order_no",
-                           "machine_code": "machine", "event": "event"})  # fmt: skip
+    day = mapping(
+        columns={
+            "timestamp": {"date": "day", "time": "ts"},
+            "order_code": "order_no",
+            "machine_code": "machine",
+            "event": "event",
+        }
+    )
     sql, params = ArrowOdbc().statement(build_query(day, window, UTC), Compiles())  # type: ignore[arg-type]
     assert "CAST(? AS date)" in sql and "2024-03-04" in params, (sql, params)
     # other dialects through ODBC keep their own conversions: no CAST, the space separator
@@ -609,3 +615,41 @@ def test_sql_server_gets_typed_window_bounds_through_arrow_odbc() -> None:
     assert "CAST" not in sql and "2024-03-04 02:06:07.123456" in params
     engine.dispose()
     pg.dispose()
+
+
+def test_unparseable_text_times_are_bad_timestamp_anomalies_as_through_sqlalchemy() -> None:
+    """A text time the Arrow path cannot parse is not turned into a silent NULL: the column stays
+    text and the mapping reports the row as bad_timestamp with the raw value, exactly as for the
+    text the SQLAlchemy path hands over."""
+    raw = {
+        "ts": ["2024-03-04 06:00:00.1234567 +01:00", "31.02.2024 25:00", None],
+        "order_no": ["4711", "4711", "4712"],
+        "machine": ["M1", "M1", "M1"],
+        "event": [10, 20, 10],
+    }
+    batch = pa.record_batch({**raw, "event": pa.array(raw["event"], pa.int64())})
+    wanted = {
+        "ts": pa.timestamp("us", tz="UTC"),
+        "order_no": pa.string(),
+        "machine": pa.string(),
+        "event": pa.int64(),
+    }
+    out = conform(batch, wanted)
+    assert out.column("ts").to_pylist() == raw["ts"]
+    spec = mapping(
+        columns={
+            "timestamp": "ts",
+            "order_code": "order_no",
+            "machine_code": "machine",
+            "event": "event",
+        }
+    )
+    instants = frozenset({"ts"})
+    arrow = map_bookings(out.to_pandas(date_as_object=True), spec, BERLIN, instants)
+    dbapi = map_bookings(pd.DataFrame(raw), spec, BERLIN, instants)
+    pd.testing.assert_frame_equal(arrow.anomalies, dbapi.anomalies)
+    pd.testing.assert_frame_equal(arrow.rows, dbapi.rows)
+    bad = arrow.anomalies[arrow.anomalies["kind"] == "bad_timestamp"]
+    assert len(bad) == 2, arrow.anomalies
+    assert bad["detail"].str.contains("ts='31.02.2024 25:00'", regex=False).any(), bad["detail"]
+    assert arrow.rows["ts"].tolist() == [pd.Timestamp("2024-03-04 05:00:00.123456", tz="UTC")]
