@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -26,6 +27,10 @@ from .fetch import ArrowPathFailed, FetchChoice, arrow_schema, choose, record_ba
 from .source import Source
 
 log = logging.getLogger(__name__)
+
+#: The path that actually delivered the rows of the latest ``read_frames`` in this context
+#: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
+fetched_through: ContextVar[FetchChoice | None] = ContextVar("fetched_through", default=None)
 
 # Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
 # conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
@@ -308,6 +313,7 @@ def read_frames(
     it, else SQLAlchemy. Frames from Arrow carry the types the SQLAlchemy path's values have
     (datetime64[us] / UTC-aware for instants, text, Int64-like floats, Decimal, date, time)."""
     choice = choice or choose(source)
+    fetched_through.set(choice)
     if choice.path is None:
         log.debug("%s: fetch: %s", source.where, choice.label)
         yield from read_batches(conn, query, batch_size, where)
@@ -323,6 +329,7 @@ def read_frames(
             raise
         # nothing read yet: the same rows through SQLAlchemy (its failures say what they say today)
         log.warning("%s; reading through SQLAlchemy instead", exc.message)
+        fetched_through.set(FetchChoice(None, f"{choice.reason} failed, fetch: auto fell back"))
         yield from read_batches(conn, query, batch_size, where)
 
 

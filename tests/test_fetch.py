@@ -653,3 +653,26 @@ def test_unparseable_text_times_are_bad_timestamp_anomalies_as_through_sqlalchem
     assert len(bad) == 2, arrow.anomalies
     assert bad["detail"].str.contains("ts='31.02.2024 25:00'", regex=False).any(), bad["detail"]
     assert arrow.rows["ts"].tolist() == [pd.Timestamp("2024-03-04 05:00:00.123456", tz="UTC")]
+
+
+def test_preview_names_sqlalchemy_when_fetch_auto_fell_back(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fetch: auto`` whose native driver fails before the first row: the rows come through
+    SQLAlchemy, and preview says so instead of naming the Arrow path it did not use."""
+    from etl.config import load_project
+    from etl.preview import preview
+
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    path = PATHS["adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"]
+
+    def broken(*args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        raise RuntimeError("native driver cannot connect")
+        yield  # a generator, like the real ones
+
+    monkeypatch.setattr(type(path), "batches", broken)
+    result = preview(load_project(_project(server, tmp_path)), "bookings")
+    assert result.rows_read == len(ROWS)
+    fetch = [n for n in result.notes if n.startswith("rows read through")]
+    assert len(fetch) == 1 and fetch[0].startswith("rows read through sqlalchemy ("), result.notes
+    assert "failed, fetch: auto fell back" in fetch[0] and "arrow" not in fetch[0], fetch
