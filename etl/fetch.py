@@ -281,6 +281,9 @@ class ConnectorXMySQL(ArrowPath):
 
     def uri(self, source: Source) -> str:
         url = source.engine.url
+        # the connector's connect_timeout bounds each TCP connect; connectorx's connection pool
+        # still retries a failing connect for about 30 s (r2d2's timeout, not settable from here)
+        ms = max(1000, int(source.spec.connect_timeout.total_seconds() * 1000))
         return sa.URL.create(
             "mysql",
             username=url.username,
@@ -288,6 +291,7 @@ class ConnectorXMySQL(ArrowPath):
             host=url.host or "localhost",
             port=url.port or source.dialect.default_port,
             database=url.database,
+            query={"tcp_connect_timeout_ms": str(ms)},
         ).render_as_string(hide_password=False)
 
     def batches(
@@ -333,15 +337,23 @@ class ArrowOdbc(ArrowPath):
         seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
         # autocommit: the session statements apply to every following (one-statement) transaction
         conn = arrow_odbc.connect(str(args[0]), login_timeout_sec=seconds, autocommit=True)
-        for statement in source.dialect.session_statements:  # below the guard: fixed statements
-            conn.execute(statement)
-        yield from conn.read_arrow_batches(
-            sql,
-            batch_size=batch_size,
-            parameters=params or None,
-            max_text_size=TEXT_LIMIT,
-            max_binary_size=TEXT_LIMIT,
-        )
+        reader = None
+        try:
+            for statement in source.dialect.session_statements:  # below the guard: fixed
+                conn.execute(statement)
+            reader = conn.read_arrow_batches(
+                sql,
+                batch_size=batch_size,
+                parameters=params or None,
+                max_text_size=TEXT_LIMIT,
+                max_binary_size=TEXT_LIMIT,
+            )
+            yield from reader
+        finally:
+            # on early exit or failure too, not when the garbage collector gets to the frame
+            # (an exception's traceback keeps it alive): the statement, then the connection
+            del reader
+            _close_odbc(conn)
 
 
 class OracleDataFrames(ArrowPath):
@@ -357,7 +369,10 @@ class OracleDataFrames(ArrowPath):
     ) -> Iterator[pa.RecordBatch]:
         import oracledb
 
+        # as the engine connects: its URL's arguments plus the connector's connect_args
+        # (tcp_connect_timeout); thick mode, if the engine uses it, is process-wide already
         args, kwargs = source.engine.dialect.create_connect_args(source.engine.url)
+        kwargs = {**kwargs, **source.dialect.dbapi_connect_args(source.spec, source.engine.url)}
         with oracledb.connect(*args, **kwargs) as conn:
             if source.dialect.begin_statement is not None:
                 cursor = conn.cursor()
@@ -374,6 +389,15 @@ class OracleDataFrames(ArrowPath):
 PATHS: dict[str, ArrowPath] = {
     p.name: p for p in (AdbcPostgres(), ConnectorXMySQL(), ArrowOdbc(), OracleDataFrames())
 }
+
+
+def _close_odbc(conn: Any) -> None:
+    """Free an arrow-odbc connection now (its ``__del__`` frees it only when collected)."""
+    from arrow_odbc.arrow_odbc import lib
+
+    handle, conn.handle = conn.handle, None
+    if handle:
+        lib.arrow_odbc_connection_free(handle)
 
 
 def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
