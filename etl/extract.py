@@ -23,7 +23,14 @@ from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
-from .fetch import ArrowPathFailed, FetchChoice, arrow_schema, choose, record_batches
+from .fetch import (
+    ArrowPathFailed,
+    FetchChoice,
+    arrow_schema,
+    catalog_columns,
+    choose,
+    record_batches,
+)
 from .source import Source
 
 log = logging.getLogger(__name__)
@@ -201,9 +208,7 @@ def instant_columns(conn: Connection, mapping: MappingSpec, dialect: Any) -> fro
     if mapping.source.query is not None:
         return frozenset()
     try:
-        columns = sa.inspect(conn).get_columns(
-            mapping.source.table or "", schema=mapping.source.schema_
-        )
+        columns = catalog_columns(conn, mapping.source.table or "", mapping.source.schema_)
     except sa.exc.SQLAlchemyError:
         return frozenset()
     return frozenset(c["name"] for c in columns if dialect.is_instant(c["type"]))
@@ -357,7 +362,7 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
         inspector = sa.inspect(conn)
         table, schema = mapping.source.table or "", mapping.source.schema_
         try:
-            available = [c["name"] for c in inspector.get_columns(table, schema=schema)]
+            available = [c["name"] for c in catalog_columns(conn, table, schema)]
         except sa.exc.NoSuchTableError:
             names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
                 schema=schema

@@ -23,6 +23,7 @@ import importlib.metadata
 import logging
 import math
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -73,23 +74,40 @@ def arrow_type(type_: sa.types.TypeEngine[Any], instant: bool) -> pa.DataType | 
     return None
 
 
+_CATALOG: weakref.WeakKeyDictionary[Connection, dict[tuple[str, str | None], list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def catalog_columns(conn: Connection, table: str, schema: str | None) -> list[Any]:
+    """``Inspector.get_columns`` of ``table``, reflected once per connection (a run checks the
+    columns, finds the instants and builds the Arrow schema from the same reflection); raises
+    as ``get_columns`` does, and a failure is not remembered."""
+    cached = _CATALOG.setdefault(conn, {})
+    key = (table, schema)
+    if key not in cached:
+        cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+    return cached[key]
+
+
 def arrow_schema(
     conn: Connection,
     mapping: MappingSpec,
     columns: list[str],
     instants: frozenset[str],
     dialect: Any,
+    reflected: list[Any] | None = None,
 ) -> dict[str, pa.DataType | None]:
-    """Column -> Arrow type from the source catalog (a custom query: as its driver reports)."""
+    """Column -> Arrow type from the source catalog (a custom query: as its driver reports);
+    ``reflected``: the table's columns already reflected (else taken from ``catalog_columns``)."""
     out: dict[str, pa.DataType | None] = dict.fromkeys(columns)
     if mapping.source.query is not None:
         return out
-    try:
-        reflected = sa.inspect(conn).get_columns(
-            mapping.source.table or "", schema=mapping.source.schema_
-        )
-    except sa.exc.SQLAlchemyError:
-        return out
+    if reflected is None:
+        try:
+            reflected = catalog_columns(conn, mapping.source.table or "", mapping.source.schema_)
+        except sa.exc.SQLAlchemyError:
+            return out
     types = {c["name"]: c["type"] for c in reflected}
     for name in columns:
         if name in types:

@@ -775,3 +775,33 @@ def test_connectorx_gets_the_connect_timeout(tmp_path: Path) -> None:
         assert ConnectorXMySQL().uri(source).endswith("/mes?tcp_connect_timeout_ms=4000")
     finally:
         source.close()
+
+
+def test_a_run_reflects_the_catalog_once(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_columns, instant_columns and the Arrow schema share one reflection per connection."""
+    from sqlalchemy.engine.reflection import Inspector
+
+    from etl.extract import check_columns
+
+    calls: list[str] = []
+    original = Inspector.get_columns
+
+    def counted(self: Inspector, table: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(table)
+        return original(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_columns", counted)
+    source = source_for(server, "arrow")
+    spec = mapping()
+    try:
+        with source.connect() as conn:
+            check_columns(conn, spec, WHERE)
+            instants = instant_columns(conn, spec, source.dialect)
+            query = build_query(spec, None, BERLIN, instants)
+            frames = list(read_frames(source, conn, spec, query, instants, 2, WHERE))
+        with source.connect() as conn:  # a new connection (the next run) reflects afresh
+            instant_columns(conn, spec, source.dialect)
+    finally:
+        source.close()
+    assert sum(len(f) for f in frames) == len(ROWS)
+    assert calls == ["bookings", "bookings"], calls
