@@ -587,6 +587,20 @@ def _explain(source: Source, path: ArrowPath, exc: BaseException, where: str) ->
 
 
 def _encoded(password: str | None) -> list[str]:
+    """The forms a native driver's URI or message may carry the password in: as is,
+    percent-encoded (the ADBC URI), form-encoded, and as SQLAlchemy renders it in a URL (the
+    connectorx URI: ':@/%' encoded, a space or '+' left as is)."""
     if not password:
         return []
-    return [urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)]
+    rendered = sa.URL.create("x", username="u", password=password, host="h").render_as_string(
+        hide_password=False
+    )
+    in_url = rendered[len("x://u:") : -len("@h")]
+    forms = [
+        password,
+        urllib.parse.quote(password, safe=""),
+        urllib.parse.quote(password),
+        urllib.parse.quote_plus(password),
+        in_url,
+    ]
+    return list(dict.fromkeys(forms))

@@ -805,3 +805,36 @@ def test_a_run_reflects_the_catalog_once(server: Server, monkeypatch: pytest.Mon
         source.close()
     assert sum(len(f) for f in frames) == len(ROWS)
     assert calls == ["bookings", "bookings"], calls
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_a_password_with_space_plus_at_and_percent_is_redacted_in_every_uri_form(
+    dialect: str, tmp_path: Path
+) -> None:
+    """A native driver may echo its URI: the password as the ADBC URI (percent-encoded), the
+    connectorx URI (SQLAlchemy's rendering: space and '+' as is) or form-encoding carries it."""
+    import urllib.parse
+
+    from etl.fetch import ConnectorXMySQL, _explain
+
+    password = "p w+x@y%z:/"
+    spec = ConnectorSpec.model_validate(
+        {"dialect": dialect, "host": "db", "database": "mes", "user": "etl", "password": password}
+    )
+    source = open_source("plant", spec, tmp_path, [])  # no project secrets: the forms must do
+    path = AdbcPostgres() if dialect == "postgresql" else ConnectorXMySQL()
+    try:
+        uri = path.uri(source)
+        forms = [
+            uri,
+            password,
+            urllib.parse.quote(password, safe=""),
+            urllib.parse.quote_plus(password),
+            source.engine.url.render_as_string(hide_password=False),
+        ]
+        for form in forms:
+            error = _explain(source, path, RuntimeError(f"cannot connect to {form}"), WHERE)
+            assert "p w" not in error.message and "p%20w" not in error.message, error.message
+            assert "x@y" not in error.message and "x%40y" not in error.message, error.message
+    finally:
+        source.close()
