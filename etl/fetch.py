@@ -244,6 +244,9 @@ class AdbcPostgres(ArrowPath):
         query["options"] = (
             "-c default_transaction_read_only=on -c TimeZone=UTC -c standard_conforming_strings=on"
         )
+        version = source.engine.dialect.server_version_info  # known once SQLAlchemy connected
+        if version is not None and version >= (11,):  # no JIT for a plain scan (see on_connect)
+            query["options"] += " -c jit=off"
         query.setdefault("application_name", "booking-etl")
         seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
         query.setdefault("connect_timeout", str(seconds))
