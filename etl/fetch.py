@@ -334,7 +334,9 @@ class ArrowOdbc(ArrowPath):
     """arrow-odbc: the ODBC driver's block cursor filled straight into Arrow buffers.
 
     The connection string is the one SQLAlchemy's pyodbc connector builds from the connector.
-    Parameters are bound (arrow-odbc sends every value as text; the server converts it).
+    Parameters are bound (arrow-odbc sends every value as text; the server converts it). On SQL
+    Server date/time parameters are cast in the statement (``_typed_times``), so the conversion
+    does not depend on the session's DATEFORMAT or language.
     """
 
     name = "arrow_odbc"
