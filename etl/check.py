@@ -74,6 +74,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fetch: str = ""  # the extraction path: "arrow (ADBC PostgreSQL driver 1.13.0)"
+    fetch_error: str = ""  # fetch: arrow cannot be honoured: jobs fail, so does ``etl check``
 
     @property
     def clock_offset_s(self) -> float:
@@ -108,6 +109,7 @@ class CheckReport:
             "target": self.target,
             "driver": self.driver,
             "fetch": self.fetch,
+            "fetch_error": self.fetch_error,
             "connect_seconds": round(self.connect_seconds, 3),
             "server": {"product": self.product, "version": self.version},
             "server_clock": self.server_clock.isoformat(),
@@ -174,6 +176,8 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
                 warnings=warnings,
                 fetch=_fetch(source, warnings),
             )
+            if report.fetch.startswith("none (fetch: arrow"):
+                report.fetch_error = warnings[-1]
             tables = _mapped_tables(project, name)
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
@@ -216,7 +220,8 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
 
 
 def _fetch(source: Source, warnings: list[str]) -> str:
-    """How rows will be read; a ``fetch: arrow`` without its driver is a warning here."""
+    """How rows will be read; a ``fetch: arrow`` without its driver is reported (and the
+    caller makes it the check's failure, ``fetch_error``); ``auto`` falls back silently."""
     try:
         return choose(source).label
     except SourceError as exc:
@@ -241,6 +246,8 @@ def _probe_fetch(conn: Connection, source: Source, project: Project, report: Che
         report.fetch += ": FAILED"
         fallback = "rows come through SQLAlchemy" if source.spec.fetch == "auto" else "jobs fail"
         report.warnings.append(f"the Arrow path failed ({fallback}): {exc.message}")
+        if source.spec.fetch == "arrow":
+            report.fetch_error = f"fetch: arrow, but the Arrow path failed: {exc.message}"
 
 
 def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str], list[TableRef]]]:
@@ -376,7 +383,9 @@ def format_report(report: CheckReport) -> str:
         )
         lines += [f"  {statement}" for statement in report.grants]
         lines.append("")
-    lines += [f"warning: {w}" for w in report.warnings]
+    lines += [f"warning: {w}" for w in report.warnings if w != report.fetch_error]
+    if report.fetch_error:
+        lines.append(f"error: {report.fetch_error} (jobs on this connector fail)")
     if report.can_write:
         lines.append(
             f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). booking-etl "

@@ -382,10 +382,15 @@ def report(
 def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
     """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
     from .check import check_connector, format_report
-    from .errors import AccountCanWrite
+    from .errors import AccountCanWrite, SourceError
 
     report = check_connector(_project(ctx), connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
+    if report.fetch_error:  # as 'etl run' would fail: exit 3
+        raise SourceError(
+            f"{report.where}: {report.fetch_error}",
+            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+        )
     if strict and report.can_write:
         raise AccountCanWrite(
             f"{report.where}: the account {report.account!r} can write "

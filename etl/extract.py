@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,10 +23,21 @@ from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
-from .fetch import ArrowPathFailed, FetchChoice, arrow_schema, choose, record_batches
+from .fetch import (
+    ArrowPathFailed,
+    FetchChoice,
+    arrow_schema,
+    catalog_columns,
+    choose,
+    record_batches,
+)
 from .source import Source
 
 log = logging.getLogger(__name__)
+
+#: The path that actually delivered the rows of the latest ``read_frames`` in this context
+#: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
+fetched_through: ContextVar[FetchChoice | None] = ContextVar("fetched_through", default=None)
 
 # Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
 # conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
@@ -196,9 +208,7 @@ def instant_columns(conn: Connection, mapping: MappingSpec, dialect: Any) -> fro
     if mapping.source.query is not None:
         return frozenset()
     try:
-        columns = sa.inspect(conn).get_columns(
-            mapping.source.table or "", schema=mapping.source.schema_
-        )
+        columns = catalog_columns(conn, mapping.source.table or "", mapping.source.schema_)
     except sa.exc.SQLAlchemyError:
         return frozenset()
     return frozenset(c["name"] for c in columns if dialect.is_instant(c["type"]))
@@ -308,6 +318,7 @@ def read_frames(
     it, else SQLAlchemy. Frames from Arrow carry the types the SQLAlchemy path's values have
     (datetime64[us] / UTC-aware for instants, text, Int64-like floats, Decimal, date, time)."""
     choice = choice or choose(source)
+    fetched_through.set(choice)
     if choice.path is None:
         log.debug("%s: fetch: %s", source.where, choice.label)
         yield from read_batches(conn, query, batch_size, where)
@@ -323,6 +334,7 @@ def read_frames(
             raise
         # nothing read yet: the same rows through SQLAlchemy (its failures say what they say today)
         log.warning("%s; reading through SQLAlchemy instead", exc.message)
+        fetched_through.set(FetchChoice(None, f"{choice.reason} failed, fetch: auto fell back"))
         yield from read_batches(conn, query, batch_size, where)
 
 
@@ -350,7 +362,7 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
         inspector = sa.inspect(conn)
         table, schema = mapping.source.table or "", mapping.source.schema_
         try:
-            available = [c["name"] for c in inspector.get_columns(table, schema=schema)]
+            available = [c["name"] for c in catalog_columns(conn, table, schema)]
         except sa.exc.NoSuchTableError:
             names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
                 schema=schema

@@ -16,10 +16,14 @@ reads them). Every batch is cast to one explicit schema taken from the source ca
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import importlib
 import importlib.metadata
 import logging
+import math
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -70,23 +74,40 @@ def arrow_type(type_: sa.types.TypeEngine[Any], instant: bool) -> pa.DataType | 
     return None
 
 
+_CATALOG: weakref.WeakKeyDictionary[Connection, dict[tuple[str, str | None], list[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def catalog_columns(conn: Connection, table: str, schema: str | None) -> list[Any]:
+    """``Inspector.get_columns`` of ``table``, reflected once per connection (a run checks the
+    columns, finds the instants and builds the Arrow schema from the same reflection); raises
+    as ``get_columns`` does, and a failure is not remembered."""
+    cached = _CATALOG.setdefault(conn, {})
+    key = (table, schema)
+    if key not in cached:
+        cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+    return cached[key]
+
+
 def arrow_schema(
     conn: Connection,
     mapping: MappingSpec,
     columns: list[str],
     instants: frozenset[str],
     dialect: Any,
+    reflected: list[Any] | None = None,
 ) -> dict[str, pa.DataType | None]:
-    """Column -> Arrow type from the source catalog (a custom query: as its driver reports)."""
+    """Column -> Arrow type from the source catalog (a custom query: as its driver reports);
+    ``reflected``: the table's columns already reflected (else taken from ``catalog_columns``)."""
     out: dict[str, pa.DataType | None] = dict.fromkeys(columns)
     if mapping.source.query is not None:
         return out
-    try:
-        reflected = sa.inspect(conn).get_columns(
-            mapping.source.table or "", schema=mapping.source.schema_
-        )
-    except sa.exc.SQLAlchemyError:
-        return out
+    if reflected is None:
+        try:
+            reflected = catalog_columns(conn, mapping.source.table or "", mapping.source.schema_)
+        except sa.exc.SQLAlchemyError:
+            return out
     types = {c["name"]: c["type"] for c in reflected}
     for name in columns:
         if name in types:
@@ -121,7 +142,11 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
             and pa.types.is_timestamp(target)
             and pa.types.is_string(array.type)
         ):
-            array = _text_times(array, target)
+            parsed = _text_times(array, target)
+            if parsed is None:  # the raw text goes on: the mapping reports it as bad_timestamp
+                target = pa.string()
+            else:
+                array = parsed
         if array.type != target:
             if pa.types.is_timestamp(target) and target.tz and pa.types.is_timestamp(array.type):
                 if array.type.tz is None:  # an instant the driver hands over as naive UTC
@@ -139,13 +164,19 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array:
+def _text_times(array: pa.Array, target: pa.TimestampType) -> pa.Array | None:
     """Times a driver hands over as text (SQL Server datetimeoffset through ODBC:
-    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC."""
+    '2024-01-01 00:00:00.1234567 +01:00'), parsed as ISO 8601; an offset converts to UTC.
+
+    None if any value does not parse: the column then stays text, as the SQLAlchemy path hands
+    it over, and the mapping reports those rows as ``bad_timestamp`` with the raw value (never a
+    silent NULL)."""
     import pandas as pd
 
     text = pd.Series(array.to_pandas(), dtype="string")
     parsed = pd.to_datetime(text, format="ISO8601", utc=target.tz is not None, errors="coerce")
+    if (parsed.isna() & text.notna()).any():
+        return None
     return pa.array(parsed.dt.floor("us"), type=target, from_pandas=True)
 
 
@@ -213,6 +244,9 @@ class AdbcPostgres(ArrowPath):
         query["options"] = (
             "-c default_transaction_read_only=on -c TimeZone=UTC -c standard_conforming_strings=on"
         )
+        version = source.engine.dialect.server_version_info  # known once SQLAlchemy connected
+        if version is not None and version >= (11,):  # no JIT for a plain scan (see on_connect)
+            query["options"] += " -c jit=off"
         query.setdefault("application_name", "booking-etl")
         seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
         query.setdefault("connect_timeout", str(seconds))
@@ -268,6 +302,9 @@ class ConnectorXMySQL(ArrowPath):
 
     def uri(self, source: Source) -> str:
         url = source.engine.url
+        # the connector's connect_timeout bounds each TCP connect; connectorx's connection pool
+        # still retries a failing connect for about 30 s (r2d2's timeout, not settable from here)
+        ms = max(1000, int(source.spec.connect_timeout.total_seconds() * 1000))
         return sa.URL.create(
             "mysql",
             username=url.username,
@@ -275,6 +312,7 @@ class ConnectorXMySQL(ArrowPath):
             host=url.host or "localhost",
             port=url.port or source.dialect.default_port,
             database=url.database,
+            query={"tcp_connect_timeout_ms": str(ms)},
         ).render_as_string(hide_password=False)
 
     def batches(
@@ -296,7 +334,9 @@ class ArrowOdbc(ArrowPath):
     """arrow-odbc: the ODBC driver's block cursor filled straight into Arrow buffers.
 
     The connection string is the one SQLAlchemy's pyodbc connector builds from the connector.
-    Parameters are bound (arrow-odbc sends every value as text; the server converts it).
+    Parameters are bound (arrow-odbc sends every value as text; the server converts it). On SQL
+    Server date/time parameters are cast in the statement (``_typed_times``), so the conversion
+    does not depend on the session's DATEFORMAT or language.
     """
 
     name = "arrow_odbc"
@@ -305,8 +345,11 @@ class ArrowOdbc(ArrowPath):
     package = "arrow-odbc"
 
     def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+        mssql = conn.dialect.name == "mssql"
+        if mssql:  # the server converts a typed value, never text it reads by DATEFORMAT
+            query = _typed_times(query)
         sql, params = super().statement(query, conn)
-        return sql, [_odbc_text(v) for v in params or []]
+        return sql, [_odbc_text(v, iso=mssql) for v in params or []]
 
     def batches(
         self, source: Source, sql: str, params: Any, batch_size: int
@@ -317,15 +360,23 @@ class ArrowOdbc(ArrowPath):
         seconds = max(1, int(source.spec.connect_timeout.total_seconds()))
         # autocommit: the session statements apply to every following (one-statement) transaction
         conn = arrow_odbc.connect(str(args[0]), login_timeout_sec=seconds, autocommit=True)
-        for statement in source.dialect.session_statements:  # below the guard: fixed statements
-            conn.execute(statement)
-        yield from conn.read_arrow_batches(
-            sql,
-            batch_size=batch_size,
-            parameters=params or None,
-            max_text_size=TEXT_LIMIT,
-            max_binary_size=TEXT_LIMIT,
-        )
+        reader = None
+        try:
+            for statement in source.dialect.session_statements:  # below the guard: fixed
+                conn.execute(statement)
+            reader = conn.read_arrow_batches(
+                sql,
+                batch_size=batch_size,
+                parameters=params or None,
+                max_text_size=TEXT_LIMIT,
+                max_binary_size=TEXT_LIMIT,
+            )
+            yield from reader
+        finally:
+            # on early exit or failure too, not when the garbage collector gets to the frame
+            # (an exception's traceback keeps it alive): the statement, then the connection
+            del reader
+            _close_odbc(conn)
 
 
 class OracleDataFrames(ArrowPath):
@@ -341,7 +392,10 @@ class OracleDataFrames(ArrowPath):
     ) -> Iterator[pa.RecordBatch]:
         import oracledb
 
+        # as the engine connects: its URL's arguments plus the connector's connect_args
+        # (tcp_connect_timeout); thick mode, if the engine uses it, is process-wide already
         args, kwargs = source.engine.dialect.create_connect_args(source.engine.url)
+        kwargs = {**kwargs, **source.dialect.dbapi_connect_args(source.spec, source.engine.url)}
         with oracledb.connect(*args, **kwargs) as conn:
             if source.dialect.begin_statement is not None:
                 cursor = conn.cursor()
@@ -360,6 +414,15 @@ PATHS: dict[str, ArrowPath] = {
 }
 
 
+def _close_odbc(conn: Any) -> None:
+    """Free an arrow-odbc connection now (its ``__del__`` frees it only when collected)."""
+    from arrow_odbc.arrow_odbc import lib
+
+    handle, conn.handle = conn.handle, None
+    if handle:
+        lib.arrow_odbc_connection_free(handle)
+
+
 def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
     """Batches of at most ``batch_size`` rows, whatever size the driver chose."""
     for batch in reader:
@@ -367,13 +430,63 @@ def _rebatch(reader: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
             yield batch.slice(start, batch_size)
 
 
-def _odbc_text(value: Any) -> str | None:
+class _SqlType(sa.types.UserDefinedType[Any]):
+    """A type rendered exactly as named in a CAST."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.name
+
+
+def _typed_times(query: sa.Select[Any]) -> sa.Select[Any]:
+    """``query`` with every date/time parameter as ``CAST(? AS datetime2(7))`` (``date``,
+    ``time(7)``), for SQL Server through arrow-odbc, which sends every value as text.
+
+    Text converted to ``datetime``/``smalldatetime`` is read by the session's DATEFORMAT
+    ('2024-03-04 05:06:07' is year-day-month for a German login) and refused with more than three
+    fractional digits (error 241); text cast to ``datetime2`` in ISO 8601 form is read the same
+    under every language and keeps 7 digits. The column is then compared with a ``datetime2``:
+    exact for a datetime2 column, and for a ``datetime`` column the window is a range (``>=``,
+    ``<``) that SQL Server 2016+'s exact datetime-to-datetime2 comparison does not change.
+    """
+    from sqlalchemy.sql import visitors
+    from sqlalchemy.sql.elements import BindParameter
+
+    def typed(element: Any) -> Any:
+        if not isinstance(element, BindParameter) or element.expanding:
+            return None
+        value = element.value
+        if isinstance(value, datetime.datetime):
+            kind = "datetime2(7)"
+        elif isinstance(value, datetime.date):
+            kind = "date"  # SQLAlchemy's Date renders DATETIME before it knows the server
+        elif isinstance(value, datetime.time):
+            kind = "time(7)"
+        else:
+            return None
+        return sa.cast(element._clone(), _SqlType(kind))
+
+    return visitors.replacement_traverse(query, {}, typed)  # type: ignore[call-overload]
+
+
+def _odbc_text(value: Any, iso: bool = False) -> str | None:
+    """A parameter as the text arrow-odbc sends: times in ISO 8601 ('T' with ``iso``), a whole
+    float or decimal as an integer ('1', not '1.0', which an int column refuses: error 245)."""
     if value is None:
         return None
     if isinstance(value, bool):
         return "1" if value else "0"
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat(sep=" ") if hasattr(value, "hour") else value.isoformat())
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep="T" if iso else " ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    whole = isinstance(value, float | decimal.Decimal) and math.isfinite(value)
+    if whole and value == int(value) and abs(value) < 2**63:
+        return str(int(value))
     return str(value)
 
 
@@ -479,6 +592,20 @@ def _explain(source: Source, path: ArrowPath, exc: BaseException, where: str) ->
 
 
 def _encoded(password: str | None) -> list[str]:
+    """The forms a native driver's URI or message may carry the password in: as is,
+    percent-encoded (the ADBC URI), form-encoded, and as SQLAlchemy renders it in a URL (the
+    connectorx URI: ':@/%' encoded, a space or '+' left as is)."""
     if not password:
         return []
-    return [urllib.parse.quote(password, safe=""), urllib.parse.quote_plus(password)]
+    rendered = sa.URL.create("x", username="u", password=password, host="h").render_as_string(
+        hide_password=False
+    )
+    in_url = rendered[len("x://u:") : -len("@h")]
+    forms = [
+        password,
+        urllib.parse.quote(password, safe=""),
+        urllib.parse.quote(password),
+        urllib.parse.quote_plus(password),
+        in_url,
+    ]
+    return list(dict.fromkeys(forms))

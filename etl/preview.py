@@ -20,8 +20,8 @@ import pandas as pd
 from .config import Job, Project
 from .durations import format_duration
 from .errors import UsageError
-from .extract import WINDOW_MARGIN, Window, build_query
-from .fetch import choose
+from .extract import WINDOW_MARGIN, Window, build_query, fetched_through
+from .fetch import FetchChoice, choose
 from .redact import redact
 from .report import Timeline, parse_when, resolve_when
 from .source import open_source
@@ -222,7 +222,9 @@ def preview(
                 )
             return Window(lo=lo, hi=hi)
 
+        fetched_through.set(None)
         derived = derive(project, job, window_for, store)
+        delivered = fetched_through.get()
         carried = 0
         if store is not None and job.mapping.structure == "bookings":
             carried = len(store.carried_runs(job_name, derived.window.lo))
@@ -235,7 +237,7 @@ def preview(
         ((code, kind, count) for (code, kind), count in derived.codes.items()),
         key=lambda item: (order.get(item[1], 9), _code_key(item[0])),
     )
-    sql, parameters, fetch = _compiled(project, job, window)
+    sql, parameters, fetch = _compiled(project, job, window, delivered)
     notes = [fetch] if fetch else []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")
@@ -256,19 +258,25 @@ def preview(
     )
 
 
-def _compiled(project: Project, job: Job, window: Window) -> tuple[str, dict[str, Any], str]:
+def _compiled(
+    project: Project, job: Job, window: Window, delivered: FetchChoice | None = None
+) -> tuple[str, dict[str, Any], str]:
     """The SELECT as the source's dialect sends it (IN lists expanded), its parameters in the
-    order the placeholders take them, and the Arrow path the rows were read through ('' if none)."""
+    order the placeholders take them, and the path that delivered the rows (``delivered``; None:
+    the one the connector would take); '' for SQLAlchemy by the connector's own choice."""
     query = build_query(job.mapping, window, job.connector.zone)
     source = open_source(job.connector_name, job.connector, project.root, project.secrets)
     try:  # the engine's dialect, without connecting
         compiled = query.compile(
             dialect=source.engine.dialect, compile_kwargs={"render_postcompile": True}
         )
-        choice = choose(source)
+        planned = choose(source)
     finally:
         source.close()
+    choice = delivered or planned
     fetch = ""
+    if choice.path is None and planned.path is not None:  # fetch: auto fell back
+        fetch = f"rows read through {choice.label}"
     if choice.path is not None:
         fetch = f"rows read through {choice.label}"
         if not choice.path.binds:

@@ -292,3 +292,42 @@ def test_permission_denied_names_the_connector_and_the_fix(server: Server, tmp_p
         assert info.value.exit_code == 3 and "'etl check plant'" in str(info.value.hint)
     finally:
         drop_account(server.admin, server.dialect, reader)
+
+
+def test_check_fails_when_fetch_arrow_cannot_be_honoured(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fetch: arrow`` without its driver makes 'etl run' exit 3: 'etl check' says so and exits
+    3 too (the report is still printed); ``fetch: auto`` keeps it a warning (exit 0)."""
+    from etl.fetch import PATHS
+
+    key = "adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"
+    monkeypatch.setattr(type(PATHS[key]), "version", lambda self: None)
+    root = write_project(tmp_path / "p", server.dialect, server.url, "RW_PASSWORD")
+    connector = root / "connectors" / "plant.yaml"
+    plain = connector.read_text()
+    env = {"RW_PASSWORD": server.password}
+    connector.write_text(plain + "fetch: arrow\n")
+    code, out, err = etl("-p", str(root), "check", "plant", env=env)
+    assert code == 3, (out, err)
+    assert "fetch:      none (fetch: arrow, driver missing)" in out
+    assert (
+        f"error: connectors/plant.yaml: fetch: arrow, but {PATHS[key].package} not installed" in out
+    )
+    assert "fetch: arrow, but" in err
+    code, out, err = etl("-p", str(root), "check", "plant", "--json", env=env)
+    assert code == 3 and "not installed" in json.loads(out)["fetch_error"]
+    connector.write_text(plain + "fetch: auto\n")
+    code, out, err = etl("-p", str(root), "check", "plant", env=env)
+    assert code == 0, err
+    assert "fetch:      sqlalchemy (" in out and "not installed" in out
+    assert "error:" not in out
+    if server.dialect == "postgresql":  # the driver is there but cannot read: jobs fail too
+        from etl.fetch import AdbcPostgres
+
+        monkeypatch.undo()
+        original = AdbcPostgres.uri
+        monkeypatch.setattr(AdbcPostgres, "uri", lambda self, s: original(self, s) + "&sslmode=x")
+        connector.write_text(plain + "fetch: arrow\n")
+        code, out, err = etl("-p", str(root), "check", "plant", env=env)
+        assert code == 3 and "fetch: arrow, but the Arrow path failed" in err, (out, err)

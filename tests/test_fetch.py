@@ -573,3 +573,292 @@ def test_connector_options_connectorx_cannot_honour_keep_sqlalchemy(tmp_path: Pa
     finally:
         plain.close()
         tls.close()
+
+
+def test_sql_server_gets_typed_window_bounds_through_arrow_odbc() -> None:
+    """arrow-odbc sends parameters as text: for SQL Server every date/time value is CAST to
+    datetime2(7)/date in the statement and sent in ISO 8601 with 'T', which no DATEFORMAT or
+    SET LANGUAGE reads otherwise and which keeps microseconds (datetime from text: at most 3);
+    a whole float is sent as an integer ('1.0' into an int column is error 245)."""
+    engine = sa.create_engine("mssql+pyodbc://etl:pw@db.example/mes?driver=ODBC+Driver+18")
+
+    class Compiles:
+        dialect = engine.dialect
+
+    spec = mapping(filters=[{"column": "event", "ge": 1.0}, {"column": "qty", "lt": 2.5}])
+    window = Window(
+        dt.datetime(2024, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC),
+        dt.datetime(2024, 3, 5, tzinfo=dt.UTC),
+    )
+    sql, params = ArrowOdbc().statement(build_query(spec, window, UTC), Compiles())  # type: ignore[arg-type]
+    assert sql.count("CAST(? AS datetime2(7))") == 2, sql
+    assert "ts >= CAST(? AS datetime2(7)) AND bookings.ts < CAST(? AS datetime2(7))" in sql
+    assert params == ["1", "2.5", "2024-03-04T02:06:07.123456", "2024-03-05T03:00:00"]
+    assert refusal(sql, "mssql") is None
+    day = mapping(
+        columns={
+            "timestamp": {"date": "day", "time": "ts"},
+            "order_code": "order_no",
+            "machine_code": "machine",
+            "event": "event",
+        }
+    )
+    sql, params = ArrowOdbc().statement(build_query(day, window, UTC), Compiles())  # type: ignore[arg-type]
+    assert "CAST(? AS date)" in sql and "2024-03-04" in params, (sql, params)
+    # other dialects through ODBC keep their own conversions: no CAST, the space separator
+    pg = sa.create_engine("postgresql+pyodbc://etl:pw@db.example/mes?driver=PostgreSQL+Unicode")
+
+    class CompilesPg:
+        dialect = pg.dialect
+
+    sql, params = ArrowOdbc().statement(build_query(spec, window, UTC), CompilesPg())  # type: ignore[arg-type]
+    assert "CAST" not in sql and "2024-03-04 02:06:07.123456" in params
+    engine.dispose()
+    pg.dispose()
+
+
+def test_unparseable_text_times_are_bad_timestamp_anomalies_as_through_sqlalchemy() -> None:
+    """A text time the Arrow path cannot parse is not turned into a silent NULL: the column stays
+    text and the mapping reports the row as bad_timestamp with the raw value, exactly as for the
+    text the SQLAlchemy path hands over."""
+    raw = {
+        "ts": ["2024-03-04 06:00:00.1234567 +01:00", "31.02.2024 25:00", None],
+        "order_no": ["4711", "4711", "4712"],
+        "machine": ["M1", "M1", "M1"],
+        "event": [10, 20, 10],
+    }
+    batch = pa.record_batch({**raw, "event": pa.array(raw["event"], pa.int64())})
+    wanted = {
+        "ts": pa.timestamp("us", tz="UTC"),
+        "order_no": pa.string(),
+        "machine": pa.string(),
+        "event": pa.int64(),
+    }
+    out = conform(batch, wanted)
+    assert out.column("ts").to_pylist() == raw["ts"]
+    spec = mapping(
+        columns={
+            "timestamp": "ts",
+            "order_code": "order_no",
+            "machine_code": "machine",
+            "event": "event",
+        }
+    )
+    instants = frozenset({"ts"})
+    arrow = map_bookings(out.to_pandas(date_as_object=True), spec, BERLIN, instants)
+    dbapi = map_bookings(pd.DataFrame(raw), spec, BERLIN, instants)
+    pd.testing.assert_frame_equal(arrow.anomalies, dbapi.anomalies)
+    pd.testing.assert_frame_equal(arrow.rows, dbapi.rows)
+    bad = arrow.anomalies[arrow.anomalies["kind"] == "bad_timestamp"]
+    assert len(bad) == 2, arrow.anomalies
+    assert bad["detail"].str.contains("ts='31.02.2024 25:00'", regex=False).any(), bad["detail"]
+    assert arrow.rows["ts"].tolist() == [pd.Timestamp("2024-03-04 05:00:00.123456", tz="UTC")]
+
+
+def test_preview_names_sqlalchemy_when_fetch_auto_fell_back(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fetch: auto`` whose native driver fails before the first row: the rows come through
+    SQLAlchemy, and preview says so instead of naming the Arrow path it did not use."""
+    from etl.config import load_project
+    from etl.preview import preview
+
+    monkeypatch.setenv("RW_PASSWORD", server.password)
+    path = PATHS["adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"]
+
+    def broken(*args: Any, **kwargs: Any) -> Iterator[pa.RecordBatch]:
+        raise RuntimeError("native driver cannot connect")
+        yield  # a generator, like the real ones
+
+    monkeypatch.setattr(type(path), "batches", broken)
+    result = preview(load_project(_project(server, tmp_path)), "bookings")
+    assert result.rows_read == len(ROWS)
+    fetch = [n for n in result.notes if n.startswith("rows read through")]
+    assert len(fetch) == 1 and fetch[0].startswith("rows read through sqlalchemy ("), result.notes
+    assert "failed, fetch: auto fell back" in fetch[0] and "arrow" not in fetch[0], fetch
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_arrow_odbc_closes_its_connection_on_early_exit_and_on_failure(
+    dialect: str, request: pytest.FixtureRequest
+) -> None:
+    """An abandoned read and a failed one (whose traceback keeps the generator's frame alive)
+    leave no session behind on the server."""
+    driver, template = ODBC_URLS[dialect]
+    require_driver(driver)
+    url = sa.make_url(
+        request.getfixturevalue(
+            "postgres_database" if dialect == "postgresql" else "mariadb_database"
+        )
+    )
+    admin = sa.create_engine(url, poolclass=sa.NullPool)
+    _create(admin, dialect)
+    port = url.port or (5432 if dialect == "postgresql" else 3306)
+    odbc_url = template.format(user=url.username, host=url.host, db=url.database, port=port)
+    if url.password:
+        odbc_url = odbc_url.replace(f"{url.username}@", f"{url.username}:{url.password}@")
+    source = open_source(
+        "plant",
+        ConnectorSpec.model_validate({"dialect": dialect, "url": odbc_url, "fetch": "arrow"}),
+        Path.cwd(),
+        [],
+    )
+    count = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+        if dialect == "postgresql"
+        else "SELECT count(*) FROM information_schema.processlist WHERE db = database() "
+        "AND id <> connection_id()"
+    )
+
+    def sessions() -> int:
+        with admin.connect() as conn:
+            return int(conn.execute(sa.text(count)).scalar_one())
+
+    path = PATHS["arrow_odbc"]
+    try:
+        before = sessions()
+        batches = path.batches(source, "SELECT id FROM bookings ORDER BY id", None, 1)
+        assert next(batches).num_rows == 1
+        assert sessions() == before + 1
+        batches.close()  # what an abandoned generator gets (and a consumer that stops early)
+        assert sessions() == before
+        with pytest.raises(BaseException) as failed:
+            list(path.batches(source, "SELECT no_such_column FROM bookings", None, 1))
+        assert failed.value.__traceback__ is not None  # holds the generator's frame
+        assert sessions() == before
+    finally:
+        source.close()
+        admin.dispose()
+
+
+def test_the_oracle_path_connects_with_the_connectors_connect_args(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Oracle server here: the native connect gets what the engine's connect gets
+    (tcp_connect_timeout from the connector's connect_timeout), not the URL's arguments only."""
+    import oracledb
+
+    seen: dict[str, Any] = {}
+
+    def connect(*args: Any, **kwargs: Any) -> Any:
+        seen.update(kwargs)
+        raise oracledb.OperationalError("no server here")
+
+    monkeypatch.setattr(oracledb, "connect", connect)
+    spec = ConnectorSpec.model_validate(
+        {
+            "dialect": "oracle",
+            "url": "oracle+oracledb://etl:pw@db.example:1521/?service_name=X",
+            "connect_timeout": "7s",
+        }
+    )
+    source = open_source("plant", spec, tmp_path, ["pw"])
+    try:
+        with pytest.raises(oracledb.OperationalError):
+            list(PATHS["oracledb"].batches(source, "SELECT 1 FROM dual", None, 10))
+    finally:
+        source.close()
+    assert seen["tcp_connect_timeout"] == 7.0 and seen["user"] == "etl"
+
+
+def test_connectorx_gets_the_connect_timeout(tmp_path: Path) -> None:
+    """connectorx's MySQL URI carries the connector's connect_timeout (each TCP connect; its pool
+    still retries for about 30 s, see README's known limits); reading through it is covered above."""
+    from etl.fetch import ConnectorXMySQL
+
+    spec = {"dialect": "mariadb", "host": "db", "database": "mes", "user": "etl"}
+    source = open_source(
+        "p", ConnectorSpec.model_validate({**spec, "connect_timeout": "4s"}), tmp_path, []
+    )
+    try:
+        assert ConnectorXMySQL().uri(source).endswith("/mes?tcp_connect_timeout_ms=4000")
+    finally:
+        source.close()
+
+
+def test_a_run_reflects_the_catalog_once(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_columns, instant_columns and the Arrow schema share one reflection per connection."""
+    from sqlalchemy.engine.reflection import Inspector
+
+    from etl.extract import check_columns
+
+    calls: list[str] = []
+    original = Inspector.get_columns
+
+    def counted(self: Inspector, table: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(table)
+        return original(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "get_columns", counted)
+    source = source_for(server, "arrow")
+    spec = mapping()
+    try:
+        with source.connect() as conn:
+            check_columns(conn, spec, WHERE)
+            instants = instant_columns(conn, spec, source.dialect)
+            query = build_query(spec, None, BERLIN, instants)
+            frames = list(read_frames(source, conn, spec, query, instants, 2, WHERE))
+        with source.connect() as conn:  # a new connection (the next run) reflects afresh
+            instant_columns(conn, spec, source.dialect)
+    finally:
+        source.close()
+    assert sum(len(f) for f in frames) == len(ROWS)
+    assert calls == ["bookings", "bookings"], calls
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
+def test_a_password_with_space_plus_at_and_percent_is_redacted_in_every_uri_form(
+    dialect: str, tmp_path: Path
+) -> None:
+    """A native driver may echo its URI: the password as the ADBC URI (percent-encoded), the
+    connectorx URI (SQLAlchemy's rendering: space and '+' as is) or form-encoding carries it."""
+    import urllib.parse
+
+    from etl.fetch import ConnectorXMySQL, _explain
+
+    password = "p w+x@y%z:/"
+    spec = ConnectorSpec.model_validate(
+        {"dialect": dialect, "host": "db", "database": "mes", "user": "etl", "password": password}
+    )
+    source = open_source("plant", spec, tmp_path, [])  # no project secrets: the forms must do
+    path = AdbcPostgres() if dialect == "postgresql" else ConnectorXMySQL()
+    try:
+        uri = path.uri(source)
+        forms = [
+            uri,
+            password,
+            urllib.parse.quote(password, safe=""),
+            urllib.parse.quote_plus(password),
+            source.engine.url.render_as_string(hide_password=False),
+        ]
+        for form in forms:
+            error = _explain(source, path, RuntimeError(f"cannot connect to {form}"), WHERE)
+            assert "p w" not in error.message and "p%20w" not in error.message, error.message
+            assert "x@y" not in error.message and "x%40y" not in error.message, error.message
+    finally:
+        source.close()
+
+
+def test_postgresql_sessions_run_without_jit(postgres_database: str) -> None:
+    """JIT cost ~61 ms of a 0.34 s window query: the psycopg and ADBC sessions switch it off
+    (and stay read-only)."""
+    url = sa.make_url(postgres_database)
+    spec = ConnectorSpec.model_validate(
+        {"dialect": "postgresql", "url": url.render_as_string(hide_password=False)}
+    )
+    source = open_source("plant", spec, Path.cwd(), [url.password or ""])
+    try:
+        with source.connect() as conn:  # as every run: SQLAlchemy first
+            assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
+            assert conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+        batches = PATHS["adbc_postgresql"].batches(
+            source,
+            "SELECT current_setting('jit') AS jit, "
+            "current_setting('default_transaction_read_only') AS ro",
+            None,
+            10,
+        )
+        assert pa.Table.from_batches(list(batches)).to_pylist() == [{"jit": "off", "ro": "on"}]
+    finally:
+        source.close()

@@ -16,8 +16,10 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC as UTC_
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -202,3 +204,80 @@ def test_the_arrow_path_reads_what_sqlalchemy_reads(target: Target) -> None:
     with admin.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {target.table}")).scalar() == 3
     admin.dispose()
+
+
+def test_sql_server_window_bounds_hold_under_a_german_login(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """arrow-odbc sends values as text: a window bound must mean the same instant to a session
+    with SET LANGUAGE Deutsch (DATEFORMAT dmy) and keep its microseconds against a ``datetime``
+    column (text with more than 3 fractional digits is error 241 there)."""
+    from etl.extract import Window
+    from etl.fetch import ArrowOdbc
+
+    raw = os.environ.get("ETL_TEST_MSSQL_URL")
+    if not raw:
+        pytest.skip("ETL_TEST_MSSQL_URL is not set: no SQL Server to run this on")
+    url = sa.make_url(raw)
+    table = f"etl_conf_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:  # day <= 12: read as year-day-month it is another valid date
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {table} (id int, machine char(8), order_no "
+                "varchar(20), kind int, ts datetime)"
+            )
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:i, 'M1', '4711', :k, :t)"),
+            [
+                {"i": 1, "k": 1, "t": datetime(2026, 3, 4, 6, 0, 0, 250000)},
+                {"i": 2, "k": 2, "t": datetime(2026, 3, 4, 8, 0)},
+                {"i": 3, "k": 1, "t": datetime(2026, 4, 3, 8, 0)},  # the misread window's row
+            ],
+        )
+    for folder in ("connectors", "mappings", "jobs"):
+        (tmp_path / folder).mkdir()
+    connector = {"dialect": "mssql", "url": url.render_as_string(hide_password=False)}
+    (tmp_path / "connectors" / "plant.yaml").write_text(yaml.safe_dump(connector))
+    (tmp_path / "mappings" / "m.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "structure": "bookings",
+                "source": {"table": table},
+                "columns": {
+                    "timestamp": "ts",
+                    "order_code": "order_no",
+                    "machine_code": "machine",
+                    "event": "kind",
+                },
+                "events": {"START": [1], "END": [2]},
+                "filters": [{"column": "kind", "in": [1, 2]}, {"column": "kind", "ge": 1.0}],
+            }
+        )
+    )
+    (tmp_path / "jobs" / "j.yaml").write_text("connector: plant\nmapping: m\n")
+    project = load_project(tmp_path)
+    mapping = project.mappings["m"]
+    source = open_connector(project, "plant", retry=FAST)
+    monkeypatch.setattr(type(source.dialect), "session_statements", ("SET LANGUAGE Deutsch",))
+    window = Window(  # bounds with microseconds (UTC zone: the margin only widens them)
+        datetime(2026, 3, 4, 3, 0, 0, 123456, tzinfo=UTC_),
+        datetime(2026, 3, 4, 21, 0, 0, 654321, tzinfo=UTC_),
+    )
+    try:
+        choice = choose(source)
+        if not isinstance(choice.path, ArrowOdbc):
+            pytest.skip(f"no arrow-odbc: {choice.label}")
+        with source.connect() as conn:
+            query = build_query(mapping, window, ZoneInfo("UTC"))
+            got = pd.concat(list(read_frames(source, conn, mapping, query, frozenset(), 10, "m")))
+    finally:
+        source.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE {table}"))
+        admin.dispose()
+    assert sorted(got["ts"].dt.to_pydatetime()) == [
+        datetime(2026, 3, 4, 6, 0, 0, 250000),
+        datetime(2026, 3, 4, 8, 0),
+    ]
