@@ -139,8 +139,8 @@ def _run(
     base = parquet_output(project)
     state = store.state(job_name)
     if state and state.publish_pending and base is not None and job.spec.parquet:
-        publish(store, job_name, state.publish_pending, base, held.check)
-        store.clear_pending(job_name, state.publish_pending)
+        publish(store, job_name, state.publish_pending, base, held.verify)
+        store.clear_pending(job_name, state.publish_pending, held.owner)
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -216,8 +216,8 @@ def _run(
             owner=held.owner,
         )
         if base is not None and job.spec.parquet:
-            publish(store, job_name, changes.months, base, held.check)
-            store.clear_pending(job_name, changes.months)
+            publish(store, job_name, changes.months, base, held.verify)
+            store.clear_pending(job_name, changes.months, held.owner)
         piece = Chunk(
             window.lo,
             window.hi,

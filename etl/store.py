@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .durations import format_duration
 from .errors import LockHeldError, StoreError
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
@@ -354,6 +356,19 @@ class Store:
             ).rowcount
         return renewed == 1
 
+    def holds_lock(self, job: str, owner: str) -> bool:
+        """Whether ``owner`` holds the job's lock and its lease has not run out (store clock)."""
+        with self.begin() as conn:
+            now = self._now(conn)
+            held = conn.execute(
+                sa.select(job_state.c.job).where(
+                    job_state.c.job == job,
+                    job_state.c.lock_owner == owner,
+                    job_state.c.lock_expires >= now,
+                )
+            ).first()
+        return held is not None
+
     def release_lock(self, job: str, owner: str) -> None:
         """Give the lock back (only if we still hold it)."""
         with self.begin() as conn:
@@ -529,18 +544,24 @@ class Store:
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
 
-    def clear_pending(self, job: str, months: list[str]) -> None:
-        """Mark these months as published."""
+    def clear_pending(self, job: str, months: list[str], owner: str | None = None) -> None:
+        """Mark these months as published; with ``owner``, only while that run holds the lock
+        (LockHeldError otherwise: another run took it and publishes the months itself)."""
         with self.begin() as conn:
             current = conn.execute(
                 sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
             ).scalar()
             left = sorted(set(json.loads(current or "[]")) - set(months))
-            conn.execute(
-                job_state.update()
-                .where(job_state.c.job == job)
-                .values(publish_pending=json.dumps(left))
-            )
+            update = job_state.update().where(job_state.c.job == job)
+            if owner is not None:
+                update = update.where(job_state.c.lock_owner == owner)
+            done = conn.execute(update.values(publish_pending=json.dumps(left))).rowcount
+            if done != 1 and owner is not None:
+                raise LockHeldError(
+                    f"job {job!r} lost its lock (its lease expired and another run took it) "
+                    "while publishing; the months stay pending for the next run",
+                    hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+                )
 
     def runs_in_month(self, job: str, month: str) -> pd.DataFrame:
         """All stored runs of ``job`` starting in ``month`` (UTC), ordered."""
@@ -710,19 +731,31 @@ class Lease:
     The lock is taken with an expiry of now + ``lease`` (store clock); a background thread
     renews it every ``heartbeat`` while the block runs. A process that dies stops renewing, so
     its lock expires ``lease`` after the last heartbeat at the latest and the next run of the job,
-    on any host, takes it over. ``check()`` raises once a renewal found the lock taken.
+    on any host, takes it over. ``check()`` raises once a renewal found the lock taken, and also
+    by time alone: once no renewal has succeeded for ``lease`` minus a safety margin (the store
+    was unreachable), the lock may have expired and been taken without this process hearing of it.
+    ``verify()`` additionally asks the store (before each partition is published).
     """
 
     def __init__(self, store: Store, job: str, lease: timedelta, heartbeat: timedelta) -> None:
         self.store, self.job, self.lease, self.heartbeat = store, job, lease, heartbeat
         self.owner = ""
         self.lost = False
+        self._last_ok = 0.0  # time.monotonic() when the last successful take/renewal was sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def margin(self) -> timedelta:
+        """How long before the lease runs out (by this host's clock) ``check()`` gives up: one
+        heartbeat, at most half the lease; room for clock drift and one partition's upload."""
+        return min(self.heartbeat, self.lease / 2)
+
     def acquire(self) -> Lease:
         """Take the lock (LockHeldError when another run holds it) and start the heartbeat."""
+        sent = time.monotonic()
         self.owner = self.store.acquire_lock(self.job, self.lease)
+        self._last_ok = sent
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.job}", daemon=True)
         self._thread.start()
         return self
@@ -744,6 +777,7 @@ class Lease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat.total_seconds()):
+            sent = time.monotonic()
             try:
                 held = self.store.renew_lock(self.job, self.owner, self.lease)
             except StoreError as exc:  # the store may come back before the lease runs out
@@ -753,10 +787,33 @@ class Lease:
                 self.lost = True
                 log.error("%s: lost the lock: the lease expired and another run took it", self.job)
                 return
+            self._last_ok = sent
+
+    def expired(self) -> bool:
+        """Whether the lock may have run out by time: no renewal succeeded for ``lease - margin``."""
+        return time.monotonic() - self._last_ok > (self.lease - self.margin).total_seconds()
 
     def check(self) -> None:
-        """Raise LockHeldError when the lock is no longer ours."""
+        """Raise LockHeldError when the lock is no longer ours, or may no longer be: a renewal
+        found it taken, or none succeeded for nearly a lease."""
         if self.lost:
+            raise LockHeldError(
+                f"job {self.job!r} lost its lock (its lease expired and another run took it)",
+                hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+            )
+        if self.expired():
+            raise LockHeldError(
+                f"job {self.job!r} lost its lock (no renewal reached the store for "
+                f"{format_duration(self.lease - self.margin)}; its lease may have run out)",
+                hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+            )
+
+    def verify(self) -> None:
+        """``check()``, then ask the store that the lock is still ours and not expired (by the
+        store's clock): the test before each partition is published."""
+        self.check()
+        if not self.store.holds_lock(self.job, self.owner):
+            self.lost = True
             raise LockHeldError(
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",

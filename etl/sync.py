@@ -285,8 +285,8 @@ def run_job(
                 job_name,
                 ", ".join(state.publish_pending),
             )
-            publish(store, job_name, state.publish_pending, base, held.check)
-            store.clear_pending(job_name, state.publish_pending)
+            publish(store, job_name, state.publish_pending, base, held.verify)
+            store.clear_pending(job_name, state.publish_pending, held.owner)
         first = start_utc(job)
 
         def window_for(now: datetime) -> Window:
@@ -343,8 +343,8 @@ def run_job(
         failpoint("commit")
         files: list[str] = []
         if base is not None and job.spec.parquet:
-            files = publish(store, job_name, changes.months, base, held.check)
-            store.clear_pending(job_name, changes.months)
+            files = publish(store, job_name, changes.months, base, held.verify)
+            store.clear_pending(job_name, changes.months, held.owner)
         result = RunResult(
             job=job_name,
             window_lo=window.lo,

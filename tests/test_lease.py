@@ -1,0 +1,109 @@
+"""The job lease: a holder notices by itself when its lease may have run out, the heartbeat
+survives unexpected errors, and the store fences every write of a run that lost its lock."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl.errors import LockHeldError, StoreError
+from etl.publish import publish
+from etl.store import Lease, Store, job_state
+
+from .test_store import no_anomalies, runs
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    url = (
+        "sqlite:///store.sqlite"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    store = Store(url, tmp_path)
+    store.ensure_schema()
+    request.addfinalizer(store.close)
+    return store
+
+
+def steal(store: Store, job: str, owner: str = "elsewhere:1:thief") -> None:
+    """Another worker took the lock over (after our lease ran out)."""
+    with store.begin() as conn:
+        conn.execute(
+            job_state.update()
+            .where(job_state.c.job == job)
+            .values(lock_owner=owner, lock_expires=datetime.now(UTC) + timedelta(minutes=5))
+        )
+
+
+def commit_one_month(store: Store, owner: str) -> None:
+    data = runs(("M1", "A", "P", T0 + timedelta(hours=1), T0 + timedelta(hours=2)))
+    store.commit_sync(
+        "j", T0, T0 + timedelta(days=1), data, no_anomalies(), {"started_at": T0}, owner=owner
+    )
+
+
+def test_a_holder_whose_renewals_fail_gives_up_before_its_lease_runs_out(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*_args: object) -> bool:
+        raise StoreError("store unreachable")
+
+    monkeypatch.setattr(store, "renew_lock", unreachable)
+    held = Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)).acquire()
+    try:
+        held.check()  # fresh
+        time.sleep(2 - 0.3 + 0.3)  # past lease - margin, no renewal got through
+        with pytest.raises(LockHeldError, match="lost its lock"):
+            held.check()
+    finally:
+        held.release()
+
+
+def test_publishing_asks_the_store_whether_the_lock_is_still_ours(
+    store: Store, tmp_path: Path
+) -> None:
+    held = Lease(store, "j", timedelta(minutes=5), timedelta(hours=1)).acquire()  # no heartbeat
+    try:
+        commit_one_month(store, held.owner)
+        steal(store, "j")  # the heartbeat has not noticed yet
+        with pytest.raises(LockHeldError, match="lost its lock"):
+            publish(store, "j", ["2026-03"], tmp_path / "out", held.verify)
+        assert not (tmp_path / "out").exists()
+    finally:
+        held.release()
+
+
+def test_a_lease_that_ran_out_fails_the_publish_check_even_if_nobody_took_it(
+    store: Store, tmp_path: Path
+) -> None:
+    held = Lease(store, "j", timedelta(minutes=5), timedelta(hours=1)).acquire()
+    try:
+        with store.begin() as conn:
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == "j")
+                .values(lock_expires=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        with pytest.raises(LockHeldError):
+            held.verify()
+    finally:
+        held.release()
+
+
+def test_clearing_pending_months_is_fenced_by_the_owner(store: Store) -> None:
+    owner = store.acquire_lock("j", timedelta(minutes=5))
+    commit_one_month(store, owner)
+    steal(store, "j")
+    with pytest.raises(LockHeldError, match="lost its lock"):
+        store.clear_pending("j", ["2026-03"], owner)
+    state = store.state("j")
+    assert state is not None and state.publish_pending == ["2026-03"]
+    with store.begin() as conn:
+        assert conn.execute(sa.select(job_state.c.lock_owner)).scalar() == "elsewhere:1:thief"
