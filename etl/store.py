@@ -783,6 +783,9 @@ class Lease:
             except StoreError as exc:  # the store may come back before the lease runs out
                 log.warning("%s: could not renew the lock: %s", self.job, exc)
                 continue
+            except Exception:  # never let the heartbeat die silently; check() expires by time
+                log.exception("%s: could not renew the lock (unexpected error)", self.job)
+                continue
             if not held:
                 self.lost = True
                 log.error("%s: lost the lock: the lease expired and another run took it", self.job)

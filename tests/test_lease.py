@@ -66,6 +66,27 @@ def test_a_holder_whose_renewals_fail_gives_up_before_its_lease_runs_out(
         held.release()
 
 
+def test_the_heartbeat_survives_an_unexpected_error(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = store.renew_lock
+    calls: list[int] = []
+
+    def flaky(job: str, owner: str, ttl: timedelta) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a driver")
+        return real(job, owner, ttl)
+
+    monkeypatch.setattr(store, "renew_lock", flaky)
+    with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)) as held:
+        time.sleep(3)  # longer than the lease: only renewals after the error keep it
+        assert len(calls) > 2
+        with pytest.raises(LockHeldError):
+            store.acquire_lock("j", timedelta(seconds=2))
+        held.check()
+
+
 def test_publishing_asks_the_store_whether_the_lock_is_still_ours(
     store: Store, tmp_path: Path
 ) -> None:
