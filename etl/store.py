@@ -435,8 +435,9 @@ class Store:
         the watermark backwards; ``backfill`` records (range, next chunk start) for resuming.
         Returns the audit row's id and what changed. Parquet months to rewrite are recorded in
         ``job_state.publish_pending`` in the same transaction. With ``owner``, the commit only
-        happens while that owner still holds the job's lock (LockHeldError otherwise: a run whose
-        lease expired and was taken over commits nothing).
+        happens while that owner still holds the job's lock and its lease has not run out by the
+        store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
+        or not another run took the lock yet).
         """
         audit = {**audit, "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -525,8 +526,10 @@ class Store:
             if backfill is not None:
                 values["backfill_range"], values["backfill_next"] = backfill
             update = job_state.update().where(job_state.c.job == job)
-            if owner is not None:
-                update = update.where(job_state.c.lock_owner == owner)
+            if owner is not None:  # ours and not run out (store clock), even if nobody took it
+                update = update.where(
+                    job_state.c.lock_owner == owner, job_state.c.lock_expires >= self._now(conn)
+                )
             if conn.execute(update.values(**values)).rowcount != 1 and owner is not None:
                 raise LockHeldError(
                     f"job {job!r} lost its lock (its lease expired and another run took it): "
@@ -554,7 +557,9 @@ class Store:
             left = sorted(set(json.loads(current or "[]")) - set(months))
             update = job_state.update().where(job_state.c.job == job)
             if owner is not None:
-                update = update.where(job_state.c.lock_owner == owner)
+                update = update.where(
+                    job_state.c.lock_owner == owner, job_state.c.lock_expires >= self._now(conn)
+                )
             done = conn.execute(update.values(publish_pending=json.dumps(left))).rowcount
             if done != 1 and owner is not None:
                 raise LockHeldError(

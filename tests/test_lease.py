@@ -128,3 +128,12 @@ def test_clearing_pending_months_is_fenced_by_the_owner(store: Store) -> None:
     assert state is not None and state.publish_pending == ["2026-03"]
     with store.begin() as conn:
         assert conn.execute(sa.select(job_state.c.lock_owner)).scalar() == "elsewhere:1:thief"
+
+
+def test_a_run_whose_lease_ran_out_commits_nothing_even_if_nobody_took_it(store: Store) -> None:
+    owner = store.acquire_lock("j", timedelta(seconds=-1))  # held, but already run out
+    with pytest.raises(LockHeldError, match="nothing was committed"):
+        commit_one_month(store, owner)
+    state = store.state("j")
+    assert state is not None and state.watermark is None and state.publish_pending == []
+    assert store.runs_between("j").empty
