@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .config import Project
-from .errors import UsageError
+from .errors import LockLost, UsageError
 from .extract import Window
 from .failpoints import failpoint
 from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import Lease, _diff
-from .sync import derive, lease, open_store, parquet_output
+from .sync import derive, lease, lost_after_commit, open_store, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _run(
             "anomalies": len(derived.anomalies),
             "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
         }
-        _, changes = store.commit_sync(
+        sync_id, changes = store.commit_sync(
             job_name,
             window.lo,
             window.hi,
@@ -216,8 +216,11 @@ def _run(
             owner=held.owner,
         )
         if base is not None and job.spec.parquet:
-            publish(store, job_name, changes.months, base, held.verify)
-            store.clear_pending(job_name, changes.months, held.owner)
+            try:
+                publish(store, job_name, changes.months, base, held.verify)
+                store.clear_pending(job_name, changes.months, held.owner)
+            except LockLost as exc:
+                raise lost_after_commit(job_name, sync_id, exc) from exc
         piece = Chunk(
             window.lo,
             window.hi,

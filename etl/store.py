@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from .durations import format_duration
-from .errors import LockHeldError, StoreError
+from .errors import LockHeldError, LockLost, StoreError
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
@@ -531,7 +531,7 @@ class Store:
                     job_state.c.lock_owner == owner, job_state.c.lock_expires >= self._now(conn)
                 )
             if conn.execute(update.values(**values)).rowcount != 1 and owner is not None:
-                raise LockHeldError(
+                raise LockLost(
                     f"job {job!r} lost its lock (its lease expired and another run took it): "
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
@@ -562,7 +562,7 @@ class Store:
                 )
             done = conn.execute(update.values(publish_pending=json.dumps(left))).rowcount
             if done != 1 and owner is not None:
-                raise LockHeldError(
+                raise LockLost(
                     f"job {job!r} lost its lock (its lease expired and another run took it) "
                     "while publishing; the months stay pending for the next run",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
@@ -805,12 +805,12 @@ class Lease:
         """Raise LockHeldError when the lock is no longer ours, or may no longer be: a renewal
         found it taken, or none succeeded for nearly a lease."""
         if self.lost:
-            raise LockHeldError(
+            raise LockLost(
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
             )
         if self.expired():
-            raise LockHeldError(
+            raise LockLost(
                 f"job {self.job!r} lost its lock (no renewal reached the store for "
                 f"{format_duration(self.lease - self.margin)}; its lease may have run out)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
@@ -822,7 +822,7 @@ class Lease:
         self.check()
         if not self.store.holds_lock(self.job, self.owner):
             self.lost = True
-            raise LockHeldError(
+            raise LockLost(
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
             )

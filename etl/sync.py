@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Job, Project
-from .errors import EtlError, StoreError, TooManyAnomalies
+from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import (
     Window,
     build_query,
@@ -133,6 +133,15 @@ def lease(project: Project, store: Store, job_name: str) -> Lease:
     """The job's lock with the project's lease, renewed by a heartbeat while held."""
     spec = project.spec.lock
     return Lease(store, job_name, spec.lease, spec.heartbeat)
+
+
+def lost_after_commit(job_name: str, sync_id: int, exc: LockLost) -> LockLost:
+    """The error of a run that committed, then lost its lease while publishing."""
+    return LockLost(
+        f"{job_name}: committed sync {sync_id}; publishing stopped because the lease was lost "
+        f"({exc.message}); the next run republishes the months left pending",
+        hint=exc.hint,
+    )
 
 
 def start_utc(job: Job) -> datetime:
@@ -276,6 +285,7 @@ def run_job(
         raise
     started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
     audit: dict[str, object] = {"started_at": started}
+    committed = False
     try:
         state = store.state(job_name)
         base = parquet_output(project)
@@ -340,11 +350,15 @@ def run_job(
             margin,
             owner=held.owner,
         )
+        committed = True  # the ok audit row is written: a later failure adds no failed one
         failpoint("commit")
         files: list[str] = []
         if base is not None and job.spec.parquet:
-            files = publish(store, job_name, changes.months, base, held.verify)
-            store.clear_pending(job_name, changes.months, held.owner)
+            try:
+                files = publish(store, job_name, changes.months, base, held.verify)
+                store.clear_pending(job_name, changes.months, held.owner)
+            except LockLost as exc:
+                raise lost_after_commit(job_name, sync_id, exc) from exc
         result = RunResult(
             job=job_name,
             window_lo=window.lo,
@@ -380,7 +394,7 @@ def run_job(
         audit["duration_s"] = time.monotonic() - clock
         message = exc.message if isinstance(exc, EtlError) else str(exc)
         audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
-        if not isinstance(exc, StoreError):
+        if not isinstance(exc, StoreError) and not committed:
             store.record_failure(job_name, audit)
         raise
     finally:

@@ -3,17 +3,25 @@ survives unexpected errors, and the store fences every write of a run that lost 
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from etl.errors import LockHeldError, StoreError
+import etl.sync
+from etl.config import load_project
+from etl.errors import LockHeldError, LockLost, StoreError
 from etl.publish import publish
+from etl.schedule import Daemon
 from etl.store import Lease, Store, job_state
+from etl.sync import open_store
 
+from .plant import Plant
 from .test_store import no_anomalies, runs
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -137,3 +145,54 @@ def test_a_run_whose_lease_ran_out_commits_nothing_even_if_nobody_took_it(store:
     state = store.state("j")
     assert state is not None and state.watermark is None and state.publish_pending == []
     assert store.runs_between("j").empty
+
+
+def lose_the_lease_while_publishing(monkeypatch: pytest.MonkeyPatch, plant: Plant) -> None:
+    """Another worker takes the lock over just after this run committed."""
+    real = etl.sync.publish
+
+    def stolen_then_publish(store: Store, job: str, *args: Any) -> list[str]:
+        steal(store, job)
+        return real(store, job, *args)
+
+    monkeypatch.setattr(etl.sync, "publish", stolen_then_publish)
+
+
+def audit_statuses(plant: Plant) -> list[str]:
+    with sqlite3.connect(plant.root / "store.sqlite") as conn:
+        return [row[0] for row in conn.execute("SELECT status FROM sync_runs ORDER BY id")]
+
+
+def test_a_lease_lost_after_the_commit_says_so_and_adds_no_failed_audit_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    lose_the_lease_while_publishing(monkeypatch, plant)
+    with pytest.raises(LockLost) as info:
+        plant.run()
+    assert info.value.exit_code == 5 and isinstance(info.value, LockHeldError)
+    assert "committed sync 1; publishing stopped because the lease was lost" in info.value.message
+    assert "nothing was committed" not in info.value.message
+    assert audit_statuses(plant) == ["ok"]
+    store = open_store(load_project(plant.root))
+    try:
+        state = store.state("bookings")
+        assert state is not None and state.publish_pending  # the next run republishes
+    finally:
+        store.close()
+    assert not (plant.root / "output" / "parquet").exists()
+
+
+def test_the_daemon_logs_a_lost_lease_as_lost_not_as_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    lose_the_lease_while_publishing(monkeypatch, plant)
+    caplog.set_level(logging.INFO, logger="etl.runs")
+    Daemon(load_project(plant.root))._fire("bookings")
+    [record] = [r for r in caplog.records if r.name == "etl.runs"]
+    assert record.levelno == logging.ERROR
+    assert getattr(record, "status", None) == "lock_lost"
+    assert "skipped" not in record.getMessage() and "committed sync 1" in record.getMessage()
