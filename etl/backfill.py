@@ -25,7 +25,7 @@ from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import Lease, _diff
-from .sync import derive, lease, lost_after_commit, open_store, parquet_output
+from .sync import derive, lease, leased, lost_after_commit, open_store, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,7 @@ def backfill(
     since_at = parse_when(since, zone, "--since")
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
-    store = open_store(project)
-    held = lease(project, store, job_name)
-    try:
-        held.acquire()
-    except BaseException:
-        store.close()
-        raise
-    try:
+    with leased(project, job_name) as (_store, held):
         return _run(
             project,
             job_name,
@@ -110,11 +103,6 @@ def backfill(
             progress,
             clock,
         )
-    finally:
-        try:
-            held.release()
-        finally:
-            store.close()
 
 
 def _run(

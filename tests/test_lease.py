@@ -196,3 +196,38 @@ def test_the_daemon_logs_a_lost_lease_as_lost_not_as_skipped(
     assert record.levelno == logging.ERROR
     assert getattr(record, "status", None) == "lock_lost"
     assert "skipped" not in record.getMessage() and "committed sync 1" in record.getMessage()
+
+
+def test_leased_releases_the_lock_and_closes_the_store_however_the_block_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = Plant(tmp_path / "p")
+    project = load_project(plant.root)
+    closed: list[Store] = []
+    real_close = Store.close
+
+    def close(self: Store) -> None:
+        closed.append(self)
+        real_close(self)
+
+    monkeypatch.setattr(Store, "close", close)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        etl.sync.leased(project, "bookings") as (store, held),
+    ):
+        assert store.state("bookings").lock_owner == held.owner  # type: ignore[union-attr]
+        raise RuntimeError("boom")
+    assert len(closed) == 1
+    other = open_store(project)
+    try:
+        assert other.state("bookings").lock_owner is None  # type: ignore[union-attr]
+        owner = other.acquire_lock("bookings", timedelta(minutes=5))
+        with (
+            pytest.raises(LockHeldError, match="already running"),
+            etl.sync.leased(project, "bookings"),
+        ):
+            raise AssertionError("the block must not run without the lock")
+        assert len(closed) == 2  # closed although the lock was not taken
+        other.release_lock("bookings", owner)
+    finally:
+        other.close()
