@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .config import Project
-from .errors import LockLost, UsageError
+from .errors import LockLost, StoreError, UsageError
 from .extract import Window
 from .failpoints import failpoint
 from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import Lease, _diff
-from .sync import derive, lease, leased, lost_after_commit, open_store, parquet_output
+from .sync import derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -252,17 +252,25 @@ def _stamp(value: datetime | None) -> str:
 
 
 def reset(project: Project, job_name: str) -> int:
-    """Forget a job: its runs, anomalies, state and Parquet partitions. Returns runs removed."""
+    """Forget a job: its runs, anomalies, state and Parquet partitions. Returns runs removed.
+
+    All of it under the job's lock, the Parquet first: no run of the job can publish between the
+    two, and when the partitions cannot be removed the store is left as it was (StoreError).
+    """
     from .publish import remove_job
 
     project.job(job_name)
-    store = open_store(project)
-    try:
-        with lease(project, store, job_name):
-            removed = store.reset(job_name)
-    finally:
-        store.close()
-    base = parquet_output(project)
-    if base is not None:
-        remove_job(job_name, base)
-    return removed
+    with leased(project, job_name) as (store, held):
+        base = parquet_output(project)
+        if base is not None:
+            try:
+                remove_job(job_name, base)
+            except StoreError as exc:
+                raise StoreError(
+                    f"{job_name}: could not remove its Parquet partitions ({exc.message}); "
+                    "nothing was reset: the store still holds the job, and partitions already "
+                    "removed are rewritten by its next run",
+                    hint=f"fix the output, then run 'etl state reset {job_name}' again",
+                ) from exc
+        held.check()
+        return store.reset(job_name)
