@@ -172,7 +172,17 @@ class S3Output:
         self._swept = True
         cutoff = datetime.now(UTC) - STAGING_MAX_AGE
         selector = fs.FileSelector(self._key(STAGING), allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
+        try:
+            found = self.fs.get_file_info(selector)
+        except OSError as exc:  # e.g. a bucket policy without s3:ListBucket: writes still work
+            log.warning(
+                "could not list s3://%s to remove abandoned staging objects (%s); "
+                "writing without cleaning up",
+                self._key(STAGING),
+                s3_error(exc),
+            )
+            return
+        for info in found:
             if info.type == fs.FileType.File and info.mtime is not None and info.mtime < cutoff:
                 with contextlib.suppress(OSError):
                     self.fs.delete_file(info.path)
