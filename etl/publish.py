@@ -260,11 +260,10 @@ def publish(
     was lost, so a run that overstayed its lease stops writing.
     """
     output: Output = LocalOutput(out) if isinstance(out, Path) else out
-    check = still_ours
     written: list[str] = []
     for month in sorted(set(months)):
-        if check is not None:
-            check()
+        if still_ours is not None:
+            still_ours()
         runs = store.runs_in_month(job, month)
         part = f"runs/job={job}/month={month}"
         if runs.empty:
@@ -273,8 +272,8 @@ def publish(
             _add(written, output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
-        if check is not None:
-            check()
+        if still_ours is not None:
+            still_ours()
         found = store.anomalies_in_month(job, dated_month)
         folder = f"anomalies/job={job}/month={dated_month or UNDATED}"
         if found.empty:
