@@ -7,6 +7,8 @@ watermark and audit row commit in one transaction; the per-job lock lives in ``j
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -292,6 +294,8 @@ class Store:
     def acquire_lock(self, job: str, ttl: timedelta) -> str:
         """Take the job's lock or raise LockHeldError naming the holder; returns the owner token."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if _pid_space():
+            owner += f":{_pid_space()}"
         with self.begin() as conn:
             now = self._now(conn)
             exists = conn.execute(sa.select(job_state.c.job).where(job_state.c.job == job)).first()
@@ -878,13 +882,33 @@ def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
         raise StoreError(f"refused to send a {first} statement to a store opened read-only")
 
 
+@functools.cache
+def _pid_space() -> str:
+    """Which process-ID space this process lives in: a short digest of the kernel's boot id and
+    the PID namespace, or "" where /proc does not tell. Two containers with the same hostname
+    (on two hosts, or on one host in two PID namespaces) have different ones, so a PID in a lock
+    owner token is only looked up where it means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        space = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{space}".encode()).hexdigest()[:8]
+
+
 def _dead_local_owner(owner: str | None) -> bool:
-    """Whether a lock owner token names a process on this host that no longer exists."""
+    """Whether a lock owner token (``host:pid:token:pidspace``) names a process of this host and
+    PID namespace that no longer exists. Tokens without a PID space (older versions, systems
+    without /proc) are never taken over early: their lease runs out instead."""
     if not owner:
         return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
+    parts = owner.split(":")
+    if len(parts) != 4:
+        return False
+    host, pid_text, _token, space = parts
     if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if not space or space != _pid_space():
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -4,7 +4,9 @@ survives unexpected errors, and the store fences every write of a run that lost 
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -231,3 +233,33 @@ def test_leased_releases_the_lock_and_closes_the_store_however_the_block_ends(
         other.release_lock("bookings", owner)
     finally:
         other.close()
+
+
+def hold_as(store: Store, job: str, owner: str) -> None:
+    store.acquire_lock(job, timedelta(minutes=5))
+    with store.begin() as conn:
+        conn.execute(job_state.update().where(job_state.c.job == job).values(lock_owner=owner))
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_dead_local_owner_is_taken_over_only_in_the_same_pid_space(store: Store) -> None:
+    from etl.store import _pid_space
+
+    host, pid = socket.gethostname(), dead_pid()
+    assert _pid_space(), "this test needs /proc (boot id and PID namespace)"
+    hold_as(store, "here", f"{host}:{pid}:0badc0de:{_pid_space()}")
+    taken = store.acquire_lock("here", timedelta(minutes=5))  # its process is gone: taken over
+    assert taken.endswith(f":{_pid_space()}")
+    # a container elsewhere (or in another PID namespace) with the same hostname: its PID means
+    # nothing here, so its lock is not taken over before its lease runs out
+    hold_as(store, "twin", f"{host}:{pid}:0badc0de:{'0' * 8}")
+    with pytest.raises(LockHeldError, match="already running"):
+        store.acquire_lock("twin", timedelta(minutes=5))
+    hold_as(store, "old", f"{host}:{pid}:0badc0de")  # a token without a PID space
+    with pytest.raises(LockHeldError, match="already running"):
+        store.acquire_lock("old", timedelta(minutes=5))
