@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from .config import Project
-from .errors import UsageError
+from .errors import LockLost, StoreError, UsageError
 from .extract import Window
 from .failpoints import failpoint
 from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import Lease, _diff
-from .sync import derive, lease, open_store, parquet_output
+from .sync import derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,7 @@ def backfill(
     since_at = parse_when(since, zone, "--since")
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
-    store = open_store(project)
-    held = lease(project, store, job_name)
-    try:
-        held.acquire()
-    except BaseException:
-        store.close()
-        raise
-    try:
+    with leased(project, job_name) as (_store, held):
         return _run(
             project,
             job_name,
@@ -110,11 +103,6 @@ def backfill(
             progress,
             clock,
         )
-    finally:
-        try:
-            held.release()
-        finally:
-            store.close()
 
 
 def _run(
@@ -139,8 +127,8 @@ def _run(
     base = parquet_output(project)
     state = store.state(job_name)
     if state and state.publish_pending and base is not None and job.spec.parquet:
-        publish(store, job_name, state.publish_pending, base, held.check)
-        store.clear_pending(job_name, state.publish_pending)
+        publish(store, job_name, state.publish_pending, base, held.verify)
+        store.clear_pending(job_name, state.publish_pending, held.owner)
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -203,7 +191,7 @@ def _run(
             "anomalies": len(derived.anomalies),
             "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
         }
-        _, changes = store.commit_sync(
+        sync_id, changes = store.commit_sync(
             job_name,
             window.lo,
             window.hi,
@@ -216,8 +204,11 @@ def _run(
             owner=held.owner,
         )
         if base is not None and job.spec.parquet:
-            publish(store, job_name, changes.months, base, held.check)
-            store.clear_pending(job_name, changes.months)
+            try:
+                publish(store, job_name, changes.months, base, held.verify)
+                store.clear_pending(job_name, changes.months, held.owner)
+            except LockLost as exc:
+                raise lost_after_commit(job_name, sync_id, exc) from exc
         piece = Chunk(
             window.lo,
             window.hi,
@@ -261,17 +252,25 @@ def _stamp(value: datetime | None) -> str:
 
 
 def reset(project: Project, job_name: str) -> int:
-    """Forget a job: its runs, anomalies, state and Parquet partitions. Returns runs removed."""
+    """Forget a job: its runs, anomalies, state and Parquet partitions. Returns runs removed.
+
+    All of it under the job's lock, the Parquet first: no run of the job can publish between the
+    two, and when the partitions cannot be removed the store is left as it was (StoreError).
+    """
     from .publish import remove_job
 
     project.job(job_name)
-    store = open_store(project)
-    try:
-        with lease(project, store, job_name):
-            removed = store.reset(job_name)
-    finally:
-        store.close()
-    base = parquet_output(project)
-    if base is not None:
-        remove_job(job_name, base)
-    return removed
+    with leased(project, job_name) as (store, held):
+        base = parquet_output(project)
+        if base is not None:
+            try:
+                remove_job(job_name, base)
+            except StoreError as exc:
+                raise StoreError(
+                    f"{job_name}: could not remove its Parquet partitions ({exc.message}); "
+                    "nothing was reset: the store still holds the job, and partitions already "
+                    "removed are rewritten by its next run",
+                    hint=f"fix the output, then run 'etl state reset {job_name}' again",
+                ) from exc
+        held.check()
+        return store.reset(job_name)

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from .durations import parse_duration
+from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .yamlfile import Loc, YamlDoc, format_loc, read_yaml
 
@@ -111,7 +111,7 @@ class LockSpec(Strict):
     @classmethod
     def _lease(cls, value: timedelta) -> timedelta:
         if value < timedelta(seconds=2):
-            raise ValueError(f"expected at least 2s, got {value}")
+            raise ValueError(f"expected at least 2s, got {format_duration(value)}")
         return value
 
     @property

@@ -30,13 +30,20 @@ def parse_duration(value: object) -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a timedelta the way it would be written in a config file (``'1d2h'``)."""
-    seconds = int(delta.total_seconds())
-    if seconds == 0:
+    """Render a timedelta the way it would be written in a config file (``'1d2h'``, ``'1.5s'``;
+    fractions of a second to the millisecond)."""
+    millis = round(delta.total_seconds() * 1000)
+    if millis == 0:
         return "0s"
+    sign = "-" if millis < 0 else ""
+    seconds, fraction = divmod(abs(millis), 1000)
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         count, seconds = divmod(seconds, size)
         if count:
             parts.append(f"{count}{unit}")
-    return "".join(parts)
+    if fraction:
+        parts.append(f"{seconds}.{fraction:03d}".rstrip("0") + "s")
+    elif seconds:
+        parts.append(f"{seconds}s")
+    return sign + "".join(parts)

@@ -67,6 +67,12 @@ class LockHeldError(EtlError):
     exit_code = 5
 
 
+class LockLost(LockHeldError):
+    """This run's lease ran out (the store was unreachable for longer than ``lock.lease``) or
+    another run took the lock over while this one was still running. The message says whether
+    the run committed before it stopped."""
+
+
 class StoreError(EtlError):
     """The store or the Parquet output could not be written (database down, disk full)."""
 
@@ -97,7 +103,7 @@ EXIT_CODES: dict[int, str] = {
     ConfigError.exit_code: "usage or configuration error",
     SourceError.exit_code: "source unreachable or refused the query",
     DataError.exit_code: "data error: source data does not fit the mapping",
-    LockHeldError.exit_code: "another run of the job holds its lock",
+    LockHeldError.exit_code: "another run of the job holds its lock, or this run lost it",
     StoreError.exit_code: "store or output could not be written",
     AccountCanWrite.exit_code: "etl check --strict: the source account can write",
     TooManyAnomalies.exit_code: "data error: more anomalies than the job's max_anomalies",

@@ -172,7 +172,17 @@ class S3Output:
         self._swept = True
         cutoff = datetime.now(UTC) - STAGING_MAX_AGE
         selector = fs.FileSelector(self._key(STAGING), allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
+        try:
+            found = self.fs.get_file_info(selector)
+        except OSError as exc:  # e.g. a bucket policy without s3:ListBucket: writes still work
+            log.warning(
+                "could not list s3://%s to remove abandoned staging objects (%s); "
+                "writing without cleaning up",
+                self._key(STAGING),
+                s3_error(exc),
+            )
+            return
+        for info in found:
             if info.type == fs.FileType.File and info.mtime is not None and info.mtime < cutoff:
                 with contextlib.suppress(OSError):
                     self.fs.delete_file(info.path)
@@ -250,11 +260,10 @@ def publish(
     was lost, so a run that overstayed its lease stops writing.
     """
     output: Output = LocalOutput(out) if isinstance(out, Path) else out
-    check = still_ours
     written: list[str] = []
     for month in sorted(set(months)):
-        if check is not None:
-            check()
+        if still_ours is not None:
+            still_ours()
         runs = store.runs_in_month(job, month)
         part = f"runs/job={job}/month={month}"
         if runs.empty:
@@ -263,8 +272,8 @@ def publish(
             _add(written, output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
-        if check is not None:
-            check()
+        if still_ours is not None:
+            still_ours()
         found = store.anomalies_in_month(job, dated_month)
         folder = f"anomalies/job={job}/month={dated_month or UNDATED}"
         if found.empty:

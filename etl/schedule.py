@@ -37,7 +37,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from .config import PROJECT_FILE, Job, Project, load_project
-from .errors import ConfigError, EtlError, LockHeldError
+from .errors import ConfigError, EtlError, LockHeldError, LockLost
 from .logs import RUNS_LOGGER, add_secrets
 from .redact import redact
 
@@ -501,6 +501,21 @@ class Daemon:
 
         try:
             run_job(project, name, progress=self._progress(name))
+        except LockLost as exc:
+            seconds = time.monotonic() - clock
+            runs_log.error(
+                "%s: lock lost after %.1fs: %s",
+                name,
+                seconds,
+                redact(exc.message, project.secrets),
+                extra={
+                    "job": name,
+                    "status": "lock_lost",
+                    "exit_code": exc.exit_code,
+                    "error": redact(exc.message, project.secrets),
+                    "duration_s": round(seconds, 3),
+                },
+            )
         except LockHeldError as exc:
             runs_log.info(
                 "%s: skipped: %s",

@@ -7,11 +7,14 @@ watermark and audit row commit in one transaction; the per-job lock lives in ``j
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +27,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import LockHeldError, StoreError
+from .durations import format_duration
+from .errors import LockHeldError, LockLost, StoreError
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
@@ -290,6 +294,8 @@ class Store:
     def acquire_lock(self, job: str, ttl: timedelta) -> str:
         """Take the job's lock or raise LockHeldError naming the holder; returns the owner token."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        if _pid_space():
+            owner += f":{_pid_space()}"
         with self.begin() as conn:
             now = self._now(conn)
             exists = conn.execute(sa.select(job_state.c.job).where(job_state.c.job == job)).first()
@@ -353,6 +359,19 @@ class Store:
                 .values(lock_expires=now + ttl)
             ).rowcount
         return renewed == 1
+
+    def holds_lock(self, job: str, owner: str) -> bool:
+        """Whether ``owner`` holds the job's lock and its lease has not run out (store clock)."""
+        with self.begin() as conn:
+            now = self._now(conn)
+            held = conn.execute(
+                sa.select(job_state.c.job).where(
+                    job_state.c.job == job,
+                    job_state.c.lock_owner == owner,
+                    job_state.c.lock_expires >= now,
+                )
+            ).first()
+        return held is not None
 
     def release_lock(self, job: str, owner: str) -> None:
         """Give the lock back (only if we still hold it)."""
@@ -420,8 +439,9 @@ class Store:
         the watermark backwards; ``backfill`` records (range, next chunk start) for resuming.
         Returns the audit row's id and what changed. Parquet months to rewrite are recorded in
         ``job_state.publish_pending`` in the same transaction. With ``owner``, the commit only
-        happens while that owner still holds the job's lock (LockHeldError otherwise: a run whose
-        lease expired and was taken over commits nothing).
+        happens while that owner still holds the job's lock and its lease has not run out by the
+        store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
+        or not another run took the lock yet).
         """
         audit = {**audit, "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -510,10 +530,12 @@ class Store:
             if backfill is not None:
                 values["backfill_range"], values["backfill_next"] = backfill
             update = job_state.update().where(job_state.c.job == job)
-            if owner is not None:
-                update = update.where(job_state.c.lock_owner == owner)
+            if owner is not None:  # ours and not run out (store clock), even if nobody took it
+                update = update.where(
+                    job_state.c.lock_owner == owner, job_state.c.lock_expires >= self._now(conn)
+                )
             if conn.execute(update.values(**values)).rowcount != 1 and owner is not None:
-                raise LockHeldError(
+                raise LockLost(
                     f"job {job!r} lost its lock (its lease expired and another run took it): "
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
@@ -529,18 +551,26 @@ class Store:
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
 
-    def clear_pending(self, job: str, months: list[str]) -> None:
-        """Mark these months as published."""
+    def clear_pending(self, job: str, months: list[str], owner: str | None = None) -> None:
+        """Mark these months as published; with ``owner``, only while that run holds the lock
+        (LockHeldError otherwise: another run took it and publishes the months itself)."""
         with self.begin() as conn:
             current = conn.execute(
                 sa.select(job_state.c.publish_pending).where(job_state.c.job == job)
             ).scalar()
             left = sorted(set(json.loads(current or "[]")) - set(months))
-            conn.execute(
-                job_state.update()
-                .where(job_state.c.job == job)
-                .values(publish_pending=json.dumps(left))
-            )
+            update = job_state.update().where(job_state.c.job == job)
+            if owner is not None:
+                update = update.where(
+                    job_state.c.lock_owner == owner, job_state.c.lock_expires >= self._now(conn)
+                )
+            done = conn.execute(update.values(publish_pending=json.dumps(left))).rowcount
+            if done != 1 and owner is not None:
+                raise LockLost(
+                    f"job {job!r} lost its lock (its lease expired and another run took it) "
+                    "while publishing; the months stay pending for the next run",
+                    hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+                )
 
     def runs_in_month(self, job: str, month: str) -> pd.DataFrame:
         """All stored runs of ``job`` starting in ``month`` (UTC), ordered."""
@@ -710,19 +740,31 @@ class Lease:
     The lock is taken with an expiry of now + ``lease`` (store clock); a background thread
     renews it every ``heartbeat`` while the block runs. A process that dies stops renewing, so
     its lock expires ``lease`` after the last heartbeat at the latest and the next run of the job,
-    on any host, takes it over. ``check()`` raises once a renewal found the lock taken.
+    on any host, takes it over. ``check()`` raises once a renewal found the lock taken, and also
+    by time alone: once no renewal has succeeded for ``lease`` minus a safety margin (the store
+    was unreachable), the lock may have expired and been taken without this process hearing of it.
+    ``verify()`` additionally asks the store (before each partition is published).
     """
 
     def __init__(self, store: Store, job: str, lease: timedelta, heartbeat: timedelta) -> None:
         self.store, self.job, self.lease, self.heartbeat = store, job, lease, heartbeat
         self.owner = ""
         self.lost = False
+        self._last_ok = 0.0  # time.monotonic() when the last successful take/renewal was sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def margin(self) -> timedelta:
+        """How long before the lease runs out (by this host's clock) ``check()`` gives up: one
+        heartbeat, at most half the lease; room for clock drift and one partition's upload."""
+        return min(self.heartbeat, self.lease / 2)
+
     def acquire(self) -> Lease:
         """Take the lock (LockHeldError when another run holds it) and start the heartbeat."""
+        sent = time.monotonic()
         self.owner = self.store.acquire_lock(self.job, self.lease)
+        self._last_ok = sent
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.job}", daemon=True)
         self._thread.start()
         return self
@@ -744,20 +786,47 @@ class Lease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat.total_seconds()):
+            sent = time.monotonic()
             try:
                 held = self.store.renew_lock(self.job, self.owner, self.lease)
             except StoreError as exc:  # the store may come back before the lease runs out
                 log.warning("%s: could not renew the lock: %s", self.job, exc)
                 continue
+            except Exception:  # never let the heartbeat die silently; check() expires by time
+                log.exception("%s: could not renew the lock (unexpected error)", self.job)
+                continue
             if not held:
                 self.lost = True
                 log.error("%s: lost the lock: the lease expired and another run took it", self.job)
                 return
+            self._last_ok = sent
+
+    def expired(self) -> bool:
+        """Whether the lock may have run out by time: no renewal succeeded for ``lease - margin``."""
+        return time.monotonic() - self._last_ok > (self.lease - self.margin).total_seconds()
 
     def check(self) -> None:
-        """Raise LockHeldError when the lock is no longer ours."""
+        """Raise LockHeldError when the lock is no longer ours, or may no longer be: a renewal
+        found it taken, or none succeeded for nearly a lease."""
         if self.lost:
-            raise LockHeldError(
+            raise LockLost(
+                f"job {self.job!r} lost its lock (its lease expired and another run took it)",
+                hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+            )
+        if self.expired():
+            raise LockLost(
+                f"job {self.job!r} lost its lock (no renewal reached the store for "
+                f"{format_duration(self.lease - self.margin)}; its lease may have run out)",
+                hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
+            )
+
+    def verify(self) -> None:
+        """``check()``, then ask the store that the lock is still ours and not expired (by the
+        store's clock): the test before each partition is published."""
+        self.check()
+        if not self.store.holds_lock(self.job, self.owner):
+            self.lost = True
+            raise LockLost(
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
             )
@@ -813,13 +882,33 @@ def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
         raise StoreError(f"refused to send a {first} statement to a store opened read-only")
 
 
+@functools.cache
+def _pid_space() -> str:
+    """Which process-ID space this process lives in: a short digest of the kernel's boot id and
+    the PID namespace, or "" where /proc does not tell. Two containers with the same hostname
+    (on two hosts, or on one host in two PID namespaces) have different ones, so a PID in a lock
+    owner token is only looked up where it means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        space = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return hashlib.sha256(f"{boot}/{space}".encode()).hexdigest()[:8]
+
+
 def _dead_local_owner(owner: str | None) -> bool:
-    """Whether a lock owner token names a process on this host that no longer exists."""
+    """Whether a lock owner token (``host:pid:token:pidspace``) names a process of this host and
+    PID namespace that no longer exists. Tokens without a PID space (older versions, systems
+    without /proc) are never taken over early: their lease runs out instead."""
     if not owner:
         return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
+    parts = owner.split(":")
+    if len(parts) != 4:
+        return False
+    host, pid_text, _token, space = parts
     if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    if not space or space != _pid_space():
         return False
     try:
         os.kill(int(pid_text), 0)

@@ -11,7 +11,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Job, Project
-from .errors import EtlError, StoreError, TooManyAnomalies
+from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import (
     Window,
     build_query,
@@ -133,6 +134,28 @@ def lease(project: Project, store: Store, job_name: str) -> Lease:
     """The job's lock with the project's lease, renewed by a heartbeat while held."""
     spec = project.spec.lock
     return Lease(store, job_name, spec.lease, spec.heartbeat)
+
+
+def lost_after_commit(job_name: str, sync_id: int, exc: LockLost) -> LockLost:
+    """The error of a run that committed, then lost its lease while publishing."""
+    return LockLost(
+        f"{job_name}: committed sync {sync_id}; publishing stopped because the lease was lost "
+        f"({exc.message}); the next run republishes the months left pending",
+        hint=exc.hint,
+    )
+
+
+@contextmanager
+def leased(project: Project, job_name: str) -> Iterator[tuple[Store, Lease]]:
+    """Open the project's store and hold ``job_name``'s lock for the ``with`` block: yields the
+    store and the lease; the lease is released and the store closed however the block ends
+    (also when the lock cannot be taken)."""
+    store = open_store(project)
+    try:
+        with lease(project, store, job_name) as held:
+            yield store, held
+    finally:
+        store.close()
 
 
 def start_utc(job: Job) -> datetime:
@@ -267,124 +290,118 @@ def run_job(
     job = project.job(job_name)
     project.require_env([job_name])
     clock = time.monotonic()
-    store = open_store(project)
-    held = lease(project, store, job_name)
-    try:
-        held.acquire()
-    except BaseException:
-        store.close()
-        raise
-    started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
-    audit: dict[str, object] = {"started_at": started}
-    try:
-        state = store.state(job_name)
-        base = parquet_output(project)
-        if state and state.publish_pending and base is not None and job.spec.parquet:
-            log.info(
-                "%s: publishing months left over from an interrupted run: %s",
-                job_name,
-                ", ".join(state.publish_pending),
-            )
-            publish(store, job_name, state.publish_pending, base, held.check)
-            store.clear_pending(job_name, state.publish_pending)
-        first = start_utc(job)
-
-        def window_for(now: datetime) -> Window:
-            hi = now - job.safety_lag
-            if state is not None and state.watermark is not None:
-                lo = max(first, state.watermark - job.reread)
-            else:
-                lo = first
-            return Window(lo=lo, hi=max(lo, hi))
-
-        def still_ours(rows: int) -> None:
-            held.check()
-            if progress is not None:
-                progress(rows)
-
-        derived = derive(project, job, window_for, store, still_ours)
-        window = derived.window
-        audit.update(window_lo=window.lo, window_hi=window.hi)
-        kinds = Counter(derived.anomalies["kind"].tolist())
-        finished = datetime.now(UTC)
-        audit.update(
-            finished_at=finished,
-            duration_s=time.monotonic() - clock,
-            rows_read=derived.rows_read,
-            runs_open=int(derived.runs["end"].isna().sum()),
-            anomalies=len(derived.anomalies),
-            anomalies_by_kind=json.dumps(dict(sorted(kinds.items()))),
-        )
-        allowed = job.spec.anomalies_allowed(derived.rows_read)
-        if allowed is not None and len(derived.anomalies) > allowed:
-            found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-            raise TooManyAnomalies(
-                f"{job_name}: too many anomalies: {len(derived.anomalies)} ({found}) in "
-                f"{derived.rows_read:,} rows read, max_anomalies {job.spec.max_anomalies} in "
-                f"jobs/{job_name}.yaml allows {allowed}; nothing was committed",
-                hint=f"look at them with 'etl preview {job_name}', fix the mapping or the source, "
-                "or raise max_anomalies",
-            )
-        margin = (
-            carry_margin(job.mapping.fold.policy())
-            if job.mapping.structure == "bookings"
-            else timedelta(0)
-        )
-        sync_id, changes = store.commit_sync(
-            job_name,
-            window.lo,
-            window.hi,
-            derived.runs,
-            derived.anomalies,
-            audit,
-            margin,
-            owner=held.owner,
-        )
-        failpoint("commit")
-        files: list[str] = []
-        if base is not None and job.spec.parquet:
-            files = publish(store, job_name, changes.months, base, held.check)
-            store.clear_pending(job_name, changes.months)
-        result = RunResult(
-            job=job_name,
-            window_lo=window.lo,
-            window_hi=window.hi,
-            rows_read=derived.rows_read,
-            runs_inserted=changes.inserted,
-            runs_updated=changes.updated,
-            runs_deleted=changes.deleted,
-            runs_open=int(derived.runs["end"].isna().sum()),
-            runs_total=len(derived.runs),
-            anomalies=dict(sorted(kinds.items())),
-            duration_s=time.monotonic() - clock,
-            parquet_files=files,
-            sync_id=sync_id,
-        )
-        runs_log.info(
-            "%s: window %s .. %s, %d rows read, runs +%d ~%d -%d (%d open), anomalies %s, %.1fs",
-            job_name,
-            window.lo.isoformat(timespec="seconds"),
-            window.hi.isoformat(timespec="seconds"),
-            result.rows_read,
-            result.runs_inserted,
-            result.runs_updated,
-            result.runs_deleted,
-            result.runs_open,
-            ", ".join(f"{k}={v}" for k, v in result.anomalies.items()) or "none",
-            result.duration_s,
-            extra={**result.as_dict(), "status": "ok"},
-        )
-        return result
-    except Exception as exc:
-        audit.setdefault("finished_at", datetime.now(UTC))
-        audit["duration_s"] = time.monotonic() - clock
-        message = exc.message if isinstance(exc, EtlError) else str(exc)
-        audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
-        if not isinstance(exc, StoreError):
-            store.record_failure(job_name, audit)
-        raise
-    finally:
+    with leased(project, job_name) as (store, held):
+        started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
+        audit: dict[str, object] = {"started_at": started}
+        committed = False
         try:
-            held.release()
-        finally:
-            store.close()
+            state = store.state(job_name)
+            base = parquet_output(project)
+            if state and state.publish_pending and base is not None and job.spec.parquet:
+                log.info(
+                    "%s: publishing months left over from an interrupted run: %s",
+                    job_name,
+                    ", ".join(state.publish_pending),
+                )
+                publish(store, job_name, state.publish_pending, base, held.verify)
+                store.clear_pending(job_name, state.publish_pending, held.owner)
+            first = start_utc(job)
+
+            def window_for(now: datetime) -> Window:
+                hi = now - job.safety_lag
+                if state is not None and state.watermark is not None:
+                    lo = max(first, state.watermark - job.reread)
+                else:
+                    lo = first
+                return Window(lo=lo, hi=max(lo, hi))
+
+            def still_ours(rows: int) -> None:
+                held.check()
+                if progress is not None:
+                    progress(rows)
+
+            derived = derive(project, job, window_for, store, still_ours)
+            window = derived.window
+            audit.update(window_lo=window.lo, window_hi=window.hi)
+            kinds = Counter(derived.anomalies["kind"].tolist())
+            finished = datetime.now(UTC)
+            audit.update(
+                finished_at=finished,
+                duration_s=time.monotonic() - clock,
+                rows_read=derived.rows_read,
+                runs_open=int(derived.runs["end"].isna().sum()),
+                anomalies=len(derived.anomalies),
+                anomalies_by_kind=json.dumps(dict(sorted(kinds.items()))),
+            )
+            allowed = job.spec.anomalies_allowed(derived.rows_read)
+            if allowed is not None and len(derived.anomalies) > allowed:
+                found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+                raise TooManyAnomalies(
+                    f"{job_name}: too many anomalies: {len(derived.anomalies)} ({found}) in "
+                    f"{derived.rows_read:,} rows read, max_anomalies {job.spec.max_anomalies} in "
+                    f"jobs/{job_name}.yaml allows {allowed}; nothing was committed",
+                    hint=f"look at them with 'etl preview {job_name}', fix the mapping or the source, "
+                    "or raise max_anomalies",
+                )
+            margin = (
+                carry_margin(job.mapping.fold.policy())
+                if job.mapping.structure == "bookings"
+                else timedelta(0)
+            )
+            sync_id, changes = store.commit_sync(
+                job_name,
+                window.lo,
+                window.hi,
+                derived.runs,
+                derived.anomalies,
+                audit,
+                margin,
+                owner=held.owner,
+            )
+            committed = True  # the ok audit row is written: a later failure adds no failed one
+            failpoint("commit")
+            files: list[str] = []
+            if base is not None and job.spec.parquet:
+                try:
+                    files = publish(store, job_name, changes.months, base, held.verify)
+                    store.clear_pending(job_name, changes.months, held.owner)
+                except LockLost as exc:
+                    raise lost_after_commit(job_name, sync_id, exc) from exc
+            result = RunResult(
+                job=job_name,
+                window_lo=window.lo,
+                window_hi=window.hi,
+                rows_read=derived.rows_read,
+                runs_inserted=changes.inserted,
+                runs_updated=changes.updated,
+                runs_deleted=changes.deleted,
+                runs_open=int(derived.runs["end"].isna().sum()),
+                runs_total=len(derived.runs),
+                anomalies=dict(sorted(kinds.items())),
+                duration_s=time.monotonic() - clock,
+                parquet_files=files,
+                sync_id=sync_id,
+            )
+            runs_log.info(
+                "%s: window %s .. %s, %d rows read, runs +%d ~%d -%d (%d open), anomalies %s, %.1fs",
+                job_name,
+                window.lo.isoformat(timespec="seconds"),
+                window.hi.isoformat(timespec="seconds"),
+                result.rows_read,
+                result.runs_inserted,
+                result.runs_updated,
+                result.runs_deleted,
+                result.runs_open,
+                ", ".join(f"{k}={v}" for k, v in result.anomalies.items()) or "none",
+                result.duration_s,
+                extra={**result.as_dict(), "status": "ok"},
+            )
+            return result
+        except Exception as exc:
+            audit.setdefault("finished_at", datetime.now(UTC))
+            audit["duration_s"] = time.monotonic() - clock
+            message = exc.message if isinstance(exc, EtlError) else str(exc)
+            audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
+            if not isinstance(exc, StoreError) and not committed:
+                store.record_failure(job_name, audit)
+            raise

@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from etl.backfill import backfill
+import etl.publish
+from etl.backfill import backfill, reset
 from etl.cli import main
 from etl.config import load_project
+from etl.errors import StoreError
 from etl.sync import open_store
 
 from .plant import Plant, local_text
@@ -127,6 +129,55 @@ def test_state_reset_asks_then_forgets_the_job(tmp_path: Path) -> None:
     assert open_store(load_project(plant.root)).state("bookings") is None
     plant.run()  # starts over from start_from
     pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+
+
+def test_state_reset_removes_the_parquet_under_the_lock_and_before_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+    real = etl.publish.remove_job
+    seen: list[tuple[str | None, bool]] = []
+
+    def remove_job(job: str, out: object) -> None:
+        store = open_store(load_project(plant.root))
+        try:
+            state = store.state(job)
+            seen.append((state.lock_owner if state else None, not plant.store_runs(job).empty))
+        finally:
+            store.close()
+        real(job, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(etl.publish, "remove_job", remove_job)
+    assert reset(load_project(plant.root), "bookings") > 0
+    [(owner, stored)] = seen
+    assert owner is not None  # another run cannot publish in between
+    assert stored  # the store is reset after the Parquet is gone
+    assert plant.parquet_runs().empty and plant.store_runs().empty
+
+
+def test_state_reset_that_cannot_remove_the_parquet_resets_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    plant.run()
+
+    def refuse(job: str, _out: object) -> None:
+        raise StoreError(f"parquet: cannot remove runs/job={job}: permission denied")
+
+    monkeypatch.setattr(etl.publish, "remove_job", refuse)
+    result = CliRunner().invoke(
+        main, ["-p", str(plant.root), "state", "reset", "bookings", "--yes"]
+    )
+    assert result.exit_code == 6, result.output
+    assert "nothing was reset" in result.stderr and "permission denied" in result.stderr
+    assert not plant.store_runs().empty
+    store = open_store(load_project(plant.root))
+    try:
+        state = store.state("bookings")
+        assert state is not None and state.watermark is not None and state.lock_owner is None
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(

@@ -1040,7 +1040,8 @@ def test_cli_validate_never_prints_the_password(
             "parquet: output/parquet\ns3:\n  endpoint: http://minio:9000\n",
             "etl.yaml:4: s3: 's3' settings go with 'parquet: s3://bucket/prefix'",
         ),
-        ("lock:\n  lease: 1s\n", "etl.yaml:4: lock.lease: expected at least 2s"),
+        ("lock:\n  lease: 1s\n", "etl.yaml:4: lock.lease: expected at least 2s, got 1s"),
+        ("lock:\n  lease: 1.5s\n", "etl.yaml:4: lock.lease: expected at least 2s, got 1.5s"),
     ],
 )
 def test_object_store_and_lock_settings_are_checked(

@@ -51,6 +51,9 @@ def test_parse_rejects_what_is_not_a_duration(value: object) -> None:
         (timedelta(days=1, hours=2), "1d2h"),
         (timedelta(weeks=2), "14d"),
         (timedelta(days=3, hours=4, minutes=5, seconds=6), "3d4h5m6s"),
+        (timedelta(seconds=1.5), "1.5s"),
+        (timedelta(minutes=1, milliseconds=250), "1m0.25s"),
+        (timedelta(milliseconds=500), "0.5s"),
     ],
 )
 def test_format(delta: timedelta, text: str) -> None:

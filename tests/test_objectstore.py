@@ -226,3 +226,39 @@ def test_state_reset_removes_the_jobs_objects_only(tmp_path: Path, s3: S3Server)
     left = keys(s3, "plant-a/runs-data/")
     assert left and not any("job=bookings" in k for k in left)
     assert all("job=orders" in k for k in left)
+
+
+class NoListing:
+    """The real S3 filesystem of a bucket whose policy grants no s3:ListBucket: listing a
+    prefix fails (AccessDenied); reading, writing, copying and deleting objects work."""
+
+    def __init__(self, real: fs.S3FileSystem) -> None:
+        self.real = real
+
+    def get_file_info(self, what: object) -> object:
+        if isinstance(what, fs.FileSelector):
+            raise OSError("When listing objects under key '_staging': AWS Error ACCESS_DENIED")
+        return self.real.get_file_info(what)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def test_a_bucket_that_refuses_listing_still_takes_writes(
+    s3: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    import pyarrow as pa
+
+    from etl.publish import S3Output
+
+    output = S3Output(
+        S3Location.parse(f"s3://{s3.bucket}/plant-a"),  # type: ignore[arg-type]
+        "eu-central-1",
+        s3.endpoint,
+    )
+    output.fs = NoListing(output.fs)
+    table = pa.table({"x": [1, 2, 3]})
+    written = output.write(table, "runs/job=j/month=2026-03/part-0.parquet")
+    assert written == f"s3://{s3.bucket}/plant-a/runs/job=j/month=2026-03/part-0.parquet"
+    assert list(keys(s3, "plant-a/")) == ["plant-a/runs/job=j/month=2026-03/part-0.parquet"]
+    assert "could not list" in caplog.text and "_staging" in caplog.text
