@@ -217,9 +217,9 @@ def _raw_detail(frame: pd.DataFrame, spec: ColumnSpec, mask: pd.Series) -> pd.Se
 
 def _anomalies(
     kind: str, rows: pd.DataFrame, mask: pd.Series, detail: pd.Series | str
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
     if not mask.any():
-        return empty_anomalies()
+        return None  # the common case: no frame built per check and batch
     out = pd.DataFrame(
         {
             "kind": kind,
@@ -251,11 +251,23 @@ def map_bookings(
         index=frame.index,
     )
     raw_codes = texts(frame, cols.event)
-    kinds = raw_codes.map(mapping.events.lookup(), na_action="ignore").astype("string")
-    kinds = kinds.fillna("UNKNOWN")
+    # a handful of distinct codes: look each up once, then count and spread them by position
+    positions, distinct = pd.factorize(raw_codes, use_na_sentinel=False)
+    lookup = mapping.events.lookup()
+    names: list[str | None] = [None if pd.isna(code) else str(code) for code in distinct]
+    distinct_kinds = [
+        lookup.get(code, "UNKNOWN") if code is not None else "UNKNOWN" for code in names
+    ]
+    kinds = pd.Series(pd.array(distinct_kinds, dtype="string").take(positions), index=frame.index)
     rows["event"] = kinds
-    pairs = pd.DataFrame({"code": raw_codes.fillna("<NULL>"), "kind": kinds}).value_counts()
-    codes: Counter[tuple[str, str]] = Counter({key: int(n) for key, n in pairs.items()})
+    counts = np.bincount(positions, minlength=len(names))
+    codes: Counter[tuple[str, str]] = Counter(
+        {
+            ("<NULL>" if code is None else code, str(kind)): int(n)
+            for code, kind, n in zip(names, distinct_kinds, counts, strict=True)
+            if n
+        }
+    )
     problems = []
     unknown = kinds == "UNKNOWN"
     problems.append(
@@ -359,8 +371,8 @@ def map_orders(
     )
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
+    found = [f for f in frames if f is not None and not f.empty]
+    if not found:
         return empty_anomalies()
-    return pd.concat(frames, ignore_index=True)[ANOMALY_COLUMNS]
+    return pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]
