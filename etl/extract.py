@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 
 #: The path that actually delivered the rows of the latest ``read_frames`` in this context
 #: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
-fetched_through: ContextVar[FetchChoice | None] = ContextVar("fetched_through", default=None)
 
 # Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
 # conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
@@ -312,13 +310,18 @@ def read_frames(
     batch_size: int,
     where: str,
     choice: FetchChoice | None = None,
+    delivered: list[FetchChoice] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The query's rows as DataFrames of at most ``batch_size`` rows, through the connector's
     extraction path: Arrow record batches (explicit schema) where the dialect has a driver for
     it, else SQLAlchemy. Frames from Arrow carry the types the SQLAlchemy path's values have
-    (datetime64[us] / UTC-aware for instants, text, Int64-like floats, Decimal, date, time)."""
+    (datetime64[us] / UTC-aware for instants, text, Int64-like floats, Decimal, date, time).
+
+    ``delivered`` (when given) receives the path the rows actually came through, which is not the
+    chosen one when ``fetch: auto`` fell back to SQLAlchemy."""
     choice = choice or choose(source)
-    fetched_through.set(choice)
+    through = delivered if delivered is not None else []
+    through.append(choice)
     if choice.path is None:
         log.debug("%s: fetch: %s", source.where, choice.label)
         yield from read_batches(conn, query, batch_size, where)
@@ -334,7 +337,7 @@ def read_frames(
             raise
         # nothing read yet: the same rows through SQLAlchemy (its failures say what they say today)
         log.warning("%s; reading through SQLAlchemy instead", exc.message)
-        fetched_through.set(FetchChoice(None, f"{choice.reason} failed, fetch: auto fell back"))
+        through.append(FetchChoice(None, f"{choice.reason} failed, fetch: auto fell back"))
         yield from read_batches(conn, query, batch_size, where)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from .config import Job, Project
 from .durations import format_duration
 from .errors import UsageError
-from .extract import WINDOW_MARGIN, Window, build_query, fetched_through
+from .extract import WINDOW_MARGIN, Window, build_query
 from .fetch import FetchChoice, choose
 from .redact import redact
 from .report import Timeline, parse_when, resolve_when
@@ -222,9 +222,8 @@ def preview(
                 )
             return Window(lo=lo, hi=hi)
 
-        fetched_through.set(None)
         derived = derive(project, job, window_for, store)
-        delivered = fetched_through.get()
+        delivered = derived.fetched
         carried = 0
         if store is not None and job.mapping.structure == "bookings":
             carried = len(store.carried_runs(job_name, derived.window.lo))

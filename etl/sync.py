@@ -30,6 +30,7 @@ from .extract import (
     read_frames,
 )
 from .failpoints import failpoint
+from .fetch import FetchChoice
 from .fold import carry_margin, fold
 from .mapping import Mapped, localize, map_bookings, map_orders
 from .publish import Output, open_output, publish
@@ -105,6 +106,7 @@ class Derived:
     rows_read: int
     codes: Counter[tuple[str, str]]
     sql: str
+    fetched: FetchChoice | None = None  # the path the rows came through (None: nothing read)
 
 
 def open_store(project: Project) -> Store:
@@ -201,10 +203,20 @@ def derive(
             query = build_query(mapping, reread, zone, instants, source.dialect.datetimes_as_text)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
+            delivered: list[FetchChoice] = []
             so_far = 0
             if window.hi > window.lo:
                 mapper = map_bookings if mapping.structure == "bookings" else map_orders
-                batches = read_frames(source, conn, mapping, query, instants, job.batch_size, where)
+                batches = read_frames(
+                    source,
+                    conn,
+                    mapping,
+                    query,
+                    instants,
+                    job.batch_size,
+                    where,
+                    delivered=delivered,
+                )
                 for batch in batches:
                     parts.append(mapper(batch, mapping, zone, instants))
                     failpoint("extract")
@@ -276,6 +288,7 @@ def derive(
         rows_read=rows_read,
         codes=codes,
         sql=sql,
+        fetched=delivered[-1] if delivered else None,
     )
 
 
