@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from etl.store import Store
+
 POSTGRES_URL = os.environ.get(
     "ETL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -165,3 +167,17 @@ def s3(moto_endpoint: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> S3Se
         Bucket=server.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
     )
     return server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """An empty store with its schema, on SQLite and on the real PostgreSQL."""
+    url = (
+        "sqlite:///store.sqlite"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_database")
+    )
+    store = Store(url, tmp_path)
+    store.ensure_schema()
+    request.addfinalizer(store.close)
+    return store

@@ -29,19 +29,6 @@ from .test_store import no_anomalies, runs
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    url = (
-        "sqlite:///store.sqlite"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_database")
-    )
-    store = Store(url, tmp_path)
-    store.ensure_schema()
-    request.addfinalizer(store.close)
-    return store
-
-
 def steal(store: Store, job: str, owner: str = "elsewhere:1:thief") -> None:
     """Another worker took the lock over (after our lease ran out)."""
     with store.begin() as conn:

@@ -14,18 +14,6 @@ from etl.schema import empty_anomalies
 from etl.store import SCHEMA_VERSION, Store, month_bounds, schema_info
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "sqlite":
-        url = "sqlite:///store.sqlite"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    store = Store(url, tmp_path)
-    store.ensure_schema()
-    request.addfinalizer(store.close)
-    return store
-
-
 def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame:
     frame = pd.DataFrame(
         rows, columns=["machine_code", "order_code", "product_code", "start", "end"]

@@ -136,19 +136,6 @@ def test_three_workers_share_four_jobs_through_a_dead_remote_lock_and_a_kill(
         pd.testing.assert_frame_equal(parquet_runs(fleet.root, job), stored[job], obj=job)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    url = (
-        "sqlite:///store.sqlite"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_database")
-    )
-    store = Store(url, tmp_path)
-    store.ensure_schema()
-    request.addfinalizer(store.close)
-    return store
-
-
 def test_a_heartbeat_keeps_a_long_run_locked_past_its_lease(store: Store) -> None:
     with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)) as held:
         deadline = datetime.now(UTC) + timedelta(seconds=3)
