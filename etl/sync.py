@@ -44,8 +44,6 @@ runs_log = logging.getLogger(
     "etl.runs"
 )  # one line per run outcome, shown without -v by run/schedule
 
-LOCK_TTL = timedelta(hours=2)  # for callers outside a run (tests, tools); runs use ``lock.lease``
-
 
 @dataclass
 class RunResult:

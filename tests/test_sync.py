@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 from etl.config import load_project
 from etl.errors import DataError, LockHeldError, StoreError
 from etl.schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
-from etl.sync import LOCK_TTL, open_store
+from etl.sync import open_store
 
 from .plant import Plant, local_text
 
@@ -173,7 +174,7 @@ def test_missing_column_fails_cleanly_and_changes_nothing(tmp_path: Path) -> Non
 def test_a_second_run_of_the_same_job_is_refused_while_the_lock_is_held(tmp_path: Path) -> None:
     plant = Plant(tmp_path / "p")
     store = open_store(load_project(plant.root))
-    owner = store.acquire_lock("bookings", LOCK_TTL)
+    owner = store.acquire_lock("bookings", timedelta(hours=2))
     with pytest.raises(LockHeldError) as info:
         plant.run()
     assert info.value.exit_code == 5
