@@ -11,7 +11,9 @@ process under ``/usr/bin/time`` so that its peak RSS is its own; ``work s`` is t
 process measured around the work itself (no interpreter start-up, no imports), ``wall s`` the
 whole process. Rates use the work time.
 
-Groups: limit, pandas, connectorx, dlt, etl-extract, fold, backfill, cadence, startup.
+Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, cadence, startup.
+``odbc`` reads through each server's Debian ODBC driver (``odbc-postgresql``, ``odbc-mariadb``), the
+stand-in for SQL Server here: pyodbc row fetching, arrow-odbc, and booking-etl over an ODBC URL.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 PG_STORE_DB = "etl_bench_store"
 URLS = {"postgresql": PG_URL, "mariadb": MARIADB_URL}
+ODBC_DRIVERS = {"postgresql": "PostgreSQL Unicode", "mariadb": "MariaDB Unicode"}
+ODBC_CONNECT = {  # what a pyodbc or arrow-odbc user passes
+    "postgresql": "Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Database=test;"
+    "Uid=postgres;UseServerSidePrepare=0",
+    "mariadb": "Driver={MariaDB Unicode};Server=127.0.0.1;Port=3306;Database=test;Uid=root",
+}
+ODBC_BATCH = 50_000
 CX_URLS = {
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test",
     "mariadb": "mysql://root@127.0.0.1:3306/test",
@@ -52,6 +61,7 @@ GROUPS = [
     "connectorx",
     "dlt",
     "etl-extract",
+    "odbc",
     "fold",
     "backfill",
     "cadence",
@@ -167,9 +177,10 @@ def table_span(dialect: str, rows: int) -> tuple[datetime, datetime]:
 # ------------------------------------------------------- what runs inside a measuring process
 
 
-def etl_extract_rows(dialect: str, table: str) -> int:
+def etl_extract_rows(dialect: str, table: str, odbc: bool = False) -> int:
     """booking-etl's extraction of a whole table through its public read path (the one place
-    that knows that path: adapt it here when etl/extract.py changes)."""
+    that knows that path: adapt it here when etl/extract.py changes); ``odbc``: through the
+    server's ODBC driver (a ``+pyodbc`` URL, read by arrow-odbc)."""
     from zoneinfo import ZoneInfo
 
     import sqlalchemy as sa
@@ -180,15 +191,24 @@ def etl_extract_rows(dialect: str, table: str) -> int:
     from etl.source import open_source
 
     url = sa.make_url(URLS[dialect])
-    spec = ConnectorSpec.model_validate(
-        {
-            "dialect": dialect,
-            "host": url.host,
-            "port": url.port,
-            "database": url.database,
-            "user": url.username,
-        }
-    )
+    if odbc:
+        sys.path.insert(0, str(ROOT))
+        from tests.pg_odbc import ODBC_URLS  # registers postgresql+pyodbc
+
+        odbc_url = ODBC_URLS[dialect][1].format(
+            user=url.username, host=url.host, db=url.database, port=url.port
+        )
+        spec = ConnectorSpec.model_validate({"dialect": dialect, "url": odbc_url})
+    else:
+        spec = ConnectorSpec.model_validate(
+            {
+                "dialect": dialect,
+                "host": url.host,
+                "port": url.port,
+                "database": url.database,
+                "user": url.username,
+            }
+        )
     mapping = MappingSpec.model_validate(bench_mapping(table))
     source = open_source("bench", spec, Path("."), [])
     zone = ZoneInfo("UTC")
@@ -249,9 +269,37 @@ def run_one(kind: str, dialect: str, rows: int) -> dict[str, Any]:
         return {"rows": table_out.num_rows, "seconds": time.perf_counter() - t0}
     if kind.startswith("dlt-"):
         return run_dlt(kind.removeprefix("dlt-"), dialect, table)
-    if kind == "etl-extract":
+    if kind in ("etl-extract", "etl-extract-odbc"):
+        # imported before the clock starts, as for every peer
+        import etl.config
+        import etl.extract
+        import etl.mapping
+        import etl.source  # noqa: F401
+
         t0 = time.perf_counter()
-        seen = etl_extract_rows(dialect, table)
+        seen = etl_extract_rows(dialect, table, odbc=kind.endswith("odbc"))
+        return {"rows": seen, "seconds": time.perf_counter() - t0}
+    if kind == "pyodbc":
+        import pyodbc
+
+        t0 = time.perf_counter()
+        seen = 0
+        with pyodbc.connect(ODBC_CONNECT[dialect], autocommit=True) as conn:
+            cur = conn.cursor()
+            cur.execute(query)
+            while chunk := cur.fetchmany(ODBC_BATCH):
+                seen += len(chunk)
+        return {"rows": seen, "seconds": time.perf_counter() - t0}
+    if kind == "arrow-odbc":
+        import arrow_odbc
+
+        t0 = time.perf_counter()
+        seen = 0
+        reader = arrow_odbc.read_arrow_batches_from_odbc(
+            query, connection_string=ODBC_CONNECT[dialect], batch_size=ODBC_BATCH
+        )
+        for batch in reader:
+            seen += batch.num_rows
         return {"rows": seen, "seconds": time.perf_counter() - t0}
     raise SystemExit(f"unknown measurement {kind}")
 
@@ -664,13 +712,17 @@ def print_extraction(results: list[Measured]) -> None:
         group = [r for r in results if r.source == source and r.rows == rows]
         limit = next((r.rate for r in group if r.group == "limit" and r.rate), None)
         etl = next((r.rate for r in group if r.group == "etl-extract" and r.rate), None)
+        pyodbc = next((r.rate for r in group if r.tool.startswith("pyodbc") and r.rate), None)
         for r in group:
+            note = r.note
+            if r.group == "odbc" and r.rate and pyodbc and not r.tool.startswith("pyodbc"):
+                note = f"{ratio(r.rate, pyodbc)} pyodbc's rate {note}".strip()
             print(
                 f"| {source} | {rows:,} | {r.tool} | "
                 f"{'' if r.work_s is None else f'{r.work_s:.2f}'} | "
                 f"{'' if r.wall_s is None else f'{r.wall_s:.2f}'} | {fmt_rate(r.rate)} | "
                 f"{'' if r.peak_rss_kib is None else f'{r.peak_rss_kib / 1024:,.0f} MiB'} | "
-                f"{ratio(r.rate, limit)} | {ratio(r.rate, etl)} | {r.note} |",
+                f"{ratio(r.rate, limit)} | {ratio(r.rate, etl)} | {note} |",
                 flush=True,
             )
 
@@ -726,7 +778,7 @@ def main() -> None:
             print(f"<!-- {source}: skipped: {str(exc).splitlines()[0]} -->", flush=True)
 
     extraction_groups = [
-        g for g in groups if g in ("limit", "pandas", "connectorx", "dlt", "etl-extract")
+        g for g in groups if g in ("limit", "pandas", "connectorx", "dlt", "etl-extract", "odbc")
     ]
     if extraction_groups and up:
         print("\n## Extraction: whole table out of the source\n", flush=True)
@@ -769,6 +821,23 @@ def main() -> None:
                             "dlt-sqlalchemy",
                             "dlt sql_table, default sqlalchemy backend -> Parquet",
                             True,
+                        ),
+                    ]
+                if "odbc" in groups:
+                    driver = ODBC_DRIVERS[source]
+                    plan += [
+                        ("odbc", "pyodbc", f"pyodbc fetchmany, ODBC driver {driver}", False),
+                        (
+                            "odbc",
+                            "arrow-odbc",
+                            f"arrow-odbc into Arrow, ODBC driver {driver}",
+                            False,
+                        ),
+                        (
+                            "odbc",
+                            "etl-extract-odbc",
+                            f"booking-etl extraction over ODBC ({driver}; read path + mapping)",
+                            False,
                         ),
                     ]
                 for group, kind, tool, slow in plan:

@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.connectors.pyodbc import PyODBCConnector
-from sqlalchemy.dialects import registry
-from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from etl.check import check_connector
 from etl.config import ConnectorSpec, load_project
@@ -28,22 +24,9 @@ from etl.sync import run_job
 
 from .accounts import BOOKINGS_MAPPING
 from .conftest import import_or_skip
+from .pg_odbc import ODBC_URLS
 
 pyodbc = import_or_skip("pyodbc", "install the ODBC driver manager: apt-get install unixodbc")
-
-
-class PGDialectPyODBC(PyODBCConnector, PGDialect):
-    """PostgreSQL through pyodbc, for these tests only (SQLAlchemy ships no postgresql+pyodbc)."""
-
-    supports_statement_cache = True
-    pyodbc_driver_name = "PostgreSQL Unicode"
-
-    def _get_server_version_info(self, connection: Any) -> tuple[int, ...]:
-        number = int(connection.exec_driver_sql("SHOW server_version_num").scalar())
-        return (number // 10000, number % 10000)
-
-
-registry.register("postgresql.pyodbc", __name__, "PGDialectPyODBC")
 
 
 def require_driver(name: str) -> None:
@@ -118,19 +101,6 @@ def _bookings(engine: sa.Engine, stamp: str) -> None:
                 {"i": 3, "k": "A", "t": "2026-10-20 09:00:00"},
             ],
         )
-
-
-ODBC_URLS = {
-    "postgresql": (
-        "PostgreSQL Unicode",
-        "postgresql+pyodbc://{user}@{host}/{db}?driver=PostgreSQL+Unicode&Port={port}"
-        "&UseServerSidePrepare=0",
-    ),
-    "mariadb": (
-        "MariaDB Unicode",
-        "mysql+pyodbc://{user}@{host}/{db}?driver=MariaDB+Unicode&port={port}",
-    ),
-}
 
 
 @pytest.mark.parametrize("dialect", ["postgresql", "mariadb"])
