@@ -36,8 +36,44 @@ class Mapped:
     rows_read: int = 0
 
 
+def _arrow_text(series: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The column as Arrow text where that costs no Python call per value: Arrow-backed text,
+    integers, and floats that are all whole or NaN (an integer column with NULLs after
+    ``to_pandas``). None for anything else (objects, booleans, fractional floats)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pa.array(series.array)
+    if isinstance(dtype, pd.ArrowDtype) and (
+        pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype)
+    ):
+        return pa.array(series.array)
+    if pd.api.types.is_integer_dtype(dtype):  # bool is not an integer dtype here
+        return pc.cast(pa.array(series), pa.string())
+    if pd.api.types.is_float_dtype(dtype):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(values)
+        present = values[~missing]
+        # whole and exactly representable: the same digits as Int64's text; else the slow way
+        if not (np.all(present % 1 == 0) and np.all(np.abs(present) < 2**53)):
+            return None
+        whole = np.where(missing, 0, values).astype(np.int64)
+        return pc.cast(pa.array(whole, mask=missing), pa.string())
+    return None
+
+
 def text_values(series: pd.Series, trim: bool) -> pd.Series:
     """Codes as text: 10 -> '10', 10.0 -> '10', ' M-01 ' -> 'M-01' (trim); '' -> NA."""
+    target = pd.StringDtype()  # what ``astype("string")`` gives: Arrow-backed where pyarrow is
+    fast = _arrow_text(series) if target.storage == "pyarrow" else None
+    if fast is not None:
+        # the kernels pandas' own ``.str.strip()`` and ``== ""`` use, without a pandas object
+        # per step (the slow path below gives the same values)
+        if trim:
+            fast = pc.utf8_trim_whitespace(fast)
+        empty = pc.equal(pc.binary_length(fast), 0)
+        if pc.any(empty).as_py():
+            fast = pc.if_else(empty, pa.scalar(None, fast.type), fast)
+        return pd.Series(target.__from_arrow__(fast), index=series.index, name=series.name)
     if pd.api.types.is_bool_dtype(series):
         out = series.astype("string")
     elif pd.api.types.is_integer_dtype(series):
