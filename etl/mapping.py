@@ -105,6 +105,56 @@ def localize(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
         return naive.dt.tz_convert("UTC").astype(TS)
     if zone.key == "UTC":
         return naive.dt.tz_localize("UTC").astype(TS)
+    if naive.dtype == "datetime64[us]":
+        by_hour = _utc_by_hour(naive, zone)
+        if by_hour is not None:
+            micros, edge = by_hour
+            if edge.any():  # by position: the index may repeat labels (concatenated batches)
+                each = _localize_each(naive[edge].reset_index(drop=True), zone, dst)
+                micros[edge] = each.dt.tz_convert(None).to_numpy().view(np.int64)
+            return pd.Series(micros.view("datetime64[us]"), index=naive.index).dt.tz_localize("UTC")
+    return _localize_each(naive, zone, dst)
+
+
+_HOUR_US = 3_600_000_000
+_NAT = np.iinfo(np.int64).min
+
+
+def _utc_by_hour(naive: pd.Series, zone: ZoneInfo) -> tuple[np.ndarray, np.ndarray] | None:
+    """UTC microseconds of naive ``datetime64[us]`` wall-clock times, from one UTC offset per
+    wall-clock hour (pandas' ``tz_localize`` run on the hours the batch spans, not per value),
+    and the values that need ``_localize_each``: those in an hour whose start or end is
+    ambiguous or skipped, or whose offset differs at its two ends (a change inside the hour).
+
+    Exact as long as a zone never changes its offset twice within one hour (tzdata's closest
+    changes are a week apart). None when the batch spans more hours than it has values, or
+    holds no value: then localizing each value is as cheap.
+    """
+    values = naive.to_numpy().view(np.int64)
+    present = values != _NAT
+    if not present.any():
+        return None
+    hours = values // _HOUR_US
+    first, last = int(hours[present].min()), int(hours[present].max())
+    if last - first + 2 > max(len(values), 64):
+        return None
+    grid = np.arange(first, last + 2, dtype=np.int64) * _HOUR_US
+    local = pd.DatetimeIndex(grid.view("datetime64[us]")).tz_localize(
+        zone.key, ambiguous="NaT", nonexistent="NaT"
+    )
+    utc = local.as_unit("us").asi8
+    offset = grid - utc
+    known = utc != _NAT
+    steady = known[:-1] & known[1:] & (offset[:-1] == offset[1:])
+    slot = np.where(present, hours - first, 0)
+    with np.errstate(over="ignore"):
+        micros = values - offset[:-1][slot]
+    micros[~present] = _NAT
+    return micros, present & ~steady[slot]
+
+
+def _localize_each(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+    """``localize`` value by value (pandas' ``tz_localize``; skipped times moved in Python)."""
     ambiguous = np.full(len(naive), dst.ambiguous == "earlier")
     local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent="NaT")
     skipped = local.isna() & naive.notna()

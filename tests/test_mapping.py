@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from etl.config import ColumnSpec, DstPolicy, MappingSpec
-from etl.mapping import localize, map_bookings, map_orders, text_values, timestamps
+from etl.mapping import (
+    _localize_each,
+    localize,
+    map_bookings,
+    map_orders,
+    text_values,
+    timestamps,
+)
 from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
 UTC = ZoneInfo("UTC")
@@ -414,6 +421,35 @@ def test_nat_survives_localize() -> None:
     got = localize(naive("2024-10-27 02:30", "NaT"), BERLIN, DstPolicy())
     assert got.iloc[0] == utc("2024-10-27 00:30")
     assert pd.isna(got.iloc[1])
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata", "Etc/GMT+5"],
+)
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DstPolicy.model_validate({"ambiguous": a, "nonexistent": n})
+        for a in ("earlier", "later")
+        for n in ("shift_forward", "shift_backward")
+    ],
+)
+def test_localizing_a_batch_by_the_hour_matches_localizing_each_value(
+    zone: str, policy: DstPolicy
+) -> None:
+    # A dense batch (one offset per wall-clock hour, the fast path) across both changes of the
+    # year: every value, the repeated and the skipped hour included, as when localized one by one.
+    rng = np.random.default_rng(7)
+    lo = pd.Timestamp("2024-01-01").value // 1000
+    micros = np.sort(rng.integers(lo, lo + 366 * 86_400_000_000, 40_000))
+    micros[::997] = np.iinfo(np.int64).min  # NaT
+    for part in np.array_split(micros, 8):  # batches spanning ~46 days: fewer hours than values
+        values = pd.Series(part.view("datetime64[us]"), index=np.arange(len(part)) // 2)
+        got = localize(values, ZoneInfo(zone), policy)
+        expected = _localize_each(values.reset_index(drop=True), ZoneInfo(zone), policy)
+        assert got.index.equals(values.index)
+        pd.testing.assert_series_equal(got.reset_index(drop=True), expected)
 
 
 def test_dst_policy_of_the_mapping_is_used_by_map_bookings() -> None:
