@@ -54,7 +54,9 @@ def _arrow_text(series: pd.Series) -> pa.Array | pa.ChunkedArray | None:
         missing = np.isnan(values)
         present = values[~missing]
         # whole and exactly representable: the same digits as Int64's text; else the slow way
-        if not (np.all(present % 1 == 0) and np.all(np.abs(present) < 2**53)):
+        with np.errstate(invalid="ignore"):  # inf % 1
+            exact = np.all(present % 1 == 0) and np.all(np.abs(present) < 2**53)
+        if not exact:
             return None
         whole = np.where(missing, 0, values).astype(np.int64)
         return pc.cast(pa.array(whole, mask=missing), pa.string())
@@ -79,7 +81,9 @@ def text_values(series: pd.Series, trim: bool) -> pd.Series:
     elif pd.api.types.is_integer_dtype(series):
         out = series.astype("Int64").astype("string")
     elif pd.api.types.is_float_dtype(series):
-        whole = series.notna() & np.isfinite(series) & (series % 1 == 0)
+        values = series.to_numpy(dtype="float64", na_value=np.nan)  # pd.ArrowDtype has no %
+        with np.errstate(invalid="ignore"):  # inf % 1
+            whole = pd.Series(np.isfinite(values) & (values % 1 == 0), index=series.index)
         out = series.astype("string")
         out[whole] = series[whole].astype("Int64").astype("string")
     elif pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):

@@ -104,6 +104,17 @@ def test_whole_floats_lose_their_decimal_point_and_nan_is_na() -> None:
     assert out.isna().tolist() == [False, False, True]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "Float64", "float64[pyarrow]"])
+@pytest.mark.parametrize(
+    "values", [[10.0, 20.0, None], [10.0, 2.5, None, float("inf"), -0.0]], ids=["whole", "mixed"]
+)
+def test_float_codes_read_the_same_in_every_float_dtype(dtype: str, values: list[Any]) -> None:
+    out = text_values(pd.Series(values, dtype=dtype), trim=True)
+    expected = ["10", "20", None] if len(values) == 3 else ["10", "2.5", None, "inf", "0"]
+    assert out.astype(object).where(out.notna(), None).tolist() == expected
+    assert out.dtype == "string"
+
+
 def test_mixed_object_column_compares_as_one_code() -> None:
     out = text_values(pd.Series([10, "10", 10.0, " 10 ", None], dtype=object), trim=True)
     assert out.tolist()[:4] == ["10", "10", "10", "10"]
