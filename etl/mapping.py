@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -306,8 +307,12 @@ def _raw_detail(frame: pd.DataFrame, spec: ColumnSpec, mask: pd.Series) -> pd.Se
 
 
 def _anomalies(
-    kind: str, rows: pd.DataFrame, mask: pd.Series, detail: pd.Series | str
+    kind: str,
+    rows: pd.DataFrame,
+    mask: pd.Series | np.ndarray,
+    detail: pd.Series | str | Callable[[], pd.Series | str],
 ) -> pd.DataFrame | None:
+    """The anomalies of the rows in ``mask``; ``detail`` may be a callable, built only if any."""
     if not mask.any():
         return None  # the common case: no frame built per check and batch
     out = pd.DataFrame(
@@ -316,10 +321,32 @@ def _anomalies(
             "machine_code": rows.loc[mask, "machine_code"],
             "order_code": rows.loc[mask, "order_code"],
             "ts": rows.loc[mask, "ts"] if "ts" in rows else pd.NaT,
-            "detail": detail,
+            "detail": detail() if callable(detail) else detail,
         }
     )
     return out[ANOMALY_COLUMNS]
+
+
+_KINDS = ("START", "END", "IGNORE", "UNKNOWN")
+
+
+def _event_codes(
+    frame: pd.DataFrame, spec: ColumnSpec | None
+) -> tuple[np.ndarray, list[str | None]]:
+    """The event field as codes: each row's position in the list of its distinct texts (as
+    ``texts`` gives them; None for NULL or empty). A typed column is made text once per distinct
+    value, not per row; Python objects (where 1, 1.0 and True would share a slot) per row."""
+    if spec is None or spec.column is None or frame[spec.column].dtype == object:
+        text = texts(frame, spec)
+        positions, distinct = pd.factorize(text, use_na_sentinel=False)
+        return positions, [None if pd.isna(code) else str(code) for code in distinct]
+    trim = True if spec.trim is None else spec.trim
+    raw_positions, raw_distinct = pd.factorize(frame[spec.column], use_na_sentinel=False)
+    slots: dict[str | None, int] = {}
+    remap = np.empty(len(raw_distinct), dtype=np.intp)
+    for i, code in enumerate(text_values(pd.Series(raw_distinct), trim)):
+        remap[i] = slots.setdefault(None if pd.isna(code) else str(code), len(slots))
+    return remap[raw_positions], list(slots)
 
 
 def map_bookings(
@@ -340,16 +367,14 @@ def map_bookings(
         },
         index=frame.index,
     )
-    raw_codes = texts(frame, cols.event)
     # a handful of distinct codes: look each up once, then count and spread them by position
-    positions, distinct = pd.factorize(raw_codes, use_na_sentinel=False)
+    positions, names = _event_codes(frame, cols.event)
     lookup = mapping.events.lookup()
-    names: list[str | None] = [None if pd.isna(code) else str(code) for code in distinct]
     distinct_kinds = [
         lookup.get(code, "UNKNOWN") if code is not None else "UNKNOWN" for code in names
     ]
-    kinds = pd.Series(pd.array(distinct_kinds, dtype="string").take(positions), index=frame.index)
-    rows["event"] = kinds
+    kind_of = np.array([_KINDS.index(kind) for kind in distinct_kinds], dtype=np.int8)
+    kinds = kind_of.take(positions)
     counts = np.bincount(positions, minlength=len(names))
     codes: Counter[tuple[str, str]] = Counter(
         {
@@ -359,19 +384,25 @@ def map_bookings(
         }
     )
     problems = []
-    unknown = kinds == "UNKNOWN"
+    unknown = kinds == _KINDS.index("UNKNOWN")
     problems.append(
         _anomalies(
             "unknown_event",
             rows,
             unknown,
-            "event code "
-            + raw_codes[unknown].fillna("NULL").map(repr).astype("string")
-            + " is not listed under events START, END or ignore",
+            lambda: pd.Series(
+                [
+                    f"event code {'NULL' if names[p] is None else names[p]!r}"
+                    " is not listed under events START, END or ignore"
+                    for p in positions[unknown]
+                ],
+                index=frame.index[unknown],
+                dtype="string",
+            ),
         )
     )
-    keep = ~unknown & (kinds != "IGNORE")
-    no_ts = keep & rows["ts"].isna()
+    keep = kinds < _KINDS.index("IGNORE")
+    no_ts = keep & rows["ts"].isna().to_numpy()
     if cols.timestamp.date is not None and no_ts.any():
         # a bad time on a known day is reported on that day, so windows find it again
         day = ColumnSpec(column=cols.timestamp.date, format=cols.timestamp.date_format)
@@ -381,16 +412,22 @@ def map_bookings(
             "bad_timestamp",
             rows,
             no_ts,
-            "missing or unparseable timestamp: " + _raw_detail(frame, cols.timestamp, no_ts),
+            lambda: (
+                "missing or unparseable timestamp: " + _raw_detail(frame, cols.timestamp, no_ts)
+            ),
         )
     )
     for name in ("machine_code", "order_code"):
-        missing = keep & ~no_ts & rows[name].isna()
+        missing = keep & ~no_ts & rows[name].isna().to_numpy()
         problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
         no_ts |= missing
     good = keep & ~no_ts
+    if not good.all():
+        rows = rows.loc[good]
+    rows = rows.reset_index(drop=True)
+    rows["event"] = pd.array(_KINDS, dtype="string").take(kinds[good])
     return Mapped(
-        rows=rows.loc[good].reset_index(drop=True),
+        rows=rows,
         anomalies=_concat(problems),
         codes=codes,
         rows_read=len(frame),
@@ -461,8 +498,11 @@ def map_orders(
     )
 
 
+_NO_ANOMALIES = empty_anomalies()
+
+
 def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     found = [f for f in frames if f is not None and not f.empty]
     if not found:
-        return empty_anomalies()
+        return _NO_ANOMALIES.copy()  # building an empty frame costs more than copying one
     return pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]

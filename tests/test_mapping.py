@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from etl.config import ColumnSpec, DstPolicy, MappingSpec
@@ -652,6 +653,82 @@ def test_empty_batch() -> None:
     assert mapped.rows.empty
     assert mapped.anomalies.empty
     assert mapped.rows_read == 0
+
+
+def mixed_bookings(codes: list[Any], code_type: pa.DataType, n: int = 600) -> pa.Table:
+    """Bookings with every kind of trouble: blank and NULL codes, padding, unknown and ignored
+    events, NULL times, and times in the repeated and the skipped hour of Berlin."""
+    rng = np.random.default_rng(3)
+    base = pd.Timestamp("2024-10-26 20:00").value // 1000
+    micros = base + rng.integers(0, 10 * 3_600_000_000, n)
+    micros[rng.random(n) < 0.05] = np.iinfo(np.int64).min
+    micros[:2] = [pd.Timestamp(t).value // 1000 for t in ("2024-10-27 02:30", "2024-10-27 02:59")]
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in rng.integers(0, len(values), n)]
+
+    return pa.table(
+        {
+            "booked_at": pa.array(micros.view("datetime64[us]"), pa.timestamp("us")),
+            "machine": pa.array(pick(["M-01", " M-02 ", "", "   ", None, "M\u00a003 "])),
+            "order_no": pa.array(pick(["4711", "4712 ", "", None])),
+            "article": pa.array(pick(["P-1", None, " P-2"])),
+            "event": pa.array(pick(codes), code_type),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("codes", "code_type", "events"),
+    [
+        pytest.param(
+            [10, 20, 30, 99, None],
+            pa.int64(),
+            {"START": [10], "END": [20], "ignore": [30]},
+            id="int-codes-with-null",
+        ),
+        pytest.param(
+            [10, 20, 30, 99],
+            pa.int32(),
+            {"START": [10], "END": [20], "ignore": [30]},
+            id="int-codes",
+        ),
+        pytest.param(
+            ["A", " A", "E ", "Q", "", "  ", "x", None], pa.string(), None, id="text-codes"
+        ),
+        pytest.param(
+            [10.0, 20.5, 30.0, None],
+            pa.float64(),
+            {"START": [10], "END": ["20.5"]},
+            id="fractional-codes",
+        ),
+    ],
+)
+@pytest.mark.parametrize("trim", [None, False])
+def test_arrow_backed_frames_map_like_python_objects(
+    codes: list[Any], code_type: pa.DataType, events: dict[str, Any] | None, trim: bool | None
+) -> None:
+    # The same rows as read_frames hands them over (Arrow-backed text, int64 or float64 for an
+    # integer column with NULLs), as pd.ArrowDtype columns, and as Python objects (the SQLAlchemy
+    # path): the Arrow fast paths and the generic ones must agree on everything.
+    table = mixed_bookings(codes, code_type)
+    mapping = bookings_mapping(
+        {"machine_code": {"column": "machine", **({} if trim is None else {"trim": trim})}},
+        **({"events": events} if events else {}),
+    )
+    objects = pd.DataFrame(
+        {c: pd.Series(table[c].to_pylist(), dtype=object) for c in table.column_names}
+    )
+    expected = map_bookings(objects, mapping, BERLIN)
+    assert len(expected.rows) and len(expected.anomalies)  # the check has something to compare
+    for frame in (
+        table.to_pandas(date_as_object=True),
+        table.to_pandas(types_mapper=pd.ArrowDtype),
+    ):
+        got = map_bookings(frame, mapping, BERLIN)
+        pd.testing.assert_frame_equal(got.rows, expected.rows)
+        pd.testing.assert_frame_equal(got.anomalies, expected.anomalies)
+        assert list(got.codes.items()) == list(expected.codes.items())
 
 
 # --------------------------------------------------------------------------- map_orders
