@@ -465,7 +465,11 @@ def map_orders(
     )
     raw_end_present = pd.Series(True, index=frame.index)
     for name in cols.end.source_columns():
-        raw_end_present &= frame[name].notna() & (frame[name].astype("string").str.strip() != "")
+        raw = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+            raw_end_present &= raw.notna()  # never blank text: no text made per row
+        else:
+            raw_end_present &= raw.notna() & (raw.astype("string").str.strip() != "")
     bad_end = ~bad_start & rows["end"].isna() & raw_end_present
     problems.append(
         _anomalies(

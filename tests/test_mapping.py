@@ -768,9 +768,11 @@ def test_orders_from_datetime_objects() -> None:
         started_at=[dt.datetime(2024, 3, 4, 6), dt.datetime(2024, 3, 4, 7)],
         finished_at=[dt.datetime(2024, 3, 4, 6, 30, 0, 250000), None],
     )
+    assert frame["finished_at"].dtype == "datetime64[us]"  # typed, with NaT for the NULL
     mapped = map_orders(frame, orders_mapping(), UTC)
     assert mapped.rows["end"].iloc[0] == utc("2024-03-04 06:30:00.25")
     assert pd.isna(mapped.rows["end"].iloc[1])
+    assert mapped.anomalies.empty  # NaT in a typed end column is a running order, not a bad end
 
 
 def test_order_ending_before_it_starts_is_an_anomaly() -> None:
