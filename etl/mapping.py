@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -36,14 +37,54 @@ class Mapped:
     rows_read: int = 0
 
 
+def _arrow_text(series: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The column as Arrow text where that costs no Python call per value: Arrow-backed text,
+    integers, and floats that are all whole or NaN (an integer column with NULLs after
+    ``to_pandas``). None for anything else (objects, booleans, fractional floats)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pa.array(series.array)
+    if isinstance(dtype, pd.ArrowDtype) and (
+        pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(dtype.pyarrow_dtype)
+    ):
+        return pa.array(series.array)
+    if pd.api.types.is_integer_dtype(dtype):  # bool is not an integer dtype here
+        return pc.cast(pa.array(series), pa.string())
+    if pd.api.types.is_float_dtype(dtype):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        missing = np.isnan(values)
+        present = values[~missing]
+        # whole and exactly representable: the same digits as Int64's text; else the slow way
+        with np.errstate(invalid="ignore"):  # inf % 1
+            exact = np.all(present % 1 == 0) and np.all(np.abs(present) < 2**53)
+        if not exact:
+            return None
+        whole = np.where(missing, 0, values).astype(np.int64)
+        return pc.cast(pa.array(whole, mask=missing), pa.string())
+    return None
+
+
 def text_values(series: pd.Series, trim: bool) -> pd.Series:
     """Codes as text: 10 -> '10', 10.0 -> '10', ' M-01 ' -> 'M-01' (trim); '' -> NA."""
+    target = pd.StringDtype()  # what ``astype("string")`` gives: Arrow-backed where pyarrow is
+    fast = _arrow_text(series) if target.storage == "pyarrow" else None
+    if fast is not None:
+        # the kernels pandas' own ``.str.strip()`` and ``== ""`` use, without a pandas object
+        # per step (the slow path below gives the same values)
+        if trim:
+            fast = pc.utf8_trim_whitespace(fast)
+        empty = pc.equal(pc.binary_length(fast), 0)
+        if pc.any(empty).as_py():
+            fast = pc.if_else(empty, pa.scalar(None, fast.type), fast)
+        return pd.Series(target.__from_arrow__(fast), index=series.index, name=series.name)
     if pd.api.types.is_bool_dtype(series):
         out = series.astype("string")
     elif pd.api.types.is_integer_dtype(series):
         out = series.astype("Int64").astype("string")
     elif pd.api.types.is_float_dtype(series):
-        whole = series.notna() & np.isfinite(series) & (series % 1 == 0)
+        values = series.to_numpy(dtype="float64", na_value=np.nan)  # pd.ArrowDtype has no %
+        with np.errstate(invalid="ignore"):  # inf % 1
+            whole = pd.Series(np.isfinite(values) & (values % 1 == 0), index=series.index)
         out = series.astype("string")
         out[whole] = series[whole].astype("Int64").astype("string")
     elif pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
@@ -69,6 +110,56 @@ def localize(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
         return naive.dt.tz_convert("UTC").astype(TS)
     if zone.key == "UTC":
         return naive.dt.tz_localize("UTC").astype(TS)
+    if naive.dtype == "datetime64[us]":
+        by_hour = _utc_by_hour(naive, zone)
+        if by_hour is not None:
+            micros, edge = by_hour
+            if edge.any():  # by position: the index may repeat labels (concatenated batches)
+                each = _localize_each(naive[edge].reset_index(drop=True), zone, dst)
+                micros[edge] = each.dt.tz_convert(None).to_numpy().view(np.int64)
+            return pd.Series(micros.view("datetime64[us]"), index=naive.index).dt.tz_localize("UTC")
+    return _localize_each(naive, zone, dst)
+
+
+_HOUR_US = 3_600_000_000
+_NAT = np.iinfo(np.int64).min
+
+
+def _utc_by_hour(naive: pd.Series, zone: ZoneInfo) -> tuple[np.ndarray, np.ndarray] | None:
+    """UTC microseconds of naive ``datetime64[us]`` wall-clock times, from one UTC offset per
+    wall-clock hour (pandas' ``tz_localize`` run on the hours the batch spans, not per value),
+    and the values that need ``_localize_each``: those in an hour whose start or end is
+    ambiguous or skipped, or whose offset differs at its two ends (a change inside the hour).
+
+    Exact as long as a zone never changes its offset twice within one hour (tzdata's closest
+    changes are a week apart). None when the batch spans more hours than it has values, or
+    holds no value: then localizing each value is as cheap.
+    """
+    values = naive.to_numpy().view(np.int64)
+    present = values != _NAT
+    if not present.any():
+        return None
+    hours = values // _HOUR_US
+    first, last = int(hours[present].min()), int(hours[present].max())
+    if last - first + 2 > max(len(values), 64):
+        return None
+    grid = np.arange(first, last + 2, dtype=np.int64) * _HOUR_US
+    local = pd.DatetimeIndex(grid.view("datetime64[us]")).tz_localize(
+        zone.key, ambiguous="NaT", nonexistent="NaT"
+    )
+    utc = local.as_unit("us").asi8
+    offset = grid - utc
+    known = utc != _NAT
+    steady = known[:-1] & known[1:] & (offset[:-1] == offset[1:])
+    slot = np.where(present, hours - first, 0)
+    with np.errstate(over="ignore"):
+        micros = values - offset[:-1][slot]
+    micros[~present] = _NAT
+    return micros, present & ~steady[slot]
+
+
+def _localize_each(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+    """``localize`` value by value (pandas' ``tz_localize``; skipped times moved in Python)."""
     ambiguous = np.full(len(naive), dst.ambiguous == "earlier")
     local = naive.dt.tz_localize(zone.key, ambiguous=ambiguous, nonexistent="NaT")
     skipped = local.isna() & naive.notna()
@@ -216,8 +307,12 @@ def _raw_detail(frame: pd.DataFrame, spec: ColumnSpec, mask: pd.Series) -> pd.Se
 
 
 def _anomalies(
-    kind: str, rows: pd.DataFrame, mask: pd.Series, detail: pd.Series | str
+    kind: str,
+    rows: pd.DataFrame,
+    mask: pd.Series | np.ndarray,
+    detail: pd.Series | str | Callable[[], pd.Series | str],
 ) -> pd.DataFrame | None:
+    """The anomalies of the rows in ``mask``; ``detail`` may be a callable, built only if any."""
     if not mask.any():
         return None  # the common case: no frame built per check and batch
     out = pd.DataFrame(
@@ -226,10 +321,32 @@ def _anomalies(
             "machine_code": rows.loc[mask, "machine_code"],
             "order_code": rows.loc[mask, "order_code"],
             "ts": rows.loc[mask, "ts"] if "ts" in rows else pd.NaT,
-            "detail": detail,
+            "detail": detail() if callable(detail) else detail,
         }
     )
     return out[ANOMALY_COLUMNS]
+
+
+_KINDS = ("START", "END", "IGNORE", "UNKNOWN")
+
+
+def _event_codes(
+    frame: pd.DataFrame, spec: ColumnSpec | None
+) -> tuple[np.ndarray, list[str | None]]:
+    """The event field as codes: each row's position in the list of its distinct texts (as
+    ``texts`` gives them; None for NULL or empty). A typed column is made text once per distinct
+    value, not per row; Python objects (where 1, 1.0 and True would share a slot) per row."""
+    if spec is None or spec.column is None or frame[spec.column].dtype == object:
+        text = texts(frame, spec)
+        positions, distinct = pd.factorize(text, use_na_sentinel=False)
+        return positions, [None if pd.isna(code) else str(code) for code in distinct]
+    trim = True if spec.trim is None else spec.trim
+    raw_positions, raw_distinct = pd.factorize(frame[spec.column], use_na_sentinel=False)
+    slots: dict[str | None, int] = {}
+    remap = np.empty(len(raw_distinct), dtype=np.intp)
+    for i, code in enumerate(text_values(pd.Series(raw_distinct), trim)):
+        remap[i] = slots.setdefault(None if pd.isna(code) else str(code), len(slots))
+    return remap[raw_positions], list(slots)
 
 
 def map_bookings(
@@ -250,16 +367,14 @@ def map_bookings(
         },
         index=frame.index,
     )
-    raw_codes = texts(frame, cols.event)
     # a handful of distinct codes: look each up once, then count and spread them by position
-    positions, distinct = pd.factorize(raw_codes, use_na_sentinel=False)
+    positions, names = _event_codes(frame, cols.event)
     lookup = mapping.events.lookup()
-    names: list[str | None] = [None if pd.isna(code) else str(code) for code in distinct]
     distinct_kinds = [
         lookup.get(code, "UNKNOWN") if code is not None else "UNKNOWN" for code in names
     ]
-    kinds = pd.Series(pd.array(distinct_kinds, dtype="string").take(positions), index=frame.index)
-    rows["event"] = kinds
+    kind_of = np.array([_KINDS.index(kind) for kind in distinct_kinds], dtype=np.int8)
+    kinds = kind_of.take(positions)
     counts = np.bincount(positions, minlength=len(names))
     codes: Counter[tuple[str, str]] = Counter(
         {
@@ -269,19 +384,25 @@ def map_bookings(
         }
     )
     problems = []
-    unknown = kinds == "UNKNOWN"
+    unknown = kinds == _KINDS.index("UNKNOWN")
     problems.append(
         _anomalies(
             "unknown_event",
             rows,
             unknown,
-            "event code "
-            + raw_codes[unknown].fillna("NULL").map(repr).astype("string")
-            + " is not listed under events START, END or ignore",
+            lambda: pd.Series(
+                [
+                    f"event code {'NULL' if names[p] is None else names[p]!r}"
+                    " is not listed under events START, END or ignore"
+                    for p in positions[unknown]
+                ],
+                index=frame.index[unknown],
+                dtype="string",
+            ),
         )
     )
-    keep = ~unknown & (kinds != "IGNORE")
-    no_ts = keep & rows["ts"].isna()
+    keep = kinds < _KINDS.index("IGNORE")
+    no_ts = keep & rows["ts"].isna().to_numpy()
     if cols.timestamp.date is not None and no_ts.any():
         # a bad time on a known day is reported on that day, so windows find it again
         day = ColumnSpec(column=cols.timestamp.date, format=cols.timestamp.date_format)
@@ -291,16 +412,22 @@ def map_bookings(
             "bad_timestamp",
             rows,
             no_ts,
-            "missing or unparseable timestamp: " + _raw_detail(frame, cols.timestamp, no_ts),
+            lambda: (
+                "missing or unparseable timestamp: " + _raw_detail(frame, cols.timestamp, no_ts)
+            ),
         )
     )
     for name in ("machine_code", "order_code"):
-        missing = keep & ~no_ts & rows[name].isna()
+        missing = keep & ~no_ts & rows[name].isna().to_numpy()
         problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
         no_ts |= missing
     good = keep & ~no_ts
+    if not good.all():
+        rows = rows.loc[good]
+    rows = rows.reset_index(drop=True)
+    rows["event"] = pd.array(_KINDS, dtype="string").take(kinds[good])
     return Mapped(
-        rows=rows.loc[good].reset_index(drop=True),
+        rows=rows,
         anomalies=_concat(problems),
         codes=codes,
         rows_read=len(frame),
@@ -338,7 +465,11 @@ def map_orders(
     )
     raw_end_present = pd.Series(True, index=frame.index)
     for name in cols.end.source_columns():
-        raw_end_present &= frame[name].notna() & (frame[name].astype("string").str.strip() != "")
+        raw = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+            raw_end_present &= raw.notna()  # never blank text: no text made per row
+        else:
+            raw_end_present &= raw.notna() & (raw.astype("string").str.strip() != "")
     bad_end = ~bad_start & rows["end"].isna() & raw_end_present
     problems.append(
         _anomalies(
@@ -371,8 +502,11 @@ def map_orders(
     )
 
 
+_NO_ANOMALIES = empty_anomalies()
+
+
 def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame:
     found = [f for f in frames if f is not None and not f.empty]
     if not found:
-        return empty_anomalies()
+        return _NO_ANOMALIES.copy()  # building an empty frame costs more than copying one
     return pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]

@@ -8,10 +8,18 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from etl.config import ColumnSpec, DstPolicy, MappingSpec
-from etl.mapping import localize, map_bookings, map_orders, text_values, timestamps
+from etl.mapping import (
+    _localize_each,
+    localize,
+    map_bookings,
+    map_orders,
+    text_values,
+    timestamps,
+)
 from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
 UTC = ZoneInfo("UTC")
@@ -95,6 +103,17 @@ def test_whole_floats_lose_their_decimal_point_and_nan_is_na() -> None:
     out = text_values(pd.Series([10.0, 2.5, np.nan]), trim=True)
     assert out.tolist()[:2] == ["10", "2.5"]
     assert out.isna().tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "Float64", "float64[pyarrow]"])
+@pytest.mark.parametrize(
+    "values", [[10.0, 20.0, None], [10.0, 2.5, None, float("inf"), -0.0]], ids=["whole", "mixed"]
+)
+def test_float_codes_read_the_same_in_every_float_dtype(dtype: str, values: list[Any]) -> None:
+    out = text_values(pd.Series(values, dtype=dtype), trim=True)
+    expected = ["10", "20", None] if len(values) == 3 else ["10", "2.5", None, "inf", "0"]
+    assert out.astype(object).where(out.notna(), None).tolist() == expected
+    assert out.dtype == "string"
 
 
 def test_mixed_object_column_compares_as_one_code() -> None:
@@ -416,6 +435,35 @@ def test_nat_survives_localize() -> None:
     assert pd.isna(got.iloc[1])
 
 
+@pytest.mark.parametrize(
+    "zone",
+    ["Europe/Berlin", "Australia/Lord_Howe", "America/Santiago", "Asia/Kolkata", "Etc/GMT+5"],
+)
+@pytest.mark.parametrize(
+    "policy",
+    [
+        DstPolicy.model_validate({"ambiguous": a, "nonexistent": n})
+        for a in ("earlier", "later")
+        for n in ("shift_forward", "shift_backward")
+    ],
+)
+def test_localizing_a_batch_by_the_hour_matches_localizing_each_value(
+    zone: str, policy: DstPolicy
+) -> None:
+    # A dense batch (one offset per wall-clock hour, the fast path) across both changes of the
+    # year: every value, the repeated and the skipped hour included, as when localized one by one.
+    rng = np.random.default_rng(7)
+    lo = pd.Timestamp("2024-01-01").value // 1000
+    micros = np.sort(rng.integers(lo, lo + 366 * 86_400_000_000, 40_000))
+    micros[::997] = np.iinfo(np.int64).min  # NaT
+    for part in np.array_split(micros, 8):  # batches spanning ~46 days: fewer hours than values
+        values = pd.Series(part.view("datetime64[us]"), index=np.arange(len(part)) // 2)
+        got = localize(values, ZoneInfo(zone), policy)
+        expected = _localize_each(values.reset_index(drop=True), ZoneInfo(zone), policy)
+        assert got.index.equals(values.index)
+        pd.testing.assert_series_equal(got.reset_index(drop=True), expected)
+
+
 def test_dst_policy_of_the_mapping_is_used_by_map_bookings() -> None:
     mapping = bookings_mapping(dst={"ambiguous": "later", "nonexistent": "shift_backward"})
     frame = booking_rows(2, booked_at=["2024-10-27 02:30:00", "2024-03-31 02:30:00"])
@@ -607,6 +655,82 @@ def test_empty_batch() -> None:
     assert mapped.rows_read == 0
 
 
+def mixed_bookings(codes: list[Any], code_type: pa.DataType, n: int = 600) -> pa.Table:
+    """Bookings with every kind of trouble: blank and NULL codes, padding, unknown and ignored
+    events, NULL times, and times in the repeated and the skipped hour of Berlin."""
+    rng = np.random.default_rng(3)
+    base = pd.Timestamp("2024-10-26 20:00").value // 1000
+    micros = base + rng.integers(0, 10 * 3_600_000_000, n)
+    micros[rng.random(n) < 0.05] = np.iinfo(np.int64).min
+    micros[:2] = [pd.Timestamp(t).value // 1000 for t in ("2024-10-27 02:30", "2024-10-27 02:59")]
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in rng.integers(0, len(values), n)]
+
+    return pa.table(
+        {
+            "booked_at": pa.array(micros.view("datetime64[us]"), pa.timestamp("us")),
+            "machine": pa.array(pick(["M-01", " M-02 ", "", "   ", None, "M\u00a003 "])),
+            "order_no": pa.array(pick(["4711", "4712 ", "", None])),
+            "article": pa.array(pick(["P-1", None, " P-2"])),
+            "event": pa.array(pick(codes), code_type),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("codes", "code_type", "events"),
+    [
+        pytest.param(
+            [10, 20, 30, 99, None],
+            pa.int64(),
+            {"START": [10], "END": [20], "ignore": [30]},
+            id="int-codes-with-null",
+        ),
+        pytest.param(
+            [10, 20, 30, 99],
+            pa.int32(),
+            {"START": [10], "END": [20], "ignore": [30]},
+            id="int-codes",
+        ),
+        pytest.param(
+            ["A", " A", "E ", "Q", "", "  ", "x", None], pa.string(), None, id="text-codes"
+        ),
+        pytest.param(
+            [10.0, 20.5, 30.0, None],
+            pa.float64(),
+            {"START": [10], "END": ["20.5"]},
+            id="fractional-codes",
+        ),
+    ],
+)
+@pytest.mark.parametrize("trim", [None, False])
+def test_arrow_backed_frames_map_like_python_objects(
+    codes: list[Any], code_type: pa.DataType, events: dict[str, Any] | None, trim: bool | None
+) -> None:
+    # The same rows as read_frames hands them over (Arrow-backed text, int64 or float64 for an
+    # integer column with NULLs), as pd.ArrowDtype columns, and as Python objects (the SQLAlchemy
+    # path): the Arrow fast paths and the generic ones must agree on everything.
+    table = mixed_bookings(codes, code_type)
+    mapping = bookings_mapping(
+        {"machine_code": {"column": "machine", **({} if trim is None else {"trim": trim})}},
+        **({"events": events} if events else {}),
+    )
+    objects = pd.DataFrame(
+        {c: pd.Series(table[c].to_pylist(), dtype=object) for c in table.column_names}
+    )
+    expected = map_bookings(objects, mapping, BERLIN)
+    assert len(expected.rows) and len(expected.anomalies)  # the check has something to compare
+    for frame in (
+        table.to_pandas(date_as_object=True),
+        table.to_pandas(types_mapper=pd.ArrowDtype),
+    ):
+        got = map_bookings(frame, mapping, BERLIN)
+        pd.testing.assert_frame_equal(got.rows, expected.rows)
+        pd.testing.assert_frame_equal(got.anomalies, expected.anomalies)
+        assert list(got.codes.items()) == list(expected.codes.items())
+
+
 # --------------------------------------------------------------------------- map_orders
 
 
@@ -644,9 +768,11 @@ def test_orders_from_datetime_objects() -> None:
         started_at=[dt.datetime(2024, 3, 4, 6), dt.datetime(2024, 3, 4, 7)],
         finished_at=[dt.datetime(2024, 3, 4, 6, 30, 0, 250000), None],
     )
+    assert frame["finished_at"].dtype == "datetime64[us]"  # typed, with NaT for the NULL
     mapped = map_orders(frame, orders_mapping(), UTC)
     assert mapped.rows["end"].iloc[0] == utc("2024-03-04 06:30:00.25")
     assert pd.isna(mapped.rows["end"].iloc[1])
+    assert mapped.anomalies.empty  # NaT in a typed end column is a running order, not a bad end
 
 
 def test_order_ending_before_it_starts_is_an_anomaly() -> None:
