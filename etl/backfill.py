@@ -16,6 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import pandas as pd
 
 from .config import Project
 from .errors import LockLost, StoreError, UsageError
@@ -24,7 +28,7 @@ from .failpoints import failpoint
 from .fold import carry_margin
 from .publish import publish
 from .report import parse_when, resolve_when
-from .store import Lease, _diff
+from .store import KEY, VALUE, Changes, Lease, month_of
 from .sync import derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
@@ -141,7 +145,7 @@ def _run(
             bounds["latest"] = latest
 
     key = f"{since_text}|{until_text or ''}"
-    before = None
+    net = Net()
     resumed: datetime | None = None
     a: datetime | None = None
     result: BackfillResult | None = None
@@ -175,7 +179,6 @@ def _run(
                     f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
                 )
             result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
-            before = store.runs_between(job_name, a or bounds["since"], None)
             span = stop() - (a or bounds["since"])
             total_chunks = max(1, -(-span // chunk))
         if window.hi <= window.lo:
@@ -203,10 +206,14 @@ def _run(
             backfill=(key, window.hi) if not done else (None, None),
             owner=held.owner,
         )
-        if base is not None and job.spec.parquet:
+        net.add(changes, window.hi, margin)
+        # a month is published once the chunks have passed it (the next chunk may still change
+        # the month its end falls in); the months left pending stay recorded in the store
+        ready = [m for m in changes.months if done or m < month_of(window.hi)]
+        if base is not None and job.spec.parquet and ready:
             try:
-                publish(store, job_name, changes.months, base, held.verify)
-                store.clear_pending(job_name, changes.months, held.owner)
+                publish(store, job_name, ready, base, held.verify)
+                store.clear_pending(job_name, ready, held.owner)
             except LockLost as exc:
                 raise lost_after_commit(job_name, sync_id, exc) from exc
         piece = Chunk(
@@ -237,14 +244,80 @@ def _run(
             break
         a = window.hi
     assert result is not None
-    if before is not None:
-        after = store.runs_between(
-            job_name, result.chunks[0].lo if result.chunks else bounds["since"], None
-        )
-        net = _diff(before.itertuples(index=False, name=None), after)
-        result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
+    net.finish()
+    result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
     result.duration_s = time.monotonic() - clock
     return result
+
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class Net:
+    """Net changes over a whole backfill, from each chunk's written and removed runs (without
+    reading the range before and after): a run counts once, by what the store held before the
+    backfill and after it. A run the next chunk may change again (open at the chunk's end, or
+    ending within the carry margin) waits; the others count at once."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    waiting: dict[Key, tuple[Key | None, Key | None]] = field(default_factory=dict)
+
+    def add(self, changes: Changes, hi: datetime, margin: timedelta) -> None:
+        """Account for one chunk's commit (``changes.written``/``removed``)."""
+        written, removed = changes.written, changes.removed
+        if written is None or removed is None:
+            return
+        touched: dict[Key, tuple[Key | None, Key | None]] = {}
+        for key, value in _items(removed):
+            original = self.waiting.pop(key)[0] if key in self.waiting else value
+            touched[key] = (original, None)
+        reach = pd.Timestamp(hi - margin)
+        special = written["end"].isna() | (written["end"] >= reach)
+        if touched or self.waiting:
+            keys = pd.MultiIndex.from_frame(written[KEY])
+            special |= keys.isin([*touched, *self.waiting])
+        self.inserted += int((~special).sum())  # new, and no later chunk can touch them
+        for key, value in _items(written[special]):
+            if key in touched:
+                original = touched[key][0]
+            elif key in self.waiting:
+                original = self.waiting.pop(key)[0]
+            else:
+                original = None
+            touched[key] = (original, value)
+        waiting, self.waiting = self.waiting, {}
+        end_at = VALUE.index("end")
+        for key, (original, current) in chain(waiting.items(), touched.items()):
+            if current is not None and (current[end_at] is None or current[end_at] >= reach):
+                self.waiting[key] = (original, current)
+            else:
+                self._count(original, current)
+
+    def finish(self) -> None:
+        """Count the runs still waiting (after the last chunk)."""
+        for original, current in self.waiting.values():
+            self._count(original, current)
+        self.waiting = {}
+
+    def _count(self, original: Key | None, current: Key | None) -> None:
+        if original is None and current is not None:
+            self.inserted += 1
+        elif original is not None and current is None:
+            self.deleted += 1
+        elif original != current:
+            self.updated += 1
+
+
+def _items(frame: pd.DataFrame) -> list[tuple[Key, Key]]:
+    """(key, value) tuples of a run frame, NA as None."""
+    columns = [
+        frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in KEY + VALUE
+    ]
+    rows = zip(*columns, strict=True)
+    return [(row[: len(KEY)], row[len(KEY) :]) for row in rows]
 
 
 def _stamp(value: datetime | None) -> str:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .bulk import insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
 from .redact import redact
@@ -78,6 +79,7 @@ production_runs = sa.Table(
     sa.Column("flags", sa.String(200)),
     sa.Column("sync_id", sa.Integer),
     sa.Index("ix_production_runs_job_end", "job", "end"),
+    sa.Index("ix_production_runs_job_start", "job", "start"),
 )
 
 anomalies = sa.Table(
@@ -152,6 +154,10 @@ class Changes:
     updated: int
     deleted: int
     months: list[str]
+    #: the runs written (new or changed) and the stored runs they replaced or that are gone
+    #: (changed or removed), as they were; RUN_COLUMNS each (set by ``commit_sync``)
+    written: pd.DataFrame | None = field(default=None, repr=False)
+    removed: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def month_of(stamp: datetime) -> str:
@@ -167,30 +173,13 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return lo, hi
 
 
-def _records(
-    frame: pd.DataFrame, columns: list[str], extra: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Rows as dicts for an executemany; NA becomes None, timestamps Python datetimes."""
-    values = []
-    for col in columns:
-        series = frame[col]
-        if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(
-            series
-        ):
-            stamps = series.dt.to_pydatetime()
-            values.append([None if n else v for v, n in zip(stamps, series.isna(), strict=True)])
-        else:
-            values.append(series.astype(object).where(series.notna(), None).tolist())
-    return [{**dict(zip(columns, row, strict=True)), **extra} for row in zip(*values, strict=True)]
-
-
 def _keys(frame: pd.DataFrame) -> list[tuple[str, str, datetime]]:
     """(machine, order, start) keys of a run frame."""
     return list(
         zip(
             frame["machine_code"].tolist(),
             frame["order_code"].tolist(),
-            frame["start"].dt.to_pydatetime().tolist(),
+            pd.to_datetime(frame["start"], utc=True).dt.to_pydatetime().tolist(),
             strict=True,
         )
     )
@@ -266,6 +255,8 @@ class Store:
                     f"{SCHEMA_VERSION}: upgrade booking-etl"
                 )
             metadata.create_all(conn)  # tables added within the same version
+            for index in production_runs.indexes:  # and indexes added to existing tables
+                index.create(conn, checkfirst=True)
 
     def close(self) -> None:
         """Release connections."""
@@ -405,8 +396,7 @@ class Store:
             sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
         )
         with self.begin() as conn:
-            rows = conn.execute(query).all()
-        return _runs_frame(rows)
+            return read_frame(conn, query, RUN_COLUMNS)
 
     def _replaced(
         self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
@@ -447,32 +437,28 @@ class Store:
         upto = hi if bounded else None
         t = production_runs
         with self.begin() as conn:
-            old = list(
-                conn.execute(
-                    sa.select(*_run_columns()).where(self._replaced(job, lo, margin, upto))
-                ).all()
-            )
+            stored = sa.select(*_run_columns())
+            olds = [
+                read_frame(conn, stored.where(self._replaced(job, lo, margin, upto)), RUN_COLUMNS)
+            ]
             # runs re-derived from rows corrected long ago (an order table's updated_at) lie
             # outside the window: the stored run with the same key is the one they replace
             reach = pd.Timestamp(lo - margin)
             outside = runs[
                 runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
             ]
-            keys = [
-                (m, o, s.to_pydatetime())
-                for m, o, s in outside[["machine_code", "order_code", "start"]].itertuples(
-                    index=False, name=None
-                )
-            ]
+            keys = _keys(outside)
             for chunk in _by_key(job, keys):
-                old.extend(conn.execute(sa.select(*_run_columns()).where(chunk)).all())
+                olds.append(read_frame(conn, stored.where(chunk), RUN_COLUMNS))
+            old = pd.concat(olds, ignore_index=True) if len(olds) > 1 else olds[0]
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
                     job_state.c.job == job
                 )
             ).one()
-            changes, write, gone = _compare(_runs_frame(old), runs)
-            pending = sorted(set(json.loads(state or "[]")) | set(changes.months))
+            changes, write, gone = _compare(old, runs)
+            changes.written, changes.removed = write, gone
+            touched: set[str] = set(json.loads(state or "[]")) | set(changes.months)
             sync_id = conn.execute(
                 sync_runs.insert().values(
                     job=job,
@@ -493,31 +479,21 @@ class Store:
                 # write only what changed: a rerun that finds the same runs writes none
                 for chunk in _by_key(job, _keys(gone)):
                     conn.execute(t.delete().where(chunk))
+            insert_frame(conn, t, write, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
+            # anomalies of the window (and the undated ones) are replaced when they differ
             in_window = anomalies.c.ts >= lo
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
-            conn.execute(
-                anomalies.delete().where(
-                    anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None))
+            replaced = sa.and_(anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None)))
+            held = read_frame(conn, sa.select(*_anomaly_columns()).where(replaced), ANOMALY_COLUMNS)
+            differ = _anomaly_months(held, found)
+            if differ:
+                conn.execute(anomalies.delete().where(replaced))
+                insert_frame(
+                    conn, anomalies, found, ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
                 )
-            )
-            if not write.empty:
-                conn.execute(
-                    t.insert(), _records(write, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
-                )
-            if not found.empty:
-                conn.execute(
-                    anomalies.insert(),
-                    _records(found, ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}),
-                )
-            anomaly_months = {
-                month_of(ts)
-                for ts in conn.execute(
-                    sa.select(anomalies.c.ts).where(anomalies.c.job == job, in_window)
-                ).scalars()
-                if ts is not None
-            }
-            pending = sorted(set(pending) | anomaly_months | {month_of(lo)})
+            # the undated anomalies are published with any month: the window's first stands in
+            pending = sorted(touched | {month or month_of(lo) for month in differ})
             watermark = hi
             if bounded and old_watermark is not None:
                 watermark = max(old_watermark, hi)
@@ -582,24 +558,19 @@ class Store:
             .order_by(t.c.machine_code, t.c.start, t.c.order_code)
         )
         with self.begin() as conn:
-            return _runs_frame(conn.execute(query).all())
+            return read_frame(conn, query, RUN_COLUMNS)
 
     def anomalies_in_month(self, job: str, month: str | None) -> pd.DataFrame:
         """Stored anomalies of ``job`` in ``month`` (None: those without a timestamp)."""
         a = anomalies
-        query = sa.select(a.c.kind, a.c.machine_code, a.c.order_code, a.c.ts, a.c.detail).where(
-            a.c.job == job
-        )
+        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
         if month is None:
             query = query.where(a.c.ts.is_(None))
         else:
             lo, hi = month_bounds(month)
             query = query.where(a.c.ts >= lo, a.c.ts < hi)
         with self.begin() as conn:
-            rows = conn.execute(query.order_by(a.c.ts, a.c.id)).all()
-        frame = pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]")
-        return frame
+            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
 
     def runs_between(
         self, job: str, lo: datetime | None = None, hi: datetime | None = None
@@ -613,15 +584,16 @@ class Store:
         if lo is not None:
             query = query.where(sa.or_(t.c.end.is_(None), t.c.end > lo, t.c.start >= lo))
         with self.begin() as conn:
-            rows = conn.execute(query.order_by(t.c.machine_code, t.c.start, t.c.order_code)).all()
-        return _runs_frame(rows)
+            return read_frame(
+                conn, query.order_by(t.c.machine_code, t.c.start, t.c.order_code), RUN_COLUMNS
+            )
 
     def anomalies_between(
         self, job: str, lo: datetime | None = None, hi: datetime | None = None
     ) -> pd.DataFrame:
         """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``."""
         a = anomalies
-        query = sa.select(*[a.c[name] for name in ANOMALY_COLUMNS]).where(a.c.job == job)
+        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
         dated = []
         if lo is not None:
             dated.append(a.c.ts >= lo)
@@ -630,10 +602,7 @@ class Store:
         if dated:
             query = query.where(sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
         with self.begin() as conn:
-            rows = conn.execute(query.order_by(a.c.ts, a.c.id)).all()
-        frame = pd.DataFrame(rows, columns=ANOMALY_COLUMNS)
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True).astype("datetime64[us, UTC]")
-        return frame
+            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
 
     def all_months(self, job: str) -> list[str]:
         """Every month that holds runs or anomalies of the job."""
@@ -939,48 +908,71 @@ def _by_key(job: str, keys: list[tuple[str, str, datetime]]) -> Iterator[sa.Colu
         yield sa.and_(t.c.job == job, row.in_(keys[at : at + KEY_CHUNK]))
 
 
-def _run_columns() -> list[sa.ColumnElement[Any]]:
-    """The run columns in RUN_COLUMNS order, timestamps as the driver returns them (UTC text in
-    SQLite, datetimes elsewhere): ``_runs_frame`` converts them all at once instead of one
-    Python call per value."""
-    t = production_runs
+def _stamps_as_stored(table: sa.Table, names: list[str]) -> list[sa.ColumnElement[Any]]:
+    """``names`` of ``table``, timestamps as the driver returns them (UTC text in SQLite,
+    datetimes elsewhere): ``read_frame`` converts them all at once instead of one Python call
+    per value."""
     return [
-        sa.type_coerce(t.c[name], sa.String()).label(name)
-        if name in ("start", "end")
-        else t.c[name]
-        for name in RUN_COLUMNS
+        sa.type_coerce(table.c[name], sa.String()).label(name)
+        if name in ("start", "end", "ts")
+        else table.c[name]
+        for name in names
     ]
 
 
-def _runs_frame(rows: Any) -> pd.DataFrame:
-    frame = pd.DataFrame([tuple(row) for row in rows], columns=RUN_COLUMNS)
-    for col in ("machine_code", "order_code", "product_code", "flags"):
-        frame[col] = frame[col].astype("string")
-    for col in ("start", "end"):
-        frame[col] = _utc_stamps(frame[col])
-    return frame
+def _run_columns() -> list[sa.ColumnElement[Any]]:
+    """The run columns in RUN_COLUMNS order, as ``read_frame`` takes them."""
+    return _stamps_as_stored(production_runs, RUN_COLUMNS)
 
 
-def _utc_stamps(values: pd.Series) -> pd.Series:
-    """Timestamps read from the store (naive UTC text or datetimes, None) as UTC microseconds."""
-    return pd.to_datetime(values, utc=True, format="ISO8601").astype("datetime64[us, UTC]")
+def _anomaly_columns() -> list[sa.ColumnElement[Any]]:
+    """The anomaly columns in ANOMALY_COLUMNS order, as ``read_frame`` takes them."""
+    return _stamps_as_stored(anomalies, ANOMALY_COLUMNS)
+
+
+def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
+    """The months (None: undated) whose anomalies differ between ``old`` and ``new``, each
+    compared as a multiset of (kind, machine, order, ts, detail)."""
+    counts: dict[tuple[Any, ...], int] = {}
+    for frame, step in ((old, 1), (new, -1)):
+        if frame.empty:
+            continue
+        stamps = utc_stamps(frame["ts"])
+        columns = [
+            frame[name].astype(object).where(frame[name].notna(), None).tolist()
+            if name != "ts"
+            else [None if pd.isna(v) else v for v in stamps.tolist()]
+            for name in ANOMALY_COLUMNS
+        ]
+        for row in zip(*columns, strict=True):
+            counts[row] = counts.get(row, 0) + step
+    ts_at = ANOMALY_COLUMNS.index("ts")
+    return {
+        None if row[ts_at] is None else month_of(row[ts_at].to_pydatetime())
+        for row, count in counts.items()
+        if count
+    }
 
 
 KEY = ["machine_code", "order_code", "start"]
 VALUE = ["product_code", "end", "flags"]
 
 
-def _diff(old_rows: Any, new: pd.DataFrame) -> Changes:
-    """How ``new`` runs differ from ``old_rows`` (tuples in RUN_COLUMNS order), by key."""
-    return _compare(_runs_frame(old_rows), new)[0]
+def _diff(old: pd.DataFrame, new: pd.DataFrame) -> Changes:
+    """How ``new`` runs differ from ``old`` runs, by key."""
+    return _compare(_normalized(old), new)[0]
 
 
 def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame, pd.DataFrame]:
     """Set-based diff of two run frames by (machine, order, start): the counts and months that
-    changed, the rows of ``new`` to write (new or changed) and the keys of ``old`` to delete
+    changed, the rows of ``new`` to write (new or changed) and the rows of ``old`` to delete
     (gone or changed)."""
     new = _normalized(new)
     old = old.drop_duplicates(KEY, keep="last")
+    if old.empty:  # a first load: everything is new
+        months = sorted(set(new["start"].dt.strftime("%Y-%m")))
+        changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
+        return changes, new.reset_index(drop=True), old[RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
     same = pd.Series(True, index=both.index)
     for col in VALUE:
@@ -998,9 +990,14 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
         deleted=int(gone.sum()),
         months=months,
     )
-    write = both.loc[added | changed, KEY + [f"{c}_new" for c in VALUE]]
-    write.columns = pd.Index(KEY + VALUE)
-    return changes, write[RUN_COLUMNS].reset_index(drop=True), both.loc[gone | changed, KEY]
+    return changes, _side(both[added | changed], "_new"), _side(both[gone | changed], "_old")
+
+
+def _side(both: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """One side (``_old`` or ``_new``) of merged runs as a run frame."""
+    frame = both[KEY + [f"{c}{suffix}" for c in VALUE]]
+    frame.columns = pd.Index(KEY + VALUE)
+    return frame[RUN_COLUMNS].reset_index(drop=True)
 
 
 def _normalized(runs: pd.DataFrame) -> pd.DataFrame:

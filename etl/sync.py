@@ -372,7 +372,7 @@ def run_job(
             committed = True  # the ok audit row is written: a later failure adds no failed one
             failpoint("commit")
             files: list[str] = []
-            if base is not None and job.spec.parquet:
+            if base is not None and job.spec.parquet and changes.months:
                 try:
                     files = publish(store, job_name, changes.months, base, held.verify)
                     store.clear_pending(job_name, changes.months, held.owner)

@@ -52,14 +52,45 @@ def test_backfill_rederives_the_range_and_leaves_the_same_runs(tmp_path: Path) -
     since = local_text(plant.ago(days=17))[:10]
     result = backfill(load_project(plant.root), "bookings", since, None, timedelta(days=3))
     assert len(result.chunks) >= 6
-    assert result.updated + result.deleted + result.inserted > 0
     after = plant.store_runs()
+    # the net counts are those of the store before and after, whatever the chunks did between
+    assert (result.inserted, result.updated, result.deleted) == _net(before, after)
+    assert result.updated + result.deleted + result.inserted > 0
     pd.testing.assert_frame_equal(after, plant.from_scratch(), check_dtype=False)
     pd.testing.assert_frame_equal(after, plant.parquet_runs(), check_dtype=False)
     state_after = open_store(load_project(plant.root)).state("bookings")
     assert state_after is not None and state_after.watermark is not None
     assert state_after.watermark >= state.watermark  # never moved backwards
     assert state_after.backfill_next is None  # finished: nothing to resume
+
+
+def _net(before: pd.DataFrame, after: pd.DataFrame) -> tuple[int, int, int]:
+    """(inserted, updated, deleted) between two stored run frames, by key."""
+
+    def by_key(frame: pd.DataFrame) -> dict[tuple[object, ...], tuple[object, ...]]:
+        frame = frame.astype(object).where(frame.notna(), None)
+        return {
+            (r.machine_code, r.order_code, r.start): (r.product_code, r.end, r.flags)
+            for r in frame.itertuples()
+        }
+
+    old, new = by_key(before), by_key(after)
+    changed = sum(1 for k in old.keys() & new.keys() if old[k] != new[k])
+    return len(new.keys() - old.keys()), changed, len(old.keys() - new.keys())
+
+
+def test_a_first_backfill_in_many_chunks_counts_each_run_once(tmp_path: Path) -> None:
+    # runs that cross a chunk boundary are stored open by one chunk and closed by the next:
+    # the summary counts them as new, not as changed
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]  # the plant's first bookings are 19 days old
+    result = backfill(load_project(plant.root), "bookings", since, None, timedelta(hours=7))
+    after = plant.store_runs()
+    assert len(result.chunks) > 50
+    assert sum(c.updated for c in result.chunks) > 0  # boundaries were crossed
+    assert (result.inserted, result.updated, result.deleted) == (len(after), 0, 0)
+    pd.testing.assert_frame_equal(after, plant.from_scratch(), check_dtype=False)
+    pd.testing.assert_frame_equal(after, plant.parquet_runs(), check_dtype=False)
 
 
 def test_backfill_of_an_older_range_does_not_move_the_watermark_back(tmp_path: Path) -> None:

@@ -1,0 +1,148 @@
+"""Bulk moves between run/anomaly frames and the store's tables, without a Python call per value.
+
+Writing: PostgreSQL through psycopg gets one ``COPY ... FROM STDIN (FORMAT csv)`` fed with CSV that
+Arrow writes; SQLite one ``executemany`` of values converted column by column (timestamps as the
+naive UTC text SQLAlchemy's SQLite dialect stores, so that range predicates compare alike); any
+other backend SQLAlchemy's own executemany. Reading: the driver's rows straight into columns, the
+timestamps converted once per column.
+
+Both run inside the caller's transaction (the same DBAPI connection), so a bulk write commits or
+rolls back with the rest of a sync.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+STAMPS = frozenset({"start", "end", "ts"})  # the UTC timestamp columns of the store's tables
+TEXT = frozenset({"job", "machine_code", "order_code", "product_code", "flags", "kind", "detail"})
+SQLITE_STAMP = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: "12:00:00.123456"
+COPY_BATCH = 50_000  # rows per CSV piece sent to COPY: memory bounded by the piece, not the frame
+
+
+def utc_stamps(values: Any) -> pd.Series:
+    """Timestamps (UTC text as SQLite stores it, datetimes, pandas timestamps, None) as UTC
+    microseconds."""
+    return pd.to_datetime(pd.Series(values), utc=True, format="ISO8601").astype(
+        "datetime64[us, UTC]"
+    )
+
+
+def arrow_rows(frame: pd.DataFrame, columns: Sequence[str], extra: dict[str, Any]) -> pa.Table:
+    """``frame[columns]`` plus the constant ``extra`` columns as an Arrow table: text as strings,
+    timestamps as UTC microseconds, NA as null."""
+    arrays: dict[str, pa.Array] = {}
+    for name in columns:
+        series = frame[name]
+        if name in STAMPS:
+            stamps = utc_stamps(series.to_numpy() if series.dtype == object else series)
+            arrays[name] = pa.array(stamps, pa.timestamp("us", tz="UTC"))
+        elif name in TEXT:
+            text = series.astype("string")
+            arrays[name] = pa.array(text.to_numpy(dtype=object, na_value=None), pa.string())
+        else:
+            arrays[name] = pa.array(series.astype(object).where(series.notna(), None))
+    for name, value in extra.items():
+        arrays[name] = pa.array([value] * len(frame))
+    return pa.table(arrays)
+
+
+def insert_frame(
+    conn: Connection,
+    table: sa.Table,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    extra: dict[str, Any],
+) -> None:
+    """Insert ``frame[columns]`` with the constant ``extra`` values into ``table`` in bulk."""
+    if frame.empty:
+        return
+    rows = arrow_rows(frame, columns, extra)
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in rows.column_names)
+    target = dialect.identifier_preparer.format_table(table)
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy(conn, f"COPY {target} ({names}) FROM STDIN (FORMAT csv)", rows)
+    elif dialect.name == "sqlite":
+        values = [_sqlite_values(rows.column(i)) for i in range(rows.num_columns)]
+        marks = ", ".join("?" for _ in values)
+        conn.exec_driver_sql(
+            f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
+        )
+    else:
+        records = rows.to_pylist()
+        conn.execute(table.insert(), records)
+
+
+def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
+    if pa.types.is_timestamp(column.type):
+        column = pc.strftime(column, format=SQLITE_STAMP)
+    if pa.types.is_string(column.type):  # NumPy's object array is built faster than a pylist
+        values: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
+        return values
+    return column.to_pylist()
+
+
+def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
+    """COPY ``rows`` through the connection's psycopg cursor, as CSV written by Arrow: strings
+    quoted, nulls as empty unquoted fields, timestamps as ISO text with ``Z``."""
+    from pyarrow import csv
+
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    options = csv.WriteOptions(include_header=False, quoting_style="needed")
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for batch in rows.to_batches(max_chunksize=COPY_BATCH):
+                sink = io.BytesIO()
+                csv.write_csv(pa.Table.from_batches([batch]), sink, options)
+                copy.write(sink.getbuffer())
+    except Exception as exc:
+        # psycopg's own error (this path bypasses SQLAlchemy's execute): wrapped like any other
+        # statement's, so the store reports it the same way and the transaction rolls back
+        error = type(exc).__module__.split(".")[0]
+        if error != "psycopg":
+            raise
+        raise sa.exc.DBAPIError(statement, None, exc) from None
+
+
+def read_frame(conn: Connection, query: sa.Select[Any], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``query`` (selecting ``columns``, timestamps as the driver returns them) as a
+    frame: text columns as pandas strings, timestamps as UTC microseconds."""
+    result = conn.execute(query)
+    cursor = result.cursor
+    rows = cursor.fetchall() if cursor is not None else [tuple(row) for row in result]
+    result.close()
+    table = numpy.empty((len(rows), len(columns)), dtype=object)
+    if rows:
+        table[:] = rows
+    return pd.DataFrame(
+        {name: _column(name, table[:, at]) for at, name in enumerate(columns)},
+        index=pd.RangeIndex(len(rows)),
+    )
+
+
+def _column(name: str, values: numpy.ndarray) -> pd.Series:
+    if name in TEXT:
+        return pd.Series(values, dtype="string")
+    if name not in STAMPS:
+        return pd.Series(values)
+    try:  # UTC text (SQLite) or aware datetimes: Arrow converts the whole column at once
+        kind = pa.string() if any(isinstance(v, str) for v in values[:1]) else None
+        stamps = pa.array(values, kind, from_pandas=True)
+        if pa.types.is_string(stamps.type):
+            stamps = stamps.cast(pa.timestamp("us"))
+        stamps = stamps.cast(pa.timestamp("us", tz="UTC"))
+        return pd.Series(stamps.to_pandas(types_mapper=None), dtype="datetime64[us, UTC]")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return utc_stamps(values)
