@@ -36,13 +36,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs
 
 from .errors import StoreError
 from .failpoints import failpoint
 from .objectstore import S3Location, s3_error, s3_filesystem
-from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
+from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA, TS_TYPE
 from .store import Store
 
 if TYPE_CHECKING:
@@ -57,35 +58,41 @@ STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a proces
 
 
 def runs_table(runs: pd.DataFrame) -> pa.Table:
-    """Runs as an Arrow table with the documented schema."""
-    start = runs["start"]
-    end = runs["end"]
-    duration = (end - start).dt.total_seconds()
-    frame = pd.DataFrame(
-        {
-            "machine_code": runs["machine_code"].astype(object),
-            "order_code": runs["order_code"].astype(object),
-            "product_code": runs["product_code"]
-            .astype(object)
-            .where(runs["product_code"].notna(), None),
-            "start": start,
-            "end": end,
-            "duration_s": duration,
-            "is_open": end.isna(),
-            "flags": runs["flags"].astype(object).where(runs["flags"].notna(), None),
-        }
-    )
-    return pa.Table.from_pandas(frame, schema=RUNS_SCHEMA, preserve_index=False)
+    """Runs as an Arrow table with the documented schema (column by column, no Python objects)."""
+    start = _stamps(runs["start"])
+    end = _stamps(runs["end"])
+    duration = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
+    columns = {
+        "machine_code": _text(runs["machine_code"]),
+        "order_code": _text(runs["order_code"]),
+        "product_code": _text(runs["product_code"]),
+        "start": start,
+        "end": end,
+        "duration_s": duration,
+        "is_open": pc.is_null(end),
+        "flags": _text(runs["flags"]),
+    }
+    return pa.Table.from_arrays(list(columns.values()), schema=RUNS_SCHEMA)
 
 
 def anomalies_table(found: pd.DataFrame) -> pa.Table:
     """Anomalies as an Arrow table with the documented schema."""
-    frame = found.astype(
-        {"kind": object, "machine_code": object, "order_code": object, "detail": object}
-    )
-    frame = frame.where(found.notna(), None)
-    frame["ts"] = found["ts"]
-    return pa.Table.from_pandas(frame, schema=ANOMALIES_SCHEMA, preserve_index=False)
+    columns = [
+        _stamps(found[name]) if name == "ts" else _text(found[name])
+        for name in ANOMALIES_SCHEMA.names
+    ]
+    return pa.Table.from_arrays(columns, schema=ANOMALIES_SCHEMA)
+
+
+def _text(series: pd.Series) -> pa.Array:
+    """A text column as an Arrow string array, NA as null."""
+    return pa.array(series.astype("string"), pa.string(), from_pandas=True)
+
+
+def _stamps(series: pd.Series) -> pa.Array:
+    """A timestamp column as Arrow UTC microseconds, NaT as null."""
+    stamps = pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
+    return pa.array(stamps, TS_TYPE, from_pandas=True)
 
 
 class Output(Protocol):
