@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,30 @@ def test_init_scaffolds_a_project_and_keeps_existing_files(tmp_path: Path) -> No
     code, out, _ = etl("init", str(target))
     assert code == 0 and "exists" in out
     assert (target / "etl.yaml").read_text() == "# mine\n"
+
+
+def test_the_console_script_delivers_all_output_and_its_exit_code(tmp_path: Path) -> None:
+    # `etl` leaves with os._exit after flushing (no interpreter teardown): nothing may be lost
+    plant = Plant(tmp_path / "p")
+    for hour in range(40, 0, -1):  # enough runs that the JSON and the log lines are not tiny
+        plant.book(f"M{hour % 4}", f"A{hour}", 10, plant.ago(hours=hour))
+    cli = [sys.executable, "-m", "etl.cli", "-p", str(plant.root)]
+    done = subprocess.run([*cli, "-v", "run", "bookings", "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["job"] == "bookings" and result["rows_read"] > 0
+    assert "etl.runs" in done.stderr or "bookings: window" in done.stderr  # the log line
+    status = subprocess.run([*cli, "status", "bookings", "--json"], capture_output=True, text=True)
+    assert status.returncode == 0
+    assert json.loads(status.stdout)[0]["runs"] == result["runs_in_window"] == 40
+    failed = subprocess.run([*cli, "run", "bookngs"], capture_output=True, text=True)
+    assert failed.returncode == 2
+    assert "job 'bookngs' does not exist" in failed.stderr
+    # a reader that stops early (etl ... | head -1) gets no traceback
+    head = subprocess.run(
+        f"{sys.executable} -m etl.cli --help | head -1", shell=True, capture_output=True, text=True
+    )
+    assert head.stdout.startswith("Usage:") and "Traceback" not in head.stderr
 
 
 def test_outside_a_project_says_so(tmp_path: Path) -> None:
