@@ -517,7 +517,21 @@ class Store:
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
         changes.months = pending
+        if len(write) >= ANALYZE_AFTER and self.url.get_backend_name() == "sqlite":
+            self._analyze()
         return int(sync_id), changes
+
+    def _analyze(self) -> None:
+        """Refresh SQLite's planner statistics (sampled: a few milliseconds) after a large write.
+        Without them SQLite reads a job's whole history for the window's ``start >= lo OR end
+        IS NULL OR end >= lo`` instead of one index range per term; PostgreSQL's autovacuum does
+        this by itself."""
+        try:
+            with self.begin() as conn:
+                conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+                conn.exec_driver_sql("ANALYZE production_runs")
+        except StoreError as exc:  # committed already: a slower plan is no reason to fail
+            log.warning("could not refresh the store's statistics: %s", exc)
 
     def record_failure(self, job: str, audit: dict[str, Any]) -> None:
         """Write a failed sync's audit row (its own transaction; never raises)."""
@@ -896,6 +910,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statistics are refreshed
 KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
 
 

@@ -145,3 +145,32 @@ def test_unreachable_store_is_a_store_error_without_the_password(tmp_path: Path)
         store.ensure_schema()
     assert "s3cret-pw" not in str(info.value)
     assert info.value.exit_code == 6
+
+
+def test_a_large_write_refreshes_sqlite_statistics_so_the_window_uses_its_indexes(
+    tmp_path: Path,
+) -> None:
+    from etl.store import ANALYZE_AFTER, production_runs
+
+    store = Store("sqlite:///store.sqlite", tmp_path)
+    store.ensure_schema()
+    count = ANALYZE_AFTER
+    many = runs(
+        *[
+            ("M1", f"A{i}", "P", T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=30))
+            for i in range(count)
+        ]
+    )
+    store.acquire_lock("j", timedelta(minutes=5))
+    store.commit_sync("j", T0, T0 + timedelta(days=30), many, no_anomalies(), {"started_at": T0})
+    lo = T0 + timedelta(days=6)
+    query = sa.select(production_runs.c.machine_code).where(store._replaced("j", lo, timedelta(0)))
+    with store.begin() as conn:
+        stats = conn.exec_driver_sql("SELECT tbl FROM sqlite_stat1").scalars().all()
+        sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
+        plan = " / ".join(row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    store.close()
+    assert "production_runs" in stats
+    # one index range per term of start >= lo OR end IS NULL OR end >= lo, not the whole job
+    assert "MULTI-INDEX OR" in plan, plan
+    assert "start>?" in plan, plan
