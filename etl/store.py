@@ -983,7 +983,8 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     changed, the rows of ``new`` to write (new or changed) and the rows of ``old`` to delete
     (gone or changed)."""
     new = _normalized(new)
-    old = old.drop_duplicates(KEY, keep="last")
+    if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
+        old = old.drop_duplicates(KEY, keep="last")
     if old.empty:  # a first load: everything is new
         months = sorted(set(new["start"].dt.strftime("%Y-%m")))
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
