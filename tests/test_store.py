@@ -24,6 +24,16 @@ def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame
     return frame
 
 
+def minute_runs(count: int) -> pd.DataFrame:
+    """``count`` closed 30-second runs of machine M1, one a minute from T0."""
+    return runs(
+        *[
+            ("M1", f"A{i}", "P", T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=30))
+            for i in range(count)
+        ]
+    )
+
+
 def no_anomalies() -> pd.DataFrame:
     return empty_anomalies()
 
@@ -77,12 +87,7 @@ def test_runs_corrected_long_ago_are_looked_up_in_a_few_statements(store: Store)
     # 1,201 closed runs far before the window, re-derived from corrected order rows: each
     # replaces the stored run with its key, looked up and deleted in chunks, not key by key
     count = 1201
-    old = runs(
-        *[
-            ("M1", f"A{i}", "P", T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=30))
-            for i in range(count)
-        ]
-    )
+    old = minute_runs(count)
     store.acquire_lock("j", timedelta(minutes=5))
     store.commit_sync("j", T0, T0 + timedelta(days=1), old, no_anomalies(), {"started_at": T0})
     lo = T0 + timedelta(days=30)
@@ -154,13 +159,7 @@ def test_a_large_write_refreshes_sqlite_statistics_so_the_window_uses_its_indexe
 
     store = Store("sqlite:///store.sqlite", tmp_path)
     store.ensure_schema()
-    count = ANALYZE_AFTER
-    many = runs(
-        *[
-            ("M1", f"A{i}", "P", T0 + timedelta(minutes=i), T0 + timedelta(minutes=i, seconds=30))
-            for i in range(count)
-        ]
-    )
+    many = minute_runs(ANALYZE_AFTER)
     store.acquire_lock("j", timedelta(minutes=5))
     store.commit_sync("j", T0, T0 + timedelta(days=30), many, no_anomalies(), {"started_at": T0})
     lo = T0 + timedelta(days=6)
