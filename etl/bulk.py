@@ -37,6 +37,17 @@ def utc_stamps(values: Any) -> pd.Series:
     )
 
 
+def stamp_array(series: pd.Series) -> pa.Array:
+    """A timestamp column (any zone, datetimes or text) as Arrow UTC microseconds, NaT as null."""
+    stamps = utc_stamps(series.to_numpy() if series.dtype == object else series)
+    return pa.array(stamps, pa.timestamp("us", tz="UTC"))
+
+
+def text_array(series: pd.Series) -> pa.Array:
+    """A text column as an Arrow string array, NA as null."""
+    return pa.array(series.astype("string"), pa.string(), from_pandas=True)
+
+
 def arrow_rows(frame: pd.DataFrame, columns: Sequence[str], extra: dict[str, Any]) -> pa.Table:
     """``frame[columns]`` plus the constant ``extra`` columns as an Arrow table: text as strings,
     timestamps as UTC microseconds, NA as null."""
@@ -44,11 +55,9 @@ def arrow_rows(frame: pd.DataFrame, columns: Sequence[str], extra: dict[str, Any
     for name in columns:
         series = frame[name]
         if name in STAMPS:
-            stamps = utc_stamps(series.to_numpy() if series.dtype == object else series)
-            arrays[name] = pa.array(stamps, pa.timestamp("us", tz="UTC"))
+            arrays[name] = stamp_array(series)
         elif name in TEXT:
-            text = series.astype("string")
-            arrays[name] = pa.array(text.to_numpy(dtype=object, na_value=None), pa.string())
+            arrays[name] = text_array(series)
         else:
             arrays[name] = pa.array(series.astype(object).where(series.notna(), None))
     for name, value in extra.items():
@@ -138,8 +147,7 @@ def _column(name: str, values: numpy.ndarray) -> pd.Series:
     if name not in STAMPS:
         return pd.Series(values)
     try:  # UTC text (SQLite) or aware datetimes: Arrow converts the whole column at once
-        kind = pa.string() if any(isinstance(v, str) for v in values[:1]) else None
-        stamps = pa.array(values, kind, from_pandas=True)
+        stamps = pa.array(values, from_pandas=True)
         if pa.types.is_string(stamps.type):
             stamps = stamps.cast(pa.timestamp("us"))
         stamps = stamps.cast(pa.timestamp("us", tz="UTC"))

@@ -40,10 +40,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs
 
+from .bulk import stamp_array, text_array
 from .errors import StoreError
 from .failpoints import failpoint
 from .objectstore import S3Location, s3_error, s3_filesystem
-from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA, TS_TYPE
+from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
 from .store import Store
 
 if TYPE_CHECKING:
@@ -59,18 +60,18 @@ STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a proces
 
 def runs_table(runs: pd.DataFrame) -> pa.Table:
     """Runs as an Arrow table with the documented schema (column by column, no Python objects)."""
-    start = _stamps(runs["start"])
-    end = _stamps(runs["end"])
+    start = stamp_array(runs["start"])
+    end = stamp_array(runs["end"])
     duration = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
     columns = {
-        "machine_code": _text(runs["machine_code"]),
-        "order_code": _text(runs["order_code"]),
-        "product_code": _text(runs["product_code"]),
+        "machine_code": text_array(runs["machine_code"]),
+        "order_code": text_array(runs["order_code"]),
+        "product_code": text_array(runs["product_code"]),
         "start": start,
         "end": end,
         "duration_s": duration,
         "is_open": pc.is_null(end),
-        "flags": _text(runs["flags"]),
+        "flags": text_array(runs["flags"]),
     }
     return pa.Table.from_arrays(list(columns.values()), schema=RUNS_SCHEMA)
 
@@ -78,21 +79,10 @@ def runs_table(runs: pd.DataFrame) -> pa.Table:
 def anomalies_table(found: pd.DataFrame) -> pa.Table:
     """Anomalies as an Arrow table with the documented schema."""
     columns = [
-        _stamps(found[name]) if name == "ts" else _text(found[name])
+        stamp_array(found[name]) if name == "ts" else text_array(found[name])
         for name in ANOMALIES_SCHEMA.names
     ]
     return pa.Table.from_arrays(columns, schema=ANOMALIES_SCHEMA)
-
-
-def _text(series: pd.Series) -> pa.Array:
-    """A text column as an Arrow string array, NA as null."""
-    return pa.array(series.astype("string"), pa.string(), from_pandas=True)
-
-
-def _stamps(series: pd.Series) -> pa.Array:
-    """A timestamp column as Arrow UTC microseconds, NaT as null."""
-    stamps = pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
-    return pa.array(stamps, TS_TYPE, from_pandas=True)
 
 
 class Output(Protocol):

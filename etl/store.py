@@ -27,7 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .bulk import insert_frame, read_frame, utc_stamps
+from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
 from .redact import redact
@@ -928,9 +928,7 @@ def _stamps_as_stored(table: sa.Table, names: list[str]) -> list[sa.ColumnElemen
     datetimes elsewhere): ``read_frame`` converts them all at once instead of one Python call
     per value."""
     return [
-        sa.type_coerce(table.c[name], sa.String()).label(name)
-        if name in ("start", "end", "ts")
-        else table.c[name]
+        sa.type_coerce(table.c[name], sa.String()).label(name) if name in STAMPS else table.c[name]
         for name in names
     ]
 
@@ -971,11 +969,6 @@ def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
 
 KEY = ["machine_code", "order_code", "start"]
 VALUE = ["product_code", "end", "flags"]
-
-
-def _diff(old: pd.DataFrame, new: pd.DataFrame) -> Changes:
-    """How ``new`` runs differ from ``old`` runs, by key."""
-    return _compare(_normalized(old), new)[0]
 
 
 def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame, pd.DataFrame]:
