@@ -9,10 +9,8 @@ start is stored with each commit: an interrupted backfill of the same range resu
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,15 +19,14 @@ from typing import Any
 
 import pandas as pd
 
+from .audit import Audit
 from .config import Project
-from .errors import LockLost, StoreError, UsageError
-from .extract import Window
+from .errors import StoreError, UsageError
 from .failpoints import failpoint
-from .fold import carry_margin
-from .publish import publish
+from .reader import Window
 from .report import parse_when, resolve_when
+from .run import JobRun, leased, parquet_output
 from .store import KEY, VALUE, Changes, Lease, month_of
-from .sync import derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -122,17 +119,10 @@ def _run(
     progress: Callable[[Chunk, int], None] | None,
     clock: float,
 ) -> BackfillResult:
-    store = held.store
     job = project.job(job_name)
-    mapping = job.mapping
-    margin = (
-        carry_margin(mapping.fold.policy()) if mapping.structure == "bookings" else timedelta(0)
-    )
-    base = parquet_output(project)
-    state = store.state(job_name)
-    if state and state.publish_pending and base is not None and job.spec.parquet:
-        publish(store, job_name, state.publish_pending, base, held.verify)
-        store.clear_pending(job_name, state.publish_pending, held.owner)
+    run = JobRun(project, job, held)
+    state = held.store.state(job_name)
+    run.publish_pending(state)
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -170,7 +160,7 @@ def _run(
             a = probe_start
             resumed = probe_start
         started = datetime.now(UTC)
-        derived = derive(project, job, window_for, store, lambda _rows: held.check())
+        derived = run.derive(window_for)
         window = derived.window
         if result is None:
             if bounds["since"] >= bounds["until"]:
@@ -183,39 +173,21 @@ def _run(
             total_chunks = max(1, -(-span // chunk))
         if window.hi <= window.lo:
             break
-        kinds = Counter(derived.anomalies["kind"].tolist())
         done = window.hi >= stop()
-        audit = {
-            "started_at": started,
-            "finished_at": datetime.now(UTC),
-            "duration_s": (datetime.now(UTC) - started).total_seconds(),
-            "rows_read": derived.rows_read,
-            "runs_open": int(derived.runs["end"].isna().sum()),
-            "anomalies": len(derived.anomalies),
-            "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
-        }
-        sync_id, changes = store.commit_sync(
-            job_name,
-            window.lo,
-            window.hi,
-            derived.runs,
-            derived.anomalies,
-            audit,
-            margin,
-            bounded=True,
-            backfill=(key, window.hi) if not done else (None, None),
-            owner=held.owner,
+        finished = datetime.now(UTC)
+        audit = Audit(
+            started_at=started,
+            finished_at=finished,
+            duration_s=(finished - started).total_seconds(),
         )
-        net.add(changes, window.hi, margin)
+        audit.count(derived.rows_read, derived.runs_open, derived.kinds())
+        sync_id, changes = run.commit(
+            derived, audit, bounded=True, backfill=(key, window.hi) if not done else (None, None)
+        )
+        net.add(changes, window.hi, run.margin)
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
-        ready = [m for m in changes.months if done or m < month_of(window.hi)]
-        if base is not None and job.spec.parquet and ready:
-            try:
-                publish(store, job_name, ready, base, held.verify)
-                store.clear_pending(job_name, ready, held.owner)
-            except LockLost as exc:
-                raise lost_after_commit(job_name, sync_id, exc) from exc
+        run.publish(sync_id, [m for m in changes.months if done or m < month_of(window.hi)])
         piece = Chunk(
             window.lo,
             window.hi,

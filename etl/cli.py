@@ -163,7 +163,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     """Sync JOB(s) now: read the window from the source, update the store and the Parquet."""
     from .metrics import update as update_metrics
     from .progress import RowProgress
-    from .sync import run_job
+    from .run import run_job
 
     project = _project(ctx)
     show_run_outcomes()
@@ -209,8 +209,8 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
+    from .run import open_store
     from .schedule import job_health
-    from .sync import open_store
 
     project = _project(ctx)
     if job is not None:

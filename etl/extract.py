@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +21,7 @@ import sqlglot
 import sqlglot.expressions as exp
 from sqlalchemy.engine import Connection
 
-from .config import ColumnSpec, FilterSpec, MappingSpec
+from .config import ColumnSpec, ConnectorSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
 from .fetch import (
     ArrowPathFailed,
@@ -30,32 +31,19 @@ from .fetch import (
     choose,
     record_batches,
 )
-from .source import Source
+from .reader import WINDOW_MARGIN as WINDOW_MARGIN  # re-exported: the window lived here
+from .reader import Points, Shape, Spans
+from .reader import Window as Window
+from .source import Source, open_source
+from .structures import structure_for
 
 log = logging.getLogger(__name__)
 
 #: The path that actually delivered the rows of the latest ``read_frames`` in this context
 #: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
 
-# Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
-# conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
-WINDOW_MARGIN = timedelta(hours=3)
 _SORTABLE = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
 _SQLGLOT_DIALECT = {"mssql": "tsql", "postgresql": "postgres", "mariadb": "mysql"}
-
-
-@dataclass(frozen=True)
-class Window:
-    """Half-open UTC interval ``[lo, hi)`` of a sync run."""
-
-    lo: datetime
-    hi: datetime
-
-    def local(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
-        """The window widened by the margin, as naive wall-clock times of ``zone``."""
-        lo = (self.lo - WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
-        hi = (self.hi + WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
-        return lo, hi
 
 
 def check_custom_query(sql: str, dialect: str, where: str) -> None:
@@ -218,57 +206,69 @@ def build_query(
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
     text_datetimes: bool = False,
+    shape: Shape | None = None,
 ) -> sa.Select[Any]:
-    """The SELECT for ``mapping`` over ``window`` (None: the whole table).
+    """The SELECT for ``mapping`` over ``window`` (None: the whole table), for rows of ``shape``
+    (None: the shape of the mapping's structure).
 
     Columns named in ``instants`` hold instants (timestamptz, MySQL TIMESTAMP, datetimeoffset):
     they are compared with UTC bounds instead of the plant's wall clock.
     """
     src = _from_clause(mapping)
-    specs = mapping.column_specs()
     query = sa.select(*[src.c[name] for name in _selected_columns(mapping)])
     for spec in mapping.filters:
         query = query.where(_filter(src, spec))
     if window is None:
         return query
+    if shape is None:
+        shape = structure_for(mapping).shape
+    cond = _in_window(src, mapping.column_specs(), shape, window, zone, instants, text_datetimes)
+    return query if cond is None else query.where(cond)
+
+
+def _in_window(
+    src: sa.FromClause,
+    specs: dict[str, ColumnSpec],
+    shape: Shape,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str],
+    text_datetimes: bool,
+) -> sa.ColumnElement[bool] | None:
+    """The WHERE condition for the rows of ``shape`` that matter to ``window`` (None: all)."""
     lo, hi = window.local(zone)
     utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
-    if mapping.structure == "bookings":
-        ts = specs["timestamp"]
+    if isinstance(shape, Points):
+        ts = specs[shape.at]
         bounds = _range(src, ts, lo, hi, _utc(ts, instants, utc_lo, utc_hi), text_datetimes)
-        if bounds:
-            cond = sa.and_(*bounds)
-            # rows without a timestamp (or date) are re-read every run and reported as anomalies
-            cond = sa.or_(cond, src.c[ts.column or ts.date or ""].is_(None))
-            query = query.where(cond)
-    else:
-        start, end = specs["start"], specs["end"]
-        start_utc = _utc(start, instants, utc_lo, utc_hi)
-        before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
-        from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
-        end_from_lo = _range(
-            src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes
+        if not bounds:
+            return None
+        # rows without a timestamp (or date) are re-read every run and reported as anomalies
+        return sa.or_(sa.and_(*bounds), src.c[ts.column or ts.date or ""].is_(None))
+    assert isinstance(shape, Spans)
+    start, end = specs[shape.start], specs[shape.end]
+    start_utc = _utc(start, instants, utc_lo, utc_hi)
+    before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
+    from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
+    end_from_lo = _range(src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes)
+    updated = specs.get(shape.changed) if shape.changed else None
+    changed: list[sa.ColumnElement[bool]] = []
+    if updated is not None:  # rows changed since lo, however old (corrections)
+        changed = _range(
+            src,
+            updated,
+            lo,
+            None,
+            _utc(updated, instants, utc_lo, utc_hi),
+            text_datetimes,
+            prefix="changed",
         )
-        updated = specs.get("updated_at")
-        changed: list[sa.ColumnElement[bool]] = []
-        if updated is not None:  # rows changed since lo, however old (corrections)
-            changed = _range(
-                src,
-                updated,
-                lo,
-                None,
-                _utc(updated, instants, utc_lo, utc_hi),
-                text_datetimes,
-                prefix="changed",
-            )
-        if before_hi and from_lo and end_from_lo and start.column and end.column:
-            recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
-            if changed:
-                recent.append(sa.and_(*changed))
-            query = query.where(
-                sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
-            )
-    return query
+    if not (before_hi and from_lo and end_from_lo and start.column and end.column):
+        return None
+    recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
+    if changed:
+        recent.append(sa.and_(*changed))
+    return sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
 
 
 def compiled_sql(query: sa.Select[Any], dialect: sa.Dialect) -> str:
@@ -387,3 +387,87 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
             details.append(f"column {name!r} not found in {mapping.source.describe()}{hint}")
         raise DataError(f"{where}: {'; '.join(details)} (columns: {', '.join(available)})")
     return available
+
+
+class SqlRequest:
+    """A SELECT over one reach, streamed through the connector's extraction path."""
+
+    def __init__(self, reading: SqlReading, query: sa.Select[Any]) -> None:
+        self._reading = reading
+        self.query = query
+
+    def batches(self, size: int) -> Iterator[pd.DataFrame]:
+        """The rows in frames of at most ``size`` rows (see ``read_frames``)."""
+        reading = self._reading
+        return read_frames(
+            reading.source,
+            reading.conn,
+            reading.mapping,
+            self.query,
+            reading.instants,
+            size,
+            reading.where,
+            delivered=reading.delivered,
+        )
+
+
+class SqlReading:
+    """A connection to the job's source database for one run."""
+
+    def __init__(self, reader: SqlReader, source: Source, conn: Connection) -> None:
+        self.source, self.conn = source, conn
+        self.mapping, self.where = reader.mapping, reader.where
+        self.zone = source.spec.zone
+        self.delivered = reader.delivered
+        self.instants = instant_columns(conn, reader.mapping, source.dialect)
+
+    def now_utc(self) -> datetime:
+        """The database's clock."""
+        return self.source.now_utc(self.conn)
+
+    def request(self, reach: Window, shape: Shape) -> SqlRequest:
+        """The SELECT for the rows of ``shape`` that matter to ``reach``."""
+        text_datetimes = self.source.dialect.datetimes_as_text
+        query = build_query(self.mapping, reach, self.zone, self.instants, text_datetimes, shape)
+        return SqlRequest(self, query)
+
+
+class SqlReader:
+    """A job's rows from a SQL table (or the mapping's custom query) through its connector.
+
+    ``open()`` checks the custom query, connects, and checks that the mapped columns exist;
+    ``delivered`` collects the extraction paths the rows actually came through (``fetch: auto``
+    may fall back to SQLAlchemy): what ``etl preview`` reports.
+    """
+
+    def __init__(
+        self,
+        connector_name: str,
+        connector: ConnectorSpec,
+        mapping: MappingSpec,
+        where: str,
+        root: Path,
+        secrets: list[str],
+    ) -> None:
+        self.connector_name, self.connector = connector_name, connector
+        self.mapping, self.where = mapping, where
+        self.root, self.secrets = root, secrets
+        self.delivered: list[FetchChoice] = []
+
+    @contextmanager
+    def open(self) -> Iterator[SqlReading]:
+        """The source, connected and checked; closed when the block ends."""
+        if self.mapping.source.query is not None:
+            check_custom_query(self.mapping.source.query, self.connector.dialect, self.where)
+        source = open_source(self.connector_name, self.connector, self.root, self.secrets)
+        try:
+            with source.connect() as conn:
+                check_columns(conn, self.mapping, self.where)
+                yield SqlReading(self, source, conn)
+        finally:
+            source.close()
+
+    @property
+    def fetched(self) -> FetchChoice | None:
+        """The path the latest rows came through (None: nothing read)."""
+        return self.delivered[-1] if self.delivered else None

@@ -109,7 +109,7 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
 
 def write_textfile(project: Project, now: datetime | None = None) -> Path | None:
     """Rewrite the project's metrics file atomically from the store; None when none is set."""
-    from .sync import open_store
+    from .run import open_store
 
     path = textfile_path(project)
     if path is None:

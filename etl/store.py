@@ -27,6 +27,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .audit import Audit
 from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
@@ -416,7 +417,7 @@ class Store:
         hi: datetime,
         runs: pd.DataFrame,
         found: pd.DataFrame,
-        audit: dict[str, Any],
+        audit: Audit,
         margin: timedelta = timedelta(0),
         *,
         bounded: bool = False,
@@ -433,7 +434,7 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet).
         """
-        audit = {**audit, "window_lo": lo, "window_hi": hi}
+        row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
         t = production_runs
         with self.begin() as conn:
@@ -466,7 +467,7 @@ class Store:
                     runs_inserted=changes.inserted,
                     runs_updated=changes.updated,
                     runs_deleted=changes.deleted,
-                    **audit,
+                    **row,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             if len(gone) * 2 > len(old):
@@ -533,11 +534,12 @@ class Store:
         except StoreError as exc:  # committed already: a slower plan is no reason to fail
             log.warning("could not refresh the store's statistics: %s", exc)
 
-    def record_failure(self, job: str, audit: dict[str, Any]) -> None:
+    def record_failure(self, job: str, audit: Audit) -> None:
         """Write a failed sync's audit row (its own transaction; never raises)."""
         try:
             with self.begin() as conn:
-                conn.execute(sync_runs.insert().values(job=job, status="failed", **audit))
+                values = audit.values()
+                conn.execute(sync_runs.insert().values(job=job, status="failed", **values))
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
 
