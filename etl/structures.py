@@ -49,8 +49,9 @@ class Reach:
 
 
 @dataclass
-class Runs:
-    """The runs a structure derived for a window, before the anomalies are cut to it."""
+class Derivation:
+    """What a structure derived for a window: its runs and the anomalies it found (before they
+    are cut to the window)."""
 
     runs: pd.DataFrame
     anomalies: list[pd.DataFrame]
@@ -86,7 +87,7 @@ class Structure(ABC):
     @abstractmethod
     def derive(
         self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
-    ) -> Runs:
+    ) -> Derivation:
         """The runs of ``window`` from the mapped rows read over ``reach``."""
 
 
@@ -107,7 +108,7 @@ class Bookings(Structure):
 
     def derive(
         self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
-    ) -> Runs:
+    ) -> Derivation:
         """Fold the window's bookings, with the stored runs open at ``lo`` carried in."""
         lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
         bookings = pd.concat(rows, ignore_index=True) if rows else None
@@ -123,7 +124,7 @@ class Bookings(Structure):
         if held is not None:  # the runs open at lo itself (the margin reaches further back)
             open_at_lo = int((held["end"].isna() | (held["end"] >= lo)).sum())
         result = fold(bookings, held, policy=policy, lo=window.lo, hi=window.hi)
-        return Runs(result.runs, [result.anomalies], open_at_lo)
+        return Derivation(result.runs, [result.anomalies], open_at_lo)
 
 
 class Orders(Structure):
@@ -150,7 +151,7 @@ class Orders(Structure):
 
     def derive(
         self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
-    ) -> Runs:
+    ) -> Derivation:
         """The rows that touch the window (or were corrected since ``lo``, or are the open runs
         the read reached back for), the first of each machine, order and start."""
         lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -180,7 +181,7 @@ class Orders(Structure):
                 )
             )
             runs = runs[~duplicated]
-        return Runs(runs, found)
+        return Derivation(runs, found)
 
 
 STRUCTURES: dict[str, type[Structure]] = {s.name: s for s in (Bookings, Orders)}
