@@ -25,7 +25,7 @@ from .fetch import FetchChoice, choose
 from .reader import WINDOW_MARGIN, Window
 from .redact import redact
 from .report import Timeline, parse_when, resolve_when
-from .run import derive, reader_for, start_utc
+from .run import derive, next_window, reader_for, start_utc
 from .source import open_source
 from .store import open_read_only
 from .structures import structure_for
@@ -200,7 +200,7 @@ def preview(
                 lo = resolve_when(since_at, now)
                 basis.append(f"lo: --since {since}")
             elif state is not None and state.watermark is not None:
-                lo = max(first, state.watermark - job.reread)
+                lo = next_window(job, state, now).lo
                 basis.append(
                     f"lo: as the next 'etl run': watermark {_utc(state.watermark)} - reread "
                     f"{format_duration(job.reread)}"

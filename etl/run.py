@@ -179,6 +179,18 @@ def start_utc(job: Job) -> datetime:
     return localize(naive, job.connector.zone, job.mapping.dst).iloc[0].to_pydatetime()
 
 
+def next_window(job: Job, state: JobState | None, now: datetime) -> Window:
+    """The window of the next sync run of ``job`` at the source's clock ``now``: from the
+    watermark minus ``reread`` (not before ``start_from``; ``start_from`` on the first run) to
+    ``now`` minus ``safety_lag`` (empty rather than reversed)."""
+    first = start_utc(job)
+    if state is not None and state.watermark is not None:
+        lo = max(first, state.watermark - job.reread)
+    else:
+        lo = first
+    return Window(lo=lo, hi=max(lo, now - job.safety_lag))
+
+
 def reader_for(project: Project, job: Job) -> SqlReader:
     """The reader of the job's source rows (a SQL table or query through its connector)."""
     return SqlReader(
@@ -348,17 +360,7 @@ def run_job(
             run = JobRun(project, job, held)
             state = store.state(job_name)
             run.publish_pending(state)
-            first = start_utc(job)
-
-            def window_for(now: datetime) -> Window:
-                hi = now - job.safety_lag
-                if state is not None and state.watermark is not None:
-                    lo = max(first, state.watermark - job.reread)
-                else:
-                    lo = first
-                return Window(lo=lo, hi=max(lo, hi))
-
-            derived = run.derive(window_for, progress)
+            derived = run.derive(lambda now: next_window(job, state, now), progress)
             window = derived.window
             audit.window_lo, audit.window_hi = window.lo, window.hi
             audit.finished_at = datetime.now(UTC)
