@@ -210,7 +210,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
     from .schedule import job_health
-    from .sync import open_store
+    from .sync import open_store, publishes
 
     project = _project(ctx)
     if job is not None:
@@ -236,6 +236,8 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
             },
         )
         entry["configured"] = name in project.jobs
+        if not entry["configured"] or not publishes(project, project.jobs[name]):
+            entry["publish_pending"] = []  # months a job without Parquet never publishes
         rows.append(entry)
     now = datetime.now(UTC)
     health = {e["job"]: job_health(project.jobs[e["job"]], e, now) for e in rows if e["configured"]}
@@ -274,6 +276,12 @@ def _print_status(
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"
         )
+        pending = entry.get("publish_pending") or []
+        if pending and not entry["running"]:
+            click.echo(
+                f"  Parquet NOT published for {len(pending)} month(s): {', '.join(pending)} "
+                "(the next run publishes them)"
+            )
         state = health.get(entry["job"])
         if state is not None and state.schedule:
             when = f"next run {_ts(state.next_run)}" if state.next_run else "disabled"
@@ -282,8 +290,9 @@ def _print_status(
             )
             click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
             for problem in state.problems:
-                if not problem.startswith("last run failed"):  # that one is on the first line
-                    click.echo(f"    {problem}")
+                if problem.startswith(("last run failed", "Parquet not published")):
+                    continue  # on the first lines already
+                click.echo(f"    {problem}")
 
 
 def _json_default(value: Any) -> Any:

@@ -191,6 +191,12 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
     if failed and last is not None:
         error = (last.get("error") or "").splitlines()[0] if last.get("error") else ""
         problems.append(f"last run failed at {_stamp(last_at)}" + (f": {error}" if error else ""))
+    pending = entry.get("publish_pending") or []
+    if failed and pending:
+        problems.append(
+            f"Parquet not published: {len(pending)} month(s) pending ({', '.join(pending)}); "
+            "the next run that can write the Parquet publishes them"
+        )
     return Health(
         job=job.name,
         checked=checked,
