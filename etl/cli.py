@@ -391,7 +391,7 @@ def report(
 def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
     """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
     from .check import check_connector, format_report
-    from .errors import AccountCanWrite, SourceError
+    from .errors import AccountCanWrite, DataError, SourceError
 
     report = check_connector(_project(ctx), connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
@@ -399,6 +399,13 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
         raise SourceError(
             f"{report.where}: {report.fetch_error}",
             hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+        )
+    unreadable = [t for t in report.tables if not t.readable]
+    if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
+        raise DataError(
+            f"{report.where}: {len(unreadable)} mapped table(s) NOT readable: "
+            + "; ".join(f"{t.mapping} ({t.source}): {t.detail}" for t in unreadable),
+            hint="fix the mapping or grant SELECT on the table, then run 'etl check' again",
         )
     if strict and report.can_write:
         raise AccountCanWrite(

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -244,9 +243,6 @@ def etl_executable() -> str:
     return f"{shlex.quote(sys.executable)} -m etl.cli"
 
 
-_ENV_NAME = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
-
-
 def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> list[str]:
     """Crontab lines that run every enabled scheduled job of ``project`` with ``etl run``.
 
@@ -278,8 +274,8 @@ def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> li
             f"mappings/{job.mapping_name}",
         ):
             doc = project.files.get(key)
-            if doc is not None and doc.path.is_file():
-                env_names |= set(_ENV_NAME.findall(doc.path.read_text(errors="replace")))
+            if doc is not None:  # the variables its values use, not those in its comments
+                env_names |= set(doc.env_names)
         command = f"cd {shlex.quote(str(root))} && {etl} run {shlex.quote(name)}"
         if log_dir is not None:
             target = log_dir if log_dir.is_absolute() else root / log_dir
