@@ -66,13 +66,24 @@ def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def _project(ctx: click.Context) -> Project:
+def _project(ctx: click.Context, *, partial: bool = True) -> Project:
+    """The project; with ``partial`` a job whose own files are fine loads even when another
+    job's files have errors (those are logged once and fail only their own job)."""
+    import logging
+
     from .config import find_root, load_project
 
     root = ctx.obj["root"] or find_root()
-    project = load_project(Path(root))
+    project = load_project(Path(root), partial=partial)
     ctx.meta["etl.secrets"] = project.secrets
     add_secrets(project.secrets)
+    if project.broken:
+        logging.getLogger("etl.config").warning(
+            "%d job(s) not loaded because their files have errors: %s ('etl validate' lists them)",
+            len(project.broken),
+            ", ".join(sorted(project.broken)),
+            extra={"broken_jobs": sorted(project.broken)},
+        )
     return project
 
 
@@ -133,7 +144,7 @@ def init(directory: Path, force: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context) -> None:
     """Check every file of the project; exit 2 listing every problem with file, line and key."""
-    project = _project(ctx)
+    project = _project(ctx, partial=False)
     enabled = [name for name, job in project.jobs.items() if job.spec.enabled]
     project.require_env(enabled)
     try:
@@ -175,6 +186,13 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     for name in names:
         project.job(name)
     failure: EtlError | None = None
+    if run_all:  # the jobs whose files have errors fail, the others run
+        for name in sorted(project.broken):
+            try:
+                project.job(name)
+            except ConfigError as exc:
+                click.echo(f"{name}: FAILED: {redact(exc.message, project.secrets)}", err=True)
+                failure = failure or exc
     try:
         for name in names:
             progress = RowProgress(name, sys.stderr)
@@ -209,7 +227,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
-    from .schedule import job_health
+    from .schedule import broken_health, job_health
     from .sync import open_store, publishes
 
     project = _project(ctx)
@@ -220,7 +238,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
         entries = {e["job"]: e for e in store.summary()}
     finally:
         store.close()
-    names = [job] if job else sorted(set(project.jobs) | set(entries))
+    names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
     rows = []
     for name in names:
         entry = entries.get(
@@ -235,12 +253,19 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
                 "last_run": None,
             },
         )
-        entry["configured"] = name in project.jobs
-        if not entry["configured"] or not publishes(project, project.jobs[name]):
+        entry["configured"] = name in project.jobs or name in project.broken
+        entry["config_errors"] = project.broken.get(name, [])
+        if name not in project.jobs or not publishes(project, project.jobs[name]):
             entry["publish_pending"] = []  # months a job without Parquet never publishes
         rows.append(entry)
     now = datetime.now(UTC)
-    health = {e["job"]: job_health(project.jobs[e["job"]], e, now) for e in rows if e["configured"]}
+    health = {
+        e["job"]: job_health(project.jobs[e["job"]], e, now)
+        if e["job"] in project.jobs
+        else broken_health(e["job"], e["config_errors"], e)
+        for e in rows
+        if e["configured"]
+    }
     unhealthy = [h for h in health.values() if not h.healthy]
     if as_json:
         for entry in rows:
@@ -272,6 +297,8 @@ def _print_status(
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(entry["anomalies"].items())) or "none"
         note = "" if entry["configured"] else "  (no longer configured)"
         click.echo(f"{entry['job']}{note}: {outcome}{'  [running]' if entry['running'] else ''}")
+        for problem in entry.get("config_errors") or []:
+            click.echo(f"  CONFIG ERROR, the job cannot run: {problem}")
         click.echo(
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"

@@ -45,6 +45,7 @@ METRICS: list[tuple[str, str]] = [
         "publish_pending_months",
         "Parquet months the store holds but the dataset does not yet (a failed publication).",
     ),
+    ("config_valid", "1 if the job's files are valid, 0 if they have errors (it cannot run)."),
     ("runs_stored", "Production runs of the job in the store."),
     ("runs_open", "Production runs of the job still open."),
     ("stale", "1 if the job's last success is older than stale_after scheduled periods."),
@@ -106,6 +107,8 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
             samples["stale"].append((labels, 1.0 if health.stale else 0.0))
         if health.next_run is not None:
             samples["next_run_timestamp_seconds"].append((labels, health.next_run.timestamp()))
+    for name in sorted(set(project.jobs) | set(project.broken)):
+        samples["config_valid"].append(({"etl_job": name}, 0.0 if name in project.broken else 1.0))
     samples["metrics_written_timestamp_seconds"].append(({}, now.timestamp()))
     lines: list[str] = []
     for name, text in METRICS:

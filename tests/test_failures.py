@@ -147,3 +147,167 @@ def test_a_full_parquet_filesystem_is_a_failed_publication(tmp_path: Path) -> No
         assert parquet_rows(target / "parquet") == len(plant.store_runs()) == 1
     finally:
         subprocess.run(["umount", str(target)], check=False)
+
+
+# ---------------------------------------------------------------------------- 2, 11: check, validate
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_check_exits_4_when_a_mapped_column_cannot_be_read(tmp_path: Path, strict: bool) -> None:
+    plant = Plant(tmp_path / "p")
+    path = plant.root / "mappings" / "bookings.yaml"
+    path.write_text(path.read_text().replace("product_code: ARTNR", "product_code: ARTIKELNR"))
+    code, out, err = etl(
+        "--project", str(plant.root), "check", "plant", *(["--strict"] if strict else [])
+    )
+    assert code == 4, out + err
+    assert "FAIL" in out and "1 mapped table(s) NOT readable" in out
+    assert "bookings (BUCHUNGEN)" in err and "ARTIKELNR" in err
+    code, out, err = etl("--project", str(plant.root), "run", "bookings")
+    assert code == 4  # the same exit code as the run that would fail
+
+
+BAD_QUERY_MAPPING = """\
+structure: bookings
+source:
+  query: |
+    SELECT * FROM BUCHUNGEN WHERE WERK = '1000
+columns:
+  timestamp: {date: BUCHDAT, time: BUCHZEIT, date_format: '%Y-%m-%d'}
+  order_code: AUNR
+  machine_code: MASCHNR
+  event: SATZART
+events: {START: [10], END: [20, 30]}
+"""
+
+
+def test_a_custom_query_that_does_not_parse_is_a_config_error_with_file_and_line(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p")
+    (plant.root / "mappings" / "broken.yaml").write_text(BAD_QUERY_MAPPING)
+    (plant.root / "jobs" / "broken.yaml").write_text("connector: plant\nmapping: broken\n")
+    project = ["--project", str(plant.root)]
+    code, out, err = etl(*project, "validate")
+    assert code == 2, out + err
+    assert "mappings/broken.yaml:3: source.query does not parse as SQL" in err
+    code, out, err = etl(*project, "run", "broken")
+    assert code == 2, out + err
+    assert "internal error" not in err
+    assert "mappings/broken.yaml:3: source.query" in err
+    # the other mappings on the connector are still checked (and readable); the broken job is
+    # named, not checked
+    code, out, err = etl(*project, "check", "plant")
+    assert code == 0, out + err
+    assert "internal error" not in err
+    assert out.count("  ok   ") == 2 and "not loaded because their files have errors: broken" in err
+
+
+def test_preview_from_year_one_is_no_overflow(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    code, out, err = etl(
+        "--project", str(plant.root), "preview", "bookings", "--since", "0001-01-01"
+    )
+    assert code in (0, 2), out + err
+    assert "internal error" not in err and "Overflow" not in err
+
+
+# ---------------------------------------------------------------------------- 8: cron
+
+
+def test_cron_lists_only_the_variables_the_enabled_jobs_use(tmp_path: Path) -> None:
+    from etl.scaffold import copy_templates
+
+    copy_templates(tmp_path / "init", False)  # the generated etl.yaml, comments and all
+    plant = Plant(tmp_path / "p")
+    comments = [
+        line
+        for line in (tmp_path / "init" / "etl.yaml").read_text().splitlines()
+        if line.startswith("#")
+    ]
+    assert any("${ETL_STORE_PASSWORD}" in line for line in comments)
+    etl_yaml = plant.root / "etl.yaml"
+    etl_yaml.write_text("\n".join(comments) + "\n" + etl_yaml.read_text())
+    (plant.root / "connectors" / "plant.yaml").write_text(
+        f"dialect: sqlite\npath: {plant.db}\ntimezone: Europe/Berlin\n"
+        "# password: ${NOT_THIS_ONE}\noptions: {note: '${BDE_PASSWORD:-x}'}\n"
+    )
+    (plant.root / "connectors" / "erp.yaml").write_text(
+        f"dialect: sqlite\npath: {plant.db}\ntimezone: Europe/Berlin\n"
+        "options: {note: '${ERP_PASSWORD:-x}'}\n"
+    )
+    (plant.root / "connectors" / "unused.yaml").write_text(
+        f"dialect: sqlite\npath: {plant.db}\noptions: {{note: '${{UNUSED_PASSWORD:-x}}'}}\n"
+    )
+    (plant.root / "jobs" / "bookings.yaml").write_text(
+        "connector: plant\nmapping: bookings\nschedule: '*/5 * * * *'\n"
+    )
+    (plant.root / "jobs" / "orders.yaml").write_text(
+        "connector: erp\nmapping: orders\nschedule: '0 * * * *'\n"
+    )
+    code, out, err = etl("--project", str(plant.root), "cron")
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "almost empty environment" in line)
+    assert "set BDE_PASSWORD, ERP_PASSWORD above" in line
+
+
+# ---------------------------------------------------------------------------- 3: one broken job
+
+
+def test_a_broken_job_file_stops_only_its_own_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .daemon import Daemon
+
+    monkeypatch.setenv("ETL_CRON_SECONDS", "1")  # per-second schedules, as the daemon's
+
+    plant = Plant(tmp_path / "p")
+    with (plant.root / "etl.yaml").open("a") as out:
+        out.write("metrics: {textfile: etl.prom}\n")
+    (plant.root / "jobs" / "bookings.yaml").write_text(
+        "connector: plant\nmapping: bookings\nschedule: '* * * * * *'\n"
+    )
+    (plant.root / "jobs" / "orders.yaml").write_text(
+        "connector: plant\nmapping: orders\nrereed: 2d\nschedule: '* * * * * *'\n"
+    )
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    project = ["--project", str(plant.root)]
+
+    code, out, err = etl(*project, "validate")
+    assert code == 2 and "jobs/orders.yaml:3: rereed" in err, err
+    code, out, err = etl(*project, "run", "bookings")
+    assert code == 0, err
+    assert "1 job(s) not loaded because their files have errors: orders" in err
+    code, out, err = etl(*project, "run", "orders")
+    assert code == 2 and "jobs/orders.yaml:3: rereed" in err, err
+    code, out, err = etl(*project, "run", "--all")
+    assert code == 2, err
+    assert "bookings: " in out and "orders: FAILED" in err
+
+    code, out, err = etl(*project, "status")
+    assert "orders: never run" in out and "CONFIG ERROR, the job cannot run" in out
+    code, out, err = etl(*project, "status", "--check")
+    assert code == 9 and "orders: configuration error" in err, err
+    code, out, err = etl(*project, "status", "--json")
+    orders = next(e for e in json.loads(out) if e["job"] == "orders")
+    assert orders["config_errors"] and orders["healthy"] is False
+    metrics = (plant.root / "etl.prom").read_text()
+    assert 'booking_etl_config_valid{etl_job="orders"} 0' in metrics
+    assert 'booking_etl_config_valid{etl_job="bookings"} 1' in metrics
+
+    with Daemon(plant.root, options=("--log-format", "json")) as daemon:
+        daemon.wait_log('"status": "config_error"')
+        daemon.wait_log("etl.runs", count=2)  # the valid job runs, again and again
+        assert daemon.stop() == 0
+        lines = daemon.log().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert any(r.get("job") == "orders" and r.get("status") == "config_error" for r in records)
+    assert any(r.get("job") == "bookings" and r.get("status") == "ok" for r in records)
+    assert not any(r.get("job") == "orders" and r.get("status") == "ok" for r in records)
+
+    # a broken etl.yaml still stops every job
+    with (plant.root / "etl.yaml").open("a") as out:
+        out.write("schedular: {workers: 2}\n")
+    code, out, err = etl(*project, "run", "bookings")
+    assert code == 2 and "etl.yaml" in err and "schedular" in err, err
