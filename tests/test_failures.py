@@ -311,3 +311,29 @@ def test_a_broken_job_file_stops_only_its_own_job(
         out.write("schedular: {workers: 2}\n")
     code, out, err = etl(*project, "run", "bookings")
     assert code == 2 and "etl.yaml" in err and "schedular" in err, err
+
+
+# ---------------------------------------------------------------------------- 6: demo
+
+
+def test_the_demos_next_lines_work_as_printed_in_a_fresh_shell(tmp_path: Path) -> None:
+    from .daemon import ETL
+
+    done = subprocess.run(
+        [ETL, "demo", "d"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("next:"))
+    commands = [lines[start].removeprefix("next:").strip()]
+    commands += [line.strip() for line in lines[start + 1 :] if line.startswith(" ")]
+    assert len(commands) == 2
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    fresh = {"PATH": "/usr/bin:/bin", "HOME": str(elsewhere)}  # no virtualenv activated
+    for command in commands:
+        ran = subprocess.run(
+            ["bash", "-c", command], cwd=elsewhere, env=fresh, capture_output=True, text=True
+        )
+        assert ran.returncode == 0, f"{command}: {ran.stderr}"
+        assert "demo_bookings" in ran.stdout or "rows x" in ran.stdout, ran.stdout
