@@ -337,3 +337,70 @@ def test_the_demos_next_lines_work_as_printed_in_a_fresh_shell(tmp_path: Path) -
         )
         assert ran.returncode == 0, f"{command}: {ran.stderr}"
         assert "demo_bookings" in ran.stdout or "rows x" in ran.stdout, ran.stdout
+
+
+# ---------------------------------------------------------------------------- 5: JSON mode
+
+
+SECRET = "Fa-S3cret-never-shown"
+
+
+def console(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console script, as an operator runs it."""
+    from .daemon import ETL
+
+    return subprocess.run(
+        [ETL, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    """Every non-empty line parsed as one JSON object (fails on any other line)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_in_json_mode_every_stderr_line_is_json_errors_included(tmp_path: Path) -> None:
+    from .accounts import write_project
+    from .conftest import MARIADB_URL, server_or_skip
+
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    root = str(plant.root)
+    path = plant.root / "mappings" / "bookings.yaml"
+    good = path.read_text()
+    path.write_text(good.replace("product_code: ARTNR", "product_code: ARTIKELNR"))
+    failed = console("--log-format", "json", "-v", "-p", root, "run", "bookings")
+    assert failed.returncode == 4
+    records = json_lines(failed.stderr)
+    error = records[-1]
+    assert error["level"] == "error" and error["kind"] == "data error"
+    assert error["exit_code"] == 4 and "ARTIKELNR" in str(error["message"]) and "hint" in error
+    path.write_text(good)
+    for args in (
+        ("run", "nosuch"),  # a config error
+        ("run", "--no-such-option"),  # a usage error click reports
+        ("preview", "bookings", "--since", "0001-01-01"),
+        ("run", "--all"),
+        ("backfill", "bookings", "--since", "2d", "--chunk", "1d"),
+    ):
+        done = console("--log-format", "json", "-v", "-p", root, *args)
+        assert json_lines(done.stderr), args  # every line JSON, and there is one
+        if done.returncode:
+            assert json_lines(done.stderr)[-1]["exit_code"] == done.returncode
+
+    # --json output is JSON on every path: a failing login on 'etl check --json'
+    url = server_or_skip(MARIADB_URL, "MariaDB")
+    server = write_project(
+        tmp_path / "m", "mariadb", url.set(username="root"), password_env="FA_PASSWORD"
+    )
+    done = console(
+        "--log-format", "json", "-p", str(server), "check", "plant", "--json",
+        env={"FA_PASSWORD": SECRET},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    out = json.loads(done.stdout)
+    assert out["error"]["exit_code"] == 3 and "login failed" in out["error"]["message"]
+    assert json_lines(done.stderr)[-1]["kind"] == "source error"
+    assert SECRET not in done.stdout + done.stderr
+    done = console("-p", str(server), "run", "bookings", "--json", env={"FA_PASSWORD": SECRET})
+    assert done.returncode == 3 and json.loads(done.stdout)["error"]["kind"] == "source error"
