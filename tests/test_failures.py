@@ -404,3 +404,94 @@ def test_in_json_mode_every_stderr_line_is_json_errors_included(tmp_path: Path) 
     assert SECRET not in done.stdout + done.stderr
     done = console("-p", str(server), "run", "bookings", "--json", env={"FA_PASSWORD": SECRET})
     assert done.returncode == 3 and json.loads(done.stdout)["error"]["kind"] == "source error"
+
+
+# ---------------------------------------------------------------------------- 14: one stuck job
+
+
+@pytest.fixture
+def one_connection_account(mariadb_database: str) -> Iterator[tuple[str, str, str]]:
+    """A real MariaDB account limited to one connection (MAX_USER_CONNECTIONS 1) that may read a
+    small ``bookings`` table; yields (url of its database, user, password); dropped after."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from .accounts import drop_account
+
+    url = sa.make_url(mariadb_database)
+    user, password = f"etl_one_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE bookings (id int PRIMARY KEY, machine char(8), "
+                "order_no varchar(20), kind varchar(3), ts datetime(6))"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO bookings VALUES (1, 'M1', '4711', 'A', '2026-10-20 06:00:00')")
+        )
+        for host in ("%", "localhost"):
+            conn.execute(
+                sa.text(
+                    f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}' "
+                    "WITH MAX_USER_CONNECTIONS 1"
+                )
+            )
+            conn.execute(sa.text(f"GRANT SELECT ON `{url.database}`.* TO '{user}'@'{host}'"))
+    try:
+        yield mariadb_database, user, password
+    finally:
+        drop_account(admin, "mariadb", user)
+        admin.dispose()
+
+
+def test_a_job_whose_second_connection_is_refused_blocks_nothing(
+    tmp_path: Path, one_connection_account: tuple[str, str, str]
+) -> None:
+    import sqlalchemy as sa
+
+    from .accounts import BOOKINGS_MAPPING
+    from .daemon import Daemon
+
+    pytest.importorskip("connectorx", reason="the Arrow path of MariaDB is connectorx")
+    database, user, password = one_connection_account
+    url = sa.make_url(database)
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A", 10, plant.ago(hours=3))
+    (plant.root / "etl.yaml").write_text(
+        (plant.root / "etl.yaml").read_text() + "scheduler: {grace: 5s}\n"
+    )
+    (plant.root / "connectors" / "limited.yaml").write_text(
+        f"dialect: mariadb\nhost: {url.host}\nport: {url.port or 3306}\n"
+        f"database: {url.database}\nuser: {user}\npassword: ${{FA_ONE_PASSWORD}}\n"
+        "connect_timeout: 3s\nfetch: arrow\n"
+    )
+    (plant.root / "mappings" / "limited.yaml").write_text(BOOKINGS_MAPPING)
+    (plant.root / "jobs" / "limited.yaml").write_text(
+        "connector: limited\nmapping: limited\nstart_from: 2026-10-19\nschedule: '* * * * * *'\n"
+    )
+    (plant.root / "jobs" / "bookings.yaml").write_text(
+        "connector: plant\nmapping: bookings\nschedule: '* * * * * *'\n"
+    )
+    (plant.root / "jobs" / "orders.yaml").unlink()
+    env = {"FA_ONE_PASSWORD": password, "ETL_CRON_SECONDS": "1"}
+    with Daemon(plant.root, "--workers", "2", options=("--log-format", "json"), env=env) as daemon:
+        daemon.wait_log("needs a second connection and the server refused it", count=3)
+        daemon.wait_log('"status": "ok"', count=3)  # the other job kept running meanwhile
+        assert daemon.stop(timeout=20) == 0  # SIGTERM within the grace, not after a pool retry
+        text = daemon.log()
+    records = json_lines(text)  # every line JSON: no r2d2 text lines
+    failures = [r for r in records if r.get("job") == "limited" and r.get("status") == "failed"]
+    assert failures and all(r["exit_code"] == 3 for r in failures)
+    assert password not in text
+    assert any(r.get("message") == "stopped" for r in records)
+
+    # fetch: auto reads through SQLAlchemy instead, on the one connection the account has
+    connector = plant.root / "connectors" / "limited.yaml"
+    connector.write_text(connector.read_text().replace("fetch: arrow", "fetch: auto"))
+    done = console("-p", str(plant.root), "run", "limited", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "reading through SQLAlchemy instead" in done.stderr
+    assert "1 rows read" in done.stdout
