@@ -348,7 +348,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
-    if job is not None:
+    if job is not None and job not in project.broken:  # a broken job's status shows its errors
         project.job(job)
     store = open_store(project)
     try:
