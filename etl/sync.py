@@ -419,9 +419,10 @@ def run_job(
             audit["duration_s"] = time.monotonic() - clock
             message = exc.message if isinstance(exc, EtlError) else str(exc)
             audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
-            if publishing:
+            if publishing and not isinstance(exc, LockLost):
                 # the store is fine, the Parquet is not: every such run leaves a row saying so,
-                # with the months still waiting for the next run
+                # with the months still waiting for the next run (a lost lease is not this: the
+                # run that took the lock publishes them and writes its own row)
                 audit["error"] = f"publishing failed: {audit['error']}" + _pending_note(
                     store, job_name
                 )
