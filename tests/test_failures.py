@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,13 +44,13 @@ def audit_rows(plant: Plant, job: str = "bookings") -> list[tuple[str, str | Non
 # ---------------------------------------------------------------------------- 1, 13: publishing
 
 
-@pytest.fixture
-def read_only_mount(tmp_path: Path) -> Iterator[Path]:
-    """A real read-only filesystem (a 32 KB tmpfs mounted ``ro``): root's writes fail there too."""
-    target = tmp_path / "ro"
-    target.mkdir()
+@contextmanager
+def tmpfs(target: Path, options: str) -> Iterator[Path]:
+    """A real 32 KB tmpfs mounted on ``target`` (skipped with the reason where mount is not
+    allowed; under CI=true as root it must work); unmounted afterwards, lazily if still busy."""
+    target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=32k", "tmpfs", str(target)],
+        ["mount", "-t", "tmpfs", "-o", f"{options},size=32k", "tmpfs", str(target)],
         capture_output=True,
         text=True,
     )
@@ -60,7 +61,15 @@ def read_only_mount(tmp_path: Path) -> Iterator[Path]:
     try:
         yield target
     finally:
-        subprocess.run(["umount", str(target)], check=False)
+        if subprocess.run(["umount", str(target)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[Path]:
+    """A real read-only filesystem (a tmpfs mounted ``ro``): root's writes fail there too."""
+    with tmpfs(tmp_path / "ro", "ro") as target:
+        yield target
 
 
 def test_a_failed_publication_shows_in_every_audit_row_status_and_metrics(
@@ -114,18 +123,7 @@ def test_a_failed_publication_shows_in_every_audit_row_status_and_metrics(
 
 
 def test_a_full_parquet_filesystem_is_a_failed_publication(tmp_path: Path) -> None:
-    target = tmp_path / "full"
-    target.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", str(target)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        if os.environ.get("CI") == "true" and os.geteuid() == 0:
-            pytest.fail(f"mount failed as root under CI: {done.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
-    try:
+    with tmpfs(tmp_path / "full", "rw") as target:
         fd = os.open(target / "filler", os.O_WRONLY | os.O_CREAT)
         try:  # fill the filesystem up to the last byte
             while os.write(fd, b"\0" * 4096):
@@ -145,8 +143,6 @@ def test_a_full_parquet_filesystem_is_a_failed_publication(tmp_path: Path) -> No
         code, _out, err = etl("--project", str(plant.root), "run", "bookings")
         assert code == 0, err
         assert parquet_rows(target / "parquet") == len(plant.store_runs()) == 1
-    finally:
-        subprocess.run(["umount", str(target)], check=False)
 
 
 # ---------------------------------------------------------------------------- 2, 11: check, validate
