@@ -251,6 +251,7 @@ def test_cron_lists_only_the_variables_the_enabled_jobs_use(tmp_path: Path) -> N
 # ---------------------------------------------------------------------------- 3: one broken job
 
 
+@pytest.mark.slow
 def test_a_broken_job_file_stops_only_its_own_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -312,6 +313,7 @@ def test_a_broken_job_file_stops_only_its_own_job(
 # ---------------------------------------------------------------------------- 6: demo
 
 
+@pytest.mark.slow
 def test_the_demos_next_lines_work_as_printed_in_a_fresh_shell(tmp_path: Path) -> None:
     from .daemon import ETL
 
@@ -355,6 +357,8 @@ def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
+@pytest.mark.mariadb
 def test_in_json_mode_every_stderr_line_is_json_errors_included(tmp_path: Path) -> None:
     from .accounts import write_project
     from .conftest import MARIADB_URL, server_or_skip
@@ -443,6 +447,8 @@ def one_connection_account(mariadb_database: str) -> Iterator[tuple[str, str, st
         admin.dispose()
 
 
+@pytest.mark.slow
+@pytest.mark.mariadb
 def test_a_job_whose_second_connection_is_refused_blocks_nothing(
     tmp_path: Path, one_connection_account: tuple[str, str, str]
 ) -> None:
