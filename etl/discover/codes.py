@@ -197,9 +197,9 @@ def _alternatives(
             continue
         nxt, prev = stats.at[c, "next"], stats.at[c, "prev"]
         pause = nxt is not None and nxt not in (c, closer) and stats.at[c, "last"] < 0.3
-        if pause and prev is not None and prev != nxt:
-            if nxt == opener or stats.at[nxt, "prev"] == c:
-                paired[c], paired[nxt] = "END", "START"
+        resumed = nxt == opener or (nxt is not None and stats.at[nxt, "prev"] == c)
+        if pause and prev is not None and prev != nxt and resumed:
+            paired[c], paired[nxt] = "END", "START"
     return [bare, paired]
 
 
