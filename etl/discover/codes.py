@@ -30,7 +30,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 KINDS = ("START", "END", "IGNORE")
-RARE_SHARE = 0.005  # below this share of the sampled rows (or under 3 rows) a code stays unlisted
+RARE_SHARE = 0.01  # below this share of the sampled rows (or under 3 rows) a code stays unlisted
 MAX_CODES = 14  # codes tried one by one; the rest of a long tail stays unlisted
 # usual spellings: a tie-breaker for the first guess only; the fold decides
 START_WORDS = _words("A AN ANM B B10 BEGIN BEGINN LOGIN LOGON ON R10 RUN S START STARTED ZZS")

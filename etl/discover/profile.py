@@ -160,7 +160,8 @@ def temporal_kind(type_: Any, values: pd.Series) -> Temporal | None:
             return Temporal("time")  # datetime.time objects from an untyped column
         return None
     text = present.astype("string").str.strip()
-    text = text[text != ""]
+    # blank and SAP-style initial values ('00000000', '000000') mean "not set", not a bad time
+    text = text[(text != "") & ~text.str.fullmatch(r"0+").fillna(False)]
     if text.empty:
         return None
     for kind, formats in (

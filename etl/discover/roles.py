@@ -340,8 +340,8 @@ def _product(
         if c.distinct < 2 and name_score(c.name, "product_code") < 0.8:
             continue
         determined = _purity(order.text, c.text)
-        if determined < 0.85:
-            continue
+        if determined < 0.85 or c.distinct > 0.8 * order.distinct:
+            continue  # a product is shared by orders; one value per order is another order key
         by_machine = _purity(machine.text, c.text) if machine is not None else 0.0
         top = float(c.text.value_counts(normalize=True).iloc[0])
         value = 0.5 * determined + 0.3 * (1 - by_machine) + 0.2 * (1 - top)
@@ -367,6 +367,8 @@ def _flag(c: Column) -> tuple[str | None, str | None] | None:
     blank = c.nulls > 0
     if not texts or len(texts) > 2:
         return None
+    if len(texts) == 1 and blank and len(next(iter(texts))) == 1:
+        return (next(iter(texts)), None)  # 'X' (or 'D', '*') or blank
     for yes, no in FLAG_PAIRS:
         if no == "" and texts == {yes}:
             return (yes, None)

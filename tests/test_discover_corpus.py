@@ -1,0 +1,92 @@
+"""``etl discover`` measured on 14 vendor-style tables (tests/discover_corpus.py) on the real
+PostgreSQL and MariaDB: decisions right out of total, which must reach 90%."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from etl.config import load_project
+from etl.discover import propose
+
+from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from .discover_corpus import Score, Vendor, score, vendors
+
+TARGET = 0.9
+
+
+def _database(url: str, name: str, dialect: str) -> Iterator[sa.URL]:
+    server = server_or_skip(url, name)
+    db = f"etl_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    quote = f'"{db}"' if dialect == "postgresql" else f"`{db}`"
+    extra = "" if dialect == "postgresql" else " CHARACTER SET utf8mb4"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {quote}{extra}"))
+    try:
+        yield server.set(database=db)
+    finally:
+        force = " WITH (FORCE)" if dialect == "postgresql" else ""
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote}{force}"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[Vendor]]]:
+    """Both servers filled with the corpus, and a project with one connector per server."""
+    pg = _database(POSTGRES_URL, "PostgreSQL", "postgresql")
+    maria = _database(MARIADB_URL, "MariaDB", "mariadb")
+    urls = {"postgresql": next(pg), "mariadb": next(maria)}
+    root = tmp_path_factory.mktemp("corpus")
+    for folder in ("connectors", "mappings", "jobs"):
+        (root / folder).mkdir()
+    (root / "etl.yaml").write_text("defaults: {start_from: 2026-01-01}\n")
+    for dialect, url in urls.items():
+        (root / "connectors" / f"{dialect}.yaml").write_text(
+            f"dialect: {dialect}\nhost: {url.host}\nport: {url.port or (5432 if dialect == 'postgresql' else 3306)}\n"
+            f"database: {url.database}\nuser: {url.username}\ntimezone: Europe/Berlin\n"
+        )
+    table = vendors()
+    for dialect, url in urls.items():
+        engine = sa.create_engine(url)
+        for vendor in table:
+            if vendor.dialect == dialect:
+                vendor.create(engine)
+        engine.dispose()
+    yield root, table
+    for gen in (pg, maria):
+        gen.close()
+
+
+def test_the_corpus_covers_what_the_issue_asks(corpus: tuple[Path, list[Vendor]]) -> None:
+    _, table = corpus
+    assert len(table) >= 14
+    assert {v.dialect for v in table} == {"postgresql", "mariadb"}
+    assert {v.structure for v in table} == {"bookings", "orders"}
+    assert len({v.style.split()[0] for v in table}) >= 8
+
+
+def test_discover_gets_at_least_90_percent_of_the_decisions_right(
+    corpus: tuple[Path, list[Vendor]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, table = corpus
+    project = load_project(root)
+    scores: list[Score] = []
+    for vendor in table:
+        proposal = propose(project, vendor.dialect, vendor.name)
+        scores.append(score(vendor, proposal))
+    right = sum(s.right for s in scores)
+    total = sum(s.total for s in scores)
+    with capsys.disabled():
+        print(f"\ndiscover corpus: {right}/{total} decisions right ({right / total:.1%})")
+        for s in scores:
+            print(f"  {s.table}: {s.right}/{s.total}")
+        for s in scores:
+            for wrong in s.wrong:
+                print(f"  wrong: {wrong}")
+    assert right / total >= TARGET
