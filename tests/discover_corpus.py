@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -82,20 +82,12 @@ def history(
             operator = rnd.randint(100, 140)
             qty_total = 0
 
-            def add(at: datetime, kind: str, q: int = 0, _o: int = order_no) -> None:
-                events.append(
-                    Event(
-                        at,
-                        plant,
-                        machine,
-                        _o,
-                        product,
-                        kind,
-                        cancelled or rnd.random() < 0.01,
-                        operator,
-                        q,
-                    )
-                )
+            base = Event(t, plant, machine, order_no, product, "start", cancelled, operator, 0)
+
+            def add(at: datetime, kind: str, q: int = 0, base: Event = base) -> None:
+                # a booking of this order; about 1% of the others are cancelled one by one
+                cancel = base.cancelled or rnd.random() < 0.01
+                events.append(replace(base, at=at, kind=kind, cancelled=cancel, qty=q))
 
             add(t, "start")
             at = t
