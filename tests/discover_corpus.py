@@ -983,3 +983,28 @@ def score(vendor: Vendor, proposal: Any) -> Score:
     got_zone = proposal.zone.verdict if proposal.zone is not None else "none"
     s.check("time zone", got_zone == zone, f"{got_zone} (expected {zone})")
     return s
+
+
+def true_runs(vendor: Vendor) -> int:
+    """How many runs the history holds as the vendor's table shows it, after its cancellation
+    filter: bookings folded with the real fold (start/resume open, pause/end close, rare codes
+    dropped); order rows counted."""
+    import pandas as pd
+
+    from etl.fold import fold
+
+    events, runs = history(vendor.seed, vendor.start)
+    if vendor.structure == "orders":
+        return sum(1 for r in runs if not r.cancelled)
+    kind = {"start": "START", "resume": "START", "pause": "END", "end": "END"}
+    kept = [e for e in events if not e.cancelled and e.kind in kind]
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime([e.at for e in kept]).tz_localize("UTC"),
+            "machine_code": pd.array([e.machine for e in kept], dtype="string"),
+            "order_code": pd.array([str(e.order) for e in kept], dtype="string"),
+            "product_code": pd.array([e.product for e in kept], dtype="string"),
+            "event": pd.array([kind[e.kind] for e in kept], dtype="string"),
+        }
+    )
+    return len(fold(frame).runs)

@@ -9,14 +9,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
+from etl.cli import main
 from etl.config import load_project
 from etl.discover import propose
+from etl.sync import run_job
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
-from .discover_corpus import Score, Vendor, score, vendors
+from .discover_corpus import Score, Vendor, score, true_runs, vendors
 
 TARGET = 0.9
+
+
+def _etl(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
 
 
 def _database(url: str, name: str, dialect: str) -> Iterator[sa.URL]:
@@ -90,3 +98,33 @@ def test_discover_gets_at_least_90_percent_of_the_decisions_right(
             for wrong in s.wrong:
                 print(f"  wrong: {wrong}")
     assert right / total >= TARGET
+
+
+def test_an_accepted_proposal_gives_the_right_runs_on_its_first_run(
+    corpus: tuple[Path, list[Vendor]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`etl discover --job` on every vendor table, accepted unchanged, then `etl run`: as many
+    runs as the history holds."""
+    root, table = corpus
+    results = []
+    for vendor in table:
+        name = f"corpus_{vendor.name.lower()}"
+        code, out, err = _etl(
+            "-p", str(root), "discover", vendor.dialect, "-t", vendor.name, "--job", name
+        )
+        assert code == 0, err
+        assert (
+            f"wrote {root / 'mappings' / name}.yaml" in out
+            and "runs  " in out
+            and "anomalies  " in out
+        )
+        result = run_job(load_project(root), name)
+        results.append((vendor.name, result.runs_total, true_runs(vendor)))
+    with capsys.disabled():
+        for name, got, want in results:
+            print(f"  first run of {name}: {got} runs (history: {want})")
+    # exact on 12 of 14; AFRU's open confirmations ('00000000' end) and one booking in PRDTRNP's
+    # repeated autumn hour are the known misses (docs/discover.md)
+    right = [name for name, got, want in results if got == want]
+    assert len(right) >= 12, results
+    assert all(abs(got - want) <= 0.03 * want for _, got, want in results), results

@@ -10,9 +10,11 @@ incremental windows (NULLs, duplicates, range, real precision, index).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +24,7 @@ import yaml
 from sqlalchemy.engine import Connection
 
 from ..config import ColumnSpec, DstPolicy, Project
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..extract import sortable
 from ..mapping import timestamps
 from ..source import Source, open_connector
@@ -239,6 +241,32 @@ def propose(project: Project, connector: str, table: str, schema: str | None = N
             return _propose(source, conn, info)
     finally:
         source.close()
+
+
+def write_job(
+    project: Project,
+    connector: str,
+    table: str,
+    name: str,
+    schema: str | None = None,
+    command: str | None = None,
+) -> tuple[Path, Path]:
+    """Propose a mapping for ``table`` and write it as ``mappings/NAME.yaml`` with a job
+    ``jobs/NAME.yaml`` that reads it through ``connector``; never overwrites either file."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UsageError(f"--job {name!r}: use letters, digits, '_', '-' or '.' for a job name")
+    mapping = project.root / "mappings" / f"{name}.yaml"
+    job = project.root / "jobs" / f"{name}.yaml"
+    for path in (mapping, job):
+        if path.exists():
+            raise UsageError(f"{path} exists; not overwritten", hint="choose another --job name")
+    command = command or f"etl discover {connector} --table {table} --job {name}"
+    text = propose(project, connector, table, schema).yaml(command)
+    mapping.parent.mkdir(parents=True, exist_ok=True)
+    job.parent.mkdir(parents=True, exist_ok=True)
+    mapping.write_text(text)
+    job.write_text(f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n")
+    return mapping, job
 
 
 def _find_table(source: Source, conn: Connection, name: str, schema: str | None) -> TableInfo:
@@ -759,4 +787,5 @@ __all__ = [
     "list_tables",
     "name_score",
     "propose",
+    "write_job",
 ]
