@@ -4,6 +4,7 @@ timestamp profile, on the demo's SQLite booking system and on the real PostgreSQ
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -287,3 +288,116 @@ def test_discover_on_a_real_server(
     _use(root, "proposed", out)
     result = run_job(load_project(root), "proposed")
     assert result.rows_read == 61 and result.runs_total > 0
+
+
+# --------------------------------------------------------------------------- listing on real servers
+
+
+def _connector(url: sa.URL, dialect: str, user: str | None = None, password: str = "") -> str:
+    port = url.port or (5432 if dialect == "postgresql" else 3306)
+    text = (
+        f"dialect: {dialect}\nhost: {url.host}\nport: {port}\ndatabase: {url.database}\n"
+        f"user: {user or url.username}\ntimezone: Europe/Berlin\n"
+    )
+    return text + (f"password: {password}\n" if password else "")
+
+
+@pytest.mark.postgres
+def test_a_never_analyzed_postgresql_table_is_counted_right(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = sa.make_url(postgres_database)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("CREATE TABLE buchung (auftrag text, maschine text, art text, zeit timestamp)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO buchung VALUES (:o, :m, :a, :t)"),
+            [
+                {
+                    "o": f"47{i // 4}",
+                    "m": f"M{i // 8 % 3}",
+                    "a": "ABC"[i % 3],
+                    "t": None if i < 8 else f"2026-10-20 06:{i:02d}:00",
+                }
+                for i in range(30)
+            ],
+        )
+        estimate = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE relname = 'buchung'")
+        ).scalar()
+    engine.dispose()
+    assert estimate is not None and estimate < 0  # never vacuumed or analyzed
+    root = _project(tmp_path / "p", _connector(url, "postgresql"))
+    (table,) = list_tables(load_project(root), "plant").tables
+    assert table.rows == 30
+    code, out, _ = etl("-p", str(root), "discover", "plant", "--table", "buchung")
+    assert code == 0 and "~30 rows" in out and "30 rows, 8 without a timestamp" in out
+
+
+@pytest.mark.postgres
+def test_an_empty_default_schema_lists_the_schemas_with_tables(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = sa.make_url(postgres_database)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA werk1"))
+        conn.execute(sa.text("CREATE TABLE werk1.buchung (auftrag text, zeit timestamp)"))
+    engine.dispose()
+    root = _project(tmp_path / "p", _connector(url, "postgresql"))
+    listing = list_tables(load_project(root), "plant")
+    assert listing.tables == [] and listing.other_schemas == [("werk1", 1)]
+    code, out, _ = etl("-p", str(root), "discover", "plant")
+    assert code == 0 and "schemas with tables:\n  werk1  1 table(s) or view(s)" in out
+
+
+@pytest.mark.mariadb
+def test_a_mariadb_view_is_read_with_select_only(mariadb_database: str, tmp_path: Path) -> None:
+    url = sa.make_url(mariadb_database)
+    user, password = f"etl_v_{uuid.uuid4().hex[:8]}", "view-only-pw"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE buchung_t (auftrag varchar(10), maschine varchar(8), art char(1), zeit datetime)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO buchung_t VALUES (:o, :m, :a, :t)"),
+            [
+                {
+                    "o": f"47{i // 3}",
+                    "m": f"M{i // 6 % 2}",
+                    "a": "ABE"[i % 3],
+                    "t": f"2026-10-20 06:{i:02d}:00",
+                }
+                for i in range(30)
+            ],
+        )
+        conn.execute(sa.text("CREATE VIEW v_buchung AS SELECT * FROM buchung_t"))
+        for host in ("%", "localhost"):
+            conn.execute(sa.text(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'"))
+            conn.execute(
+                sa.text(f"GRANT SELECT ON `{url.database}`.v_buchung TO '{user}'@'{host}'")
+            )
+    try:
+        root = _project(tmp_path / "p", _connector(url, "mariadb", user, password))
+        (view,) = list_tables(load_project(root), "plant").tables
+        assert view.kind == "view" and [c.name for c in view.columns] == [
+            "auftrag",
+            "maschine",
+            "art",
+            "zeit",
+        ]
+        code, out, err = etl("-p", str(root), "discover", "plant", "--table", "v_buchung")
+        assert code == 0, err
+        assert yaml.safe_load(out)["columns"]["timestamp"] == "zeit"
+        _use(root, "from_view", out)
+        assert run_job(load_project(root), "from_view").rows_read == 30
+    finally:
+        with admin.connect() as conn:
+            for host in ("%", "localhost"):
+                conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
+        admin.dispose()

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from ..config import ColumnSpec, DstPolicy, Project
 from ..errors import DataError, UsageError
 from ..extract import sortable
+from ..fetch import catalog_columns
 from ..mapping import timestamps
 from ..source import Source, open_connector
 from .codes import CodeGuess, guess_codes
@@ -38,6 +39,10 @@ SAMPLE_ROWS = 10_000  # the newest rows, read when the window column is indexed
 PROFILE_ROWS = 20_000  # the first rows as stored: what the roles are decided on
 DAY_ROWS = 20_000  # rows of one DST change day, for the time zone evidence
 FULL_PROFILE_ROWS = 1_000_000  # above this count, the timestamp profile uses the sample only
+COUNT_LIMIT = FULL_PROFILE_ROWS  # rows counted exactly where the catalog has no estimate
+SYSTEM_SCHEMAS = frozenset(
+    ["information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"]
+)
 
 
 @dataclass
@@ -83,6 +88,7 @@ class Listing:
     schema: str | None
     rows_source: str
     tables: list[TableInfo]
+    other_schemas: list[tuple[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -91,6 +97,7 @@ class Listing:
             "schema": self.schema,
             "rows_source": self.rows_source,
             "tables": [t.as_dict() for t in self.tables],
+            "other_schemas": [{"schema": s, "tables": n} for s, n in self.other_schemas],
         }
 
 
@@ -148,11 +155,14 @@ def list_tables(project: Project, connector: str, schema: str | None = None) -> 
     source = open_connector(project, connector)
     try:
         with source.connect() as conn:
+            tables = _tables(source, conn, schema)
+            others = _schemas_with_tables(conn) if not tables and schema is None else []
             return Listing(
                 connector=connector,
                 schema=schema,
                 rows_source=source.dialect.row_estimate_source,
-                tables=_tables(source, conn, schema),
+                tables=tables,
+                other_schemas=others,
             )
     finally:
         source.close()
@@ -173,9 +183,15 @@ def _tables(source: Source, conn: Connection, schema: str | None) -> list[TableI
     except sa.exc.DBAPIError:
         conn.rollback()
         estimates = {}
-    columns = _columns(inspector, schema, tables + views)
+    columns = _columns(conn, inspector, schema, tables + views)
     out = [
-        TableInfo(schema, name, "table", estimates.get(name), columns.get(name, []))
+        TableInfo(
+            schema,
+            name,
+            "table",
+            estimates[name] if name in estimates else _bounded_count(conn, name, schema),
+            columns.get(name, []),
+        )
         for name in tables
     ]
     out += [TableInfo(schema, name, "view", None, columns.get(name, [])) for name in views]
@@ -183,7 +199,7 @@ def _tables(source: Source, conn: Connection, schema: str | None) -> list[TableI
 
 
 def _columns(
-    inspector: sa.Inspector, schema: str | None, names: Sequence[str]
+    conn: Connection, inspector: sa.Inspector, schema: str | None, names: Sequence[str]
 ) -> dict[str, list[ColumnInfo]]:
     out: dict[str, list[ColumnInfo]] = {}
     try:
@@ -191,11 +207,55 @@ def _columns(
         for (_, name), cols in multi.items():
             out[name] = [_column_info(c) for c in cols]
     except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
         for name in names:
+            out[name] = reflect_columns(conn, name, schema)
+    return out
+
+
+def reflect_columns(conn: Connection, name: str, schema: str | None) -> list[ColumnInfo]:
+    """A table's or view's columns as ``etl run`` reflects them (fetch.catalog_columns: the
+    inspector, else ``information_schema`` for a MariaDB view read without SHOW VIEW); []."""
+    try:
+        return [_column_info(c) for c in catalog_columns(conn, name, schema)]
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
+        return []
+
+
+def _bounded_count(conn: Connection, name: str, schema: str | None) -> int | None:
+    """Exact rows up to COUNT_LIMIT (a table never ANALYZEd has no estimate); None above."""
+    table = sa.table(name, schema=schema)
+    head = (
+        sa.select(sa.literal(1).label("one")).select_from(table).limit(COUNT_LIMIT + 1).subquery()
+    )
+    try:
+        n = int(conn.execute(sa.select(sa.func.count()).select_from(head)).scalar_one())
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return None
+    return n if n <= COUNT_LIMIT else None
+
+
+def _schemas_with_tables(conn: Connection) -> list[tuple[str, int]]:
+    """(schema, tables) for every schema the account sees that has tables or views."""
+    inspector = sa.inspect(conn)
+    out = []
+    try:
+        for name in inspector.get_schema_names():
+            if name.lower() in SYSTEM_SCHEMAS:
+                continue
             try:
-                out[name] = [_column_info(c) for c in inspector.get_columns(name, schema=schema)]
+                n = len(inspector.get_table_names(schema=name)) + len(
+                    inspector.get_view_names(schema=name)
+                )
             except sa.exc.DBAPIError:
-                out[name] = []
+                conn.rollback()
+                continue
+            if n:
+                out.append((name, n))
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
     return out
 
 
@@ -226,6 +286,10 @@ def format_listing(listing: Listing) -> str:
         lines.append(f"  {table.name:<{width}}  {table.kind:<5} {rows:>12} rows  {cols}")
     if listing.tables:
         lines.append("next: etl discover CONNECTOR --table NAME proposes a mapping for one table")
+    elif listing.other_schemas:
+        lines.append("the default schema is empty; schemas with tables:")
+        lines += [f"  {name}  {n} table(s) or view(s)" for name, n in listing.other_schemas]
+        lines.append("next: etl discover CONNECTOR --schema NAME")
     return "\n".join(lines)
 
 
@@ -288,13 +352,20 @@ def _find_table(source: Source, conn: Connection, name: str, schema: str | None)
         )
     found = exact[0]
     kind = "view" if found in inspector.get_view_names(schema=schema) else "table"
-    columns = [_column_info(c) for c in inspector.get_columns(found, schema=schema)]
+    columns = reflect_columns(conn, found, schema)
+    if not columns:
+        raise DataError(
+            f"{source.where}: cannot read the columns of {found!r}",
+            hint="the account needs SELECT on it ('etl check' lists the GRANTs)",
+        )
     rows: int | None = None
     if kind == "table":
         try:
             rows = source.dialect.row_estimates(conn, schema).get(found)
         except sa.exc.DBAPIError:
             conn.rollback()
+    if rows is None:
+        rows = _bounded_count(conn, found, schema)  # never ANALYZEd, or a view
     return TableInfo(schema, found, kind, rows, columns)
 
 

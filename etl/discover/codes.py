@@ -159,13 +159,15 @@ def _positions(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     stats = data.groupby("code").agg(first=("first", "mean"), last=("last", "mean"))
-    stats["next"] = data.groupby("code")["next"].agg(
-        lambda s: s.mode().iloc[0] if s.notna().any() else None
-    )
-    stats["prev"] = data.groupby("code")["prev"].agg(
-        lambda s: s.mode().iloc[0] if s.notna().any() else None
-    )
+    for side in ("next", "prev"):
+        modes = data.groupby("code")[side].agg(_mode)
+        stats[side] = modes.astype(object).where(modes.notna(), None)
     return stats
+
+
+def _mode(values: pd.Series) -> str | None:
+    present = values.dropna()
+    return None if present.empty else str(present.mode().iloc[0])
 
 
 def _initial(codes: list[str], stats: pd.DataFrame) -> dict[str, str]:
