@@ -3,6 +3,7 @@ PostgreSQL and MariaDB: decisions right out of total, which must reach 90%."""
 
 from __future__ import annotations
 
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 
 from etl.cli import main
 from etl.config import load_project
-from etl.discover import propose
+from etl.discover import PROFILE_ROWS, propose
 from etl.sync import run_job
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
@@ -128,3 +129,68 @@ def test_an_accepted_proposal_gives_the_right_runs_on_its_first_run(
     right = [name for name, got, want in results if got == want]
     assert len(right) >= 12, results
     assert all(abs(got - want) <= 0.03 * want for _, got, want in results), results
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_million_rows_are_judged_on_a_bounded_sample(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """A 2M-row MES table built server-side (generate_series), never ANALYZEd and without an
+    index: discover reads a bounded sample (rows and memory), and still decides right."""
+    url = sa.make_url(postgres_database)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        # 20 machines, each running orders of 8 bookings (START, COUNT x3, PAUSE, RESUME, COUNT,
+        # COMPLETE) one after another, a booking every 45 s per machine
+        conn.execute(
+            sa.text(
+                """
+                CREATE TABLE mes_events AS
+                SELECT g AS event_id,
+                       'S' || (g % 20 % 2) AS site,
+                       'WC' || lpad((g % 20)::text, 2, '0') AS work_center,
+                       'WO' || ((g % 20) * 1000000 + (g / 20) / 8) AS work_order,
+                       'P' || (((g % 20) * 1000000 + (g / 20) / 8) % 37) AS item,
+                       (ARRAY['START', 'COUNT', 'COUNT', 'COUNT', 'PAUSE', 'RESUME', 'COUNT',
+                              'COMPLETE'])[(g / 20) % 8 + 1] AS event_type,
+                       TIMESTAMP '2026-01-05 00:00' + (g / 20) * INTERVAL '45 seconds'
+                           + (g % 20) * INTERVAL '2 seconds' AS event_time,
+                       (g % 7) * 10 AS qty
+                FROM generate_series(0, 1999999) AS s(g)
+                """
+            )
+        )
+    engine.dispose()
+    root = tmp_path / "p"
+    for folder in ("connectors", "mappings", "jobs"):
+        (root / folder).mkdir(parents=True)
+    (root / "etl.yaml").write_text("defaults: {start_from: 2026-01-01}\n")
+    (root / "connectors" / "big.yaml").write_text(
+        f"dialect: postgresql\nhost: {url.host}\nport: {url.port or 5432}\n"
+        f"database: {url.database}\nuser: {url.username}\ntimezone: UTC\n"
+    )
+    tracemalloc.start()
+    proposal = propose(load_project(root), "big", "mes_events")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert proposal.sample_rows <= PROFILE_ROWS
+    assert peak < 400 * 2**20  # a 20,000-row sample, not 2M rows
+    assert proposal.table.rows is None  # more than the bounded count: not counted out
+    assert {k: v.source_columns() for k, v in proposal.columns.items()} == {
+        "timestamp": ["event_time"],
+        "order_code": ["work_order"],
+        "machine_code": ["work_center"],
+        "product_code": ["item"],
+        "event": ["event_type"],
+    }
+    assert proposal.events == {
+        "START": ["START", "RESUME"],
+        "END": ["COMPLETE", "PAUSE"],
+        "ignore": ["COUNT"],
+    } or (
+        sorted(proposal.events["START"]) == ["RESUME", "START"]
+        and sorted(proposal.events["END"]) == ["COMPLETE", "PAUSE"]
+        and proposal.events["ignore"] == ["COUNT"]
+    )
+    assert proposal.profile is not None and proposal.profile.scope == "a sample of 20,000 rows"

@@ -413,7 +413,8 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
         guess = guess_codes(sample, columns, source.spec.zone)
         events = guess.events
     profile = _profile(source, conn, table, info, window, sample)
-    evidence, warnings = _zone(source, conn, table, window, probe, roles, profiled)
+    span = (profile.minimum, profile.maximum) if profile is not None else (None, None)
+    evidence, warnings = _zone(source, conn, info, table, window, probe, roles, profiled, span)
     return Proposal(
         table=info,
         structure=structure,
@@ -450,11 +451,13 @@ def _any_column(info: TableInfo) -> str:
 def _zone(
     source: Source,
     conn: Connection,
+    info: TableInfo,
     table: sa.TableClause,
     window: ColumnSpec,
     probe: pd.DataFrame,
     roles: Roles,
     profiled: list[Column],
+    span: tuple[str | None, str | None],
 ) -> tuple[ZoneEvidence | None, list[str]]:
     """DST evidence from the probe plus the rows of each DST change day in the data's range."""
     if window.column is not None and window.column in probe:
@@ -467,13 +470,12 @@ def _zone(
     zone = zone_to_test(source.spec.zone)
     naive = ref.naive.dropna()
     frames = [naive]
-    lo, hi = (
-        _extreme(conn, table, window.source_columns(), True),
-        _extreme(conn, table, window.source_columns(), False),
-    )
+    lo, hi = span
     first = _day(lo) or (naive.min().date() if len(naive) else None)
     last = _day(hi) or (naive.max().date() if len(naive) else None)
-    if first is not None and last is not None:
+    # each DST day is a bounded range read: cheap with an index or on a small table
+    cheap = not _big(info) or _indexed(conn, info, window.source_columns()[0])
+    if first is not None and last is not None and cheap:
         for change in changes(zone, max(first, last - timedelta(days=800)), last)[-4:]:
             integer = any(c.numeric for c in profiled if c.name == window.date)
             day_rows = _day_rows(conn, table, window, change.day, integer)
@@ -527,23 +529,6 @@ def _day_rows(
         return None
 
 
-def _values(
-    conn: Connection, table: sa.TableClause, name: str, info: TableInfo
-) -> list[tuple[Any, int]]:
-    """The most frequent values of a column (up to 11), whole table unless it is large."""
-    col = table.c[name]
-    n = sa.func.count().label("n")
-    query: Any = sa.select(col, n).group_by(col).order_by(n.desc()).limit(11)
-    if info.rows is None or info.rows > FULL_PROFILE_ROWS:
-        newest = sa.select(col).limit(SAMPLE_ROWS).subquery()
-        query = sa.select(newest.c[name], n).group_by(newest.c[name]).order_by(n.desc()).limit(11)
-    try:
-        return [(row[0], int(row[1])) for row in conn.execute(query)]
-    except sa.exc.DBAPIError:
-        conn.rollback()
-        return []
-
-
 def _read(conn: Connection, query: sa.Select[Any]) -> pd.DataFrame:
     result = conn.execute(query)
     return pd.DataFrame.from_records(
@@ -584,16 +569,15 @@ def _profile(
     if not names:
         return None
     cols = [table.c[n] for n in names]
-    big = info.rows is None or info.rows > FULL_PROFILE_ROWS
+    big = _big(info)
     warnings: list[str] = []
     any_null = sa.or_(*[c.is_(None) for c in cols])
     if big:
-        scope = f"the newest {len(sample):,} rows"
+        scope = f"a sample of {len(sample):,} rows"
         rows, nulls = len(sample), 0
-        keys = sample[names].astype(str).agg("|".join, axis=1)
-        repeats = keys.value_counts()
-        dup_values = int((repeats > 1).sum())
-        dup_rows = int(repeats[repeats > 1].sum())
+        shared = sample[names].dropna().duplicated(keep=False)
+        dup_rows = int(shared.sum())
+        dup_values = len(sample[names].dropna()[shared].drop_duplicates())
         warnings.append("large table or view: NULLs and duplicates were judged on the sample only")
     else:
         scope = "the whole table"
@@ -630,8 +614,18 @@ def _profile(
         stamps = timestamps(sample, spec, source.spec.zone, DstPolicy()).dropna()
     except (KeyError, ValueError, TypeError) as exc:
         warnings.append(f"the sampled values do not read as timestamps with this spec: {exc}")
-    lo = _extreme(conn, table, names, ascending=True)
-    hi = _extreme(conn, table, names, ascending=False)
+    if big and not _indexed(conn, info, names[0]):
+        # min/max would scan the whole table: the sample's range, said so
+        lo = hi = None
+        if not stamps.empty:
+            raw = sample[names].dropna()
+            ordered = raw.sort_values(names, kind="stable")
+            lo = " ".join(str(v).strip() for v in ordered.iloc[0])
+            hi = " ".join(str(v).strip() for v in ordered.iloc[-1])
+        warnings.append("no index on it: the range is the sample's, not the table's")
+    else:
+        lo = _extreme(conn, table, names, ascending=True)
+        hi = _extreme(conn, table, names, ascending=False)
     precision = _precision(stamps)
     column = next(c for c in info.columns if c.name == names[0])
     type_note = source.dialect.timestamp_note(column.sa_type) if spec.column else None
@@ -687,6 +681,11 @@ def _profile(
         scope=scope,
         warnings=warnings,
     )
+
+
+def _big(info: TableInfo) -> bool:
+    """Too many rows (or unknown) for whole-table profile queries."""
+    return info.rows is None or info.rows > FULL_PROFILE_ROWS
 
 
 def _extreme(

@@ -30,6 +30,7 @@ DATETIME_FORMATS = (
 DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y")
 TIME_FORMATS = ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "%H%M%S")
 _UTC = ZoneInfo("UTC")
+HEAD = 200
 PARSED_SHARE = 0.98  # text is a time when this share of its values parse (the rest: bad rows)
 
 
@@ -173,6 +174,9 @@ def temporal_kind(type_: Any, values: pd.Series) -> Temporal | None:
             width = {"%H%M%S": 6, "%Y%m%d": 8, "%Y%m%d%H%M%S": 14}.get(fmt)
             if width is not None and not (text.str.len() == width).all():
                 continue
+            head = pd.to_datetime(text.head(HEAD), format=fmt, errors="coerce")
+            if head.notna().mean() < PARSED_SHARE:
+                continue  # a cheap look at the first values before parsing them all
             parsed = pd.to_datetime(text, format=fmt, errors="coerce")
             if parsed.notna().mean() >= PARSED_SHARE:
                 if kind == "datetime" and _all_midnight(parsed):
