@@ -404,6 +404,8 @@ def _filters(columns: list[Column], used: set[str], machine: Column | None) -> l
         active_name = name_score(c.name, "active")
         if flag is not None and (cancel_name or active_name):
             yes, no = (_original(c, flag[0]), _original(c, flag[1]))
+            if pd.api.types.is_bool_dtype(c.raw.dropna()):
+                yes, no = True, False
             has_null = bool(c.raw.isna().any())
             blanks = bool(c.raw.dropna().astype(str).str.strip().eq("").any())
             unset = "blank" if no is None else no
