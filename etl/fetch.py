@@ -88,15 +88,27 @@ def catalog_columns(conn: Connection, table: str, schema: str | None) -> list[An
     if key not in cached:
         try:
             cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
-        except sa.exc.DBAPIError:
+        except sa.exc.DBAPIError as exc:
             # a MariaDB view reflects through SHOW CREATE, which needs SHOW VIEW; its columns
-            # are in information_schema for any account that may SELECT from it
+            # are in information_schema for any account that may SELECT all of it
             conn.rollback()
             found = information_schema_columns(conn, table, schema)
-            if not found:
-                raise
+            if not found or not _selectable(conn, table, schema):
+                raise exc from None
             cached[key] = found
     return cached[key]
+
+
+def _selectable(conn: Connection, table: str, schema: str | None) -> bool:
+    """Whether the account may read every column (information_schema lists only the columns
+    it has a privilege on, so a column-level grant must not pass for the whole table)."""
+    probe = sa.select(sa.text("*")).select_from(sa.table(table, schema=schema)).limit(0)
+    try:
+        conn.execute(probe).close()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return False
+    return True
 
 
 def information_schema_columns(conn: Connection, table: str, schema: str | None) -> list[Any]:

@@ -30,7 +30,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 KINDS = ("START", "END", "IGNORE")
-RARE_SHARE = 0.01  # below this share of the sampled rows (or under 3 rows) a code stays unlisted
+RARE_SHARE = 0.01  # below this share of the sampled rows (or 1-2 rows) a code stays unlisted
 MAX_CODES = 14  # codes tried one by one; the rest of a long tail stays unlisted
 # usual spellings: a tie-breaker for the first guess only; the fold decides
 START_WORDS = _words("A AN ANM B B10 BEGIN BEGINN LOGIN LOGON ON R10 RUN S START STARTED ZZS")
@@ -67,7 +67,8 @@ def guess_codes(
     ordered = [c for c, _ in counts.most_common()]
     total = sum(counts.values())
     frame = _frame(sample, columns, code_text, zone or ZoneInfo("UTC"))
-    common = [c for c in ordered if counts[c] >= max(3, RARE_SHARE * total)][:MAX_CODES]
+    least = 3 if total >= 300 else 2 if total >= 20 else 1  # a tiny sample: every code counts
+    common = [c for c in ordered if counts[c] >= max(least, RARE_SHARE * total)][:MAX_CODES]
     unlisted = [c for c in ordered if c not in common]
     shown = [(originals.get(c, c), counts[c]) for c in ordered]
     if frame is None or len(common) < 2:
