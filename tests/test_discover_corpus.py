@@ -20,6 +20,8 @@ from etl.sync import run_job
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 from .discover_corpus import Score, Vendor, score, true_runs, vendors
 
+pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
+
 TARGET = 0.9
 
 
