@@ -136,6 +136,7 @@ class Proposal:
     guess: CodeGuess | None = None
     zone: ZoneEvidence | None = None
     warnings: list[str] = field(default_factory=list)
+    profiled_rows: int = 0  # the first rows as stored, on which the roles were decided
 
     @property
     def filter_hints(self) -> list[tuple[str, list[tuple[Any, int]]]]:
@@ -430,6 +431,7 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
         guess=guess,
         zone=evidence,
         warnings=warnings,
+        profiled_rows=len(probe),
     )
 
 
@@ -766,7 +768,13 @@ def render_yaml(proposal: Proposal, command: str) -> str:
         f"# Proposed by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%MZ}: check every line.",
         f"# {info.kind} {info.name}: ~{rows} rows, {len(info.columns)} columns: "
         + ", ".join(f"{c.name} {c.type}" for c in info.columns),
-        f"# decided on {proposal.sample_rows:,} sampled rows; (NN%) is the confidence",
+        f"# roles decided on {proposal.profiled_rows:,} sampled rows"
+        + (
+            f", event codes on the newest {proposal.sample_rows:,}"
+            if proposal.sample_rows != proposal.profiled_rows
+            else ""
+        )
+        + "; (NN%) is the confidence",
     ]
     out += [f"# note: {n}" for n in proposal.notes]
     if proposal.zone is not None:
