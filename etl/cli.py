@@ -573,6 +573,12 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --table: write the mapping to this new file instead of stdout.",
 )
+@click.option(
+    "--job",
+    "job_name",
+    help="With --table: write mappings/NAME.yaml and jobs/NAME.yaml, then show what "
+    "'etl preview NAME' shows.",
+)
 @click.pass_context
 def discover(
     ctx: click.Context,
@@ -581,16 +587,31 @@ def discover(
     schema: str | None,
     as_json: bool,
     output: Path | None,
+    job_name: str | None,
 ) -> None:
     """List CONNECTOR's tables (rows, columns), or propose a mapping for one with --table."""
-    from .discover import format_listing, list_tables, propose
+    from .discover import format_listing, list_tables, propose, write_job
 
     if output is not None and (table is None or output.exists()):
         raise UsageError(
             "--output needs --table" if table is None else f"{output} exists; not overwritten"
         )
+    if job_name is not None and (table is None or output is not None):
+        raise UsageError("--job needs --table (and writes its own files: no --output)")
     ctx.meta["etl.json_output"] = as_json and table is None
     project = _project(ctx)
+    if job_name is not None:
+        from .config import load_project
+        from .preview import preview as dry_run
+
+        assert table is not None
+        mapping, job = write_job(project, connector, table, job_name, schema)
+        click.echo(f"wrote {mapping} and {job}")
+        click.echo(f"$ etl preview {job_name}")
+        for line in dry_run(load_project(project.root, partial=True), job_name).lines():
+            click.echo(line)
+        click.echo(f"next: edit {mapping.name} where a line is wrong, then 'etl run {job_name}'")
+        return
     if table is None:
         listing = list_tables(project, connector, schema)
         click.echo(json.dumps(listing.as_dict(), indent=2) if as_json else format_listing(listing))
