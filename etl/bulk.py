@@ -24,7 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 STAMPS = frozenset({"start", "end", "ts"})  # the UTC timestamp columns of the store's tables
-TEXT = frozenset({"job", "machine_code", "order_code", "product_code", "flags", "kind", "detail"})
+TEXT = frozenset(
+    {"job", "machine_code", "order_code", "product_code", "flags", "kind", "detail"}
+    | {"phase", "plant", "zone", "attributes"}  # store schema version 2
+)
 SQLITE_STAMP = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: "12:00:00.123456"
 COPY_BATCH = 50_000  # rows per CSV piece sent to COPY: memory bounded by the piece, not the frame
 

@@ -173,6 +173,9 @@ class ConnectorSpec(Strict):
     driver: str | None = None
     options: dict[str, str | int | float | bool] = {}
     timezone: TimeZoneName = "UTC"
+    #: the plant label every run and anomaly read through this connector carries (a job's
+    #: ``plant`` or a mapping field ``plant`` overrides it)
+    plant: str | None = None
     connect_timeout: Duration = timedelta(seconds=15)
     # auto: the dialect's Arrow driver when installed, else SQLAlchemy; arrow: that driver or an
     # error; sqlalchemy: always the DBAPI driver through SQLAlchemy (docs/extraction.md)
@@ -297,6 +300,8 @@ class EventCodes(Strict):
     START: list[ScalarCode] = Field(min_length=1)
     END: list[ScalarCode] = Field(min_length=1)
     ignore: list[ScalarCode] = []
+    #: phase name -> the START codes that begin a run of that phase (the others: production)
+    phases: dict[str, list[ScalarCode]] = {}
 
     @model_validator(mode="after")
     def _disjoint(self) -> EventCodes:
@@ -307,7 +312,27 @@ class EventCodes(Strict):
                 if key in seen:
                     raise ValueError(f"code {code!r} is listed under both {seen[key]} and {kind}")
                 seen[key] = kind
+        phased: dict[str, str] = {}
+        for phase, codes in self.phases.items():
+            for code in codes:
+                key = normalize_code(code)
+                if seen.get(key) != "START":
+                    raise ValueError(
+                        f"@phases.{phase}: code {code!r} is not listed under START: a phase "
+                        "belongs to the START that begins a run"
+                    )
+                if key in phased:
+                    raise ValueError(
+                        f"@phases.{phase}: code {code!r} is in phase {phased[key]!r} already"
+                    )
+                phased[key] = phase
         return self
+
+    def phase_of(self) -> dict[str, str]:
+        """Normalized START code -> its declared phase (codes not listed: ``production``)."""
+        return {
+            normalize_code(code): phase for phase, codes in self.phases.items() for code in codes
+        }
 
     def lookup(self) -> dict[str, str]:
         """Normalized code -> 'START' | 'END' | 'IGNORE'."""
@@ -322,6 +347,34 @@ def normalize_code(code: object) -> str:
     if isinstance(code, float) and code.is_integer():
         code = int(code)
     return str(code).strip()
+
+
+FieldType = Literal["integer", "decimal", "text", "timestamp"]
+Aggregation = Literal["sum", "max", "min", "first", "last", "count", "distinct"]
+#: canonical names a field may not take (they are run columns already)
+RESERVED_FIELDS = frozenset(
+    {
+        "machine_code", "order_code", "product_code", "start", "end", "duration_s", "is_open",
+        "flags", "phase", "zone", "local_start_date", "job", "month", "ts", "event", "attributes",
+    }
+)  # fmt: skip
+
+
+class FieldSpec(Strict):
+    """One run attribute from a source column (mapping ``fields``): its type and, for a
+    bookings mapping, how the run's bookings are aggregated into it."""
+
+    column: str
+    type: FieldType
+    agg: Aggregation | None = None
+
+    @model_validator(mode="after")
+    def _numeric(self) -> FieldSpec:
+        if self.agg == "sum" and self.type not in ("integer", "decimal"):
+            raise ValueError(
+                f"@agg: 'sum' needs a number: type integer or decimal, not {self.type}"
+            )
+        return self
 
 
 FilterValue = str | int | float | bool | date | datetime
@@ -416,6 +469,8 @@ class FoldSpec(Strict):
     zero_length: Literal["drop", "keep"] = "drop"
     max_open: Duration | None = None
     clock_skew: Duration = timedelta(0)
+    #: bookings up to this long after a run's END still count toward its ``fields``
+    grace: Duration = timedelta(0)
 
     def policy(self) -> Any:
         """The fold's FoldPolicy for these settings."""
@@ -442,6 +497,36 @@ class MappingSpec(Strict):
     filters: list[FilterSpec] = []
     dst: DstPolicy = DstPolicy()
     fold: FoldSpec = FoldSpec()
+    #: run attributes: name -> source column, type and (bookings) aggregation
+    fields: dict[str, FieldSpec] = {}
+
+    @model_validator(mode="after")
+    def _fields(self) -> MappingSpec:
+        for name, spec in self.fields.items():
+            if name in RESERVED_FIELDS or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+                raise ValueError(
+                    f"@fields.{name}: a field name is lower-case letters, digits and '_', "
+                    "and not a run column"
+                )
+            # a layout of events aggregates its bookings into a run; a layout of runs has one
+            # row per run
+            aggregates = "event" in STRUCTURE_COLUMNS[self.structure].model_fields
+            if aggregates and spec.agg is None:
+                raise ValueError(
+                    f"@fields.{name}.agg: missing: a {self.structure} field aggregates the "
+                    "run's bookings: sum, max, min, first, last, count or distinct"
+                )
+            if not aggregates and spec.agg is not None:
+                raise ValueError(
+                    f"@fields.{name}.agg: an {self.structure} field is the row's value: no 'agg'"
+                )
+        return self
+
+    def arrow_fields(self) -> dict[str, Any]:
+        """Field name -> its Arrow type in the Parquet."""
+        from .schema import field_type
+
+        return {name: field_type(spec.type, spec.agg) for name, spec in self.fields.items()}
 
     @model_validator(mode="after")
     def _structure(self) -> MappingSpec:
@@ -493,6 +578,12 @@ class JobSpec(Strict):
     safety_lag: Duration | None = None
     reread: Duration | None = None
     parquet: bool = True
+    #: the plant label of the job's runs and anomalies (overrides the connector's ``plant``)
+    plant: str | None = None
+    #: values for the ``${name}`` variables of the mapping (``${plant}`` defaults to ``plant``)
+    variables: dict[str, StrictStr | StrictInt] = {}
+    #: row filters appended to the mapping's own
+    filters: list[FilterSpec] = []
     max_anomalies: StrictInt | StrictStr | None = None
     stale_after: int = Field(default=3, ge=1, le=1000)
 
@@ -557,6 +648,16 @@ class Job:
     safety_lag: timedelta
     reread: timedelta
     batch_size: int
+
+    @property
+    def plant(self) -> str | None:
+        """The plant label of the job's runs: the job's ``plant``, else the connector's."""
+        return self.spec.plant if self.spec.plant is not None else self.connector.plant
+
+    @property
+    def zone_name(self) -> str:
+        """The IANA time zone of the plant (the connector's ``timezone``)."""
+        return self.connector.timezone
 
 
 @dataclass

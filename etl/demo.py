@@ -751,6 +751,7 @@ dialect: sqlite
 description: synthetic plant 1000 (HYDRA-like BDE bookings, ERP production orders)
 path: booking_system.sqlite
 timezone: Europe/Berlin         # source timestamps are naive plant-local wall-clock time
+plant: '1000'                   # the plant label on every run and anomaly (store and Parquet)
 """
 
 _BOOKINGS_YAML = """\
@@ -769,6 +770,9 @@ events:
   START: [10]                   # Anmeldung (log-on)
   END: [20, 30]                 # Unterbrechung (interruption), Fertigmeldung (finished)
   ignore: [40]                  # Mengenmeldung (quantity report)
+fields:                         # run attributes: the run's bookings aggregated (docs/concepts.md)
+  good_qty: {column: MENGE_GUT, type: integer, agg: max}        # the order's good count so far
+  quantity_reports: {column: MENGE_GUT, type: integer, agg: count}
 filters:
   - {column: STORNO, eq: 0}     # cancelled bookings stay in the table, flagged
   - {column: WERK, eq: '1000'}  # plant 2000 books into the same table

@@ -76,6 +76,7 @@ def _needed_columns(mapping: MappingSpec) -> list[str]:
     names: list[str] = []
     for spec in mapping.column_specs().values():
         names += spec.source_columns()
+    names += [f.column for f in mapping.fields.values()]
     names += [f.column for f in mapping.filters]
     return list(dict.fromkeys(names))
 
@@ -84,6 +85,7 @@ def _selected_columns(mapping: MappingSpec) -> list[str]:
     names: list[str] = []
     for spec in mapping.column_specs().values():
         names += spec.source_columns()
+    names += [f.column for f in mapping.fields.values()]  # run attributes (etl/attributes.py)
     return list(dict.fromkeys(names))
 
 

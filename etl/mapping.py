@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .config import ColumnSpec, DstPolicy, MappingSpec, normalize_code
-from .schema import ANOMALY_COLUMNS, empty_anomalies
+from .schema import ANOMALY_COLUMNS, DEFAULT_PHASE, empty_anomalies
 
 TS = "datetime64[us, UTC]"
 CODE_FIELDS = ("machine_code", "order_code", "product_code", "event")
@@ -422,8 +422,30 @@ def map_bookings(
         problems.append(_anomalies(f"missing_{name}", rows, missing, f"{name} is empty or NULL"))
         no_ts |= missing
     good = keep & ~no_ts
+    if mapping.fields:
+        # ignored bookings (quantity postings) count toward a run's fields, not for the fold;
+        # one without a time, machine or order belongs to no run and is left out as before
+        extra = kinds == _KINDS.index("IGNORE")
+        for name in ("ts", "machine_code", "order_code"):
+            extra &= rows[name].notna().to_numpy()
+        good |= extra
+    if mapping.events.phases:
+        phase_of = mapping.events.phase_of()
+        distinct = [phase_of.get(code, DEFAULT_PHASE) if code else None for code in names]
+        phases = pd.array(distinct, dtype="string").take(positions)
+        rows["phase"] = pd.Series(phases, index=rows.index).where(
+            kinds == _KINDS.index("START"), pd.NA
+        )
+    values: dict[str, pd.Series] = {}
+    if mapping.fields:
+        from .attributes import field_values
+
+        values, bad = field_values(frame[good], mapping, zone, instants, rows[good])
+        problems.append(bad)
     if not good.all():
         rows = rows.loc[good]
+    for name, value in values.items():  # indexed like the rows kept
+        rows[name] = value
     rows = rows.reset_index(drop=True)
     rows["event"] = pd.array(_KINDS, dtype="string").take(kinds[good])
     return Mapped(
@@ -497,6 +519,13 @@ def map_orders(
     runs["flags"] = pd.Series(pd.NA, index=runs.index, dtype="string")
     if cols.updated_at is not None:  # kept beside the run, for re-reading corrected rows
         runs["updated_at"] = timestamps(frame, cols.updated_at, zone, mapping.dst, instants)[~bad]
+    if mapping.fields:
+        from .attributes import field_values, row_attributes
+
+        kept = ~bad
+        values, wrong = field_values(frame[kept], mapping, zone, instants, rows[kept])
+        problems.append(wrong)
+        runs["attributes"] = row_attributes(values, mapping)
     return Mapped(
         rows=runs.reset_index(drop=True), anomalies=_concat(problems), rows_read=len(frame)
     )

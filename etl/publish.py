@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import shutil
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Protocol
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 from pyarrow import fs
 
@@ -44,7 +46,7 @@ from .bulk import stamp_array, text_array
 from .errors import StoreError
 from .failpoints import failpoint
 from .objectstore import S3Location, s3_error, s3_filesystem
-from .schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
+from .schema import ANOMALIES_SCHEMA, DEFAULT_PHASE, runs_schema
 from .store import Store
 
 if TYPE_CHECKING:
@@ -58,8 +60,10 @@ STAGING = "_staging"
 STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a process that died
 
 
-def runs_table(runs: pd.DataFrame) -> pa.Table:
-    """Runs as an Arrow table with the documented schema (column by column, no Python objects)."""
+def runs_table(runs: pd.DataFrame, fields: dict[str, pa.DataType] | None = None) -> pa.Table:
+    """Runs as an Arrow table with the documented schema (column by column, no Python objects):
+    ``RUNS_SCHEMA`` and then one typed column per mapping field (``fields``: name -> Arrow
+    type), taken from the runs' ``attributes`` JSON."""
     start = stamp_array(runs["start"])
     end = stamp_array(runs["end"])
     duration = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
@@ -72,14 +76,55 @@ def runs_table(runs: pd.DataFrame) -> pa.Table:
         "duration_s": duration,
         "is_open": pc.is_null(end),
         "flags": text_array(runs["flags"]),
+        "phase": text_array(_column(runs, "phase").fillna(DEFAULT_PHASE)),
+        "plant": text_array(_column(runs, "plant")),
+        "zone": text_array(_column(runs, "zone")),
+        "local_start_date": local_dates(runs["start"], _column(runs, "zone")),
     }
-    return pa.Table.from_arrays(list(columns.values()), schema=RUNS_SCHEMA)
+    schema = runs_schema(fields)
+    if fields:
+        values = attribute_table(_column(runs, "attributes"), fields)
+        for name in fields:
+            columns[name] = values.column(name)
+    return pa.Table.from_arrays(list(columns.values()), schema=schema)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """``frame[name]``, all NA when the frame has no such column (a store not re-derived yet)."""
+    if name in frame:
+        return frame[name]
+    return pd.Series(pd.NA, index=frame.index, dtype="string")
+
+
+def local_dates(start: pd.Series, zone: pd.Series) -> pa.Array:
+    """The date of each UTC ``start`` in its run's ``zone`` (null where the zone is unknown):
+    one conversion per distinct zone, not per row."""
+    stamps = pd.to_datetime(start, utc=True)
+    out = pd.Series(pd.NaT, index=start.index, dtype="datetime64[s]")
+    zones = zone.astype("string")
+    for name in zones.dropna().unique():
+        at = (zones == name).fillna(False).to_numpy()
+        local = stamps[at].dt.tz_convert(str(name)).dt.tz_localize(None).dt.normalize()
+        out[at] = local.astype("datetime64[s]").to_numpy()
+    return pc.cast(pa.array(out, pa.timestamp("s"), from_pandas=True), pa.date32())
+
+
+def attribute_table(attributes: pd.Series, fields: dict[str, pa.DataType]) -> pa.Table:
+    """The runs' ``attributes`` JSON objects as typed columns (Arrow's JSON reader: one pass in
+    C, no Python object per run); a run without attributes has nulls."""
+    schema = pa.schema([pa.field(name, kind) for name, kind in fields.items()])
+    text = attributes.astype("string").fillna("{}")
+    if text.empty:
+        return schema.empty_table()
+    buffer = io.BytesIO("\n".join(text.to_numpy(dtype=object).tolist()).encode())
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    return pj.read_json(buffer, parse_options=options).select(list(fields))
 
 
 def anomalies_table(found: pd.DataFrame) -> pa.Table:
     """Anomalies as an Arrow table with the documented schema."""
     columns = [
-        stamp_array(found[name]) if name == "ts" else text_array(found[name])
+        stamp_array(found[name]) if name == "ts" else text_array(_column(found, name))
         for name in ANOMALIES_SCHEMA.names
     ]
     return pa.Table.from_arrays(columns, schema=ANOMALIES_SCHEMA)
@@ -249,9 +294,11 @@ def publish(
     months: list[str],
     out: Output | Path,
     still_ours: Callable[[], None] | None = None,
+    fields: dict[str, pa.DataType] | None = None,
 ) -> list[str]:
     """Rewrite the job's partitions for ``months`` from the store; returns the files written.
-    A local partition whose file already holds the same rows is left as it is.
+    A local partition whose file already holds the same rows is left as it is. ``fields``: the
+    mapping's run attributes (name -> Arrow type), one column each after the fixed ones.
 
     ``still_ours()`` (when given) is called before each partition; it raises when the job's lock
     was lost, so a run that overstayed its lease stops writing.
@@ -266,7 +313,7 @@ def publish(
         if runs.empty:
             output.remove(part)
         else:
-            _add(written, output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
+            _add(written, output.write(runs_table(runs, fields), f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
         if still_ours is not None:

@@ -34,7 +34,7 @@ from .mapping import Mapped, localize
 from .publish import Output, open_output, publish
 from .reader import Reader, Window
 from .redact import redact
-from .schema import RUN_COLUMNS, empty_anomalies
+from .schema import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
 from .store import Changes, JobState, Lease, Store
 from .structures import Carried, structure_for
 
@@ -259,12 +259,24 @@ def derive(
     in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
     return Derived(
         window=window,
-        runs=derived.runs[RUN_COLUMNS].reset_index(drop=True),
-        anomalies=anomalies[in_window].reset_index(drop=True),
+        runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
+        anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
         rows_read=sum(p.rows_read for p in parts),
         codes=codes,
         carried=derived.carried,
     )
+
+
+def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with the job's plant and zone (a plant the rows carry already stays) and the
+    runs' phase (``production`` where none was derived), in ``columns`` order."""
+    out = frame.reset_index(drop=True).reindex(columns=columns)
+    plant = pd.Series(job.plant, index=out.index, dtype="string")
+    out["plant"] = out["plant"].astype("string").fillna(plant)
+    out["zone"] = pd.Series(job.zone_name, index=out.index, dtype="string")
+    if "phase" in out:
+        out["phase"] = out["phase"].astype("string").fillna(DEFAULT_PHASE)
+    return out
 
 
 # --------------------------------------------------------------------------- diff -> commit -> publish
@@ -295,7 +307,14 @@ class JobRun:
             ", ".join(state.publish_pending),
         )
         self.publishing = True
-        publish(self.store, self.job.name, state.publish_pending, self.output, self.held.verify)
+        publish(
+            self.store,
+            self.job.name,
+            state.publish_pending,
+            self.output,
+            self.held.verify,
+            self.job.mapping.arrow_fields(),
+        )
         self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
         self.publishing = False
 
@@ -341,7 +360,14 @@ class JobRun:
             return []
         self.publishing = True
         try:
-            files = publish(self.store, self.job.name, months, self.output, self.held.verify)
+            files = publish(
+                self.store,
+                self.job.name,
+                months,
+                self.output,
+                self.held.verify,
+                self.job.mapping.arrow_fields(),
+            )
             self.store.clear_pending(self.job.name, months, self.held.owner)
         except LockLost as exc:
             raise lost_after_commit(self.job.name, sync_id, exc) from exc

@@ -10,6 +10,24 @@ TS_TYPE = pa.timestamp("us", tz="UTC")
 RUN_COLUMNS = ["machine_code", "order_code", "product_code", "start", "end", "flags"]
 ANOMALY_COLUMNS = ["kind", "machine_code", "order_code", "ts", "detail"]
 
+#: What a run carries beside the fold's columns (store schema version 2): the phase of its START
+#: (``production`` unless the mapping declares phases), the plant and its IANA time zone, and the
+#: mapping's ``fields`` as one JSON object (``attributes``; NULL when the mapping has none).
+CONTEXT_COLUMNS = ["phase", "plant", "zone", "attributes"]
+#: A run as the store holds it.
+STORED_RUN_COLUMNS = [*RUN_COLUMNS, *CONTEXT_COLUMNS]
+#: An anomaly as the store holds it: with the plant and zone of the job that found it.
+STORED_ANOMALY_COLUMNS = [*ANOMALY_COLUMNS, "plant", "zone"]
+DEFAULT_PHASE = "production"
+
+#: The Arrow type of each mapping field ``type`` in the Parquet (docs/parquet.md).
+FIELD_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "decimal": pa.float64(),
+    "text": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
 #: One production run per row; partitioned by ``job`` and ``month`` (of ``start``, UTC) on disk.
 RUNS_SCHEMA = pa.schema(
     [
@@ -21,6 +39,10 @@ RUNS_SCHEMA = pa.schema(
         pa.field("duration_s", pa.float64()),
         pa.field("is_open", pa.bool_(), nullable=False),
         pa.field("flags", pa.string()),
+        pa.field("phase", pa.string(), nullable=False),
+        pa.field("plant", pa.string()),
+        pa.field("zone", pa.string()),
+        pa.field("local_start_date", pa.date32()),
     ],
     metadata={"description": "booking-etl production runs; end is null while the run is open"},
 )
@@ -33,9 +55,30 @@ ANOMALIES_SCHEMA = pa.schema(
         pa.field("order_code", pa.string()),
         pa.field("ts", TS_TYPE),
         pa.field("detail", pa.string()),
+        pa.field("plant", pa.string()),
+        pa.field("zone", pa.string()),
     ],
     metadata={"description": "booking-etl anomalies found while mapping and folding"},
 )
+
+
+def field_type(kind: str, aggregation: str | None) -> pa.DataType:
+    """The Arrow type of a mapping field: its ``type``; ``count`` is an integer and
+    ``distinct`` a list of its values."""
+    if aggregation == "count":
+        return pa.int64()
+    if aggregation == "distinct":
+        return pa.list_(FIELD_TYPES[kind])
+    return FIELD_TYPES[kind]
+
+
+def runs_schema(fields: dict[str, pa.DataType] | None = None) -> pa.Schema:
+    """The runs schema of a job: ``RUNS_SCHEMA`` and then the mapping's fields in their order
+    (one column each, named like the field)."""
+    schema = RUNS_SCHEMA
+    for name, kind in (fields or {}).items():
+        schema = schema.append(pa.field(name, kind))
+    return schema
 
 
 def empty_runs() -> pd.DataFrame:

@@ -32,11 +32,22 @@ from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
 from .redact import redact
-from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
+from .schema import (
+    DEFAULT_PHASE,
+    STORED_ANOMALY_COLUMNS,
+    STORED_RUN_COLUMNS,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Columns each schema version added to existing tables (``_upgrade`` adds them in place).
+ADDED_COLUMNS: dict[int, dict[str, list[str]]] = {
+    2: {
+        "production_runs": ["phase", "plant", "zone", "attributes"],
+        "anomalies": ["plant", "zone"],
+    },
+}
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -79,6 +90,10 @@ production_runs = sa.Table(
     sa.Column("end", UTCDateTime()),
     sa.Column("flags", sa.String(200)),
     sa.Column("sync_id", sa.Integer),
+    sa.Column("phase", sa.String(50)),
+    sa.Column("plant", sa.String(200)),
+    sa.Column("zone", sa.String(64)),
+    sa.Column("attributes", sa.Text),
     sa.Index("ix_production_runs_job_end", "job", "end"),
     sa.Index("ix_production_runs_job_start", "job", "start"),
 )
@@ -94,6 +109,8 @@ anomalies = sa.Table(
     sa.Column("ts", UTCDateTime()),
     sa.Column("detail", sa.Text),
     sa.Column("sync_id", sa.Integer),
+    sa.Column("plant", sa.String(200)),
+    sa.Column("zone", sa.String(64)),
     sa.Index("ix_anomalies_job_ts", "job", "ts"),
 )
 
@@ -156,7 +173,7 @@ class Changes:
     deleted: int
     months: list[str]
     #: the runs written (new or changed) and the stored runs they replaced or that are gone
-    #: (changed or removed), as they were; RUN_COLUMNS each (set by ``commit_sync``)
+    #: (changed or removed), as they were; STORED_RUN_COLUMNS each (set by ``commit_sync``)
     written: pd.DataFrame | None = field(default=None, repr=False)
     removed: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -255,9 +272,54 @@ class Store:
                     f"store {self.display} has schema version {version}, this booking-etl knows "
                     f"{SCHEMA_VERSION}: upgrade booking-etl"
                 )
+            if int(version) < SCHEMA_VERSION:
+                self._upgrade(conn, int(version))
             metadata.create_all(conn)  # tables added within the same version
             for index in production_runs.indexes:  # and indexes added to existing tables
                 index.create(conn, checkfirst=True)
+
+    def _upgrade(self, conn: Connection, version: int) -> None:
+        """Move the store from ``version`` to ``SCHEMA_VERSION`` in place, in the caller's
+        transaction: the columns each version added (existing rows keep their values; a run's
+        phase becomes ``production``, plant, zone and attributes stay NULL until a run re-derives
+        it), and every month of every job is marked to be republished, so the Parquet gets the
+        new columns in all its partitions with the job's next run."""
+        inspector = sa.inspect(conn)
+        quote = conn.dialect.identifier_preparer.quote
+        tables = {t.name: t for t in (production_runs, anomalies)}
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for name, columns in ADDED_COLUMNS.get(step, {}).items():
+                have = {c["name"] for c in inspector.get_columns(name)}
+                for column in columns:
+                    if column in have:
+                        continue
+                    kind = tables[name].c[column].type.compile(dialect=conn.dialect)
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {kind}"
+                    )
+        conn.execute(
+            production_runs.update()
+            .where(production_runs.c.phase.is_(None))
+            .values(phase=DEFAULT_PHASE)
+        )
+        for job, pending in conn.execute(sa.select(job_state.c.job, job_state.c.publish_pending)):
+            starts = conn.execute(
+                sa.select(production_runs.c.start).where(production_runs.c.job == job)
+            ).scalars()
+            months = {month_of(value) for value in starts} | set(json.loads(pending or "[]"))
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job)
+                .values(publish_pending=json.dumps(sorted(months)))
+            )
+        conn.execute(
+            schema_info.update()
+            .where(schema_info.c.key == "version")
+            .values(value=str(SCHEMA_VERSION))
+        )
+        log.info(
+            "upgraded store %s from schema version %s to %s", self.display, version, SCHEMA_VERSION
+        )
 
     def close(self) -> None:
         """Release connections."""
@@ -397,7 +459,7 @@ class Store:
             sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
         )
         with self.begin() as conn:
-            return read_frame(conn, query, RUN_COLUMNS)
+            return read_frame(conn, query, STORED_RUN_COLUMNS)
 
     def _replaced(
         self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
@@ -436,11 +498,14 @@ class Store:
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
+        found = found.reindex(columns=STORED_ANOMALY_COLUMNS)  # plant and zone NULL if absent
         t = production_runs
         with self.begin() as conn:
             stored = sa.select(*_run_columns())
             olds = [
-                read_frame(conn, stored.where(self._replaced(job, lo, margin, upto)), RUN_COLUMNS)
+                read_frame(
+                    conn, stored.where(self._replaced(job, lo, margin, upto)), STORED_RUN_COLUMNS
+                )
             ]
             # runs re-derived from rows corrected long ago (an order table's updated_at) lie
             # outside the window: the stored run with the same key is the one they replace
@@ -450,7 +515,7 @@ class Store:
             ]
             keys = _keys(outside)
             for chunk in _by_key(job, keys):
-                olds.append(read_frame(conn, stored.where(chunk), RUN_COLUMNS))
+                olds.append(read_frame(conn, stored.where(chunk), STORED_RUN_COLUMNS))
             old = pd.concat(olds, ignore_index=True) if len(olds) > 1 else olds[0]
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
@@ -480,18 +545,20 @@ class Store:
                 # write only what changed: a rerun that finds the same runs writes none
                 for chunk in _by_key(job, _keys(gone)):
                     conn.execute(t.delete().where(chunk))
-            insert_frame(conn, t, write, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
+            insert_frame(conn, t, write, STORED_RUN_COLUMNS, {"job": job, "sync_id": sync_id})
             # anomalies of the window (and the undated ones) are replaced when they differ
             in_window = anomalies.c.ts >= lo
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
             replaced = sa.and_(anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None)))
-            held = read_frame(conn, sa.select(*_anomaly_columns()).where(replaced), ANOMALY_COLUMNS)
+            held = read_frame(
+                conn, sa.select(*_anomaly_columns()).where(replaced), STORED_ANOMALY_COLUMNS
+            )
             differ = _anomaly_months(held, found)
             if differ:
                 conn.execute(anomalies.delete().where(replaced))
                 insert_frame(
-                    conn, anomalies, found, ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
+                    conn, anomalies, found, STORED_ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
                 )
             # the undated anomalies are published with any month: the window's first stands in
             pending = sorted(touched | {month or month_of(lo) for month in differ})
@@ -592,7 +659,7 @@ class Store:
             .order_by(t.c.machine_code, t.c.start, t.c.order_code)
         )
         with self.begin() as conn:
-            return read_frame(conn, query, RUN_COLUMNS)
+            return read_frame(conn, query, STORED_RUN_COLUMNS)
 
     def anomalies_in_month(self, job: str, month: str | None) -> pd.DataFrame:
         """Stored anomalies of ``job`` in ``month`` (None: those without a timestamp)."""
@@ -604,7 +671,7 @@ class Store:
             lo, hi = month_bounds(month)
             query = query.where(a.c.ts >= lo, a.c.ts < hi)
         with self.begin() as conn:
-            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
+            return read_frame(conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS)
 
     def runs_between(
         self, job: str, lo: datetime | None = None, hi: datetime | None = None
@@ -619,7 +686,9 @@ class Store:
             query = query.where(sa.or_(t.c.end.is_(None), t.c.end > lo, t.c.start >= lo))
         with self.begin() as conn:
             return read_frame(
-                conn, query.order_by(t.c.machine_code, t.c.start, t.c.order_code), RUN_COLUMNS
+                conn,
+                query.order_by(t.c.machine_code, t.c.start, t.c.order_code),
+                STORED_RUN_COLUMNS,
             )
 
     def anomalies_between(
@@ -636,7 +705,7 @@ class Store:
         if dated:
             query = query.where(sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
         with self.begin() as conn:
-            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
+            return read_frame(conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS)
 
     def all_months(self, job: str) -> list[str]:
         """Every month that holds runs or anomalies of the job."""
@@ -956,13 +1025,13 @@ def _stamps_as_stored(table: sa.Table, names: list[str]) -> list[sa.ColumnElemen
 
 
 def _run_columns() -> list[sa.ColumnElement[Any]]:
-    """The run columns in RUN_COLUMNS order, as ``read_frame`` takes them."""
-    return _stamps_as_stored(production_runs, RUN_COLUMNS)
+    """The run columns in STORED_RUN_COLUMNS order, as ``read_frame`` takes them."""
+    return _stamps_as_stored(production_runs, STORED_RUN_COLUMNS)
 
 
 def _anomaly_columns() -> list[sa.ColumnElement[Any]]:
-    """The anomaly columns in ANOMALY_COLUMNS order, as ``read_frame`` takes them."""
-    return _stamps_as_stored(anomalies, ANOMALY_COLUMNS)
+    """The anomaly columns in STORED_ANOMALY_COLUMNS order, as ``read_frame`` takes them."""
+    return _stamps_as_stored(anomalies, STORED_ANOMALY_COLUMNS)
 
 
 def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
@@ -977,11 +1046,11 @@ def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
             frame[name].astype(object).where(frame[name].notna(), None).tolist()
             if name != "ts"
             else [None if pd.isna(v) else v for v in stamps.tolist()]
-            for name in ANOMALY_COLUMNS
+            for name in STORED_ANOMALY_COLUMNS
         ]
         for row in zip(*columns, strict=True):
             counts[row] = counts.get(row, 0) + step
-    ts_at = ANOMALY_COLUMNS.index("ts")
+    ts_at = STORED_ANOMALY_COLUMNS.index("ts")
     return {
         None if row[ts_at] is None else month_of(row[ts_at].to_pydatetime())
         for row, count in counts.items()
@@ -990,7 +1059,8 @@ def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
 
 
 KEY = ["machine_code", "order_code", "start"]
-VALUE = ["product_code", "end", "flags"]
+CONTEXT_TEXT = ("phase", "plant", "zone", "attributes")
+VALUE = ["product_code", "end", "flags", "phase", "plant", "zone", "attributes"]
 
 
 def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame, pd.DataFrame]:
@@ -1003,7 +1073,7 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     if old.empty:  # a first load: everything is new
         months = sorted(set(new["start"].dt.strftime("%Y-%m")))
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
-        return changes, new.reset_index(drop=True), old[RUN_COLUMNS]
+        return changes, new.reset_index(drop=True), old[STORED_RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
     same = pd.Series(True, index=both.index)
     for col in VALUE:
@@ -1028,14 +1098,15 @@ def _side(both: pd.DataFrame, suffix: str) -> pd.DataFrame:
     """One side (``_old`` or ``_new``) of merged runs as a run frame."""
     frame = both[KEY + [f"{c}{suffix}" for c in VALUE]]
     frame.columns = pd.Index(KEY + VALUE)
-    return frame[RUN_COLUMNS].reset_index(drop=True)
+    return frame[STORED_RUN_COLUMNS].reset_index(drop=True)
 
 
 def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs with the dtypes the store reads back (strings, UTC microseconds)."""
-    frame = runs[RUN_COLUMNS].copy()
-    for col in ("machine_code", "order_code", "product_code", "flags"):
+    frame = runs.reindex(columns=STORED_RUN_COLUMNS).copy()
+    for col in ("machine_code", "order_code", "product_code", "flags", *CONTEXT_TEXT):
         frame[col] = frame[col].astype("string")
+    frame["phase"] = frame["phase"].fillna(DEFAULT_PHASE)
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
     return frame

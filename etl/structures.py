@@ -26,11 +26,12 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from .attributes import aggregate
 from .config import MappingSpec
-from .fold import carry_margin, fold
+from .fold import FoldPolicy, FoldResult, carry_margin, fold
 from .mapping import Mapped, map_bookings, map_orders
 from .reader import Points, Shape, Spans, Window
-from .schema import empty_runs
+from .schema import DEFAULT_PHASE, empty_runs
 
 #: ``carried(lo, margin)``: the stored runs of the job that started before ``lo`` and were open
 #: at ``lo - margin`` (end NULL or later); None when there is no store yet.
@@ -99,8 +100,9 @@ class Bookings(Structure):
     has_codes = True
 
     def carry_margin(self) -> timedelta:
-        """The fold's margin: runs ended this long before ``lo`` may still merge or close anew."""
-        return carry_margin(self.mapping.fold.policy())
+        """The fold's margin: runs ended this long before ``lo`` may still merge or close anew,
+        or take bookings within the fields' grace after their END."""
+        return max(carry_margin(self.mapping.fold.policy()), self.mapping.fold.grace)
 
     def map(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Mapped:
         """Raw rows to canonical bookings (``ts``, codes, ``event``)."""
@@ -115,7 +117,7 @@ class Bookings(Structure):
         if bookings is not None:
             bookings = bookings[(bookings["ts"] >= lo) & (bookings["ts"] < hi)]
         policy = self.mapping.fold.policy()
-        held = carried(window.lo, carry_margin(policy)) if carried is not None else None
+        held = carried(window.lo, self.carry_margin()) if carried is not None else None
         if bookings is None or bookings.empty:
             bookings = pd.DataFrame(
                 columns=["ts", "machine_code", "order_code", "product_code", "event"]
@@ -123,8 +125,13 @@ class Bookings(Structure):
         open_at_lo = 0
         if held is not None:  # the runs open at lo itself (the margin reaches further back)
             open_at_lo = int((held["end"].isna() | (held["end"] >= lo)).sum())
-        result = fold(bookings, held, policy=policy, lo=window.lo, hi=window.hi)
-        return Derivation(result.runs, [result.anomalies], open_at_lo)
+        events = bookings
+        if self.mapping.fields:  # ignored bookings count toward the fields only
+            events = bookings[bookings["event"].isin(["START", "END"]).to_numpy()]
+        result = phased_fold(events, held, self.mapping, policy, window)
+        runs = result.runs
+        runs["attributes"] = aggregate(runs, bookings, self.mapping, held)
+        return Derivation(runs, [result.anomalies], open_at_lo)
 
 
 class Orders(Structure):
@@ -182,6 +189,34 @@ class Orders(Structure):
             )
             runs = runs[~duplicated]
         return Derivation(runs, found)
+
+
+def phased_fold(
+    events: pd.DataFrame,
+    held: pd.DataFrame | None,
+    mapping: MappingSpec,
+    policy: FoldPolicy,
+    window: Window,
+) -> FoldResult:
+    """Fold the bookings; each run gets the phase of its START (a carried run keeps its own;
+    ``production`` without a declared phase)."""
+    result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
+    runs = result.runs
+    phases = []
+    if "phase" in events:
+        starts = events[(events["event"] == "START").to_numpy()]
+        phases.append(starts[[*KEY[:2], "ts", "phase"]].rename(columns={"ts": "start"}))
+    if held is not None and "phase" in held:
+        phases.append(held[[*KEY, "phase"]])
+    runs["phase"] = pd.Series(DEFAULT_PHASE, index=runs.index, dtype="string")
+    if phases and not runs.empty:
+        known = pd.concat(phases, ignore_index=True).dropna(subset=["phase"])
+        known = known.drop_duplicates(KEY, keep="last")
+        for key in KEY[:2]:
+            known[key] = known[key].astype("string")
+        found = runs[KEY].astype({k: "string" for k in KEY[:2]}).merge(known, on=KEY, how="left")
+        runs["phase"] = found["phase"].astype("string").fillna(DEFAULT_PHASE).to_numpy()
+    return FoldResult(runs, result.anomalies)
 
 
 STRUCTURES: dict[str, type[Structure]] = {s.name: s for s in (Bookings, Orders)}

@@ -158,7 +158,11 @@ class Plant:
             return pd.DataFrame(
                 columns=["machine_code", "order_code", "product_code", "start", "end"]
             )
-        return _sorted(pd.concat(frames, ignore_index=True))
+        runs = pd.concat(frames, ignore_index=True)
+        # the fold's columns: the context (phase, plant, zone, attributes) has tests of its own
+        return _sorted(
+            runs[["machine_code", "order_code", "product_code", "start", "end", "flags"]]
+        )
 
     def parquet_runs(self, job: str = "bookings") -> pd.DataFrame:
         """The job's runs as read back from the Parquet dataset."""

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from etl.bulk import COPY_BATCH, insert_frame, read_frame
 from etl.errors import StoreError
 from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
-from etl.store import Store, _anomaly_columns, _run_columns, anomalies, production_runs
+from etl.store import Store, _stamps_as_stored, anomalies, production_runs
 
 EXTRA = {"job": "j", "sync_id": 1}
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -78,12 +78,14 @@ def by_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_runs(conn: sa.Connection, job: str = "j") -> pd.DataFrame:
-    query = sa.select(*_run_columns()).where(production_runs.c.job == job)
+    query = sa.select(*_stamps_as_stored(production_runs, RUN_COLUMNS)).where(
+        production_runs.c.job == job
+    )
     return read_frame(conn, query, RUN_COLUMNS)
 
 
 def read_anomalies(conn: sa.Connection, job: str = "j") -> pd.DataFrame:
-    query = sa.select(*_anomaly_columns()).where(anomalies.c.job == job)
+    query = sa.select(*_stamps_as_stored(anomalies, ANOMALY_COLUMNS)).where(anomalies.c.job == job)
     return read_frame(conn, query.order_by(anomalies.c.id), ANOMALY_COLUMNS)
 
 
@@ -323,7 +325,9 @@ def test_frames_larger_than_a_copy_batch_arrive_complete_and_in_order(store: Sto
     with store.begin() as conn:
         got_runs = read_frame(
             conn,
-            sa.select(*_run_columns()).order_by(production_runs.c.machine_code),
+            sa.select(*_stamps_as_stored(production_runs, RUN_COLUMNS)).order_by(
+                production_runs.c.machine_code
+            ),
             RUN_COLUMNS,
         )
         got_anomalies = read_anomalies(conn)  # by id: the order the rows were inserted in
