@@ -32,7 +32,7 @@ from pydantic import (
 
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
-from .yamlfile import Loc, YamlDoc, format_loc, read_yaml
+from .yamlfile import Loc, YamlDoc, fill_job_vars, format_loc, read_yaml
 
 PROJECT_FILE = "etl.yaml"
 FOLDERS = ("connectors", "mappings", "jobs")
@@ -766,7 +766,9 @@ def load_project(
 
     def parse(path: Path, key: str) -> YamlDoc | None:
         try:
-            doc = read_yaml(path, str(path.relative_to(root)), env)
+            doc = read_yaml(
+                path, str(path.relative_to(root)), env, job_vars=key.startswith("mappings/")
+            )
         except ConfigError as exc:
             problems.extend(exc.problems)
             return None
@@ -874,13 +876,24 @@ def load_project(
                 problems.append(query_problem)
             by_file[f"jobs/{name}"].append(query_problem)
             continue
+        mapping = _job_mapping(
+            files[f"mappings/{job_spec.mapping}"],
+            mappings[job_spec.mapping],
+            job_spec,
+            connectors[job_spec.connector],
+            doc,
+            problems,
+        )
+        if mapping is None:
+            by_file[f"jobs/{name}"] += problems[before:]
+            continue
         jobs[name] = Job(
             name=name,
             spec=job_spec,
             connector_name=job_spec.connector,
             connector=connectors[job_spec.connector],
             mapping_name=job_spec.mapping,
-            mapping=mappings[job_spec.mapping],
+            mapping=mapping,
             start_from=_as_naive_datetime(start, connectors[job_spec.connector].zone),
             safety_lag=job_spec.safety_lag
             if job_spec.safety_lag is not None
@@ -911,6 +924,48 @@ def load_project(
         broken=broken,
         problems=problems,
     )
+
+
+def _job_mapping(
+    mapping_doc: YamlDoc,
+    mapping: MappingSpec,
+    job: JobSpec,
+    connector: ConnectorSpec,
+    job_doc: YamlDoc,
+    problems: list[str],
+) -> MappingSpec | None:
+    """The mapping as ``job`` uses it: its ``${name}`` variables filled from the job's
+    ``variables`` (``${plant}`` defaults to the job's or the connector's ``plant``), and the job's
+    ``filters`` appended to the mapping's. None (with the problems added) when the job leaves a
+    variable unset or the filled mapping is invalid."""
+    values = {str(k): str(v) for k, v in job.variables.items()}
+    plant = job.plant if job.plant is not None else connector.plant
+    if plant is not None:
+        values.setdefault("plant", plant)
+    used = dict.fromkeys(var for _loc, var in mapping_doc.job_vars)
+    missing = [var for var in used if var not in values]
+    for var in missing:
+        where = next(loc for loc, name in mapping_doc.job_vars if name == var)
+        problems.append(
+            f"{job_doc.where(('variables',))}: mapping {job.mapping!r} uses ${{{var}}} "
+            f"({mapping_doc.where(where)}), which the job does not set: add "
+            f"'variables: {{{var}: ...}}'" + (" or 'plant'" if var == "plant" else "")
+        )
+    if missing:
+        return None
+    if used:
+        filled = fill_job_vars(mapping_doc.data, values)
+        try:
+            mapping = MappingSpec.model_validate(filled)
+        except ValidationError as exc:
+            problems.append(
+                f"{job_doc.where(('variables',))}: mapping {job.mapping!r} with the job's "
+                f"variables is invalid: {exc.errors()[0]['msg']}"
+            )
+            return None
+    if job.filters:
+        mapping = mapping.model_copy(update={"filters": [*mapping.filters, *job.filters]})
+    return mapping
 
 
 def _query_problem(

@@ -32,6 +32,8 @@ class YamlDoc:
     bad_env: list[tuple[Loc, str]] = field(default_factory=list)
     substituted: list[tuple[Loc, str]] = field(default_factory=list)
     env_names: list[str] = field(default_factory=list)  # ${VAR}s in values (comments never count)
+    #: ``${name}`` references left for a job to fill (a mapping's lower-case variables)
+    job_vars: list[tuple[Loc, str]] = field(default_factory=list)
 
     def where(self, loc: Loc) -> str:
         """``'jobs/x.yaml:7: connector'`` for a key path (line when known)."""
@@ -95,8 +97,15 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def read_yaml(path: Path, label: str, env: dict[str, str] | None = None) -> YamlDoc:
-    """Parse ``path``; raise ConfigError naming file and line on a syntax error."""
+JOB_VARIABLE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def read_yaml(
+    path: Path, label: str, env: dict[str, str] | None = None, job_vars: bool = False
+) -> YamlDoc:
+    """Parse ``path``; raise ConfigError naming file and line on a syntax error. With
+    ``job_vars`` (mappings), a lower-case ``${name}`` is a job variable: left in place and listed
+    in ``YamlDoc.job_vars`` for ``fill_job_vars``; upper-case names are environment variables."""
     env = dict(os.environ) if env is None else env
     try:
         text = path.read_text(encoding="utf-8")
@@ -118,15 +127,35 @@ def read_yaml(path: Path, label: str, env: dict[str, str] | None = None) -> Yaml
     doc = YamlDoc(path=path, label=label, data=data)
     if node is not None:
         _line_index(node, (), doc.lines)
-    doc.data = _substitute(data, (), doc, env)
+    doc.data = _substitute(data, (), doc, env, job_vars)
     return doc
 
 
-def _substitute(value: Any, loc: Loc, doc: YamlDoc, env: dict[str, str]) -> Any:
+def fill_job_vars(value: Any, values: dict[str, str]) -> Any:
+    """``value`` (a document's data) with every ``${name}`` job variable in ``values`` replaced."""
     if isinstance(value, dict):
-        return {k: _substitute(v, (*loc, k), doc, env) for k, v in value.items()}
+        return {k: fill_job_vars(v, values) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, (*loc, i), doc, env) for i, v in enumerate(value)]
+        return [fill_job_vars(v, values) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is not None and name in values:
+            return values[name]
+        return match.group(0)
+
+    return _ENV_REF.sub(replace, value)
+
+
+def _substitute(
+    value: Any, loc: Loc, doc: YamlDoc, env: dict[str, str], job_vars: bool = False
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*loc, k), doc, env, job_vars) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*loc, i), doc, env, job_vars) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -138,6 +167,9 @@ def _substitute(value: Any, loc: Loc, doc: YamlDoc, env: dict[str, str]) -> Any:
             doc.bad_env.append((loc, match.group(0)))
             return match.group(0)
         name, default = body.group(1), body.group(2)
+        if job_vars and default is None and JOB_VARIABLE.fullmatch(name):
+            doc.job_vars.append((loc, name))
+            return match.group(0)
         if name not in doc.env_names:
             doc.env_names.append(name)
         if env.get(name):
