@@ -224,7 +224,7 @@ main.epilog = "\b\nExit codes:\n" + "\n".join(
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
-    """Create a project in DIRECTORY with commented example connectors, mappings and jobs."""
+    """Create a small commented starter project in DIRECTORY (a connector, a mapping, a job)."""
     from .scaffold import copy_templates
 
     written, kept = copy_templates(directory, force)
@@ -235,7 +235,10 @@ def init(directory: Path, force: bool) -> None:
         click.echo(f"  + {path}")
     for path in kept:
         click.echo(f"  = {path} (exists; --force overwrites)")
-    click.echo("next: edit connectors/ and mappings/, then run 'etl validate'")
+    click.echo(
+        "next: edit connectors/plant.yaml, then 'etl check plant' and "
+        "'etl discover plant' (docs/connecting.md)"
+    )
 
 
 @main.command()
@@ -343,18 +346,25 @@ def _job_failed(name: str, exc: EtlError, secrets: list[str], as_json: bool) -> 
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
-    from .run import open_store, publishes
+    from .run import publishes
     from .schedule import broken_health, job_health
+    from .store import open_read_only, store_display
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
     if job is not None and job not in project.broken:  # a broken job's status shows its errors
         project.job(job)
-    store = open_store(project)
-    try:
-        entries = {e["job"]: e for e in store.summary()}
-    finally:
-        store.close()
+    # read-only: a project whose jobs never ran has no store yet, and status does not make one
+    store = open_read_only(project.spec.store, project.root, project.secrets)
+    display = store_display(project.spec.store, project.root, project.secrets)
+    entries: dict[str, dict[str, Any]] = {}
+    if store is None:
+        display += " (not created yet: no job has run)"
+    else:
+        try:
+            entries = {e["job"]: e for e in store.summary()}
+        finally:
+            store.close()
     names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
     rows = []
     for name in names:
@@ -390,7 +400,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
         click.echo(json.dumps(rows, default=_json_default, indent=2))
         ctx.meta["etl.json_output"] = False  # printed: --check's verdict goes to stderr only
     else:
-        _print_status(store.display, rows, health, now)
+        _print_status(display, rows, health, now)
     if check and unhealthy:
         raise JobsUnhealthy(
             f"{len(unhealthy)} scheduled job(s) need attention: "
@@ -545,7 +555,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     if report.fetch_error:  # as 'etl run' would fail: exit 3
         raise SourceError(
             f"{report.where}: {report.fetch_error}",
-            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+            hint="install the driver, or set fetch: auto",
         )
     unreadable = [t for t in report.tables if not t.readable]
     if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4

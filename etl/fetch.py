@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from .config import MappingSpec
 from .errors import DataError, SourceError
+from .extras import extra_for, install_command
 from .redact import redact
 from .source import ReadOnlyViolation, Source, refusal
 
@@ -612,11 +613,14 @@ def choose(source: Source) -> FetchChoice:
         unusable = path.unusable(source) if version is not None else None
         if version is not None and unusable is None:
             return FetchChoice(path, f"{path.title} {version}")
-        why = unusable or f"{path.package} not installed"
+        extra = extra_for(path.module)
+        why = unusable or f"{path.package} not installed" + (
+            f" ({install_command(extra)})" if extra else ""
+        )
     if mode == "arrow":
         raise SourceError(
             f"{source.where}: fetch: arrow, but {why}",
-            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+            hint="install the driver, or set fetch: auto",
         )
     return FetchChoice(None, why)
 
