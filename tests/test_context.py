@@ -236,8 +236,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
             conn.exec_driver_sql(ddl.format(ts=ts))
         conn.exec_driver_sql("INSERT INTO schema_info VALUES ('version', '1')")
         conn.exec_driver_sql(
-            "INSERT INTO production_runs VALUES ('j', 'M1', %s, 'A', 'P', NULL, NULL, 1)"
-            % f"'{stamp}'"
+            f"INSERT INTO production_runs VALUES ('j', 'M1', '{stamp}', 'A', 'P', NULL, NULL, 1)"
         )
         conn.exec_driver_sql("INSERT INTO job_state (job, publish_pending) VALUES ('j', '[]')")
     engine.dispose()
