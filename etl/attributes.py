@@ -140,9 +140,8 @@ def _assigned(
     """The bookings that count toward a run, with the run's position (``_run``)."""
     columns = ["ts", "machine_code", "order_code", *names]
     if bookings.empty or frame.empty:
-        return pd.DataFrame({**{c: bookings.get(c, pd.Series()) for c in columns}, _RUN: []})[
-            [*columns, _RUN]
-        ].iloc[0:0]
+        empty = {c: bookings[c].iloc[0:0] if c in bookings else pd.Series([]) for c in columns}
+        return pd.DataFrame({**empty, _RUN: pd.Series([], dtype=np.int64)})
     left = bookings[columns].copy()
     if "event" in bookings:
         left["_event"] = bookings["event"].astype("string").to_numpy()

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from .attributes import aggregate
@@ -191,6 +192,10 @@ class Orders(Structure):
         return Derivation(runs, found)
 
 
+#: joins an order code and a phase into the key the fold sees (a code never holds it)
+PHASE_SEP = "\x1f"
+
+
 def phased_fold(
     events: pd.DataFrame,
     held: pd.DataFrame | None,
@@ -198,25 +203,135 @@ def phased_fold(
     policy: FoldPolicy,
     window: Window,
 ) -> FoldResult:
-    """Fold the bookings; each run gets the phase of its START (a carried run keeps its own;
-    ``production`` without a declared phase)."""
+    """Fold the bookings; each run gets the phase of its START (``production`` without a
+    declaration; a carried run keeps its own).
+
+    With phases declared, the fold sees (order, phase) as the order: a START of another phase
+    of the same order on the same machine while a run is open ends that run at its time (an END
+    is added there, so the two are separate runs under every fold policy), and an END belongs to
+    the phase of the latest START before it.
+    """
+    if "phase" not in events:
+        result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
+        runs = result.runs
+        held_phase = _held_phases(runs, held)
+        runs["phase"] = held_phase.fillna(DEFAULT_PHASE).to_numpy()
+        return FoldResult(runs, result.anomalies)
+    events, held = _phase_keys(events, held)
     result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
-    runs = result.runs
-    phases = []
-    if "phase" in events:
-        starts = events[(events["event"] == "START").to_numpy()]
-        phases.append(starts[[*KEY[:2], "ts", "phase"]].rename(columns={"ts": "start"}))
-    if held is not None and "phase" in held:
-        phases.append(held[[*KEY, "phase"]])
-    runs["phase"] = pd.Series(DEFAULT_PHASE, index=runs.index, dtype="string")
-    if phases and not runs.empty:
-        known = pd.concat(phases, ignore_index=True).dropna(subset=["phase"])
-        known = known.drop_duplicates(KEY, keep="last")
-        for key in KEY[:2]:
-            known[key] = known[key].astype("string")
-        found = runs[KEY].astype({k: "string" for k in KEY[:2]}).merge(known, on=KEY, how="left")
-        runs["phase"] = found["phase"].astype("string").fillna(DEFAULT_PHASE).to_numpy()
-    return FoldResult(runs, result.anomalies)
+    runs, anomalies = result.runs, result.anomalies
+    keyed = runs["order_code"].astype("string")
+    runs["order_code"] = keyed.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
+    runs["phase"] = (
+        keyed.str.split(PHASE_SEP, n=1, regex=False).str[1].astype("string").fillna(DEFAULT_PHASE)
+    )
+    codes = anomalies["order_code"].astype("string")
+    anomalies["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
+    return FoldResult(runs, anomalies)
+
+
+def _held_phases(runs: pd.DataFrame, held: pd.DataFrame | None) -> pd.Series:
+    """The stored phase of the runs that were carried in (NA for the others)."""
+    none = pd.Series(pd.NA, index=runs.index, dtype="string")
+    if held is None or held.empty or "phase" not in held or runs.empty:
+        return none
+    known = held[[*KEY, "phase"]].drop_duplicates(KEY, keep="last")
+    known = known.astype({"machine_code": "string", "order_code": "string"})
+    found = runs[KEY].astype({"machine_code": "string", "order_code": "string"})
+    merged = found.merge(known, on=KEY, how="left")
+    return pd.Series(merged["phase"].astype("string").to_numpy(), index=runs.index)
+
+
+def _phase_keys(
+    events: pd.DataFrame, held: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Bookings and carried runs with the phase joined to the order code, each END given the
+    phase of the latest START before it, and an END added where a START of another phase
+    follows an open run of the same order (grouped array passes, no loop per booking)."""
+    is_start = (events["event"] == "START").to_numpy()
+    rows = pd.DataFrame(
+        {
+            "machine_code": events["machine_code"].astype("string").to_numpy(),
+            "order_code": events["order_code"].astype("string").to_numpy(),
+            "ts": events["ts"].to_numpy(),
+            "start": is_start,
+            "phase": events["phase"].astype("string").to_numpy(),
+            "at": np.arange(len(events)),
+        }
+    )
+    rows.loc[is_start, "phase"] = rows.loc[is_start, "phase"].fillna(DEFAULT_PHASE)
+    parts = [rows]
+    if held is not None and not held.empty:
+        phase = held["phase"].astype("string").fillna(DEFAULT_PHASE).to_numpy()
+        base = {
+            "machine_code": held["machine_code"].astype("string").to_numpy(),
+            "order_code": held["order_code"].astype("string").to_numpy(),
+        }
+        parts.append(
+            pd.DataFrame(
+                {**base, "ts": held["start"].to_numpy(), "start": True, "phase": phase, "at": -1}
+            )
+        )
+        ended = held["end"].notna().to_numpy()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "machine_code": base["machine_code"][ended],
+                    "order_code": base["order_code"][ended],
+                    "ts": held["end"].to_numpy()[ended],
+                    "start": False,
+                    "phase": pd.array([pd.NA] * int(ended.sum()), dtype="string"),
+                    "at": -1,
+                }
+            )
+        )
+    timeline = pd.concat(parts, ignore_index=True)
+    timeline = timeline.sort_values(["machine_code", "order_code", "ts", "start"], kind="stable")
+    group = [timeline["machine_code"], timeline["order_code"]]
+    filled = timeline["phase"].groupby(group).ffill()
+    previous_start = timeline["start"].groupby(group).shift(1, fill_value=False).astype(bool)
+    previous_phase = filled.groupby(group).shift(1)
+    change = (
+        timeline["start"].to_numpy()
+        & previous_start.to_numpy()
+        & (previous_phase.fillna("").to_numpy() != filled.fillna("").to_numpy())
+        & previous_phase.notna().to_numpy()
+    )
+    phase = pd.Series(pd.NA, index=events.index, dtype="string")
+    from_events = (timeline["at"] >= 0).to_numpy()
+    at = timeline["at"].to_numpy()[from_events]
+    phase.iloc[at] = filled.fillna(DEFAULT_PHASE).to_numpy()[from_events]
+    keyed = events.copy()
+    keyed["order_code"] = keyed["order_code"].astype("string") + PHASE_SEP + phase
+    if change.any():
+        changed = timeline[change]
+        closing = pd.DataFrame(
+            {
+                "ts": changed["ts"].to_numpy(),
+                "machine_code": changed["machine_code"].to_numpy(),
+                "order_code": (
+                    changed["order_code"] + PHASE_SEP + previous_phase[change].astype("string")
+                ).to_numpy(),
+                "product_code": pd.NA,
+                "event": "END",
+            }
+        ).astype(
+            {
+                "machine_code": "string",
+                "order_code": "string",
+                "product_code": "string",
+                "event": "string",
+            }
+        )
+        keyed = pd.concat([keyed, closing], ignore_index=True)
+    if held is not None and not held.empty:
+        held = held.copy()
+        held["order_code"] = (
+            held["order_code"].astype("string")
+            + PHASE_SEP
+            + held["phase"].astype("string").fillna(DEFAULT_PHASE)
+        )
+    return keyed, held
 
 
 STRUCTURES: dict[str, type[Structure]] = {s.name: s for s in (Bookings, Orders)}

@@ -178,6 +178,40 @@ def test_a_setup_start_gives_a_setup_run_before_the_production_run(tmp_path: Pat
     assert parquet["good"].isna().tolist() == [True, False]
 
 
+def test_a_production_start_while_setup_is_open_ends_the_setup_run(tmp_path: Path) -> None:
+    source = Source(tmp_path)
+    setup, production = source.ago(hours=6), source.ago(hours=5)
+    source.book("R1", setup)  # setup, never ended by its own END
+    source.book("40", setup + timedelta(minutes=30), 2)  # scrap parts while setting up
+    source.book("10", production)  # production of the same order on the same machine
+    source.book("40", production + timedelta(minutes=30), 8)
+    source.book("20", production + timedelta(hours=1))
+    result = run_job(load_project(tmp_path), "north")
+    assert result.anomalies == {}
+    stored = source.stored("north")
+    assert stored["phase"].tolist() == ["setup", "production"]
+    assert stored["order_code"].tolist() == ["A", "A"]
+    assert pd.to_datetime(stored["end"], utc=True).tolist()[0] == production
+    assert [json.loads(t)["good"] for t in stored["attributes"]] == [2, 8]
+
+
+def test_a_setup_run_carried_open_is_ended_by_the_production_start(tmp_path: Path) -> None:
+    source = Source(tmp_path, reread="0s")
+    source.book("R1", source.ago(hours=6))
+    first = run_job(load_project(tmp_path), "north")
+    assert first.runs_open == 1
+    after = first.window_hi.replace(microsecond=0) + timedelta(seconds=1)
+    source.book("10", after)
+    source.book("20", after + timedelta(seconds=1))
+    while datetime.now(UTC) < after + timedelta(seconds=2):
+        time.sleep(0.2)
+    second = run_job(load_project(tmp_path), "north")
+    assert second.anomalies == {} and second.runs_open == 0
+    stored = source.stored("north")
+    assert stored["phase"].tolist() == ["setup", "production"]
+    assert pd.to_datetime(stored["end"], utc=True).tolist() == [after, after + timedelta(seconds=1)]
+
+
 def test_one_mapping_serves_two_plants_through_job_variables(tmp_path: Path) -> None:
     source = Source(tmp_path)
     scenario(source)

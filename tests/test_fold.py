@@ -760,3 +760,112 @@ def test_a_run_across_the_autumn_dst_change_has_its_true_duration() -> None:
     result = fold(mapped.rows)
     run = result.runs.iloc[0]
     assert run["end"] - run["start"] == pd.Timedelta(hours=3)  # 2 h of wall clock, 3 h of time
+
+
+# ----------------------------------------------------------------------------- run attributes
+
+from datetime import UTC, datetime  # noqa: E402
+
+from etl.config import MappingSpec  # noqa: E402
+from etl.reader import Window  # noqa: E402
+from etl.structures import Bookings, Reach  # noqa: E402
+
+ATTRIBUTE_MAPPING = MappingSpec.model_validate(
+    {
+        "structure": "bookings",
+        "source": {"table": "T"},
+        "columns": {"timestamp": "TS", "order_code": "O", "machine_code": "M", "event": "E"},
+        "events": {"START": ["S", "R"], "END": ["E"], "ignore": ["Q"], "phases": {"setup": ["R"]}},
+        "fold": {"grace": "5m"},
+        "fields": {
+            "good": {"column": "QTY", "type": "integer", "agg": "sum"},
+            "peak": {"column": "QTY", "type": "integer", "agg": "max"},
+            "least": {"column": "QTY", "type": "integer", "agg": "min"},
+            "opening": {"column": "QTY", "type": "integer", "agg": "first"},
+            "closing": {"column": "QTY", "type": "integer", "agg": "last"},
+            "reports": {"column": "QTY", "type": "integer", "agg": "count"},
+            "who": {"column": "WHO", "type": "text", "agg": "distinct"},
+        },
+    }
+)
+T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
+
+attribute_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["M1", "M2"]),
+        st.sampled_from(["A", "B"]),
+        st.sampled_from(["START", "END", "IGNORE", "IGNORE", "SETUP"]),
+        st.integers(0, 40),  # minutes after T0
+        st.one_of(st.none(), st.integers(0, 50)),
+        st.one_of(st.none(), st.sampled_from(["ann", "bob", "cem"])),
+    ),
+    max_size=30,
+)
+
+
+def _attribute_bookings(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts": pd.Series(
+                [T0 + timedelta(minutes=r[3]) for r in rows], dtype="datetime64[us, UTC]"
+            ),
+            "machine_code": pd.Series([r[0] for r in rows], dtype="string"),
+            "order_code": pd.Series([r[1] for r in rows], dtype="string"),
+            "product_code": pd.Series([None] * len(rows), dtype="string"),
+            "phase": pd.Series(
+                [
+                    "setup" if r[2] == "SETUP" else "production" if r[2] == "START" else None
+                    for r in rows
+                ],
+                dtype="string",
+            ),
+            "good": pd.Series([r[4] for r in rows], dtype="Int64"),
+            "who": pd.Series([r[5] for r in rows], dtype="string"),
+            "event": pd.Series(
+                ["START" if r[2] == "SETUP" else r[2] for r in rows], dtype="string"
+            ),
+        }
+    ).assign(
+        peak=lambda f: f["good"],
+        least=lambda f: f["good"],
+        opening=lambda f: f["good"],
+        closing=lambda f: f["good"],
+        reports=lambda f: f["good"],
+    )
+
+
+def _derive(structure: Bookings, bookings: pd.DataFrame, window: Window, held: Any) -> Any:
+    return structure.derive([bookings], window, Reach(window), held).runs
+
+
+@settings(max_examples=60, deadline=None)
+@given(attribute_rows, st.integers(1, 40))
+def test_fields_of_a_split_derivation_equal_one_window(rows: list[Any], cut: int) -> None:
+    """A run carried across a window boundary (with its stored fields) gets the fields, phase
+    and bounds that one window over the same bookings gives: any bookings, any cut."""
+    structure = Bookings(ATTRIBUTE_MAPPING)
+    bookings = _attribute_bookings(rows)
+    hi = T0 + timedelta(hours=2)
+    mid = T0 + timedelta(minutes=cut)
+    whole = _derive(structure, bookings, Window(T0, hi), None)
+    first = _derive(structure, bookings, Window(T0, mid), None)
+    margin = structure.carry_margin()
+
+    def carried(lo: datetime, reach: timedelta) -> pd.DataFrame:
+        open_then = first["end"].isna() | (first["end"] >= pd.Timestamp(lo - reach))
+        return first[(first["start"] < pd.Timestamp(lo)) & open_then].reset_index(drop=True)
+
+    second = _derive(structure, bookings, Window(mid, hi), carried)
+    kept = first[
+        (first["start"] < pd.Timestamp(mid))
+        & first["end"].notna()
+        & (first["end"] < pd.Timestamp(mid - margin))
+    ]
+    split = pd.concat([kept, second], ignore_index=True)
+    columns = ["machine_code", "order_code", "start", "end", "phase", "attributes"]
+
+    def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame[columns].astype({c: "string" for c in columns if c not in ("start", "end")})
+        return out.sort_values(["machine_code", "order_code", "start"], ignore_index=True)
+
+    pd.testing.assert_frame_equal(tidy(split), tidy(whole))
