@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from .attributes import parse
 from .config import Job, Project
 from .durations import format_duration
 from .errors import UsageError
@@ -81,6 +82,17 @@ class Preview:
             generated=datetime.now(UTC),
         )
 
+    def field_totals(self) -> list[str]:
+        """``fields  good 12,345 (sum over 40 runs)``: the summed and counted fields over all
+        derived runs (not only the sample)."""
+        mapping = self.job.mapping
+        summed = [n for n, f in mapping.fields.items() if f.agg in ("sum", "count")]
+        if not summed or "attributes" not in self.runs or self.runs.empty:
+            return []
+        values = parse(self.runs["attributes"], mapping)
+        totals = ", ".join(f"{name} {_field_cell(float(values[name].sum()))}" for name in summed)
+        return [f"  fields over all {len(self.runs):,} runs: {totals}"]
+
     def lines(self) -> list[str]:
         """The human report, line by line."""
         job, zone = self.job, self.zone
@@ -129,7 +141,16 @@ class Preview:
             )
             rows = []
             has_flags = "flags" in sample and bool(sample["flags"].notna().any())
-            for run in sample.itertuples(index=False):
+            has_phase = "phase" in sample and bool(
+                (sample["phase"].fillna("production") != "production").any()
+            )
+            fields = list(job.mapping.fields)
+            values = (
+                parse(sample["attributes"], job.mapping)
+                if fields and "attributes" in sample
+                else pd.DataFrame(index=range(len(sample)), columns=fields)
+            )
+            for at, run in enumerate(sample.itertuples(index=False)):
                 end = run.end
                 row = [
                     _cell(run.machine_code),
@@ -140,12 +161,19 @@ class Preview:
                     _span(self.window.hi - run.start if pd.isna(end) else end - run.start)
                     + ("+" if pd.isna(end) else ""),
                 ]
+                if has_phase:
+                    row.append(_cell(run.phase))
+                row += [_field_cell(values[name].iloc[at]) for name in fields]
                 if has_flags:
                     flags = run.flags
                     row.append(_cell(flags))
                 rows.append(row)
             header = ["machine", "order", "product", "start", "end", "duration"]
-            out += _indent(_table(header + (["flags"] if has_flags else []), rows, right={5}))
+            header += ["phase"] if has_phase else []
+            header += fields
+            right = {5, *range(len(header) - len(fields), len(header))}
+            out += _indent(_table(header + (["flags"] if has_flags else []), rows, right=right))
+        out += self.field_totals()
         counts = self.anomaly_counts()
         total = sum(counts.values())
         out += ["", f"anomalies  {total:,}" + ("" if total else " (none)")]
@@ -282,6 +310,21 @@ def _compiled(
     params = compiled.params
     names = list(dict.fromkeys(compiled.positiontup or params))
     return str(compiled), {name: _plain(params[name]) for name in names}, fetch
+
+
+def _field_cell(value: Any) -> str:
+    """A run attribute for the terminal: numbers plain, lists comma-joined, NULL empty."""
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()  # a NumPy scalar
+    if isinstance(value, list | tuple) or (
+        hasattr(value, "__len__") and not isinstance(value, str)
+    ):
+        return _cell(",".join(str(item) for item in list(value)))
+    if isinstance(value, float) and not pd.isna(value) and value.is_integer():
+        return f"{int(value):,}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return _cell(value)
 
 
 def _cell(value: Any) -> str:

@@ -341,6 +341,7 @@ def payload(timeline: Timeline) -> dict[str, Any]:
             "s": rel(ordered["start"]),
             "e": rel(ordered["end"]),
             "f": flag_codes.tolist(),
+            "x": _context_lines(ordered),
         },
         "anomalies": {
             "kinds": [str(k) for k in kinds],
@@ -360,6 +361,35 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         },
         "cards": cards,
     }
+
+
+def _context_lines(runs: pd.DataFrame) -> list[str | None]:
+    """Per run, the tooltip's extra lines: its phase (when not production), plant and fields
+    (``good_qty  1,622``); None when there is nothing to add."""
+    phases = runs["phase"] if "phase" in runs else pd.Series(pd.NA, index=runs.index)
+    plants = runs["plant"] if "plant" in runs else pd.Series(pd.NA, index=runs.index)
+    texts = runs["attributes"] if "attributes" in runs else pd.Series(pd.NA, index=runs.index)
+    out: list[str | None] = []
+    for phase, plant, text in zip(phases.tolist(), plants.tolist(), texts.tolist(), strict=True):
+        lines = []
+        if isinstance(phase, str) and phase != "production":
+            lines.append(f"phase    {phase}")
+        if isinstance(plant, str):
+            lines.append(f"plant    {plant}")
+        if isinstance(text, str):
+            for name, value in json.loads(text).items():
+                if value is None:
+                    continue
+                shown = (
+                    ", ".join(map(str, value))
+                    if isinstance(value, list)
+                    else f"{value:,}"
+                    if isinstance(value, int | float) and not isinstance(value, bool)
+                    else str(value)
+                )
+                lines.append(f"{name:<8} {shown}")
+        out.append("\n".join(lines) or None)
+    return out
 
 
 def _days(lo: datetime, hi: datetime, zone: ZoneInfo, t0: int) -> list[list[int]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -142,6 +143,29 @@ def test_fields_aggregate_the_bookings_between_start_and_end_plus_grace(tmp_path
     assert parquet["plant"].tolist() == ["1000", "1000"]
     local = [pd.Timestamp(s).tz_convert("Europe/Berlin").date() for s in parquet["start"].tolist()]
     assert parquet["local_start_date"].tolist() == local
+
+
+def test_the_report_tooltip_and_the_preview_show_the_fields(tmp_path: Path) -> None:
+    from etl.preview import preview
+    from etl.report import payload, store_timeline
+
+    source = Source(tmp_path)
+    scenario(source)
+    project = load_project(tmp_path)
+    run_job(project, "north")
+    extra = payload(store_timeline(project, "north"))["runs"]["x"]
+    assert extra[0].splitlines() == [
+        "plant    1000",
+        "good     16",
+        "peak     7",
+        "least    1",
+        "opening  5",
+        "closing  3",
+        "reports  4",
+        "operators anna, bert",
+    ]
+    text = "\n".join(preview(project, "north", since="2000-01-01").lines())
+    assert "fields over all 2 runs: good 27, reports 5" in text
 
 
 def test_a_run_carried_across_windows_keeps_the_attributes_of_one_window(tmp_path: Path) -> None:
@@ -330,3 +354,74 @@ def test_pandas_and_duckdb_read_old_and_new_partitions_as_one_dataset(tmp_path: 
         " hive_partitioning = true, union_by_name = true) ORDER BY start"
     ).fetchall()
     assert rows[0] == ("M9", None, None) and rows[1][1:] == ("1000", 16)
+
+
+@pytest.mark.parametrize(
+    "dialect",
+    [
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ],
+)
+def test_fields_from_a_real_server_with_decimals_and_a_job_variable(
+    dialect: str, tmp_path: Path
+) -> None:
+    from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+
+    url = server_or_skip(POSTGRES_URL if dialect == "postgresql" else MARIADB_URL, dialect)
+    table = f"ctx_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(url)
+    stamp = "timestamp(6)" if dialect == "postgresql" else "datetime(6)"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE {table} (werk varchar(4), maschnr char(8), aunr varchar(20),"
+                f" kenn varchar(3), zeit {stamp}, menge decimal(10,3), persnr varchar(10))"
+            )
+        )
+        conn.execute(
+            sa.text(f"INSERT INTO {table} VALUES (:w, :m, :o, :k, :t, :q, :p)"),
+            [
+                {"w": "1000", "m": "M1", "o": "4711", "k": "A", "t": "2026-10-21 06:00:00",
+                 "q": None, "p": "anna"},
+                {"w": "1000", "m": "M1", "o": "4711", "k": "Q", "t": "2026-10-21 07:00:00",
+                 "q": "12.250", "p": "bert"},
+                {"w": "1000", "m": "M1", "o": "4711", "k": "E", "t": "2026-10-21 08:00:00",
+                 "q": "0.500", "p": "anna"},
+                {"w": "2000", "m": "M1", "o": "9999", "k": "A", "t": "2026-10-21 06:00:00",
+                 "q": "99", "p": "zoe"},
+            ],
+        )  # fmt: skip
+    try:
+        root = tmp_path / "p"
+        for folder in ("connectors", "mappings", "jobs"):
+            (root / folder).mkdir(parents=True)
+        (root / "etl.yaml").write_text("defaults: {start_from: 2026-10-20}\n")
+        port = url.port or (5432 if dialect == "postgresql" else 3306)
+        (root / "connectors" / "plant.yaml").write_text(
+            f"dialect: {dialect}\nhost: {url.host}\nport: {port}\ndatabase: {url.database}\n"
+            f"user: {url.username}\ntimezone: Europe/Berlin\n"
+        )
+        (root / "mappings" / "bde.yaml").write_text(
+            f"structure: bookings\nsource: {{table: {table}}}\n"
+            "columns: {timestamp: zeit, order_code: aunr, machine_code: maschnr, event: kenn}\n"
+            "events: {START: [A], END: [E], ignore: [Q]}\n"
+            "filters: [{column: werk, eq: '${plant}'}]\n"
+            "fields:\n"
+            "  good: {column: menge, type: decimal, agg: sum}\n"
+            "  operators: {column: persnr, type: text, agg: distinct}\n"
+            "  last_booking: {column: zeit, type: timestamp, agg: last}\n"
+        )
+        (root / "jobs" / "bde.yaml").write_text("connector: plant\nmapping: bde\nplant: '1000'\n")
+        result = run_job(load_project(root), "bde")
+        assert result.runs_total == 1
+        runs = pd.read_parquet(root / "output" / "parquet" / "runs")
+        run = runs.iloc[0]
+        assert run["good"] == pytest.approx(12.75)
+        assert list(run["operators"]) == ["anna", "bert"]
+        assert run["last_booking"] == pd.Timestamp("2026-10-21 06:00:00", tz="UTC")
+        assert (run["plant"], run["zone"]) == ("1000", "Europe/Berlin")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -159,9 +160,15 @@ def test_preview_of_the_whole_history_matches_the_store(demo: Path) -> None:
 
     # the sample: 5 runs, an aligned table
     table = out.split("--limit N shows more\n")[1].split("\n\n")[0].splitlines()
-    header, rule, rows = table[0], table[1], table[2:]
-    assert header.split() == ["machine", "order", "product", "start", "end", "duration"]
+    header, rule, rows, totals = table[0], table[1], table[2:-1], table[-1]
+    # the demo mapping's fields (MENGE_GUT) follow the run's columns
+    assert header.split() == [
+        *["machine", "order", "product", "start", "end", "duration"],
+        *["good_qty", "quantity_reports"],
+    ]
     assert len(rows) == 5
+    reports = sum(json.loads(text)["quantity_reports"] for text in runs["attributes"].dropna())
+    assert totals == f"  fields over all {len(runs):,} runs: quantity_reports {reports:,}"
     starts = {line.index(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line)[0]) for line in rows}
     assert starts == {header.index("start")}  # the start column lines up in every row
     assert all(len(line) <= len(rule) for line in rows)

@@ -515,6 +515,7 @@
       "duration " + duration(E[r] - S[r]) + (OPEN[r] ? " so far" : "")
     ];
     if (flags) { lines.push("flags    " + flags); }
+    if (R.x && R.x[r]) { lines = lines.concat(R.x[r].split("\n")); }
     return lines;
   }
   function anomalyLines(idx) {
