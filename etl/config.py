@@ -274,6 +274,8 @@ class BookingColumns(Strict):
     machine_code: Column
     event: Column
     product_code: Column | None = None
+    #: the plant of each booking; a run takes its START's (else the job's or connector's label)
+    plant: Column | None = None
 
 
 class OrderColumns(Strict):
@@ -285,6 +287,8 @@ class OrderColumns(Strict):
     end: Column
     product_code: Column | None = None
     updated_at: Column | None = None
+    #: the plant of each run (else the job's or connector's label)
+    plant: Column | None = None
 
 
 #: The columns of each mapping ``structure``.

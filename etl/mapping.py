@@ -367,6 +367,8 @@ def map_bookings(
         },
         index=frame.index,
     )
+    if cols.plant is not None:
+        rows["plant"] = texts(frame, cols.plant)
     # a handful of distinct codes: look each up once, then count and spread them by position
     positions, names = _event_codes(frame, cols.event)
     lookup = mapping.events.lookup()
@@ -517,6 +519,8 @@ def map_orders(
         bad |= missing
     runs = rows.loc[~bad, ["machine_code", "order_code", "product_code", "start", "end"]].copy()
     runs["flags"] = pd.Series(pd.NA, index=runs.index, dtype="string")
+    if cols.plant is not None:
+        runs["plant"] = texts(frame, cols.plant)[~bad]
     if cols.updated_at is not None:  # kept beside the run, for re-reading corrected rows
         runs["updated_at"] = timestamps(frame, cols.updated_at, zone, mapping.dst, instants)[~bad]
     if mapping.fields:

@@ -131,6 +131,8 @@ class Bookings(Structure):
             events = bookings[bookings["event"].isin(["START", "END"]).to_numpy()]
         result = phased_fold(events, held, self.mapping, policy, window)
         runs = result.runs
+        if "plant" in bookings:
+            runs["plant"] = start_values(runs, events, held, "plant")
         runs["attributes"] = aggregate(runs, bookings, self.mapping, held)
         return Derivation(runs, [result.anomalies], open_at_lo)
 
@@ -190,6 +192,21 @@ class Orders(Structure):
             )
             runs = runs[~duplicated]
         return Derivation(runs, found)
+
+
+def start_values(
+    runs: pd.DataFrame, events: pd.DataFrame, held: pd.DataFrame | None, name: str
+) -> pd.Series:
+    """Per run, ``name`` of the START booking it began with (a carried run: its stored value)."""
+    known = [events[(events["event"] == "START").to_numpy()].rename(columns={"ts": "start"})]
+    if held is not None and name in held:
+        known.append(held)
+    table = pd.concat([k[[*KEY, name]] for k in known], ignore_index=True)
+    table = table.dropna(subset=[name]).drop_duplicates(KEY, keep="last")
+    table = table.astype({"machine_code": "string", "order_code": "string"})
+    found = runs[KEY].astype({"machine_code": "string", "order_code": "string"})
+    merged = found.merge(table, on=KEY, how="left")
+    return pd.Series(merged[name].astype("string").to_numpy(), index=runs.index)
 
 
 #: joins an order code and a phase into the key the fold sees (a code never holds it)

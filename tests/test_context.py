@@ -254,6 +254,26 @@ def test_one_mapping_serves_two_plants_through_job_variables(tmp_path: Path) -> 
     assert [f.column for f in south_job.mapping.filters] == ["WERK", "MASCHNR"]
 
 
+def test_a_mapped_plant_column_gives_each_run_its_plant(tmp_path: Path) -> None:
+    source = Source(tmp_path)
+    scenario(source)
+    mapping = MAPPING.replace("  event: SATZART\n", "  event: SATZART\n  plant: WERK\n")
+    mapping = mapping.replace("filters:\n  - {column: WERK, eq: '${plant}'}\n", "")
+    (tmp_path / "mappings" / "bde.yaml").write_text(mapping)
+    (tmp_path / "jobs" / "south.yaml").unlink()
+    run_job(load_project(tmp_path), "north")
+    stored = source.stored("north").sort_values("machine_code")
+    assert stored[["machine_code", "plant"]].values.tolist() == [
+        ["M1", "1000"],
+        ["M1", "1000"],
+        ["S1", "2000"],
+    ]
+    zones = duckdb.sql(
+        f"SELECT DISTINCT zone FROM read_parquet('{tmp_path}/output/parquet/runs/**/*.parquet')"
+    ).fetchall()
+    assert zones == [("Europe/Berlin",)]
+
+
 def test_validate_names_a_mapping_variable_the_job_does_not_set(tmp_path: Path) -> None:
     Source(tmp_path)
     (tmp_path / "jobs" / "east.yaml").write_text("connector: bde\nmapping: bde\n")
