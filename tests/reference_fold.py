@@ -203,3 +203,61 @@ def reference_order_runs_and_anomalies(
 def reference_order_runs(db_path: Path | str, hi: datetime) -> list[dict]:
     """Runs from ``FA_AUFTRAEGE`` (plant 1000, not deleted) with a start before ``hi``."""
     return reference_order_runs_and_anomalies(db_path, hi)[0]
+
+
+def reference_quantities(
+    db_path: Path | str, hi: datetime, runs: list[dict]
+) -> dict[tuple[str, str, datetime], tuple[int | None, int]]:
+    """Per run (machine, order, start): the largest ``MENGE_GUT`` booked toward it and how many
+    bookings with a quantity did, by the rule of docs/concepts.md (no grace in the demo): a
+    booking of the run's machine and order (START, END or a quantity report) counts toward the
+    latest run that started at or before it while that run is open or has not ended before it;
+    a booking other than a START at the very start of a run belongs to the run that was going on
+    if that one covers it."""
+    hi = _check_hi(hi)
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        by_key.setdefault((run["machine_code"], run["order_code"]), []).append(run)
+    for group in by_key.values():
+        group.sort(key=lambda r: r["start"])
+    totals: dict[tuple[str, str, datetime], list[Any]] = {
+        (r["machine_code"], r["order_code"], r["start"]): [None, 0] for r in runs
+    }
+    con = sqlite3.connect(f"file:{Path(db_path)}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT WERK, MASCHNR, AUNR, SATZART, BUCHDAT, BUCHZEIT, STORNO, MENGE_GUT "
+            "FROM BDE_BUCHUNGEN"
+        ).fetchall()
+    finally:
+        con.close()
+
+    def covers(run: dict, ts: datetime) -> bool:
+        return run["end"] is None or ts <= run["end"]
+
+    for werk, machine, order, satzart, day, clock, storno, quantity in rows:
+        if storno != 0 or werk != PLANT or quantity is None:
+            continue
+        code = _code(satzart)
+        if code not in START_CODES + END_CODES + IGNORED_CODES:
+            continue
+        ts = _booking_time(day, clock)
+        machine_code, order_code = _code(machine), _code(order)
+        if ts is None or ts >= hi or machine_code is None or order_code is None:
+            continue
+        group = by_key.get((machine_code, order_code), [])
+        started = [r for r in group if r["start"] <= ts]
+        earlier = [r for r in group if r["start"] < ts]
+        target = None
+        if code in START_CODES:
+            target = started[-1] if started and covers(started[-1], ts) else None
+        elif earlier and covers(earlier[-1], ts):
+            target = earlier[-1]
+        elif started and started[-1]["start"] == ts:
+            target = started[-1]
+        if target is None:
+            continue
+        slot = totals[(machine_code, order_code, target["start"])]
+        slot[0] = quantity if slot[0] is None else max(slot[0], quantity)
+        slot[1] += 1
+    return {key: (value[0], value[1]) for key, value in totals.items()}

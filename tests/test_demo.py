@@ -16,7 +16,11 @@ from etl.cli import main
 from etl.demo import DB_FILE, run_demo
 from etl.schema import RUNS_SCHEMA
 
-from .reference_fold import reference_booking_runs, reference_order_runs_and_anomalies
+from .reference_fold import (
+    reference_booking_runs,
+    reference_order_runs_and_anomalies,
+    reference_quantities,
+)
 
 # Autumn: the data spans the October change (repeated hour); spring: the March change (skipped hour).
 NOWS = [datetime(2026, 11, 22, 9, 0, tzinfo=UTC), datetime(2026, 4, 20, 9, 0, tzinfo=UTC)]
@@ -67,6 +71,31 @@ def test_demo_runs_equal_the_independent_derivation(demo: tuple[Path, dict]) -> 
     by_job = {job: Counter(group["kind"]) for job, group in found.groupby("job")}
     assert by_job["demo_bookings"] == expected_anomalies
     assert by_job["demo_orders"] == order_anomalies
+
+
+def test_demo_quantities_equal_the_independent_derivation(demo: tuple[Path, dict]) -> None:
+    """The demo maps MENGE_GUT (a running good count per order) as ``good_qty`` (max) and
+    ``quantity_reports`` (count): the Parquet holds what the naive reference computes."""
+    directory, info = demo
+    hi = info["hi"]["demo_bookings"]
+    runs = pd.read_parquet(directory / "output" / "parquet" / "runs")
+    runs = runs[runs["job"] == "demo_bookings"]
+    expected_runs, _ = reference_booking_runs(directory / DB_FILE, hi)
+    expected = reference_quantities(directory / DB_FILE, hi, expected_runs)
+    got = {
+        (m, o, pd.Timestamp(s).to_pydatetime()): (None if pd.isna(q) else int(q), int(n))
+        for m, o, s, q, n in zip(
+            runs["machine_code"],
+            runs["order_code"],
+            runs["start"],
+            runs["good_qty"],
+            runs["quantity_reports"],
+            strict=True,
+        )
+    }
+    assert got == expected
+    assert sum(n for _, n in expected.values()) > 1000  # the quantities are really there
+    assert runs["plant"].eq("1000").all() and runs["zone"].eq("Europe/Berlin").all()
 
 
 def test_demo_parquet_has_the_documented_schema(demo: tuple[Path, dict]) -> None:
