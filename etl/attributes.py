@@ -284,7 +284,9 @@ def _json(values: pd.DataFrame) -> pd.Series:
     if values.empty:
         return pd.Series(pd.NA, index=values.index, dtype="string")
     frame = values.reset_index(drop=True)
-    text = frame.to_json(orient="records", lines=True, date_format="iso", date_unit="us")
+    text = frame.to_json(
+        orient="records", lines=True, date_format="iso", date_unit="us", double_precision=15
+    )
     lines = pd.Series(text.rstrip("\n").split("\n"), dtype="string")
     empty = frame.isna().all(axis=1).to_numpy()
     lines[empty] = pd.NA

@@ -22,6 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.config import load_project
+from etl.schema import RUN_COLUMNS
 from etl.sync import open_store, run_job
 
 from .plant import BERLIN, _sorted
@@ -164,7 +165,8 @@ class Fleet:
         project = load_project(root)
         store = open_store(project)
         try:
-            return {job: _sorted(store.runs_between(job)) for job in self.job_names()}
+            # the fold's columns (the run context has tests of its own, tests/test_context.py)
+            return {job: _sorted(store.runs_between(job)[RUN_COLUMNS]) for job in self.job_names()}
         finally:
             store.close()
 
