@@ -26,6 +26,7 @@ from .errors import LockLost, StoreError, UsageError
 from .extract import Window
 from .failpoints import failpoint
 from .fold import carry_margin
+from .monthly import MonthRuns
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import KEY, VALUE, Changes, Lease, month_of
@@ -149,6 +150,7 @@ def _run(
     resumed: datetime | None = None
     a: datetime | None = None
     result: BackfillResult | None = None
+    months: MonthRuns | None = None
     total_chunks = 0
     while True:
 
@@ -183,6 +185,9 @@ def _run(
             total_chunks = max(1, -(-span // chunk))
         if window.hi <= window.lo:
             break
+        if months is None:  # before the first commit: which months the store has nothing of
+            publishing = base is not None and bool(job.spec.parquet)
+            months = MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
         kinds = Counter(derived.anomalies["kind"].tolist())
         done = window.hi >= stop()
         audit = {
@@ -207,13 +212,15 @@ def _run(
             owner=held.owner,
         )
         net.add(changes, window.hi, margin)
+        months.apply(changes)
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
         ready = [m for m in changes.months if done or m < month_of(window.hi)]
         if base is not None and job.spec.parquet and ready:
             try:
-                publish(store, job_name, ready, base, held.verify)
+                publish(store, job_name, ready, base, held.verify, months.runs(ready))
                 store.clear_pending(job_name, ready, held.owner)
+                months.forget(ready)
             except LockLost as exc:
                 raise lost_after_commit(job_name, sync_id, exc) from exc
         piece = Chunk(

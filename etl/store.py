@@ -562,6 +562,19 @@ class Store:
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
 
+    def first_start(self, job: str, lo: datetime) -> datetime | None:
+        """The earliest start of ``job``'s stored runs at or after ``lo`` (None: there are none)."""
+        t = production_runs
+        with self.begin() as conn:
+            first = conn.execute(
+                sa.select(sa.func.min(t.c.start)).where(t.c.job == job, t.c.start >= lo)
+            ).scalar()
+        if isinstance(first, str):  # SQLite's naive UTC text (an aggregate loses the type)
+            return utc_stamps([first]).iloc[0].to_pydatetime()
+        if isinstance(first, datetime):
+            return first.replace(tzinfo=UTC) if first.tzinfo is None else first.astimezone(UTC)
+        return None
+
     def runs_in_month(self, job: str, month: str) -> pd.DataFrame:
         """All stored runs of ``job`` starting in ``month`` (UTC), ordered."""
         lo, hi = month_bounds(month)
