@@ -21,7 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Project
+from .ahead import Ahead, carried_from
+from .config import Job, Project
 from .errors import LockLost, StoreError, UsageError
 from .extract import Window
 from .failpoints import failpoint
@@ -30,7 +31,7 @@ from .monthly import MonthRuns
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import KEY, VALUE, Changes, Lease, month_of
-from .sync import derive, leased, lost_after_commit, parquet_output
+from .sync import Derived, derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -152,109 +153,149 @@ def _run(
     result: BackfillResult | None = None
     months: MonthRuns | None = None
     total_chunks = 0
-    while True:
+    overlap = mapping.structure == "bookings"  # the next chunk's carried runs are this one's
+    ahead = Ahead()
 
-        def window_for(now: datetime, a_: datetime | None = a) -> Window:
-            resolve(now)
-            lo = a_ if a_ is not None else bounds["since"]
-            return Window(lo=lo, hi=min(lo + chunk, stop()))
+    def check(_rows: int) -> None:
+        held.check()
 
-        def stop() -> datetime:
-            watermark = state.watermark if state and state.watermark else None
-            end = bounds["until"]
-            return max(end, min(watermark, bounds["latest"])) if watermark else end
+    try:
+        while True:
 
-        if a is None:
-            # first chunk: decide the start (resume?) once the clock is known
-            probe_start = None
-            if not restart and state and state.backfill_range == key and state.backfill_next:
-                probe_start = state.backfill_next
-            a = probe_start
-            resumed = probe_start
-        started = datetime.now(UTC)
-        derived = derive(project, job, window_for, store, lambda _rows: held.check())
-        window = derived.window
-        if result is None:
-            if bounds["since"] >= bounds["until"]:
-                raise UsageError(
-                    f"--since {since_text} is not before --until {until_text or 'now'} "
-                    f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
+            def window_for(now: datetime, a_: datetime | None = a) -> Window:
+                resolve(now)
+                lo = a_ if a_ is not None else bounds["since"]
+                return Window(lo=lo, hi=min(lo + chunk, stop()))
+
+            def stop() -> datetime:
+                watermark = state.watermark if state and state.watermark else None
+                end = bounds["until"]
+                return max(end, min(watermark, bounds["latest"])) if watermark else end
+
+            if a is None:
+                # first chunk: decide the start (resume?) once the clock is known
+                probe_start = None
+                if not restart and state and state.backfill_range == key and state.backfill_next:
+                    probe_start = state.backfill_next
+                a = probe_start
+                resumed = probe_start
+            started = datetime.now(UTC)
+            ahead_of_time = ahead.take()  # the chunk read while the last one committed
+            derived = (
+                ahead_of_time
+                if isinstance(ahead_of_time, Derived)
+                else derive(project, job, window_for, store, check)
+            )
+            window = derived.window
+            if result is None:
+                if bounds["since"] >= bounds["until"]:
+                    raise UsageError(
+                        f"--since {since_text} is not before --until {until_text or 'now'} "
+                        f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
+                    )
+                result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
+                span = stop() - (a or bounds["since"])
+                total_chunks = max(1, -(-span // chunk))
+            if window.hi <= window.lo:
+                break
+            if months is None:  # before the first commit: which months the store has nothing of
+                publishing = base is not None and bool(job.spec.parquet)
+                months = (
+                    MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
                 )
-            result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
-            span = stop() - (a or bounds["since"])
-            total_chunks = max(1, -(-span // chunk))
-        if window.hi <= window.lo:
-            break
-        if months is None:  # before the first commit: which months the store has nothing of
-            publishing = base is not None and bool(job.spec.parquet)
-            months = MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
-        kinds = Counter(derived.anomalies["kind"].tolist())
-        done = window.hi >= stop()
-        audit = {
-            "started_at": started,
-            "finished_at": datetime.now(UTC),
-            "duration_s": (datetime.now(UTC) - started).total_seconds(),
-            "rows_read": derived.rows_read,
-            "runs_open": int(derived.runs["end"].isna().sum()),
-            "anomalies": len(derived.anomalies),
-            "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
-        }
-        sync_id, changes = store.commit_sync(
-            job_name,
-            window.lo,
-            window.hi,
-            derived.runs,
-            derived.anomalies,
-            audit,
-            margin,
-            bounded=True,
-            backfill=(key, window.hi) if not done else (None, None),
-            owner=held.owner,
-        )
-        net.add(changes, window.hi, margin)
-        months.apply(changes)
-        # a month is published once the chunks have passed it (the next chunk may still change
-        # the month its end falls in); the months left pending stay recorded in the store
-        ready = [m for m in changes.months if done or m < month_of(window.hi)]
-        if base is not None and job.spec.parquet and ready:
-            try:
-                publish(store, job_name, ready, base, held.verify, months.runs(ready))
-                store.clear_pending(job_name, ready, held.owner)
-                months.forget(ready)
-            except LockLost as exc:
-                raise lost_after_commit(job_name, sync_id, exc) from exc
-        piece = Chunk(
-            window.lo,
-            window.hi,
-            derived.rows_read,
-            len(derived.runs),
-            changes.inserted,
-            changes.updated,
-            changes.deleted,
-            len(derived.anomalies),
-        )
-        result.chunks.append(piece)
-        failpoint("backfill_chunk")
-        log.info(
-            "%s: backfill chunk %s .. %s: %d rows, +%d ~%d -%d",
-            job_name,
-            _stamp(window.lo),
-            _stamp(window.hi),
-            piece.rows_read,
-            piece.inserted,
-            piece.updated,
-            piece.deleted,
-        )
-        if progress is not None:
-            progress(piece, total_chunks)
-        if done:
-            break
-        a = window.hi
+            kinds = Counter(derived.anomalies["kind"].tolist())
+            done = window.hi >= stop()
+            audit = {
+                "started_at": started,
+                "finished_at": datetime.now(UTC),
+                "duration_s": (datetime.now(UTC) - started).total_seconds(),
+                "rows_read": derived.rows_read,
+                "runs_open": int(derived.runs["end"].isna().sum()),
+                "anomalies": len(derived.anomalies),
+                "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
+            }
+            if not done and overlap:  # read the next chunk while this one commits
+                ahead.start(
+                    _next_chunk(project, job, window.hi, chunk, stop, check, derived, margin)
+                )
+            sync_id, changes = store.commit_sync(
+                job_name,
+                window.lo,
+                window.hi,
+                derived.runs,
+                derived.anomalies,
+                audit,
+                margin,
+                bounded=True,
+                backfill=(key, window.hi) if not done else (None, None),
+                owner=held.owner,
+            )
+            net.add(changes, window.hi, margin)
+            months.apply(changes)
+            # a month is published once the chunks have passed it (the next chunk may still change
+            # the month its end falls in); the months left pending stay recorded in the store
+            ready = [m for m in changes.months if done or m < month_of(window.hi)]
+            if base is not None and job.spec.parquet and ready:
+                try:
+                    publish(store, job_name, ready, base, held.verify, months.runs(ready))
+                    store.clear_pending(job_name, ready, held.owner)
+                    months.forget(ready)
+                except LockLost as exc:
+                    raise lost_after_commit(job_name, sync_id, exc) from exc
+            piece = Chunk(
+                window.lo,
+                window.hi,
+                derived.rows_read,
+                len(derived.runs),
+                changes.inserted,
+                changes.updated,
+                changes.deleted,
+                len(derived.anomalies),
+            )
+            result.chunks.append(piece)
+            failpoint("backfill_chunk")
+            log.info(
+                "%s: backfill chunk %s .. %s: %d rows, +%d ~%d -%d",
+                job_name,
+                _stamp(window.lo),
+                _stamp(window.hi),
+                piece.rows_read,
+                piece.inserted,
+                piece.updated,
+                piece.deleted,
+            )
+            if progress is not None:
+                progress(piece, total_chunks)
+            if done:
+                break
+            a = window.hi
+    finally:
+        ahead.close()
     assert result is not None
     net.finish()
     result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
     result.duration_s = time.monotonic() - clock
     return result
+
+
+def _next_chunk(
+    project: Project,
+    job: Job,
+    lo: datetime,
+    chunk: timedelta,
+    stop: Callable[[], datetime],
+    check: Callable[[int], None],
+    derived: Derived,
+    margin: timedelta,
+) -> Callable[[], Derived]:
+    """The derivation of the chunk from ``lo`` on, with the runs ``derived`` leaves open carried
+    in (nothing read from the store: it runs beside the commit of ``derived``)."""
+    carried = carried_from(derived.runs, lo, margin)
+
+    def window_for(_now: datetime) -> Window:
+        return Window(lo=lo, hi=min(lo + chunk, stop()))
+
+    return lambda: derive(project, job, window_for, None, check, carried)
 
 
 Key = tuple[Any, ...]

@@ -1026,6 +1026,11 @@ def _side(both: pd.DataFrame, suffix: str) -> pd.DataFrame:
     return frame[RUN_COLUMNS].reset_index(drop=True)
 
 
+def as_stored(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs as the store reads them back (RUN_COLUMNS, strings, UTC microseconds)."""
+    return _normalized(runs)
+
+
 def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs with the dtypes the store reads back (strings, UTC microseconds)."""
     frame = runs[RUN_COLUMNS].copy()

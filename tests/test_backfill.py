@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -114,9 +115,20 @@ def test_a_first_backfill_publishes_its_months_without_reading_them_back(
         read_back.append(month)
         return real(self, job, month)
 
+    carried: list[object] = []
+    real_carried = Store.carried_runs
+
+    def carried_runs(self: Store, *args: Any) -> pd.DataFrame:
+        carried.append(args)
+        return real_carried(self, *args)
+
     monkeypatch.setattr(Store, "runs_in_month", runs_in_month)
-    backfill(load_project(plant.root), "bookings", since, None, timedelta(hours=7))
+    monkeypatch.setattr(Store, "carried_runs", carried_runs)
+    result = backfill(load_project(plant.root), "bookings", since, None, timedelta(hours=7))
     assert read_back == []  # every month was empty in the store: published from the chunks
+    # only the first chunk reads its carried runs from the store; each later one was read while
+    # the one before committed and carries that one's open runs
+    assert len(carried) == 1 and len(result.chunks) > 50
     monkeypatch.undo()
     published = _partitions(plant)
     assert any(name.startswith("runs/") for name in published)
