@@ -21,7 +21,7 @@ from datetime import datetime
 import pandas as pd
 
 from .schema import RUN_COLUMNS, empty_runs
-from .store import KEY, Changes, Store, month_bounds, month_of
+from .store import KEY, Changes, Store, month_bounds, month_of, months_of
 
 NEVER = "~"  # sorts after every "YYYY-MM": no month is known
 
@@ -92,7 +92,7 @@ def _months(runs: pd.DataFrame) -> pd.Series:
     """The month (UTC) each run starts in."""
     if runs.empty:
         return pd.Series([], dtype=object, index=runs.index)
-    return pd.to_datetime(runs["start"], utc=True).dt.strftime("%Y-%m")
+    return months_of(runs["start"])
 
 
 def _own(parts: list[pd.DataFrame], fallback: pd.DataFrame) -> pd.DataFrame:

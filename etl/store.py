@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -163,6 +164,14 @@ class Changes:
 def month_of(stamp: datetime) -> str:
     """``'2026-03'``: the partition a UTC timestamp belongs to."""
     return stamp.astimezone(UTC).strftime("%Y-%m")
+
+
+def months_of(stamps: pd.Series) -> pd.Series:
+    """``month_of`` for a column of timestamps (aware or UTC), in C instead of one ``strftime``
+    per value (a third of a second per 160k runs)."""
+    utc = pd.to_datetime(stamps, utc=True).dt.tz_localize(None).to_numpy()
+    months = numpy.datetime_as_string(utc.astype("datetime64[M]"), unit="M")
+    return pd.Series(months, index=stamps.index, dtype=object)
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -996,7 +1005,7 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
         old = old.drop_duplicates(KEY, keep="last")
     if old.empty:  # a first load: everything is new
-        months = sorted(set(new["start"].dt.strftime("%Y-%m")))
+        months = sorted(set(months_of(new["start"])))
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
         return changes, new.reset_index(drop=True), old[RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
@@ -1009,7 +1018,7 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     gone = both["_merge"] == "left_only"
     added = both["_merge"] == "right_only"
     touched = both.loc[gone | added | changed, "start"]
-    months = sorted(set(touched.dt.tz_convert(UTC).dt.strftime("%Y-%m")))
+    months = sorted(set(months_of(touched)))
     changes = Changes(
         inserted=int(added.sum()),
         updated=int(changed.sum()),
