@@ -15,9 +15,10 @@ chunk (and a resumed backfill's) reads them from the store.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -33,25 +34,47 @@ def carried_from(runs: pd.DataFrame, lo: datetime, margin: timedelta) -> pd.Data
     return stored[keep].reset_index(drop=True)
 
 
+class Abandoned(Exception):
+    """Raised inside work that ``Ahead.close`` abandoned (the main thread failed or finished)."""
+
+
 class Ahead:
-    """At most one piece of work running in a background thread, its result taken later."""
+    """At most one piece of work running in a background thread, its result taken later; a
+    context manager that waits for the thread when the block ends."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-ahead")
         self._next: Future[object] | None = None
+        self._closing = threading.Event()
+        #: when the work started last began (None: nothing started)
+        self.started: datetime | None = None
 
     def start(self, work: Callable[[], object]) -> None:
         """Start ``work`` now (nothing else may be running)."""
         assert self._next is None
+        self.started = datetime.now(UTC)
         self._next = self._pool.submit(work)
 
     def take(self) -> object | None:
         """The result of the work started last (waits for it; raises what it raised), or None
         when nothing was started."""
-        future, self._next = self._next, None
+        future, self._next, self.started = self._next, None, None
         return None if future is None else future.result()
 
+    def check(self) -> None:
+        """For the work to call as it goes: raises Abandoned once ``close`` was called, so a
+        failed backfill does not wait for a whole chunk to be read for nothing."""
+        if self._closing.is_set():
+            raise Abandoned("the backfill stopped")
+
     def close(self) -> None:
-        """Wait for running work (its result is dropped) and stop the thread."""
+        """Abandon running work (its result or error is dropped) and stop the thread."""
+        self._closing.set()
         self._next = None
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Ahead:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -95,11 +95,12 @@ def backfill(
     since_at = parse_when(since, zone, "--since")
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
-    with leased(project, job_name) as (_store, held):
+    with leased(project, job_name) as (_store, held), Ahead() as ahead:
         return _run(
             project,
             job_name,
             held,
+            ahead,
             since_at,
             until_at,
             since,
@@ -115,6 +116,7 @@ def _run(
     project: Project,
     job_name: str,
     held: Lease,
+    ahead: Ahead,
     since_at: datetime | timedelta,
     until_at: datetime | timedelta,
     since_text: str,
@@ -154,123 +156,116 @@ def _run(
     months: MonthRuns | None = None
     total_chunks = 0
     overlap = mapping.structure == "bookings"  # the next chunk's carried runs are this one's
-    ahead = Ahead()
 
     def check(_rows: int) -> None:
         held.check()
+        ahead.check()
 
-    try:
-        while True:
+    while True:
 
-            def window_for(now: datetime, a_: datetime | None = a) -> Window:
-                resolve(now)
-                lo = a_ if a_ is not None else bounds["since"]
-                return Window(lo=lo, hi=min(lo + chunk, stop()))
+        def window_for(now: datetime, a_: datetime | None = a) -> Window:
+            resolve(now)
+            lo = a_ if a_ is not None else bounds["since"]
+            return Window(lo=lo, hi=min(lo + chunk, stop()))
 
-            def stop() -> datetime:
-                watermark = state.watermark if state and state.watermark else None
-                end = bounds["until"]
-                return max(end, min(watermark, bounds["latest"])) if watermark else end
+        def stop() -> datetime:
+            watermark = state.watermark if state and state.watermark else None
+            end = bounds["until"]
+            return max(end, min(watermark, bounds["latest"])) if watermark else end
 
-            if a is None:
-                # first chunk: decide the start (resume?) once the clock is known
-                probe_start = None
-                if not restart and state and state.backfill_range == key and state.backfill_next:
-                    probe_start = state.backfill_next
-                a = probe_start
-                resumed = probe_start
-            started = datetime.now(UTC)
-            ahead_of_time = ahead.take()  # the chunk read while the last one committed
-            derived = (
-                ahead_of_time
-                if isinstance(ahead_of_time, Derived)
-                else derive(project, job, window_for, store, check)
-            )
-            window = derived.window
-            if result is None:
-                if bounds["since"] >= bounds["until"]:
-                    raise UsageError(
-                        f"--since {since_text} is not before --until {until_text or 'now'} "
-                        f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
-                    )
-                result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
-                span = stop() - (a or bounds["since"])
-                total_chunks = max(1, -(-span // chunk))
-            if window.hi <= window.lo:
-                break
-            if months is None:  # before the first commit: which months the store has nothing of
-                publishing = base is not None and bool(job.spec.parquet)
-                months = (
-                    MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
+        if a is None:
+            # first chunk: decide the start (resume?) once the clock is known
+            probe_start = None
+            if not restart and state and state.backfill_range == key and state.backfill_next:
+                probe_start = state.backfill_next
+            a = probe_start
+            resumed = probe_start
+        started = ahead.started or datetime.now(UTC)
+        ahead_of_time = ahead.take()  # the chunk read while the last one committed
+        derived = (
+            ahead_of_time
+            if isinstance(ahead_of_time, Derived)
+            else derive(project, job, window_for, store, check)
+        )
+        window = derived.window
+        if result is None:
+            if bounds["since"] >= bounds["until"]:
+                raise UsageError(
+                    f"--since {since_text} is not before --until {until_text or 'now'} "
+                    f"({_stamp(bounds['since'])} >= {_stamp(bounds['until'])})"
                 )
-            kinds = Counter(derived.anomalies["kind"].tolist())
-            done = window.hi >= stop()
-            audit = {
-                "started_at": started,
-                "finished_at": datetime.now(UTC),
-                "duration_s": (datetime.now(UTC) - started).total_seconds(),
-                "rows_read": derived.rows_read,
-                "runs_open": int(derived.runs["end"].isna().sum()),
-                "anomalies": len(derived.anomalies),
-                "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
-            }
-            if not done and overlap:  # read the next chunk while this one commits
-                ahead.start(
-                    _next_chunk(project, job, window.hi, chunk, stop, check, derived, margin)
-                )
-            sync_id, changes = store.commit_sync(
-                job_name,
-                window.lo,
-                window.hi,
-                derived.runs,
-                derived.anomalies,
-                audit,
-                margin,
-                bounded=True,
-                backfill=(key, window.hi) if not done else (None, None),
-                owner=held.owner,
-            )
-            net.add(changes, window.hi, margin)
-            months.apply(changes)
-            # a month is published once the chunks have passed it (the next chunk may still change
-            # the month its end falls in); the months left pending stay recorded in the store
-            ready = [m for m in changes.months if done or m < month_of(window.hi)]
-            if base is not None and job.spec.parquet and ready:
-                try:
-                    publish(store, job_name, ready, base, held.verify, months.runs(ready))
-                    store.clear_pending(job_name, ready, held.owner)
-                    months.forget(ready)
-                except LockLost as exc:
-                    raise lost_after_commit(job_name, sync_id, exc) from exc
-            piece = Chunk(
-                window.lo,
-                window.hi,
-                derived.rows_read,
-                len(derived.runs),
-                changes.inserted,
-                changes.updated,
-                changes.deleted,
-                len(derived.anomalies),
-            )
-            result.chunks.append(piece)
-            failpoint("backfill_chunk")
-            log.info(
-                "%s: backfill chunk %s .. %s: %d rows, +%d ~%d -%d",
-                job_name,
-                _stamp(window.lo),
-                _stamp(window.hi),
-                piece.rows_read,
-                piece.inserted,
-                piece.updated,
-                piece.deleted,
-            )
-            if progress is not None:
-                progress(piece, total_chunks)
-            if done:
-                break
-            a = window.hi
-    finally:
-        ahead.close()
+            result = BackfillResult(job_name, bounds["since"], bounds["until"], resumed)
+            span = stop() - (a or bounds["since"])
+            total_chunks = max(1, -(-span // chunk))
+        if window.hi <= window.lo:
+            break
+        if months is None:  # before the first commit: which months the store has nothing of
+            publishing = base is not None and bool(job.spec.parquet)
+            months = MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
+        kinds = Counter(derived.anomalies["kind"].tolist())
+        done = window.hi >= stop()
+        audit = {
+            "started_at": started,
+            "finished_at": datetime.now(UTC),
+            "duration_s": (datetime.now(UTC) - started).total_seconds(),
+            "rows_read": derived.rows_read,
+            "runs_open": int(derived.runs["end"].isna().sum()),
+            "anomalies": len(derived.anomalies),
+            "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
+        }
+        if not done and overlap:  # read the next chunk while this one commits
+            ahead.start(_next_chunk(project, job, window.hi, chunk, stop, check, derived, margin))
+        sync_id, changes = store.commit_sync(
+            job_name,
+            window.lo,
+            window.hi,
+            derived.runs,
+            derived.anomalies,
+            audit,
+            margin,
+            bounded=True,
+            backfill=(key, window.hi) if not done else (None, None),
+            owner=held.owner,
+        )
+        net.add(changes, window.hi, margin)
+        months.apply(changes)
+        # a month is published once the chunks have passed it (the next chunk may still change
+        # the month its end falls in); the months left pending stay recorded in the store
+        ready = [m for m in changes.months if done or m < month_of(window.hi)]
+        if base is not None and job.spec.parquet and ready:
+            try:
+                publish(store, job_name, ready, base, held.verify, months.runs(ready))
+                store.clear_pending(job_name, ready, held.owner)
+                months.forget(ready)
+            except LockLost as exc:
+                raise lost_after_commit(job_name, sync_id, exc) from exc
+        piece = Chunk(
+            window.lo,
+            window.hi,
+            derived.rows_read,
+            len(derived.runs),
+            changes.inserted,
+            changes.updated,
+            changes.deleted,
+            len(derived.anomalies),
+        )
+        result.chunks.append(piece)
+        failpoint("backfill_chunk")
+        log.info(
+            "%s: backfill chunk %s .. %s: %d rows, +%d ~%d -%d",
+            job_name,
+            _stamp(window.lo),
+            _stamp(window.hi),
+            piece.rows_read,
+            piece.inserted,
+            piece.updated,
+            piece.deleted,
+        )
+        if progress is not None:
+            progress(piece, total_chunks)
+        if done:
+            break
+        a = window.hi
     assert result is not None
     net.finish()
     result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted

@@ -173,6 +173,36 @@ def test_a_first_backfill_killed_and_rerun_writes_what_one_run_writes(tmp_path: 
     assert all(again[name].equals(published[name]) for name in published)
 
 
+def test_a_commit_that_fails_while_the_next_chunk_is_read_stops_the_backfill_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    real = Store.commit_sync
+    calls: list[int] = []
+
+    def commit_sync(self: Store, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the third chunk is being read meanwhile
+            raise StoreError("store: disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "commit_sync", commit_sync)
+    with pytest.raises(StoreError, match="disk full"):
+        backfill(load_project(plant.root), "bookings", since, None, timedelta(days=2))
+    assert len(calls) == 2
+    monkeypatch.undo()
+    state = open_store(load_project(plant.root)).state("bookings")
+    assert state is not None and state.backfill_next is not None  # resumes after chunk 1
+    result = CliRunner().invoke(
+        main, ["-p", str(plant.root), "backfill", "bookings", "--since", since, "--chunk", "2d"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "resumed at" in result.stdout
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.parquet_runs(), check_dtype=False)
+
+
 def test_backfill_of_an_older_range_does_not_move_the_watermark_back(tmp_path: Path) -> None:
     plant = _busy_plant(tmp_path / "p")
     plant.run()
