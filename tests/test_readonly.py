@@ -168,10 +168,16 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
         original = type(path).batches
 
         def spy(
-            self: Any, source: Any, sql: str, params: Any, size: int, _o: Any = original
+            self: Any,
+            source: Any,
+            sql: str,
+            params: Any,
+            size: int,
+            probe: Any = None,
+            _o: Any = original,
         ) -> Any:
             native.append((sql, params))
-            return _o(self, source, sql, params, size)
+            return _o(self, source, sql, params, size, probe)
 
         monkeypatch.setattr(type(path), "batches", spy)
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)
