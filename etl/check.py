@@ -27,6 +27,7 @@ from .redact import redact
 from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
 
 CLOCK_WARN_SECONDS = 60.0
+_REFUSED = ": source.query: refused"
 READER_ACCOUNT = "etl_reader"
 
 
@@ -81,6 +82,11 @@ class CheckReport:
     def clock_offset_s(self) -> float:
         """Server clock minus host clock, in seconds."""
         return (self.server_clock - self.host_clock).total_seconds()
+
+    @property
+    def refused(self) -> list[str]:
+        """The custom queries the read-only allowlist refused (their jobs would not run)."""
+        return [t.detail for t in self.tables if not t.readable and _REFUSED in t.detail]
 
     @property
     def writes(self) -> list[Privilege]:
@@ -237,7 +243,7 @@ def _layers(conn: Connection, source: Source, project: Project, report: CheckRep
         if probe is not None
         else f"session: {source.dialect.product} has no read-only session to verify"
     )
-    refused = [t for t in report.tables if not t.readable and ": source.query: refused" in t.detail]
+    refused = [t for t in report.tables if not t.readable and _REFUSED in t.detail]
     queries = [t for t in report.tables if t.source == "(custom query)"]
     out.append(
         f"custom queries: {len(queries)} checked against the allowlist, {len(refused)} refused"
