@@ -336,7 +336,7 @@ def test_a_refused_function_never_reaches_the_server(target: Target) -> None:
 
     root = _custom(target, REFUSED_FUNCTION[target.dialect])
     try:
-        with pytest.raises(ConfigError, match="source.query: refused"):
+        with pytest.raises(ConfigError, match=r"source\.query: refused"):
             run_job(load_project(root), "custom")
     finally:
         (root / "jobs" / "custom.yaml").unlink()
