@@ -133,7 +133,10 @@ def init(directory: Path, force: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context) -> None:
     """Check every file of the project; exit 2 listing every problem with file, line and key."""
+    from .extract import check_custom_queries
+
     project = _project(ctx)
+    check_custom_queries(project)  # the read-only allowlist, in each job's source dialect
     enabled = [name for name, job in project.jobs.items() if job.spec.enabled]
     project.require_env(enabled)
     try:

@@ -186,3 +186,40 @@ def test_every_dialect_has_both_allowlists() -> None:
     for dialect in DIALECTS:
         assert ALLOWED_OPTIONS[dialect]
         assert PURE_FUNCTIONS[dialect]
+
+
+def test_validate_refuses_a_custom_query_off_the_allowlist(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    for folder in ("connectors", "mappings", "jobs"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "etl.yaml").write_text("defaults: {start_from: 2026-10-19}\n")
+    (tmp_path / "connectors" / "plant.yaml").write_text(
+        "dialect: postgresql\nhost: db\ndatabase: bde\nuser: u\n"
+    )
+    (tmp_path / "mappings" / "m.yaml").write_text(
+        "structure: bookings\n"
+        "source:\n"
+        '  query: SELECT *, "pg_terminate_backend"(1) AS k FROM bde\n'
+        "columns: {timestamp: ts, order_code: o, machine_code: m, event: e}\n"
+        "events: {START: [A], END: [E]}\n"
+    )
+    (tmp_path / "jobs" / "j.yaml").write_text("connector: plant\nmapping: m\n")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "validate"])
+    assert result.exit_code == 2
+    assert (
+        'mappings/m.yaml: source.query: refused the quoted function name "PG_TERMINATE_BACKEND"'
+        in (result.output)
+    )
+    (tmp_path / "mappings" / "m.yaml").write_text(
+        "structure: bookings\n"
+        "source:\n"
+        "  query: SELECT *, plant_shift(ts) AS k FROM bde\n"
+        "  allow_functions: [plant_shift]\n"
+        "columns: {timestamp: ts, order_code: o, machine_code: m, event: e}\n"
+        "events: {START: [A], END: [E]}\n"
+    )
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "validate"])
+    assert result.exit_code == 0, result.output
