@@ -83,10 +83,13 @@ class CheckReport:
         """Server clock minus host clock, in seconds."""
         return (self.server_clock - self.host_clock).total_seconds()
 
+    refused_config: list[str] = field(default_factory=list)  # refusals that broke a job
+
     @property
     def refused(self) -> list[str]:
-        """The custom queries the read-only allowlist refused (their jobs would not run)."""
-        return [t.detail for t in self.tables if not t.readable and _REFUSED in t.detail]
+        """What the read-only allowlists refused in this connector's jobs (they would not run)."""
+        found = [t.detail for t in self.tables if not t.readable and _REFUSED in t.detail]
+        return list(dict.fromkeys([*self.refused_config, *found]))
 
     @property
     def writes(self) -> list[Privilege]:
@@ -190,6 +193,7 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
             report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            report.refused_config = _refused_jobs(project, name)
             report.layers = _layers(conn, source, project, report)
             _probe_fetch(conn, source, project, report)
             admin = any(p.kind == "admin" for p in report.privileges)
@@ -228,6 +232,18 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
     return report
 
 
+def _refused_jobs(project: Project, connector: str) -> list[str]:
+    """The read-only refusals that kept a job on ``connector`` from loading (a custom query off
+    the allowlist): the job does not run, and ``etl check`` says why."""
+    out: list[str] = []
+    for job, problems in sorted(project.broken.items()):
+        doc = project.files.get(f"jobs/{job}")
+        data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+        if data.get("connector") == connector:
+            out += [p for p in problems if _REFUSED in p]
+    return out
+
+
 def _layers(conn: Connection, source: Source, project: Project, report: CheckReport) -> list[str]:
     """What the read-only layers checked and refused, for the report (docs/read-only.md)."""
     spec = source.spec
@@ -243,11 +259,11 @@ def _layers(conn: Connection, source: Source, project: Project, report: CheckRep
         if probe is not None
         else f"session: {source.dialect.product} has no read-only session to verify"
     )
-    refused = [t for t in report.tables if not t.readable and _REFUSED in t.detail]
+    refused = report.refused
     queries = [t for t in report.tables if t.source == "(custom query)"]
     out.append(
-        f"custom queries: {len(queries)} checked against the allowlist, {len(refused)} refused"
-        + "".join(f"; {t.mapping}: {t.detail}" for t in refused)
+        f"custom queries: {len(queries) + len(report.refused_config)} checked against the "
+        f"allowlist, {len(refused)} refused" + "".join(f"; {r}" for r in refused)
     )
     for table in queries:
         allowed = project.mappings[table.mapping].source.allow_functions
@@ -312,7 +328,7 @@ def tables_read(mapping: MappingSpec, dialect: str) -> list[TableRef]:
         tree = sqlglot.parse_one(
             mapping.source.query or "", read=SQLGLOT_DIALECTS.get(dialect, dialect)
         )
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:  # its own check reports it; the others go on
         return []
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     refs = [
@@ -428,6 +444,8 @@ def format_report(report: CheckReport) -> str:
     lines += [f"warning: {w}" for w in report.warnings if w != report.fetch_error]
     if report.fetch_error:
         lines.append(f"error: {report.fetch_error} (jobs on this connector fail)")
+    unreadable = [t for t in report.tables if not t.readable]
+    failing = f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else ""
     if report.layers:
         lines.append("read-only layers (defence in depth; the grants are the boundary):")
         lines += [f"  {layer}" for layer in report.layers]
@@ -436,15 +454,11 @@ def format_report(report: CheckReport) -> str:
         lines.append(
             f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). The grants are "
             "the security boundary: booking-etl's layers refuse what they recognize, but only "
-            "a read-only account guarantees that nothing changes; 'etl check --strict' fails "
-            "on this."
+            f"a read-only account guarantees that nothing changes; 'etl check --strict' fails "
+            f"on this{failing}."
         )
     else:
-        unreadable = [t for t in report.tables if not t.readable]
-        lines.append(
-            "verdict: read-only account"
-            + (f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else "")
-        )
+        lines.append(f"verdict: read-only account{failing}")
     return "\n".join(lines)
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .config import ColumnSpec, FilterSpec, MappingSpec, Project
+from .config import ColumnSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
 from .fetch import (
     ArrowPathFailed,
@@ -28,7 +28,7 @@ from .fetch import (
     choose,
     record_batches,
 )
-from .readonly import query_problems
+from .readonly import NOT_SQL, query_problems
 from .source import Source
 
 log = logging.getLogger(__name__)
@@ -64,26 +64,14 @@ def check_custom_query(
     no locking clause, no executable comment; else a ConfigError naming each construct."""
     problems = query_problems(sql, dialect, allow_functions)
     if problems:
-        raise ConfigError([f"{where}: source.query: refused {p}" for p in problems])
-
-
-def check_custom_queries(project: Project) -> None:
-    """``check_custom_query`` for every job's custom query, in its connector's dialect; one
-    ConfigError listing every refusal (``etl validate``)."""
-    problems: list[str] = []
-    for job in sorted(project.jobs.values(), key=lambda j: j.name):
-        query = job.mapping.source.query
-        if query is None:
-            continue
-        where = f"mappings/{job.mapping_name}.yaml"
-        try:
-            check_custom_query(
-                query, job.connector.dialect, where, job.mapping.source.allow_functions
-            )
-        except ConfigError as exc:
-            problems += [p for p in exc.problems if p not in problems]
-    if problems:
-        raise ConfigError(problems)
+        raise ConfigError(
+            [
+                f"{where}: source.query {p}"
+                if p.startswith(NOT_SQL)
+                else f"{where}: source.query: refused {p}"
+                for p in problems
+            ]
+        )
 
 
 def _needed_columns(mapping: MappingSpec) -> list[str]:

@@ -845,6 +845,7 @@ _MYSQL_RAW = [
     (re.compile(r"/\*\s*\+"), "an optimizer hint (/*+ ... */)"),
     (re.compile(r"\\"), "a backslash (the server may read it as an escape where sqlglot does not)"),
 ]
+NOT_SQL = "does not parse as SQL"
 _LOCK_HINTS = {
     "UPDLOCK",
     "XLOCK",
@@ -887,7 +888,7 @@ def query_refusals(sql: str, dialect: str, allow: Iterable[str] = ()) -> list[tu
         statements = [s for s in sqlglot.parse(sql, read=SQLGLOT.get(dialect, dialect)) if s]
     except Exception as exc:  # sqlglot raises more than ParseError on odd input
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return [*out, (f"SQL that does not parse ({first})", "")]
+        return [*out, (f"{NOT_SQL}: {first}", "")]
     if len(statements) != 1:
         return [*out, (f"{len(statements)} statements (one SELECT only)", "")]
     tree = statements[0]

@@ -524,6 +524,10 @@ def open_source(
 def open_connector(project: Project, name: str, retry: Retry | None = None) -> Source:
     """The source of connector ``name`` of the project (its ``${ENV}`` variables must be set)."""
     spec = project.connectors.get(name)
+    where = f"connectors/{name}.yaml"
+    own = [p for p in project.problems if p.startswith((f"{where}:", f"connectors/{name}.yml:"))]
+    if spec is None and own:  # the file exists but has errors (e.g. a refused option)
+        raise ConfigError(own)
     if spec is None:
         close = difflib.get_close_matches(name, list(project.connectors), n=1)
         listing = ", ".join(sorted(project.connectors)) or "none"

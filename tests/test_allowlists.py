@@ -210,8 +210,8 @@ def test_validate_refuses_a_custom_query_off_the_allowlist(tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "validate"])
     assert result.exit_code == 2
     assert (
-        'mappings/m.yaml: source.query: refused the quoted function name "PG_TERMINATE_BACKEND"'
-        in (result.output)
+        'mappings/m.yaml:3: source.query: refused the quoted function name "PG_TERMINATE_BACKEND"'
+        in result.output
     )
     (tmp_path / "mappings" / "m.yaml").write_text(
         "structure: bookings\n"

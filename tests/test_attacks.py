@@ -508,8 +508,11 @@ def _write(target: Target, attack: Attack) -> None:
     }
     if attack.filters:
         mapping["filters"] = attack.filters
-    (root / "connectors" / "attack.yaml").write_text(yaml.safe_dump(connector))
-    (root / "mappings" / "attack.yaml").write_text(yaml.safe_dump(mapping))
+    # the project's YAML reads ${VAR} and $$ (a literal $): every $ of an attack is doubled
+    (root / "connectors" / "attack.yaml").write_text(
+        yaml.safe_dump(connector).replace("$", "$$").replace("$${ATTACK_PW}", "${ATTACK_PW}")
+    )
+    (root / "mappings" / "attack.yaml").write_text(yaml.safe_dump(mapping).replace("$", "$$"))
     (root / "jobs" / "attack.yaml").write_text("connector: attack\nmapping: attack\n")
 
 
@@ -541,9 +544,17 @@ def test_attack_writes_nothing_locks_nothing_kills_nothing(target: Target, attac
     assert target.victim_alive(), result.output
     assert "Traceback" not in result.output
     assert target.password not in result.output
-    if attack.refused:
+    if attack.refused and attack.command == "check" and "does not parse" not in result.output:
+        # SQL that does not parse never runs: 'etl check' names the job it left out and checks
+        # the rest (docs/operations.md), exit 0 when nothing else is wrong
+        assert result.exit_code != 0 or "not loaded because their files have errors" in (
+            result.output
+        ), result.output
+    elif attack.refused:
         assert result.exit_code != 0, result.output
-        assert "refused" in result.output or "read-only" in result.output, result.output
+        assert any(
+            why in result.output for why in ("refused", "read-only", "does not parse as SQL")
+        ), result.output
 
 
 def _attacker(target: Target) -> sa.Engine:
