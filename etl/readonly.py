@@ -108,6 +108,7 @@ _ODBC = {
     "charset",
     "readonly",  # psqlODBC: 1 only (see _VALUES)
     "usedeclarefetch",
+    "useserversideprepare",
     "fetch",
     "protocol",
     "usessl",

@@ -166,6 +166,7 @@ def test_url_query_options_are_on_the_same_allowlist(
 def test_a_refused_option_is_a_config_error_naming_file_and_key(tmp_path: Path) -> None:
     for folder in ("connectors", "mappings", "jobs"):
         (tmp_path / folder).mkdir()
+    (tmp_path / "etl.yaml").write_text("defaults: {start_from: 2026-10-19}\n")
     (tmp_path / "connectors" / "plant.yaml").write_text(
         "dialect: mariadb\nhost: db\ndatabase: bde\nuser: u\n"
         "options:\n  init_command: DELETE FROM small WHERE id < 100\n"
