@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,8 +16,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-import sqlglot
-import sqlglot.expressions as exp
 from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, FilterSpec, MappingSpec
@@ -30,6 +28,7 @@ from .fetch import (
     choose,
     record_batches,
 )
+from .readonly import NOT_SQL, query_problems
 from .source import Source
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 # conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
 WINDOW_MARGIN = timedelta(hours=3)
 _SORTABLE = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
-_SQLGLOT_DIALECT = {"mssql": "tsql", "postgresql": "postgres", "mariadb": "mysql"}
 
 
 @dataclass(frozen=True)
@@ -58,30 +56,22 @@ class Window:
         return lo, hi
 
 
-def check_custom_query(sql: str, dialect: str, where: str) -> None:
-    """A custom ``source.query`` must parse as exactly one SELECT/WITH that writes nothing."""
-    try:
-        statements = sqlglot.parse(sql, read=_SQLGLOT_DIALECT.get(dialect, dialect))
-    except sqlglot.errors.SqlglotError as exc:  # ParseError, and TokenError for a stray quote
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{where}: source.query does not parse as SQL: {first}") from None
-    statements = [s for s in statements if s is not None]
-    if len(statements) != 1:
+def check_custom_query(
+    sql: str, dialect: str, where: str, allow_functions: Iterable[str] = ()
+) -> None:
+    """A custom ``source.query`` must be one SELECT/WITH on the read-only allowlist
+    (etl/readonly.py): tables and views, pure built-in functions (plus ``allow_functions``),
+    no locking clause, no executable comment; else a ConfigError naming each construct."""
+    problems = query_problems(sql, dialect, allow_functions)
+    if problems:
         raise ConfigError(
-            f"{where}: source.query must be a single SELECT (found {len(statements)} statements)"
+            [
+                f"{where}: source.query {p}"
+                if p.startswith(NOT_SQL)
+                else f"{where}: source.query: refused {p}"
+                for p in problems
+            ]
         )
-    tree = statements[0]
-    if not isinstance(tree, exp.Query):
-        raise ConfigError(
-            f"{where}: source.query must be a SELECT or WITH ... SELECT, not {tree.key.upper()}"  # type: ignore[union-attr]
-        )
-    for node in tree.walk():
-        if isinstance(node, exp.Into):
-            raise ConfigError(f"{where}: source.query must not SELECT ... INTO")
-        if isinstance(node, exp.Lock):
-            raise ConfigError(f"{where}: source.query must not lock rows (FOR UPDATE/SHARE)")
-        if isinstance(node, exp.DML | exp.Create | exp.Drop | exp.Alter | exp.Command):
-            raise ConfigError(f"{where}: source.query must only read ({node.key.upper()} found)")
 
 
 def _needed_columns(mapping: MappingSpec) -> list[str]:
@@ -319,6 +309,7 @@ def read_frames(
 
     ``delivered`` (when given) receives the path the rows actually came through, which is not the
     chosen one when ``fetch: auto`` fell back to SQLAlchemy."""
+    source.verify_read_only(conn, "before the extraction")
     choice = choice or choose(source)
     through = delivered if delivered is not None else []
     through.append(choice)

@@ -183,7 +183,9 @@ def derive(
     where = f"mappings/{job.mapping_name}.yaml"
     mapping = job.mapping
     if mapping.source.query is not None:
-        check_custom_query(mapping.source.query, job.connector.dialect, where)
+        check_custom_query(
+            mapping.source.query, job.connector.dialect, where, mapping.source.allow_functions
+        )
     source = open_source(job.connector_name, job.connector, project.root, project.secrets)
     zone = job.connector.zone
     try:
