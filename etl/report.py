@@ -40,6 +40,8 @@ from .schema import ANOMALY_COLUMNS
 from .store import open_read_only
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: how far from "now" the data may lie and still widen the page's time axis
+AXIS_REACH = pd.Timedelta(days=3660)
 
 #: ``--since`` / ``--until``: an instant, or how long before "now".
 When = datetime | timedelta
@@ -249,8 +251,12 @@ def payload(timeline: Timeline) -> dict[str, Any]:
 
     stamps = [pd.Timestamp(timeline.now)]
     stamps += [pd.Timestamp(t) for t in (timeline.lo, timeline.hi) if t is not None]
+    # the page's axis spans the data, but an order ending 9999-12-31 or starting 1900-01-01
+    # (a "no date" value nobody declared) must not stretch it over centuries of empty days
+    near = (pd.Timestamp(timeline.now) - AXIS_REACH, pd.Timestamp(timeline.now) + AXIS_REACH)
     for column in (runs["start"], runs["end"], found["ts"]):
-        column = column.dropna()
+        column = pd.to_datetime(column.dropna(), utc=True)
+        column = column[(column >= near[0]) & (column <= near[1])]
         if len(column):
             stamps += [column.min(), column.max()]
     first, last = min(stamps), max(stamps)
@@ -303,7 +309,12 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         "now_label": f"known until {_local(timeline.now, zone)[11:16]}",
         "lo": int((pd.Timestamp(lo).timestamp() - t0) // 1),
         "hi": int((pd.Timestamp(hi).timestamp() - t0) // 1),
-        "days": _days(lo - span - timedelta(days=2), hi + span + timedelta(days=2), zone, t0),
+        "days": _days(
+            _shifted(lo, -(span + timedelta(days=2))),
+            _shifted(hi, span + timedelta(days=2)),
+            zone,
+            t0,
+        ),
         "machines": machines,
         "products": products,
         "orders": [str(o) for o in orders],
@@ -355,6 +366,17 @@ def _days(lo: datetime, hi: datetime, zone: ZoneInfo, t0: int) -> list[list[int]
         )
         day += timedelta(days=1)
     return out
+
+
+def _shifted(value: datetime, delta: timedelta) -> datetime:
+    """``value + delta``, stopping at the first or last instant a datetime holds (a day short,
+    so the local midnights around it exist too)."""
+    first = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+    last = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+    try:
+        return min(max(value + delta, first), last)
+    except OverflowError:
+        return first if delta < timedelta(0) else last
 
 
 def _asset(name: str) -> str:

@@ -162,7 +162,8 @@ class Changes:
 
 def month_of(stamp: datetime) -> str:
     """``'2026-03'``: the partition a UTC timestamp belongs to."""
-    return stamp.astimezone(UTC).strftime("%Y-%m")
+    utc = stamp.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"  # strftime writes the year 1 as "1"
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
