@@ -186,6 +186,10 @@ def _keys(frame: pd.DataFrame) -> list[tuple[str, str, datetime]]:
     )
 
 
+class _CreateExclusively(Exception):
+    """The schema is missing or unfinished: look again holding the store's write lock."""
+
+
 class Store:
     """The production-context store behind one SQLAlchemy URL."""
 
@@ -233,16 +237,25 @@ class Store:
     def ensure_schema(self) -> None:
         """Create the tables on first use; refuse a store written by a newer booking-etl."""
         try:
-            self._ensure_schema()
+            self._ensure_schema(exclusive=False)
+        except _CreateExclusively:
+            self._ensure_schema(exclusive=True)
         except StoreError:
-            # several workers starting on an empty store at once: another one created the
-            # tables a moment ago (its CREATE won); a second look finds them
-            self._ensure_schema()
+            # several workers starting on an empty PostgreSQL store at once: another one created
+            # the tables a moment ago (its CREATE won); a second look finds them
+            self._ensure_schema(exclusive=True)
 
-    def _ensure_schema(self) -> None:
+    def _ensure_schema(self, exclusive: bool) -> None:
+        sqlite = self.url.get_backend_name() == "sqlite"
         with self.begin() as conn:
+            if exclusive and sqlite:
+                # pysqlite commits every CREATE on its own: the write lock first, so a concurrent
+                # first run waits for the whole schema and its version row, never sees half of it
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             inspector = sa.inspect(conn)
             if not inspector.has_table("schema_info"):
+                if sqlite and not exclusive:
+                    raise _CreateExclusively
                 metadata.create_all(conn)
                 conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
                 log.info("created store schema version %s in %s", SCHEMA_VERSION, self.display)
@@ -250,6 +263,8 @@ class Store:
             version = conn.execute(
                 sa.select(schema_info.c.value).where(schema_info.c.key == "version")
             ).scalar()
+            if version is None and not exclusive:
+                raise _CreateExclusively  # being created by a booking-etl without this fix
             if version is None or int(version) > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.display} has schema version {version}, this booking-etl knows "
