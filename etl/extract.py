@@ -271,6 +271,42 @@ def build_query(
     return query
 
 
+def withdrawn_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+) -> sa.Select[Any] | None:
+    """The rows of an order table changed since the window's ``lo`` (``updated_at``) that now
+    fail one of the mapping's filters (an order set to DELETED, moved to another plant): their
+    runs leave the store, however old they are. None when the mapping has no ``updated_at``, no
+    filters, or an ``updated_at`` the source cannot compare (text in an unsortable format)."""
+    updated = mapping.column_specs().get("updated_at")
+    if mapping.structure != "orders" or updated is None or not mapping.filters:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    passes = sa.and_(*[_filter(src, spec) for spec in mapping.filters])
+    # a NULL comparison fails the filter too: CASE, not NOT(...), so NULL counts as failing
+    fails = sa.case((passes, 1), else_=0) == 0
+    return sa.select(*[src.c[name] for name in _selected_columns(mapping)]).where(
+        sa.and_(*changed), fails
+    )
+
+
 def compiled_sql(query: sa.Select[Any], dialect: sa.Dialect) -> str:
     """The SQL text as the given dialect sends it (parameters as placeholders)."""
     return str(query.compile(dialect=dialect))

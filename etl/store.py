@@ -438,6 +438,7 @@ class Store:
         bounded: bool = False,
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
+        withdrawn: pd.DataFrame | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -447,7 +448,8 @@ class Store:
         ``job_state.publish_pending`` in the same transaction. With ``owner``, the commit only
         happens while that owner still holds the job's lock and its lease has not run out by the
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
-        or not another run took the lock yet).
+        or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
+        selects, however old (an order row changed since ``lo`` that now fails a filter).
         """
         audit = {**audit, "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -463,10 +465,16 @@ class Store:
             outside = runs[
                 runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
             ]
-            keys = _keys(outside)
+            keys = _keys(outside) + (_keys(withdrawn) if withdrawn is not None else [])
             for chunk in _by_key(job, keys):
                 olds.append(read_frame(conn, stored.where(chunk), RUN_COLUMNS))
-            old = pd.concat(olds, ignore_index=True) if len(olds) > 1 else olds[0]
+            old = (
+                pd.concat(olds, ignore_index=True).drop_duplicates(
+                    ["machine_code", "order_code", "start"]
+                )
+                if len(olds) > 1
+                else olds[0]
+            )
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
                     job_state.c.job == job

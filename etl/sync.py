@@ -27,7 +27,9 @@ from .extract import (
     check_columns,
     check_custom_query,
     instant_columns,
+    read_batches,
     read_frames,
+    withdrawn_query,
 )
 from .failpoints import failpoint
 from .fetch import FetchChoice
@@ -105,6 +107,8 @@ class Derived:
     codes: Counter[tuple[str, str]]
     sql: str
     fetched: FetchChoice | None = None  # the path the rows came through (None: nothing read)
+    #: runs of order rows changed since lo that now fail a filter: they leave the store
+    removed: pd.DataFrame | None = None
 
 
 def open_store(project: Project) -> Store:
@@ -201,6 +205,7 @@ def derive(
             query = build_query(mapping, reread, zone, instants, source.dialect.datetimes_as_text)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
+            withdrawn: list[pd.DataFrame] = []
             delivered: list[FetchChoice] = []
             so_far = 0
             if window.hi > window.lo:
@@ -221,6 +226,12 @@ def derive(
                     if progress is not None:
                         so_far += parts[-1].rows_read
                         progress(so_far)
+                leaving = withdrawn_query(
+                    mapping, window, zone, instants, source.dialect.datetimes_as_text
+                )
+                if leaving is not None:  # one more query per run, over the changed rows only
+                    for batch in read_batches(conn, leaving, job.batch_size, where):
+                        withdrawn.append(map_orders(batch, mapping, zone, instants).rows)
     finally:
         source.close()
     rows_read = sum(p.rows_read for p in parts)
@@ -230,6 +241,7 @@ def derive(
     found = [p.anomalies for p in parts if not p.anomalies.empty]
     rows = [p.rows for p in parts if not p.rows.empty]
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+    removed: pd.DataFrame | None = None
     if mapping.structure == "bookings":
         bookings = pd.concat(rows, ignore_index=True) if rows else None
         if bookings is not None:
@@ -258,6 +270,12 @@ def derive(
             row_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
             keep |= row_keys.isin(held_keys)
         runs = runs[keep]
+        if withdrawn:
+            gone = pd.concat(withdrawn, ignore_index=True)
+            gone_keys = pd.MultiIndex.from_frame(gone[["machine_code", "order_code", "start"]])
+            kept_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
+            left = gone[~gone_keys.isin(kept_keys)]
+            removed = left[RUN_COLUMNS].reset_index(drop=True) if not left.empty else None
         duplicated = runs.duplicated(["machine_code", "order_code", "start"], keep="first")
         if duplicated.any():
             dup = runs[duplicated]
@@ -287,6 +305,7 @@ def derive(
         codes=codes,
         sql=sql,
         fetched=delivered[-1] if delivered else None,
+        removed=removed,
     )
 
 
@@ -368,6 +387,7 @@ def run_job(
                 audit,
                 margin,
                 owner=held.owner,
+                withdrawn=derived.removed,
             )
             committed = True  # the ok audit row is written: a later failure adds no failed one
             failpoint("commit")

@@ -76,3 +76,19 @@ def test_concurrent_first_runs_on_a_new_sqlite_store(tmp_path: Path) -> None:
             (version,) = conn.execute("SELECT value FROM schema_info").fetchone()
             (count,) = conn.execute("SELECT count(*) FROM schema_info").fetchone()
         assert (version, count) == ("1", 1)
+
+
+def test_temporary_files_of_a_partition_are_swept_even_when_it_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p", reread="1h")
+    plant.order("M1", "FA1", plant.ago(hours=5), plant.ago(hours=4))
+    plant.run("orders")
+    (part,) = (plant.root / "output" / "parquet" / "runs").rglob("part-0.parquet")
+    left = part.parent / ".part-0.parquet.0123456789abcdef0123456789abcdef.tmp"
+    left.write_bytes(b"PAR1 half a file")  # what a kill -9 before the rename leaves
+    other = part.parent / "notes.txt"  # not ours: left alone
+    other.write_text("x")
+    plant.order("M2", "FA2", plant.ago(hours=3), plant.ago(hours=2))
+    plant.run("orders")
+    assert not left.exists() and other.exists()

@@ -284,3 +284,28 @@ def test_order_rows_corrected_long_ago_are_picked_up_by_updated_at(tmp_path: Pat
     assert stored.loc[stored["order_code"] == "FA1", "end"].iloc[0] == pd.Timestamp(corrected_end)
     again = plant.run("orders")  # nothing new: the same row is not counted twice
     assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
+
+
+def test_an_old_order_soft_deleted_since_lo_leaves_the_store_and_the_parquet(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=60)
+    plant.sql("ALTER TABLE AUFTRAG ADD COLUMN STATUS TEXT DEFAULT 'OK'")
+    mapping = plant.root / "mappings" / "orders.yaml"
+    mapping.write_text(mapping.read_text() + "  - {column: STATUS, ne: DELETED}\n")
+    old = plant.order("M1", "FA1", plant.ago(days=42), plant.ago(days=41))
+    moved = plant.order("M2", "FA2", plant.ago(days=40), plant.ago(days=39))
+    plant.order("M3", "FA3", plant.ago(days=3), plant.ago(days=2))
+    plant.run("orders")
+    assert len(plant.parquet_runs("orders")) == 3
+    # six weeks later the ERP deletes FA1 and moves FA2 to another plant, stamping both rows
+    now = local_text(plant.ago(minutes=1))
+    plant.sql("UPDATE AUFTRAG SET STATUS = 'DELETED', GEAENDERT = ? WHERE ID = ?", now, old)
+    plant.sql("UPDATE AUFTRAG SET WERK = '2000', GEAENDERT = ? WHERE ID = ?", now, moved)
+    result = plant.run("orders")
+    assert (result.runs_inserted, result.runs_updated, result.runs_deleted) == (0, 0, 2)
+    stored = assert_consistent(plant, "orders")
+    assert list(stored["order_code"]) == ["FA3"]
+    assert list(plant.parquet_runs("orders")["order_code"]) == ["FA3"]
+    again = plant.run("orders")  # the withdrawn rows are still changed since lo: nothing to do
+    assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
