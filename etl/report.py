@@ -40,6 +40,9 @@ from .schema import ANOMALY_COLUMNS
 from .store import open_read_only
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: anomalies a report page lists; beyond this the page says how many more there are (all of
+#: them stay in the store and in the Parquet dataset)
+REPORT_ANOMALIES = 5_000
 #: how far from "now" the data may lie and still widen the page's time axis
 AXIS_REACH = pd.Timedelta(days=3660)
 
@@ -105,6 +108,8 @@ class Timeline:
     lo: datetime | None = None  # the range asked for (None: everything)
     hi: datetime | None = None
     generated: datetime | None = None
+    #: anomalies by kind in the range when ``anomalies`` holds only the first of them
+    anomaly_counts: dict[str, int] | None = None
 
     def summary(self) -> Summary:
         """Runs, open runs, machines, products, hours covered (inside the range; open runs up to
@@ -117,7 +122,11 @@ class Timeline:
         if self.hi is not None:
             end = end.clip(upper=pd.Timestamp(self.hi))
         seconds = (end - start).dt.total_seconds().clip(lower=0).sum() if len(runs) else 0.0
-        kinds = Counter(str(kind) for kind in self.anomalies["kind"])
+        kinds = (
+            Counter(self.anomaly_counts)
+            if self.anomaly_counts is not None
+            else Counter(str(kind) for kind in self.anomalies["kind"])
+        )
         return Summary(
             runs=len(runs),
             open_runs=int(runs["end"].isna().sum()),
@@ -154,7 +163,8 @@ def store_timeline(
     try:
         state = store.state(job_name)
         runs = store.runs_between(job_name, lo, hi)
-        found = store.anomalies_between(job_name, lo, hi)
+        counts = store.anomaly_counts_between(job_name, lo, hi)
+        found = store.anomalies_between(job_name, lo, hi, limit=REPORT_ANOMALIES)
     finally:
         store.close()
     known = state.watermark if state is not None and state.watermark is not None else now
@@ -168,6 +178,7 @@ def store_timeline(
         lo=lo,
         hi=hi,
         generated=now,
+        anomaly_counts=counts,
     )
 
 
@@ -273,7 +284,8 @@ def payload(timeline: Timeline) -> dict[str, Any]:
     order_codes, orders = pd.factorize(ordered["order_code"].astype(str))
     flags_column = ordered["flags"] if "flags" in ordered else pd.Series(pd.NA, index=ordered.index)
     flag_codes, flags = pd.factorize(flags_column.astype("string"), use_na_sentinel=True)
-    found = found.sort_values("ts", kind="stable", na_position="last")
+    found = found.sort_values("ts", kind="stable", na_position="last").head(REPORT_ANOMALIES)
+    found = found.assign(detail=local_times(found["detail"], zone))
     kind_codes, kinds = pd.factorize(found["kind"].astype(str))
 
     lo = timeline.lo or first.to_pydatetime()
@@ -294,6 +306,13 @@ def payload(timeline: Timeline) -> dict[str, Any]:
             f"runs overlapping {_local(timeline.lo, zone) if timeline.lo else 'the beginning'} "
             f".. {_local(timeline.hi, zone) if timeline.hi else 'now'}"
         )
+    capped = ""
+    if summary.anomaly_count > len(found):
+        capped = (
+            f" \u00b7 lists the first {len(found):,} of {summary.anomaly_count:,} anomalies by "
+            f"time (all of them are in the store and in the Parquet dataset, "
+            f"anomalies/job={timeline.job})"
+        )
     return {
         "v": 1,
         "job": timeline.job,
@@ -301,7 +320,7 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         "subtitle": (
             f"{timeline.origin}: {shown_range} \u00b7 data known until "
             f"{_local(timeline.now, zone)} \u00b7 times in {zone.key} \u00b7 written "
-            f"{_local(timeline.generated or datetime.now(UTC), zone)}"
+            f"{_local(timeline.generated or datetime.now(UTC), zone)}{capped}"
         ),
         "zone": zone.key,
         "t0": t0,
@@ -345,6 +364,28 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         },
         "cards": cards,
     }
+
+
+_UTC_TEXT = r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\+00:00"
+
+
+def local_times(details: pd.Series, zone: ZoneInfo) -> pd.Series:
+    """Anomaly details with their UTC times (``2026-03-04 06:00:00+00:00``, as the fold writes
+    them) shown in the table's zone, UTC beside: ``2026-03-04 07:00:00 (06:00:00 UTC)``. For the
+    rows a page or preview shows (a call per matching detail)."""
+    if zone.key == "UTC" or details.empty:
+        return details
+
+    def local(match: re.Match[str]) -> str:
+        utc = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+        here = utc.astimezone(zone)
+        shown = here.isoformat(sep=" ", timespec="microseconds" if utc.microsecond else "seconds")
+        same_day = here.date() == utc.date()
+        clock = utc.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+        return f"{shown[:-6]} ({clock} UTC)"
+
+    text = details.astype("string")
+    return text.str.replace(_UTC_TEXT, local, regex=True)
 
 
 def _days(lo: datetime, hi: datetime, zone: ZoneInfo, t0: int) -> list[list[int]]:

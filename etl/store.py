@@ -627,20 +627,27 @@ class Store:
             )
 
     def anomalies_between(
-        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+        self,
+        job: str,
+        lo: datetime | None = None,
+        hi: datetime | None = None,
+        limit: int | None = None,
     ) -> pd.DataFrame:
-        """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``."""
-        a = anomalies
-        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
-        dated = []
-        if lo is not None:
-            dated.append(a.c.ts >= lo)
-        if hi is not None:
-            dated.append(a.c.ts < hi)
-        if dated:
-            query = query.where(sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
+        """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``
+        (the first ``limit`` by time, when given)."""
+        query = sa.select(*_anomaly_columns()).where(_anomalies_in(job, lo, hi))
+        query = query.order_by(anomalies.c.ts, anomalies.c.id)
         with self.begin() as conn:
-            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
+            return read_frame(conn, query.limit(limit), ANOMALY_COLUMNS)
+
+    def anomaly_counts_between(
+        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+    ) -> dict[str, int]:
+        """How many anomalies ``anomalies_between`` holds, by kind (counted by the database)."""
+        a = anomalies
+        query = sa.select(a.c.kind, sa.func.count()).where(_anomalies_in(job, lo, hi))
+        with self.begin() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query.group_by(a.c.kind))}
 
     def all_months(self, job: str) -> list[str]:
         """Every month that holds runs or anomalies of the job."""
@@ -936,6 +943,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statistics are refreshed
 KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
+
+
+def _anomalies_in(job: str, lo: datetime | None, hi: datetime | None) -> sa.ColumnElement[bool]:
+    a = anomalies
+    dated = []
+    if lo is not None:
+        dated.append(a.c.ts >= lo)
+    if hi is not None:
+        dated.append(a.c.ts < hi)
+    if not dated:
+        return a.c.job == job
+    return sa.and_(a.c.job == job, sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
 
 
 def _by_key(job: str, keys: list[tuple[str, str, datetime]]) -> Iterator[sa.ColumnElement[bool]]:
