@@ -27,6 +27,7 @@ from .extract import (
     check_columns,
     check_custom_query,
     instant_columns,
+    malformed_query,
     read_batches,
     read_frames,
     withdrawn_query,
@@ -206,6 +207,8 @@ def derive(
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
             withdrawn: list[pd.DataFrame] = []
+            found: list[pd.DataFrame] = []
+            rows_read = 0
             delivered: list[FetchChoice] = []
             so_far = 0
             if window.hi > window.lo:
@@ -232,13 +235,21 @@ def derive(
                 if leaving is not None:  # one more query per run, over the changed rows only
                     for batch in read_batches(conn, leaving, job.batch_size, where):
                         withdrawn.append(map_orders(batch, mapping, zone, instants).rows)
+                odd = malformed_query(
+                    mapping, reread, zone, instants, source.dialect.datetimes_as_text
+                )
+                if odd is not None:  # text times the window's comparison cannot find
+                    for batch in read_batches(conn, odd, job.batch_size, where):
+                        mapped = mapper(batch, mapping, zone, instants)
+                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        rows_read += len(batch)
     finally:
         source.close()
-    rows_read = sum(p.rows_read for p in parts)
+    rows_read += sum(p.rows_read for p in parts)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
-    found = [p.anomalies for p in parts if not p.anomalies.empty]
+    found += [p.anomalies for p in parts if not p.anomalies.empty]
     rows = [p.rows for p in parts if not p.rows.empty]
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
     removed: pd.DataFrame | None = None

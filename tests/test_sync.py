@@ -309,3 +309,27 @@ def test_an_old_order_soft_deleted_since_lo_leaves_the_store_and_the_parquet(
     assert list(plant.parquet_runs("orders")["order_code"]) == ["FA3"]
     again = plant.run("orders")  # the withdrawn rows are still changed since lo: nothing to do
     assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
+
+
+def test_unparseable_text_times_are_reported_not_lost(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=800)
+    good = plant.order("M1", "FA1", plant.ago(hours=5), plant.ago(hours=4))
+    impossible = f"{plant.now.year - 1}-02-30 10:00:00"  # the right shape, no such day
+    bad = ["garbage", "", "   ", "25.11.2026 10:00:00", impossible, "2026-11-2510:00:00"]
+    for i, text in enumerate(bad):
+        row = plant.order(f"M{i + 2}", f"BAD{i}", plant.ago(hours=5), plant.ago(hours=4))
+        plant.sql("UPDATE AUFTRAG SET START_ZEIT = ? WHERE ID = ?", text, row)
+    other = plant.order("M9", "PLANT2", plant.ago(hours=5), None)  # another plant: not ours
+    plant.sql("UPDATE AUFTRAG SET WERK = '2000', START_ZEIT = 'x' WHERE ID = ?", other)
+    first = plant.run("orders")
+    assert first.runs_inserted == 1 and good
+    assert first.anomalies == {"bad_timestamp": len(bad)}
+    store = open_store(load_project(plant.root))
+    try:
+        found = store.anomalies_between("orders")
+    finally:
+        store.close()
+    assert sorted(found["order_code"]) == [f"BAD{i}" for i in range(len(bad))]
+    assert "START_ZEIT='garbage'" in " ".join(found["detail"])
+    again = plant.run("orders")  # reported again, once each, by every run
+    assert again.anomalies == {"bad_timestamp": len(bad)}
