@@ -316,7 +316,7 @@ def _keep_unrepresentable_times(dbapi_connection: Any) -> None:
     from psycopg.types import datetime as pg_times
 
     def tolerant(base: type[Any]) -> type[Any]:
-        class Tolerant(base):  # type: ignore[misc, valid-type]
+        class Tolerant(base):
             def load(self, data: Any) -> Any:
                 try:
                     return super().load(data)
