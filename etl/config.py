@@ -244,7 +244,7 @@ class ColumnSpec(Strict):
     format: str | None = None
     #: values that stand for "no value" (an ``end``: still open), e.g. 9999-12-31 or 1900-01-01:
     #: a date matches any time on that day; also 'infinity', '-infinity', '0000-00-00'
-    sentinels: Annotated[list[StrictStr], BeforeValidator(_sentinel_texts)] = []
+    sentinels: Annotated[list[StrictStr] | None, BeforeValidator(_sentinel_texts)] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ColumnSpec:
@@ -261,7 +261,7 @@ class ColumnSpec(Strict):
             raise ValueError("give exactly one of 'column', 'date' + 'time', or 'value'")
         if (self.date is None) != (self.time is None):
             raise ValueError("'date' and 'time' go together: name both columns")
-        for value in self.sentinels:
+        for value in self.sentinels or []:
             if isinstance(value, str) and sentinel_text(value) is None:
                 raise ValueError(
                     f"@sentinels: {value!r} is not a date, a date and time, 'infinity', "
@@ -309,6 +309,7 @@ class BookingColumns(Strict):
     machine_code: Column
     event: Column
     product_code: Column | None = None
+    updated_at: Column | None = None
 
 
 class OrderColumns(Strict):

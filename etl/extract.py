@@ -315,6 +315,39 @@ def withdrawn_query(
     )
 
 
+def changed_bookings_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+) -> sa.Select[Any] | None:
+    """The timestamps of the booking rows changed since the window's ``lo`` (``updated_at``),
+    whether or not they pass the filters: a cancellation flag set on an old booking, a corrected
+    time. The run reaches back to the oldest of them. None without ``updated_at`` (or one the
+    source cannot compare)."""
+    specs = mapping.column_specs()
+    updated = specs.get("updated_at")
+    if mapping.structure != "bookings" or updated is None:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    names = specs["timestamp"].source_columns()
+    return sa.select(*[src.c[name] for name in names]).where(*changed)
+
+
 #: rows read per run whose text time does not have its format's shape (reported as anomalies)
 MALFORMED_LIMIT = 10_000
 _WIDTHS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "y": 2, "j": 3}

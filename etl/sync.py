@@ -16,14 +16,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
-from .config import Job, Project
+from .config import Job, MappingSpec, Project
 from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import (
     Window,
     build_query,
+    changed_bookings_query,
     check_columns,
     check_custom_query,
     instant_columns,
@@ -35,7 +38,7 @@ from .extract import (
 from .failpoints import failpoint
 from .fetch import FetchChoice
 from .fold import carry_margin, fold
-from .mapping import Mapped, localize, map_bookings, map_orders
+from .mapping import Mapped, localize, map_bookings, map_orders, timestamps
 from .publish import Output, open_output, publish
 from .redact import redact
 from .schema import RUN_COLUMNS, empty_anomalies, empty_runs
@@ -177,10 +180,14 @@ def derive(
     window_for: object,
     store: Store | None,
     progress: Callable[[int], None] | None = None,
+    reach_back: bool = False,
 ) -> Derived:
     """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``.
 
     ``progress(rows_read_so_far)`` is called after every batch; it may raise to abandon the run.
+    ``reach_back`` (a sync run): a booking table with ``updated_at`` moves the window's ``lo``
+    back to the oldest booking changed since ``lo`` (not before ``start_from``), so a booking
+    cancelled long after it was read is folded anew, as one inside the re-read window is.
     """
     where = f"mappings/{job.mapping_name}.yaml"
     mapping = job.mapping
@@ -192,6 +199,13 @@ def derive(
         with source.connect() as conn:
             check_columns(conn, mapping, where)
             window: Window = window_for(source.now_utc(conn))  # type: ignore[operator]
+            instants = instant_columns(conn, mapping, source.dialect)
+            if reach_back and window.hi > window.lo:
+                back = changed_bookings_query(
+                    mapping, window, zone, instants, source.dialect.datetimes_as_text
+                )
+                if back is not None:
+                    window = _reached_back(conn, back, mapping, window, zone, instants, job, where)
             reread = window
             still_open = None
             if mapping.structure == "orders" and store is not None:
@@ -202,7 +216,6 @@ def derive(
                 if not still_open.empty:
                     oldest = still_open["start"].min().to_pydatetime()
                     reread = Window(lo=min(window.lo, oldest), hi=window.hi)
-            instants = instant_columns(conn, mapping, source.dialect)
             query = build_query(mapping, reread, zone, instants, source.dialect.datetimes_as_text)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
@@ -320,6 +333,37 @@ def derive(
     )
 
 
+def _reached_back(
+    conn: Connection,
+    query: object,
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str],
+    job: Job,
+    where: str,
+) -> Window:
+    """``window`` reaching back to the oldest booking ``query`` finds (changed since ``lo``)."""
+    spec = mapping.booking_columns.timestamp
+    oldest: pd.Timestamp | None = None
+    for batch in read_batches(conn, query, job.batch_size, where):  # type: ignore[arg-type]
+        stamps = timestamps(batch, spec, zone, mapping.dst, instants).dropna()
+        if len(stamps) and (oldest is None or stamps.min() < oldest):
+            oldest = stamps.min()
+    if oldest is None:
+        return window
+    lo = max(oldest.to_pydatetime(), start_utc(job))
+    if lo >= window.lo:
+        return window
+    log.info(
+        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        job.name,
+        window.lo.isoformat(timespec="seconds"),
+        lo.isoformat(timespec="seconds"),
+    )
+    return Window(lo=lo, hi=window.hi)
+
+
 def run_job(
     project: Project, job_name: str, progress: Callable[[int], None] | None = None
 ) -> RunResult:
@@ -361,7 +405,7 @@ def run_job(
                 if progress is not None:
                     progress(rows)
 
-            derived = derive(project, job, window_for, store, still_ours)
+            derived = derive(project, job, window_for, store, still_ours, reach_back=True)
             window = derived.window
             audit.update(window_lo=window.lo, window_hi=window.hi)
             kinds = Counter(derived.anomalies["kind"].tolist())

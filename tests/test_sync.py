@@ -333,3 +333,35 @@ def test_unparseable_text_times_are_reported_not_lost(tmp_path: Path) -> None:
     assert "START_ZEIT='garbage'" in " ".join(found["detail"])
     again = plant.run("orders")  # reported again, once each, by every run
     assert again.anomalies == {"bad_timestamp": len(bad)}
+
+
+def test_an_old_booking_cancelled_since_lo_is_folded_anew_with_a_change_timestamp(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=60)
+    plant.sql("ALTER TABLE BUCHUNGEN ADD COLUMN GEAENDERT TEXT")
+    mapping = plant.root / "mappings" / "bookings.yaml"
+    mapping.write_text(
+        mapping.read_text().replace(
+            "  event: SATZART\n",
+            "  event: SATZART\n  updated_at: {column: GEAENDERT, format: '%Y-%m-%d %H:%M:%S'}\n",
+        )
+    )
+    start = plant.book("M1", "A", 10, plant.ago(days=42))
+    plant.book("M1", "A", 30, plant.ago(days=41))
+    plant.book("M2", "B", 10, plant.ago(days=3))
+    plant.book("M2", "B", 30, plant.ago(days=2))
+    plant.run()
+    assert sorted(plant.store_runs()["order_code"]) == ["A", "B"]
+    # six weeks later the MES cancels A's START and stamps the row
+    plant.sql(
+        "UPDATE BUCHUNGEN SET STORNO = 1, GEAENDERT = ? WHERE ID = ?",
+        local_text(plant.ago(minutes=1)),
+        start,
+    )
+    result = plant.run()
+    assert result.runs_deleted == 1
+    assert result.window_lo <= plant.ago(days=42)
+    stored = assert_consistent(plant)  # the same as a fresh derivation from the source
+    assert list(stored["order_code"]) == ["B"]
+    assert list(plant.parquet_runs()["order_code"]) == ["B"]
