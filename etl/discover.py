@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from .config import ColumnSpec, DstPolicy, Project, normalize_code
 from .errors import DataError
 from .extract import sortable
-from .mapping import text_values, timestamps
+from .mapping import sentinel_rows, text_values, timestamps
 from .source import Source, open_connector
 
 SAMPLE_ROWS = 10_000
@@ -394,6 +394,14 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
             reasons[field_name] = "placeholder: name the column"
     window = columns["timestamp"] if structure == "bookings" else columns["start"]
     sample = _sample(conn, table, columns, window)
+    if structure == "orders":
+        found = _sentinels_seen(sample, columns["end"])
+        if found:
+            columns["end"] = columns["end"].model_copy(update={"sentinels": found})
+            reasons["end"] = (
+                f"{reasons.get('end', 'the end column')}; sampled ends {', '.join(found)} look "
+                "like 'no end yet': read as open (remove them from sentinels if they are real)"
+            )
     for name, spec in columns.items():
         if spec.column and name.endswith("_code") and name in roles:
             values = sample.get(spec.column)
@@ -577,6 +585,27 @@ def _any_column(info: TableInfo, temporal: dict[str, Temporal]) -> str:
 def _padded(values: pd.Series) -> bool:
     texts = [v for v in values.dropna() if isinstance(v, str)]
     return bool(texts) and any(v != v.strip() for v in texts)
+
+
+#: "no date" values ERP systems write for an end that has not come yet
+COMMON_SENTINELS = ("9999-12-31", "9999-01-01", "2999-12-31", "1900-01-01", "0001-01-01")
+
+
+def _sentinels_seen(sample: pd.DataFrame, spec: ColumnSpec) -> list[str]:
+    """The common "no date" values among the sampled values of an end column."""
+    if spec.column is None or spec.column not in sample:
+        return []
+    values = sample[spec.column].dropna()
+    if values.empty:
+        return []
+    probe = spec.model_copy(update={"sentinels": [*COMMON_SENTINELS, "infinity", "0000-00-00"]})
+    frame = values.to_frame()
+    seen = []
+    for word in probe.sentinels or []:
+        one = spec.model_copy(update={"sentinels": [word]})
+        if sentinel_rows(frame, one).any():
+            seen.append(word)
+    return seen
 
 
 def _sample(
@@ -868,7 +897,7 @@ def _y(value: Any) -> str:
 
 
 def _spec_yaml(spec: ColumnSpec) -> str:
-    if spec.column is not None and spec.format is None:
+    if spec.column is not None and spec.format is None and not spec.sentinels:
         return _y(spec.column)
     data = {k: v for k, v in spec.model_dump(exclude_none=True).items()}
     return _y(data)

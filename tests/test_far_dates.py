@@ -11,8 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
+import yaml
 from pydantic import ValidationError
 
+from etl.cli import main
 from etl.config import ColumnSpec, load_project
 from etl.report import store_timeline, write_html
 from etl.sync import open_store, run_job
@@ -186,3 +189,20 @@ def test_sqlite_text_in_the_year_1(tmp_path: Path) -> None:
         conn.execute("UPDATE AUFTRAG SET START_ZEIT = '0001-01-01 00:00:00' WHERE ID = ?", (row,))
     result = plant.run("orders")  # Berlin's 0001-01-01 00:00 is 0000-12-31 in UTC
     assert result.anomalies == {"bad_timestamp": 1}
+
+
+def test_discover_proposes_the_no_end_values_it_sees_as_sentinels(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p", reread="1h")
+    plant.order("M1", "FA1", plant.ago(days=4), plant.ago(days=3))
+    row = plant.order("M2", "FA2", plant.ago(days=3), None)
+    plant.sql("UPDATE AUFTRAG SET ENDE_ZEIT = '9999-12-31 00:00:00' WHERE ID = ?", row)
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    result = CliRunner().invoke(main, ["-p", str(plant.root), "discover", "plant", "-t", "AUFTRAG"])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.output)
+    assert data["columns"]["end"]["sentinels"] == ["9999-12-31"]
+    (plant.root / "mappings" / "orders.yaml").write_text(result.output)
+    assert plant.run("orders").runs_open == 1  # the proposal reads FA2 as still open
