@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 import yaml
+from click.testing import CliRunner
 from pydantic import ValidationError
 
 from etl.cli import main
@@ -196,10 +196,6 @@ def test_discover_proposes_the_no_end_values_it_sees_as_sentinels(tmp_path: Path
     plant.order("M1", "FA1", plant.ago(days=4), plant.ago(days=3))
     row = plant.order("M2", "FA2", plant.ago(days=3), None)
     plant.sql("UPDATE AUFTRAG SET ENDE_ZEIT = '9999-12-31 00:00:00' WHERE ID = ?", row)
-    from click.testing import CliRunner
-
-    from etl.cli import main
-
     result = CliRunner().invoke(main, ["-p", str(plant.root), "discover", "plant", "-t", "AUFTRAG"])
     assert result.exit_code == 0, result.output
     data = yaml.safe_load(result.output)
