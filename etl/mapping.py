@@ -500,13 +500,16 @@ def map_bookings(
             rows,
             unknown,
             lambda: pd.Series(
-                [
-                    f"event code {'NULL' if names[p] is None else names[p]!r}"
-                    " is not listed under events START, END or ignore"
-                    for p in positions[unknown]
-                ],
+                # one text per distinct code, spread by position (no Python string per row)
+                pd.array(
+                    [
+                        f"event code {'NULL' if code is None else repr(code)}"
+                        " is not listed under events START, END or ignore"
+                        for code in names
+                    ],
+                    dtype="string",
+                ).take(positions[unknown]),
                 index=frame.index[unknown],
-                dtype="string",
             ),
         )
     )

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -988,25 +989,32 @@ def _anomaly_columns() -> list[sa.ColumnElement[Any]]:
 
 def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
     """The months (None: undated) whose anomalies differ between ``old`` and ``new``, each
-    compared as a multiset of (kind, machine, order, ts, detail)."""
-    counts: dict[tuple[Any, ...], int] = {}
+    compared as a multiset of (kind, machine, order, ts, detail): counted by group, not a Python
+    tuple per anomaly (a run may bring millions)."""
+    sides = []
     for frame, step in ((old, 1), (new, -1)):
         if frame.empty:
             continue
-        stamps = utc_stamps(frame["ts"])
-        columns = [
-            frame[name].astype(object).where(frame[name].notna(), None).tolist()
-            if name != "ts"
-            else [None if pd.isna(v) else v for v in stamps.tolist()]
-            for name in ANOMALY_COLUMNS
-        ]
-        for row in zip(*columns, strict=True):
-            counts[row] = counts.get(row, 0) + step
-    ts_at = ANOMALY_COLUMNS.index("ts")
+        side = pd.DataFrame(
+            {
+                name: frame[name].astype("string").fillna("\x00")  # NULL as a value of its own
+                for name in ANOMALY_COLUMNS
+                if name != "ts"
+            }
+        )
+        micros = utc_stamps(frame["ts"]).dt.tz_convert(None).to_numpy().view("i8")
+        side["ts"] = micros  # NaT: int64 min, a value of its own too
+        side["step"] = step
+        sides.append(side)
+    if not sides:
+        return set()
+    both = pd.concat(sides, ignore_index=True)
+    net = both.groupby([*ANOMALY_COLUMNS], sort=False)["step"].sum()
+    differ = net[net != 0].index.get_level_values("ts").unique()
+    nat = np.iinfo(np.int64).min
     return {
-        None if row[ts_at] is None else month_of(row[ts_at].to_pydatetime())
-        for row, count in counts.items()
-        if count
+        None if value == nat else month_of(pd.Timestamp(value, unit="us", tz=UTC).to_pydatetime())
+        for value in differ.tolist()
     }
 
 
