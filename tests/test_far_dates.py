@@ -5,6 +5,7 @@ PostgreSQL's ``infinity`` and MySQL's ``0000-00-00`` are a value or an anomaly, 
 from __future__ import annotations
 
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -193,8 +194,10 @@ def test_sqlite_text_in_the_year_1(tmp_path: Path) -> None:
 
 def test_discover_proposes_the_no_end_values_it_sees_as_sentinels(tmp_path: Path) -> None:
     plant = Plant(tmp_path / "p", reread="1h")
-    plant.order("M1", "FA1", plant.ago(days=4), plant.ago(days=3))
-    row = plant.order("M2", "FA2", plant.ago(days=3), None)
+    for i in range(30):  # enough orders for discover to see an order table
+        start = plant.ago(days=9) + timedelta(hours=7 * i)
+        plant.order(f"M{i % 3}", f"FA{i}", start, start + timedelta(hours=5))
+    row = plant.order("M2", "FA2", plant.ago(hours=3), None)
     plant.sql("UPDATE AUFTRAG SET ENDE_ZEIT = '9999-12-31 00:00:00' WHERE ID = ?", row)
     result = CliRunner().invoke(main, ["-p", str(plant.root), "discover", "plant", "-t", "AUFTRAG"])
     assert result.exit_code == 0, result.output
