@@ -395,7 +395,9 @@ def malformed_query(
     query = sa.select(*[src.c[n] for n in _selected_columns(mapping)])
     for filt in mapping.filters:
         query = query.where(_filter(src, filt))
-    query = query.where(src.c[name].not_like(sa.bindparam("malformed_shape", shape)))
+    # as text: a date_format column may be an integer (20261203), and LIKE wants text
+    text = sa.cast(src.c[name], sa.String(64))
+    query = query.where(text.not_like(sa.bindparam("malformed_shape", shape)))
     read = _window_condition(src, mapping, window, zone, instants, text_datetimes)
     if read is not None:  # CASE, not NOT(...): a NULL condition means "not read" too
         query = query.where(sa.case((read, 1), else_=0) == 0)

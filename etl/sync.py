@@ -22,7 +22,7 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from .config import Job, MappingSpec, Project
-from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
+from .errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import (
     Window,
     build_query,
@@ -252,10 +252,13 @@ def derive(
                     mapping, reread, zone, instants, source.dialect.datetimes_as_text
                 )
                 if odd is not None:  # text times the window's comparison cannot find
-                    for batch in read_batches(conn, odd, job.batch_size, where):
-                        mapped = mapper(batch, mapping, zone, instants)
-                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
-                        rows_read += len(batch)
+                    try:
+                        for batch in read_batches(conn, odd, job.batch_size, where):
+                            mapped = mapper(batch, mapping, zone, instants)
+                            found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                            rows_read += len(batch)
+                    except DataError as exc:  # e.g. a date_format on an integer column
+                        log.warning("%s; malformed text times not looked for", exc.message)
     finally:
         source.close()
     rows_read += sum(p.rows_read for p in parts)
