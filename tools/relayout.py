@@ -515,7 +515,12 @@ def cut(pkg: Path, source: str, target: str, names: tuple[str, ...], doc: str | 
     path.write_text(rest_text, encoding="utf-8")
     # the target: a new module, or the moved code appended to the existing one
     dest = pkg / f"{target}.py"
-    body = "\n\n".join(moved_text)
+    body, last_simple = "", False
+    for block in moved_text:  # constants one after another, definitions two lines apart
+        code = next(line for line in block.splitlines() if not line.startswith("#"))
+        simple = not code.startswith(("def ", "class ", "@", "async "))
+        body += ("" if not body else "\n" if simple and last_simple else "\n\n") + block
+        last_simple = simple
     if dest.is_file():
         existing = dest.read_text(encoding="utf-8")
         existing = _add_import(existing, "".join(imports))
