@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
 
-.PHONY: demo test soak lint format bench clean
+.PHONY: demo test test-fast soak lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the demo end to end on embedded defaults (SQLite source, SQLite store, local Parquet)
 	$(BIN)/etl demo etl-demo
 
-test: $(STAMP)  ## run the test suite (real PostgreSQL/MariaDB where they answer)
+test: $(STAMP)  ## run the whole test suite (real PostgreSQL/MariaDB where they answer)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the fast loop: unit tests only, no servers, no slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow and not postgres and not mariadb"
 
 soak: $(STAMP)  ## 3 workers x 20 jobs for SOAK_SECONDS (default 300) on PostgreSQL, MariaDB and S3 (moto); not in `test`
 	ETL_REQUIRE_DBS=1 $(BIN)/python -m pytest tests/soak.py -s -q --basetemp=/tmp/booking-etl-soak

@@ -175,7 +175,7 @@ class ConnectorSpec(Strict):
     timezone: TimeZoneName = "UTC"
     connect_timeout: Duration = timedelta(seconds=15)
     # auto: the dialect's Arrow driver when installed, else SQLAlchemy; arrow: that driver or an
-    # error; sqlalchemy: always the DBAPI driver through SQLAlchemy (README "fetch")
+    # error; sqlalchemy: always the DBAPI driver through SQLAlchemy (docs/extraction.md)
     fetch: Literal["auto", "arrow", "sqlalchemy"] = "auto"
 
     @model_validator(mode="after")

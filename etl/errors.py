@@ -1,6 +1,6 @@
 """One exception root, split by what the caller should do; each class carries its exit code.
 
-Exit codes (documented in the README):
+Exit codes (documented in docs/operations.md):
 
 ====  =====================================================================
 0     success

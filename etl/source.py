@@ -1,6 +1,6 @@
 """A read-only connection to one source database: engine, session setup, statement guard, clock.
 
-Read-only is enforced in layers (README "Read-only, enforced"): only generated SELECTs (or a custom
+Read-only is enforced in layers (docs/read-only.md): only generated SELECTs (or a custom
 query proven to be one SELECT) are built; the session is opened read-only where the database offers
 it; and the statement guard below refuses anything else before it reaches the driver. Failures to
 connect are retried when they may pass and otherwise explained once: host unreachable, login failed,

@@ -18,7 +18,7 @@ from etl.sync import open_store
 
 from .plant import Plant
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+OPERATIONS = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
 
 
 def etl(*args: str) -> tuple[int, str, str]:
@@ -26,11 +26,13 @@ def etl(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_every_exit_code_is_in_the_readme_and_in_help() -> None:
-    table = README.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+def test_every_exit_code_is_in_the_docs_and_in_help() -> None:
+    table = OPERATIONS.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     _, help_text, _ = etl("--help")
     for code in EXIT_CODES:
-        assert re.search(rf"^\| {code} \|", table, re.M), f"exit code {code} missing in README"
+        assert re.search(rf"^\| {code} \|", table, re.M), (
+            f"exit code {code} missing in docs/operations.md"
+        )
         assert re.search(rf"^\s+{code}\s+\w", help_text, re.M), f"exit code {code} not in --help"
 
 

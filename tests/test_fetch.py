@@ -764,7 +764,7 @@ def test_the_oracle_path_connects_with_the_connectors_connect_args(
 
 def test_connectorx_gets_the_connect_timeout(tmp_path: Path) -> None:
     """connectorx's MySQL URI carries the connector's connect_timeout (each TCP connect; its pool
-    still retries for about 30 s, see README's known limits); reading through it is covered above."""
+    still retries for about 30 s, see docs/limits.md); reading through it is covered above."""
     from etl.fetch import ConnectorXMySQL
 
     spec = {"dialect": "mariadb", "host": "db", "database": "mes", "user": "etl"}
