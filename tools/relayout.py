@@ -33,7 +33,7 @@ What it does, in order:
    ``etl/<old>.py`` to ``etl/<new>.py`` in etl/, tests/, bench/, docs/, the top-level *.md,
    pyproject.toml and the Makefile: imports, ``import etl.x`` attribute chains, monkeypatch
    targets such as ``"etl.source.time.sleep"``, ``python -m etl....``, logger names derived from
-   ``__name__``, prose;
+   ``__name__``, prose, and paths joined under the package (``ETL / "fold.py"``);
 5. splits ``from etl import store``-style imports of moved modules (``from etl.store import db
    as store``) and adjusts ``Path(__file__).parent`` in modules that moved deeper (the templates
    stay in ``etl/templates/``);
@@ -601,7 +601,24 @@ def rewrite_text(
         old = match.group(1)
         return paths[old].replace(".", "/") + ("/" if old.endswith("/") else ".py")
 
-    return slashed.sub(path, text)
+    text = slashed.sub(path, text)
+    # ETL / "structures.py" (a path joined under the package folder) -> ETL / "pipeline/structures.py"
+    top = {o.split(".", 1)[1]: n.split(".", 1)[1] for o, n in renames.items() if o.count(".") == 1}
+    joined = re.compile(
+        r"(/\s*)([\"'])("
+        + "|".join(re.escape(o) for o in sorted(top, key=len, reverse=True))
+        + r")"
+        r"(\.py)?\2"
+    )
+
+    def join(match: re.Match[str]) -> str:
+        old, suffix = match.group(3), match.group(4)
+        if suffix is None and f"etl.{old}" not in packages:
+            return match.group(0)  # ETL / "store" is not the module etl/store.py
+        new = top[old].replace(".", "/") + (suffix or "")
+        return f"{match.group(1)}{match.group(2)}{new}{match.group(2)}"
+
+    return joined.sub(join, text)
 
 
 def split_module_imports(text: str, renames: dict[str, str]) -> str:
