@@ -22,6 +22,7 @@ import importlib
 import importlib.metadata
 import logging
 import math
+import os
 import urllib.parse
 import weakref
 from collections.abc import Iterator
@@ -36,10 +37,15 @@ from sqlalchemy.engine import Connection
 
 from .config import MappingSpec
 from .errors import DataError, SourceError
+from .extras import extra_for, install_command
 from .redact import redact
 from .source import ReadOnlyViolation, Source, refusal
 
 log = logging.getLogger(__name__)
+
+# connectorx's pool (r2d2) writes its own text lines to stderr, past --log-format json; its
+# errors reach us as exceptions and are reported from there (RUST_LOG set by the user still wins)
+os.environ.setdefault("RUST_LOG", "off")
 
 TEXT_LIMIT = 8192  # bytes per value buffered for unbounded text columns (arrow-odbc)
 US = "us"
@@ -86,8 +92,67 @@ def catalog_columns(conn: Connection, table: str, schema: str | None) -> list[An
     cached = _CATALOG.setdefault(conn, {})
     key = (table, schema)
     if key not in cached:
-        cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+        try:
+            cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+        except sa.exc.DBAPIError as exc:
+            # a MariaDB view reflects through SHOW CREATE, which needs SHOW VIEW; its columns
+            # are in information_schema for any account that may SELECT all of it
+            conn.rollback()
+            found = information_schema_columns(conn, table, schema)
+            if not found or not _selectable(conn, table, schema):
+                raise exc from None
+            cached[key] = found
     return cached[key]
+
+
+def _selectable(conn: Connection, table: str, schema: str | None) -> bool:
+    """Whether the account may read every column (information_schema lists only the columns
+    it has a privilege on, so a column-level grant must not pass for the whole table)."""
+    probe = sa.select(sa.text("*")).select_from(sa.table(table, schema=schema)).limit(0)
+    try:
+        conn.execute(probe).close()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return False
+    return True
+
+
+def information_schema_columns(conn: Connection, table: str, schema: str | None) -> list[Any]:
+    """A table's or view's columns from ``information_schema.columns`` as ``get_columns`` gives
+    them (name, type, nullable); [] when the server has no such view or shows nothing."""
+    cols = sa.table(
+        "columns",
+        sa.column("table_schema"),
+        sa.column("table_name"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("is_nullable"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
+    owner = schema if schema is not None else conn.dialect.default_schema_name
+    where = cols.c.table_name == table
+    if owner is not None:
+        where &= cols.c.table_schema == owner
+    query = (
+        sa.select(cols.c.column_name, cols.c.data_type, cols.c.is_nullable)
+        .where(where)
+        .order_by(cols.c.ordinal_position)
+    )
+    try:
+        rows = conn.execute(query).all()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return []
+    types = getattr(conn.dialect, "ischema_names", {})
+    return [
+        {
+            "name": str(name),
+            "type": types.get(str(data_type).lower(), sa.types.NullType)(),
+            "nullable": str(nullable).upper() == "YES",
+        }
+        for name, data_type, nullable in rows
+    ]
 
 
 def arrow_schema(
@@ -320,6 +385,7 @@ class ConnectorXMySQL(ArrowPath):
     ) -> Iterator[pa.RecordBatch]:
         import connectorx
 
+        _second_connection(source)
         reader = connectorx.read_sql(
             self.uri(source),
             sql,
@@ -494,6 +560,26 @@ class ArrowPathFailed(SourceError):
     """The native driver failed for a reason other than the query (connect, setup, protocol)."""
 
 
+def _second_connection(source: Source) -> None:
+    """Open and close one more connection with the connector's ``connect_timeout`` before
+    connectorx opens its own: connectorx holds the GIL while its pool retries a refused connect
+    for about 30 s (an account limited to one connection, a server at max_connections), which
+    would freeze every thread of the process (other jobs, the daemon's signal handling). A
+    refusal here fails the Arrow path at once (``fetch: auto`` falls back to SQLAlchemy)."""
+    try:
+        raw = source.engine.raw_connection()
+    except Exception as exc:  # the DBAPI driver's own error: the pool does not wrap it
+        cause = getattr(exc, "orig", None) or exc
+        text = redact((str(cause).strip() or type(cause).__name__).splitlines()[0], source.secrets)
+        raise ArrowPathFailed(
+            f"{source.where}: the Arrow path (connectorx) needs a second connection and the "
+            f"server refused it: {text}",
+            hint="allow the account two connections (MAX_USER_CONNECTIONS), or set "
+            "'fetch: sqlalchemy' in the connector",
+        ) from None
+    raw.invalidate()  # closed for real, not kept in the pool: its slot is connectorx's now
+
+
 # ---------------------------------------------------------------------------- the choice
 
 
@@ -527,11 +613,14 @@ def choose(source: Source) -> FetchChoice:
         unusable = path.unusable(source) if version is not None else None
         if version is not None and unusable is None:
             return FetchChoice(path, f"{path.title} {version}")
-        why = unusable or f"{path.package} not installed"
+        extra = extra_for(path.module)
+        why = unusable or f"{path.package} not installed" + (
+            f" ({install_command(extra)})" if extra else ""
+        )
     if mode == "arrow":
         raise SourceError(
             f"{source.where}: fetch: arrow, but {why}",
-            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+            hint="install the driver, or set fetch: auto",
         )
     return FetchChoice(None, why)
 

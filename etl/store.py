@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
+from .extras import missing_driver
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
@@ -202,7 +203,14 @@ class Store:
         self.url = parsed
         try:
             self.engine: Engine = sa.create_engine(parsed, connect_args=connect_args)
-        except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        except ImportError as exc:
+            missing = missing_driver(exc)
+            if missing is None:
+                raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
+            raise StoreError(
+                f"etl.yaml: store: cannot use {self.display}: {missing[0]}", hint=missing[1]
+            ) from None
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
         if parsed.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -533,13 +541,28 @@ class Store:
         except StoreError as exc:  # committed already: a slower plan is no reason to fail
             log.warning("could not refresh the store's statistics: %s", exc)
 
-    def record_failure(self, job: str, audit: dict[str, Any]) -> None:
-        """Write a failed sync's audit row (its own transaction; never raises)."""
+    def record_failure(self, job: str, audit: dict[str, Any], status: str = "failed") -> None:
+        """Write a failed sync's audit row (its own transaction; never raises). ``status`` is
+        ``failed``, or ``publish_failed`` when the run stopped while writing the Parquet."""
         try:
             with self.begin() as conn:
-                conn.execute(sync_runs.insert().values(job=job, status="failed", **audit))
+                conn.execute(sync_runs.insert().values(job=job, status=status, **audit))
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
+
+    def mark_publish_failed(self, sync_id: int, audit: dict[str, Any]) -> None:
+        """Turn a committed sync's ``ok`` audit row into ``publish_failed`` with the error: the
+        store holds the run's result, the Parquet does not yet (never raises)."""
+        values = {k: audit[k] for k in ("error", "finished_at", "duration_s") if k in audit}
+        try:
+            with self.begin() as conn:
+                conn.execute(
+                    sync_runs.update()
+                    .where(sync_runs.c.id == sync_id)
+                    .values(status="publish_failed", **values)
+                )
+        except Exception as exc:  # the original error matters more than this one
+            log.warning("could not record the failed publication in the store: %s", exc)
 
     def clear_pending(self, job: str, months: list[str], owner: str | None = None) -> None:
         """Mark these months as published; with ``owner``, only while that run holds the lock
@@ -640,6 +663,7 @@ class Store:
                 out[row["job"]] = {
                     "job": row["job"],
                     "watermark": row["watermark"],
+                    "publish_pending": json.loads(row["publish_pending"] or "[]"),
                     "running": bool(
                         row["lock_owner"]
                         and row["lock_expires"]
@@ -714,6 +738,7 @@ class Store:
             entry.setdefault("anomalies", {})
             entry.setdefault("last_run", None)
             entry.setdefault("last_success", None)
+            entry.setdefault("publish_pending", [])
         return [out[k] for k in sorted(out)]
 
 
@@ -813,6 +838,17 @@ class Lease:
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
             )
+
+
+def store_display(url: str, root: Path, secrets: list[str] | None = None) -> str:
+    """The store URL as ``Store.display`` shows it (SQLite paths resolved against the
+    project, no password), without creating or opening anything."""
+    parsed = sa.make_url(url)
+    database = parsed.database or ""
+    sqlite = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if sqlite and not Path(database).is_absolute():
+        parsed = parsed.set(database=str(root / database))
+    return redact(parsed.render_as_string(hide_password=True), secrets or [])
 
 
 def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> Store | None:

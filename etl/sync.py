@@ -305,17 +305,21 @@ def run_job(
         started = datetime.now(UTC)  # under the lock: runs of one job never overlap in sync_runs
         audit: dict[str, object] = {"started_at": started}
         committed = False
+        sync_id: int | None = None
+        publishing = False  # a failure while True is a failed publication (status publish_failed)
         try:
             state = store.state(job_name)
             base = parquet_output(project)
             if state and state.publish_pending and base is not None and job.spec.parquet:
                 log.info(
-                    "%s: publishing months left over from an interrupted run: %s",
+                    "%s: publishing months left over from an earlier run: %s",
                     job_name,
                     ", ".join(state.publish_pending),
                 )
+                publishing = True
                 publish(store, job_name, state.publish_pending, base, held.verify)
                 store.clear_pending(job_name, state.publish_pending, held.owner)
+                publishing = False
             first = start_utc(job)
 
             def window_for(now: datetime) -> Window:
@@ -373,11 +377,13 @@ def run_job(
             failpoint("commit")
             files: list[str] = []
             if base is not None and job.spec.parquet and changes.months:
+                publishing = True
                 try:
                     files = publish(store, job_name, changes.months, base, held.verify)
                     store.clear_pending(job_name, changes.months, held.owner)
                 except LockLost as exc:
                     raise lost_after_commit(job_name, sync_id, exc) from exc
+                publishing = False
             result = RunResult(
                 job=job_name,
                 window_lo=window.lo,
@@ -413,6 +419,33 @@ def run_job(
             audit["duration_s"] = time.monotonic() - clock
             message = exc.message if isinstance(exc, EtlError) else str(exc)
             audit["error"] = redact(f"{type(exc).__name__}: {message}", project.secrets)
-            if not isinstance(exc, StoreError) and not committed:
+            if publishing and not isinstance(exc, LockLost):
+                # the store is fine, the Parquet is not: every such run leaves a row saying so,
+                # with the months still waiting for the next run (a lost lease is not this: the
+                # run that took the lock publishes them and writes its own row)
+                audit["error"] = f"publishing failed: {audit['error']}" + _pending_note(
+                    store, job_name
+                )
+                if committed and sync_id is not None:
+                    store.mark_publish_failed(sync_id, audit)
+                else:
+                    store.record_failure(job_name, audit, status="publish_failed")
+            elif not isinstance(exc, StoreError) and not committed:
                 store.record_failure(job_name, audit)
             raise
+
+
+def _pending_note(store: Store, job_name: str) -> str:
+    """``; months still pending: 2026-10, 2026-11`` from the store (empty if it cannot say)."""
+    try:
+        state = store.state(job_name)
+    except Exception:  # the store is down too: the original error says enough
+        return ""
+    if state is None or not state.publish_pending:
+        return ""
+    return "; months still pending: " + ", ".join(state.publish_pending)
+
+
+def publishes(project: Project, job: Job) -> bool:
+    """Whether runs of ``job`` write Parquet (the project has a dataset and the job takes part)."""
+    return bool(project.spec.parquet) and bool(job.spec.parquet)
