@@ -20,8 +20,9 @@ What it does, in order:
    imports read better than ``from ...config.models import``, and step 4 sees them all.
    Then it cuts the import cycles (``CUTS`` below): the definitions two layers share move down
    into a module both may import (cron expressions and job health out of the scheduler, S3 URI
-   parsing out of the object store, ``FoldPolicy`` into the shapes, ``--since`` parsing into
-   durations), and every import of a moved name, anywhere, follows it;
+   parsing out of the object store, the custom-query check out of the extraction, ``FoldPolicy``
+   into the shapes, ``--since`` parsing into durations), and every import of a moved name,
+   anywhere, follows it;
 3. ``git mv``s each module of ``MOVES`` (below) to its new place; a module that does not exist
    is skipped (the modules of branches in flight, such as ``run``, ``structures``, ``reader``,
    ``audit``, ``readonly``, ``ahead``, ``monthly`` and a ``discover/`` package, are mapped in
@@ -67,6 +68,7 @@ MOVES: dict[str, str] = {
     "cron": "config.cron",
     "locations": "config.locations",
     "readonly": "config.readonly",
+    "queries": "config.queries",
     # sources: where rows come from (SQL today; http/ and files/ beside sql/ when they come)
     "source": "sources.sql.engine",
     "extract": "sources.sql.query",
@@ -157,6 +159,14 @@ CUTS: list[tuple[str, str, tuple[str, ...], str | None]] = [
         "credential values in the environment.\n\n"
         "Plain parsing, no pyarrow: the config models validate with it; the object store (which\n"
         "opens the S3 filesystem) builds on it.",
+    ),
+    # the config parsed custom queries with the extraction module (config -> extract)
+    (
+        "extract",
+        "queries",
+        ("_SQLGLOT_DIALECT", "check_custom_query"),
+        "A custom ``source.query``, parsed in the source's SQL dialect (sqlglot) to prove it is one\n"
+        "read-only SELECT: checked when the project loads and again before it runs.",
     ),
     # the config built the fold's policy (config -> fold)
     ("fold", "schema", ("FoldPolicy",), None),
