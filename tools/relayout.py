@@ -559,6 +559,12 @@ def _drop_empty_sections(text: str) -> str:
     return _SECTION.sub("", text).rstrip() + "\n"
 
 
+def _comments(lines: list[str]) -> str:
+    """The ``# ...`` comments of a (multi-line) statement, to keep on its rewritten first line."""
+    found = [m.group(1).strip() for line in lines if (m := re.search(r"#(.*)$", line))]
+    return ("  # " + "; ".join(found)) if found else ""
+
+
 def split_symbol_imports(text: str, symbols: dict[str, str]) -> str:
     """``from etl.schedule import Daemon, job_health`` -> ``... import Daemon`` and
     ``from etl.health import job_health`` for names a cut moved."""
@@ -574,13 +580,14 @@ def split_symbol_imports(text: str, symbols: dict[str, str]) -> str:
             module = symbols.get(f"{node.module}.{alias.name}", node.module)
             groups.setdefault(module, []).append(alias)
         indent = " " * node.col_offset
-        block = "".join(
+        statements = [
             f"{indent}from {module} import "
             + ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in aliases)
-            + "\n"
             for module, aliases in groups.items()
-        )
-        edits.append((node.lineno - 1, node.end_lineno or node.lineno, block))
+        ]
+        end = node.end_lineno or node.lineno
+        statements[0] += _comments(lines[node.lineno - 1 : end])
+        edits.append((node.lineno - 1, end, "".join(f"{s}\n" for s in statements)))
     for start, end, block in sorted(edits, reverse=True):
         lines[start:end] = [block]
     return "".join(lines)
@@ -663,8 +670,10 @@ def split_module_imports(text: str, renames: dict[str, str]) -> str:
             names = ", ".join(a.name + (f" as {a.asname}" if a.asname else "") for a in kept)
             out.append(f"from {node.module} import {names}")
         indent = " " * node.col_offset
-        block = "".join(f"{indent}{line}\n" for line in out + moved)
-        edits.append((node.lineno - 1, node.end_lineno or node.lineno, block))
+        statements = [f"{indent}{line}" for line in out + moved]
+        end = node.end_lineno or node.lineno
+        statements[0] += _comments(lines[node.lineno - 1 : end])
+        edits.append((node.lineno - 1, end, "".join(f"{s}\n" for s in statements)))
     for start, end, block in sorted(edits, reverse=True):
         lines[start:end] = [block]
     return "".join(lines)
