@@ -21,15 +21,17 @@ from typing import Any
 
 import pandas as pd
 
-from .config import Project
+from .ahead import Ahead, carried_from
+from .config import Job, Project
 from .errors import LockLost, StoreError, UsageError
 from .extract import Window
 from .failpoints import failpoint
 from .fold import carry_margin
+from .monthly import MonthRuns
 from .publish import publish
 from .report import parse_when, resolve_when
 from .store import KEY, VALUE, Changes, Lease, month_of
-from .sync import derive, leased, lost_after_commit, parquet_output
+from .sync import Derived, derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +95,12 @@ def backfill(
     since_at = parse_when(since, zone, "--since")
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
-    with leased(project, job_name) as (_store, held):
+    with leased(project, job_name) as (_store, held), Ahead() as ahead:
         return _run(
             project,
             job_name,
             held,
+            ahead,
             since_at,
             until_at,
             since,
@@ -113,6 +116,7 @@ def _run(
     project: Project,
     job_name: str,
     held: Lease,
+    ahead: Ahead,
     since_at: datetime | timedelta,
     until_at: datetime | timedelta,
     since_text: str,
@@ -149,7 +153,14 @@ def _run(
     resumed: datetime | None = None
     a: datetime | None = None
     result: BackfillResult | None = None
+    months: MonthRuns | None = None
     total_chunks = 0
+    overlap = mapping.structure == "bookings"  # the next chunk's carried runs are this one's
+
+    def check(_rows: int) -> None:
+        held.check()
+        ahead.check()
+
     while True:
 
         def window_for(now: datetime, a_: datetime | None = a) -> Window:
@@ -169,8 +180,13 @@ def _run(
                 probe_start = state.backfill_next
             a = probe_start
             resumed = probe_start
-        started = datetime.now(UTC)
-        derived = derive(project, job, window_for, store, lambda _rows: held.check())
+        started = ahead.started or datetime.now(UTC)
+        ahead_of_time = ahead.take()  # the chunk read while the last one committed
+        derived = (
+            ahead_of_time
+            if isinstance(ahead_of_time, Derived)
+            else derive(project, job, window_for, store, check)
+        )
         window = derived.window
         if result is None:
             if bounds["since"] >= bounds["until"]:
@@ -183,6 +199,9 @@ def _run(
             total_chunks = max(1, -(-span // chunk))
         if window.hi <= window.lo:
             break
+        if months is None:  # before the first commit: which months the store has nothing of
+            publishing = base is not None and bool(job.spec.parquet)
+            months = MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
         kinds = Counter(derived.anomalies["kind"].tolist())
         done = window.hi >= stop()
         audit = {
@@ -194,6 +213,8 @@ def _run(
             "anomalies": len(derived.anomalies),
             "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
         }
+        if not done and overlap:  # read the next chunk while this one commits
+            ahead.start(_next_chunk(project, job, window.hi, chunk, stop, check, derived, margin))
         sync_id, changes = store.commit_sync(
             job_name,
             window.lo,
@@ -207,13 +228,15 @@ def _run(
             owner=held.owner,
         )
         net.add(changes, window.hi, margin)
+        months.apply(changes)
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
         ready = [m for m in changes.months if done or m < month_of(window.hi)]
         if base is not None and job.spec.parquet and ready:
             try:
-                publish(store, job_name, ready, base, held.verify)
+                publish(store, job_name, ready, base, held.verify, months.runs(ready))
                 store.clear_pending(job_name, ready, held.owner)
+                months.forget(ready)
             except LockLost as exc:
                 raise lost_after_commit(job_name, sync_id, exc) from exc
         piece = Chunk(
@@ -248,6 +271,26 @@ def _run(
     result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
     result.duration_s = time.monotonic() - clock
     return result
+
+
+def _next_chunk(
+    project: Project,
+    job: Job,
+    lo: datetime,
+    chunk: timedelta,
+    stop: Callable[[], datetime],
+    check: Callable[[int], None],
+    derived: Derived,
+    margin: timedelta,
+) -> Callable[[], Derived]:
+    """The derivation of the chunk from ``lo`` on, with the runs ``derived`` leaves open carried
+    in (nothing read from the store: it runs beside the commit of ``derived``)."""
+    carried = carried_from(derived.runs, lo, margin)
+
+    def window_for(_now: datetime) -> Window:
+        return Window(lo=lo, hi=min(lo + chunk, stop()))
+
+    return lambda: derive(project, job, window_for, None, check, carried)
 
 
 Key = tuple[Any, ...]

@@ -172,10 +172,13 @@ def derive(
     window_for: object,
     store: Store | None,
     progress: Callable[[int], None] | None = None,
+    carried: pd.DataFrame | None = None,
 ) -> Derived:
     """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``.
 
     ``progress(rows_read_so_far)`` is called after every batch; it may raise to abandon the run.
+    ``carried`` (bookings) are the runs open at the window's start when the caller knows them
+    (a backfill's previous chunk); otherwise they are read from ``store``.
     """
     where = f"mappings/{job.mapping_name}.yaml"
     mapping = job.mapping
@@ -236,7 +239,8 @@ def derive(
             bookings = bookings[(bookings["ts"] >= lo) & (bookings["ts"] < hi)]
         policy = mapping.fold.policy()
         margin = carry_margin(policy)
-        carried = store.carried_runs(job.name, window.lo, margin) if store is not None else None
+        if carried is None and store is not None:
+            carried = store.carried_runs(job.name, window.lo, margin)
         if bookings is None or bookings.empty:
             bookings = pd.DataFrame(
                 columns=["ts", "machine_code", "order_code", "product_code", "event"]
