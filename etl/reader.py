@@ -42,9 +42,12 @@ class Window:
 @dataclass(frozen=True)
 class Points:
     """Rows that are points in time: a row matters when its ``at`` field falls in the window
-    (rows without one are read every time and reported as anomalies)."""
+    (rows without one are read every time and reported as anomalies). ``changed``: the field
+    stamping a row's last change, when the source has one (a run reaches back to the oldest
+    point changed since its window's start)."""
 
     at: str
+    changed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ class Spans:
 #: How a structure's rows sit in time (the canonical field names of its mapping's columns).
 Shape = Points | Spans
 
+#: The shape of each mapping ``structure``: a reader asks for rows by it (etl/structures.py
+#: implements the structures; the readers sit below it and find the shape here).
+SHAPES: dict[str, Shape] = {
+    "bookings": Points(at="timestamp", changed="updated_at"),
+    "orders": Spans(start="start", end="end", changed="updated_at"),
+}
+
 
 class Request(Protocol):
     """The source's rows for one reach and shape, not read yet."""
@@ -71,7 +81,9 @@ class Request(Protocol):
 
 
 class Reading(Protocol):
-    """A source opened for one run (closed when the run has read what it needs)."""
+    """A source opened for one run (closed when the run has read what it needs). A reader
+    whose rows are all it has (a file drop) subclasses this and keeps the defaults of the three
+    extra requests, which ask for nothing."""
 
     #: the raw fields whose values are instants (aware), not wall-clock times of the plant
     instants: frozenset[str]
@@ -83,6 +95,21 @@ class Reading(Protocol):
     def request(self, reach: Window, shape: Shape) -> Request:
         """The rows of ``shape`` that matter to ``reach``."""
         ...
+
+    def changed(self, window: Window, shape: Shape) -> Request | None:
+        """The rows changed since ``window.lo`` (``shape.changed``), whether or not the source's
+        selection takes them: the run reaches back to the oldest (None: the source cannot say)."""
+        return None
+
+    def withdrawn(self, window: Window, shape: Shape) -> Request | None:
+        """The rows changed since ``window.lo`` that the source's selection (the mapping's
+        filters) now leaves out: their runs leave the store (None: none can be)."""
+        return None
+
+    def malformed(self, reach: Window, shape: Shape) -> Request | None:
+        """Rows ``request`` cannot find because their time does not compare (text in the wrong
+        shape): read once per run so they are reported (None: every row compares)."""
+        return None
 
 
 class Reader(Protocol):
