@@ -81,9 +81,7 @@ class Request(Protocol):
 
 
 class Reading(Protocol):
-    """A source opened for one run (closed when the run has read what it needs). A reader
-    whose rows are all it has (a file drop) subclasses this and keeps the defaults of the three
-    extra requests, which ask for nothing."""
+    """A source opened for one run (closed when the run has read what it needs)."""
 
     #: the raw fields whose values are instants (aware), not wall-clock times of the plant
     instants: frozenset[str]
@@ -96,20 +94,33 @@ class Reading(Protocol):
         """The rows of ``shape`` that matter to ``reach``."""
         ...
 
+
+class ExtraRequests(Protocol):
+    """What a ``Reading`` may answer besides ``request``: each method is optional, and a reading
+    without it (a file drop, whose rows are all it has) is asked for nothing. A SQL source needs
+    them because its ``WHERE`` leaves rows out that a run must still see."""
+
     def changed(self, window: Window, shape: Shape) -> Request | None:
         """The rows changed since ``window.lo`` (``shape.changed``), whether or not the source's
         selection takes them: the run reaches back to the oldest (None: the source cannot say)."""
-        return None
+        ...
 
     def withdrawn(self, window: Window, shape: Shape) -> Request | None:
         """The rows changed since ``window.lo`` that the source's selection (the mapping's
         filters) now leaves out: their runs leave the store (None: none can be)."""
-        return None
+        ...
 
     def malformed(self, reach: Window, shape: Shape) -> Request | None:
         """Rows ``request`` cannot find because their time does not compare (text in the wrong
         shape): read once per run so they are reported (None: every row compares)."""
-        return None
+        ...
+
+
+def extra_request(reading: Reading, name: str, window: Window, shape: Shape) -> Request | None:
+    """``reading.<name>(window, shape)`` of ``ExtraRequests``, None when the reading has no such
+    method."""
+    ask = getattr(reading, name, None)
+    return None if ask is None else ask(window, shape)
 
 
 class Reader(Protocol):

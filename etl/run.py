@@ -32,7 +32,7 @@ from .extract import SqlReader
 from .failpoints import failpoint
 from .mapping import Mapped, localize
 from .publish import Output, open_output, publish
-from .reader import Reader, Reading, Window
+from .reader import Reader, Reading, Window, extra_request
 from .redact import redact
 from .schema import RUN_COLUMNS, empty_anomalies
 from .store import Changes, JobState, Lease, Store
@@ -261,11 +261,11 @@ def derive(
                 if progress is not None:
                     so_far += parts[-1].rows_read
                     progress(so_far)
-            leaving = reading.withdrawn(window, shape)
+            leaving = extra_request(reading, "withdrawn", window, shape)
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
                     withdrawn.append(structure.map(batch, zone, reading.instants).rows)
-            odd = reading.malformed(reach.window, shape)
+            odd = extra_request(reading, "malformed", reach.window, shape)
             if odd is not None:  # text times the window's comparison cannot find
                 try:
                     for batch in odd.batches(size):
@@ -296,8 +296,8 @@ def derive(
 
 
 def _reached_back(job: Job, structure: Structure, reading: Reading, window: Window) -> Window:
-    """``window`` reaching back to the oldest row changed since ``lo`` (``Reading.changed``)."""
-    changed = reading.changed(window, structure.shape)
+    """``window`` reaching back to the oldest row changed since ``lo`` (``ExtraRequests``)."""
+    changed = extra_request(reading, "changed", window, structure.shape)
     if changed is None:
         return window
     oldest: pd.Timestamp | None = None

@@ -14,7 +14,7 @@ import pandas as pd
 
 from etl.audit import Audit
 from etl.config import load_project
-from etl.reader import Points, Reading, Shape, Spans, Window
+from etl.reader import Points, Shape, Spans, Window
 from etl.run import JobRun, derive, leased, open_store
 
 from .plant import Plant, _sorted, local_text
@@ -22,7 +22,7 @@ from .plant import Plant, _sorted, local_text
 ETL = Path(__file__).resolve().parent.parent / "etl"
 
 
-class CsvDrop(Reading):
+class CsvDrop:
     """A file-drop reader: every CSV file in a folder is one batch of raw source rows. It hands
     over every row it has; the structure cuts them to the window."""
 
