@@ -29,9 +29,7 @@ from .fetch import (
     choose,
     record_batches,
 )
-from .reader import SHAPES, Points, Shape, Spans
-from .reader import WINDOW_MARGIN as WINDOW_MARGIN  # re-exported: the window lived here
-from .reader import Window as Window
+from .reader import SHAPES, Points, Shape, Spans, Window
 from .readonly import NOT_SQL, query_problems
 from .source import Source, open_source
 
