@@ -13,7 +13,7 @@ rolls back with the rest of a sync.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy
@@ -74,11 +74,15 @@ def insert_frame(
     frame: pd.DataFrame,
     columns: Sequence[str],
     extra: dict[str, Any],
+    order_by: Sequence[str] = (),
 ) -> None:
-    """Insert ``frame[columns]`` with the constant ``extra`` values into ``table`` in bulk."""
+    """Insert ``frame[columns]`` with the constant ``extra`` values into ``table`` in bulk, in
+    ``order_by`` order when given (rows sorted like an index go into it with few page visits)."""
     if frame.empty:
         return
     rows = arrow_rows(frame, columns, extra)
+    if order_by:
+        rows = rows.sort_by([(name, "ascending") for name in order_by])
     dialect = conn.dialect
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in rows.column_names)
@@ -86,14 +90,24 @@ def insert_frame(
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         _copy(conn, f"COPY {target} ({names}) FROM STDIN (FORMAT csv)", rows)
     elif dialect.name == "sqlite":
-        values = [_sqlite_values(rows.column(i)) for i in range(rows.num_columns)]
-        marks = ", ".join("?" for _ in values)
-        conn.exec_driver_sql(
-            f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
-        )
+        marks = ", ".join("?" for _ in rows.column_names)
+        for part in _slices(rows):  # Python values for one slice at a time, not for every row
+            values = [_sqlite_values(part.column(i)) for i in range(part.num_columns)]
+            conn.exec_driver_sql(
+                f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
+            )
     else:
-        records = rows.to_pylist()
-        conn.execute(table.insert(), records)
+        for part in _slices(rows):
+            conn.execute(table.insert(), part.to_pylist())
+
+
+#: rows turned into Python values at a time by the row-wise inserts (SQLite, others)
+INSERT_SLICE = 50_000
+
+
+def _slices(rows: pa.Table) -> Iterator[pa.Table]:
+    for offset in range(0, rows.num_rows, INSERT_SLICE):
+        yield rows.slice(offset, INSERT_SLICE)
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
@@ -108,13 +122,19 @@ def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
 def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
     """COPY ``rows`` through the connection's psycopg cursor, as CSV written by Arrow: strings
     quoted, nulls as empty unquoted fields, timestamps as ISO text with ``Z``."""
+    from psycopg.copy import QueuedLibpqWriter
     from pyarrow import csv
 
     driver = conn.connection.driver_connection
     assert driver is not None
     options = csv.WriteOptions(include_header=False, quoting_style="needed")
     try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        # the queued writer sends each piece from its own thread while the next one is written:
+        # Arrow's CSV writer and the server's parsing and index work overlap
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
+        ):
             for batch in rows.to_batches(max_chunksize=COPY_BATCH):
                 sink = io.BytesIO()
                 csv.write_csv(pa.Table.from_batches([batch]), sink, options)

@@ -32,6 +32,7 @@ from pydantic import (
 
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
+from .readonly import allowed_options, option_refusals, url_option_refusals
 from .yamlfile import Loc, YamlDoc, fill_job_vars, format_loc, read_yaml
 
 PROJECT_FILE = "etl.yaml"
@@ -182,6 +183,26 @@ class ConnectorSpec(Strict):
     fetch: Literal["auto", "arrow", "sqlalchemy"] = "auto"
 
     @model_validator(mode="after")
+    def _harmless_options(self) -> ConnectorSpec:
+        # docs/read-only.md: only options that cannot run SQL or change the session
+        refused = option_refusals(self.dialect, self.options)
+        if refused:
+            key, why = refused[0]
+            raise ValueError(
+                f"@options.{key}: refused: {why} (allowed options for {self.dialect}: "
+                f"{', '.join(allowed_options(self.dialect))})"
+            )
+        if self.url is not None:
+            refused = url_option_refusals(self.dialect, self.url.get_secret_value())
+            if refused:
+                key, why = refused[0]
+                raise ValueError(
+                    f"@url: refused the option {key!r} in the URL's query string: {why} "
+                    "(docs/read-only.md lists the allowed options)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _where(self) -> ConnectorSpec:
         if self.url is not None:
             clash = [
@@ -220,6 +241,20 @@ class ConnectorSpec(Strict):
 # --------------------------------------------------------------------------- mappings
 
 
+def _sentinel_texts(value: Any) -> Any:
+    """YAML reads 9999-12-31 as a date: keep every sentinel as the text it was written as."""
+    if not isinstance(value, list):
+        return value
+    return [
+        v.isoformat(sep=" ")
+        if isinstance(v, datetime)
+        else v.isoformat()
+        if isinstance(v, date)
+        else v
+        for v in value
+    ]
+
+
 class ColumnSpec(Strict):
     """One canonical field taken from the source: a column, a date + time pair, or a constant."""
 
@@ -231,6 +266,9 @@ class ColumnSpec(Strict):
     date_format: str | None = None
     time_format: str | None = None
     format: str | None = None
+    #: values that stand for "no value" (an ``end``: still open), e.g. 9999-12-31 or 1900-01-01:
+    #: a date matches any time on that day; also 'infinity', '-infinity', '0000-00-00'
+    sentinels: Annotated[list[StrictStr] | None, BeforeValidator(_sentinel_texts)] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ColumnSpec:
@@ -247,6 +285,12 @@ class ColumnSpec(Strict):
             raise ValueError("give exactly one of 'column', 'date' + 'time', or 'value'")
         if (self.date is None) != (self.time is None):
             raise ValueError("'date' and 'time' go together: name both columns")
+        for value in self.sentinels or []:
+            if isinstance(value, str) and sentinel_text(value) is None:
+                raise ValueError(
+                    f"@sentinels: {value!r} is not a date, a date and time, 'infinity', "
+                    "'-infinity' or '0000-00-00'"
+                )
         return self
 
     def source_columns(self) -> list[str]:
@@ -256,6 +300,21 @@ class ColumnSpec(Strict):
         if self.date is not None and self.time is not None:
             return [self.date, self.time]
         return []
+
+
+_SPECIAL_SENTINELS = ("infinity", "-infinity", "+infinity")
+
+
+def sentinel_text(value: str) -> str | datetime | None:
+    """A ``sentinels`` entry given as text: the special word (lower case, matched against the raw
+    text), the date and time it stands for, or None if it is neither."""
+    text = value.strip().lower()
+    if text in _SPECIAL_SENTINELS or re.fullmatch(r"0000-00-00(?:[ t]00:00(?::00)?)?", text):
+        return text
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
 
 
 def _column(value: Any) -> Any:
@@ -274,6 +333,7 @@ class BookingColumns(Strict):
     machine_code: Column
     event: Column
     product_code: Column | None = None
+    updated_at: Column | None = None
     #: the plant of each booking; a run takes its START's (else the job's or connector's label)
     plant: Column | None = None
 
@@ -427,6 +487,8 @@ class SourceSpec(Strict):
     table: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     query: str | None = None
+    # functions a custom query may call beyond the built-in pure ones (docs/read-only.md)
+    allow_functions: list[str] = []
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
@@ -440,6 +502,8 @@ class SourceSpec(Strict):
             raise ValueError(
                 "@schema: 'schema' goes with 'table'; write the schema into the query instead"
             )
+        if self.allow_functions and self.query is None:
+            raise ValueError("@allow_functions: 'allow_functions' goes with 'query'")
         return self
 
     def describe(self) -> str:
@@ -986,7 +1050,10 @@ def _query_problem(
         line = doc.lines.get(("source", "query"))
         try:
             check_custom_query(
-                mapping.source.query, dialect, f"{doc.label}:{line}" if line else doc.label
+                mapping.source.query,
+                dialect,
+                f"{doc.label}:{line}" if line else doc.label,
+                mapping.source.allow_functions,
             )
             seen[key] = None
         except ConfigError as exc:
@@ -1063,7 +1130,7 @@ def _format_errors(
             msg = msg.replace(noise, "")
         if msg.startswith("@"):  # a cross-field rule that names the key it is about
             key, _, msg = msg[1:].partition(": ")
-            loc = (*loc, key)
+            loc = (*loc, *key.split("."))
             err = {**err, "msg": msg, "type": "value_error"}
         grouped.setdefault((*prefix, *loc), []).append(err)
 

@@ -30,7 +30,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -58,6 +58,9 @@ FILE_NAME = "part-0.parquet"
 UNDATED = "undated"
 STAGING = "_staging"
 STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a process that died
+# a month's runs in their file: by code point whatever the store's collation, so that a month
+# published from a backfill's memory (etl.monthly) and one read back are the same file
+ORDER = ["machine_code", "start", "order_code"]
 
 
 def runs_table(runs: pd.DataFrame, fields: dict[str, pa.DataType] | None = None) -> pa.Table:
@@ -66,7 +69,9 @@ def runs_table(runs: pd.DataFrame, fields: dict[str, pa.DataType] | None = None)
     type), taken from the runs' ``attributes`` JSON."""
     start = stamp_array(runs["start"])
     end = stamp_array(runs["end"])
-    duration = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
+    # microseconds as float before dividing: a run ending 9999-12-31 lasts more than 2**53 us
+    micros = pc.cast(pc.cast(pc.subtract(end, start), pa.int64()), pa.float64(), safe=False)
+    duration = pc.divide(micros, 1_000_000.0)
     columns = {
         "machine_code": text_array(runs["machine_code"]),
         "order_code": text_array(runs["order_code"]),
@@ -153,6 +158,7 @@ class LocalOutput:
     def write(self, table: pa.Table, relative: str) -> str | None:
         target = self.base / relative
         if _unchanged(table, target):
+            _sweep_temporaries(target)
             return None
         write_atomically(table, target)
         return str(target)
@@ -256,7 +262,9 @@ def write_atomically(table: pa.Table, target: Path) -> None:
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_temporaries(target)
         pq.write_table(table, temp, compression="zstd")
+        failpoint("write_parquet")  # a process killed here leaves its temporary file
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
@@ -267,6 +275,16 @@ def write_atomically(table: pa.Table, target: Path) -> None:
     except BaseException:
         _discard(temp)
         raise
+
+
+def _sweep_temporaries(target: Path) -> None:
+    """Remove temporary files of ``target`` left by a process killed while writing it. Only the
+    job's lock holder publishes its partitions, so any such file belongs to a dead process (or to
+    one that lost its lease: its rename then fails, and the file it wanted to replace stays)."""
+    for left in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            left.unlink()
+            log.info("removed %s, left by an interrupted publication", left)
 
 
 def _discard(path: Path) -> None:
@@ -294,11 +312,14 @@ def publish(
     months: list[str],
     out: Output | Path,
     still_ours: Callable[[], None] | None = None,
+    known: Mapping[str, pd.DataFrame] | None = None,
     fields: dict[str, pa.DataType] | None = None,
 ) -> list[str]:
     """Rewrite the job's partitions for ``months`` from the store; returns the files written.
-    A local partition whose file already holds the same rows is left as it is. ``fields``: the
-    mapping's run attributes (name -> Arrow type), one column each after the fixed ones.
+    A local partition whose file already holds the same rows is left as it is. ``known`` gives
+    the runs of some months as the store holds them (a backfill's, see ``etl.monthly``): those
+    are not read back. ``fields``: the mapping's run attributes (name -> Arrow type), one column
+    each after the fixed ones.
 
     ``still_ours()`` (when given) is called before each partition; it raises when the job's lock
     was lost, so a run that overstayed its lease stops writing.
@@ -308,12 +329,13 @@ def publish(
     for month in sorted(set(months)):
         if still_ours is not None:
             still_ours()
-        runs = store.runs_in_month(job, month)
+        runs = known[month] if known and month in known else store.runs_in_month(job, month)
         part = f"runs/job={job}/month={month}"
         if runs.empty:
             output.remove(part)
         else:
-            _add(written, output.write(runs_table(runs, fields), f"{part}/{FILE_NAME}"))
+            table = runs_table(runs, fields).sort_by([(name, "ascending") for name in ORDER])
+            _add(written, output.write(table, f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
         if still_ours is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,16 +27,16 @@ import pandas as pd
 
 from .audit import Audit
 from .config import Job, Project
-from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
+from .errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import SqlReader
 from .failpoints import failpoint
 from .mapping import Mapped, localize
 from .publish import Output, open_output, publish
-from .reader import Reader, Window
+from .reader import Reader, Reading, Window, extra_request
 from .redact import redact
 from .schema import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
 from .store import Changes, JobState, Lease, Store
-from .structures import Carried, structure_for
+from .structures import Carried, Structure, structure_for
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(
@@ -106,6 +106,8 @@ class Derived:
     rows_read: int
     codes: Counter[tuple[str, str]]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
+    #: runs of order rows changed since lo that now fail a filter: they leave the store
+    removed: pd.DataFrame | None = None
 
     @property
     def runs_open(self) -> int:
@@ -218,41 +220,66 @@ def derive(
     store: Store | None,
     progress: Callable[[int], None] | None = None,
     reader: Reader | None = None,
+    *,
+    reach_back: bool = False,
+    carried: Carried | None = None,
 ) -> Derived:
     """Read the source for the job's window and derive its runs (nothing written).
 
     ``window_for(source_now_utc) -> Window``; ``store`` (None: no store yet) supplies the runs
     carried over; ``reader`` (default: ``reader_for`` the job) the rows. ``progress(rows_read_so_far)``
-    is called after every batch; it may raise to abandon the run.
+    is called after every batch; it may raise to abandon the run. ``reach_back`` (a sync run): a
+    source that stamps changes moves the window's ``lo`` back to the oldest row changed since
+    ``lo`` (not before ``start_from``), so a booking cancelled long after it was read is folded
+    anew, as one inside the re-read window is. ``carried``: the runs carried in when the caller
+    knows them (a backfill's previous chunk), instead of the store's.
     """
     structure = structure_for(job.mapping)
+    shape = structure.shape
     reader = reader if reader is not None else reader_for(project, job)
-    carried: Carried | None = None
-    if store is not None:
+    if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
             return store.carried_runs(job.name, lo, margin)
 
-    zone = job.connector.zone
+    zone, size = job.connector.zone, job.batch_size
     parts: list[Mapped] = []
+    withdrawn: list[pd.DataFrame] = []
+    found: list[pd.DataFrame] = []
+    rows_read = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
+        if reach_back and window.hi > window.lo:
+            window = _reached_back(job, structure, reading, window)
         reach = structure.reach(window, carried)
-        request = reading.request(reach.window, structure.shape)
+        request = reading.request(reach.window, shape)
         so_far = 0
         if window.hi > window.lo:
-            for batch in request.batches(job.batch_size):
+            for batch in request.batches(size):
                 parts.append(structure.map(batch, zone, reading.instants))
                 failpoint("extract")
                 if progress is not None:
                     so_far += parts[-1].rows_read
                     progress(so_far)
+            leaving = extra_request(reading, "withdrawn", window, shape)
+            if leaving is not None:  # one more query per run, over the changed rows only
+                for batch in leaving.batches(size):
+                    withdrawn.append(structure.map(batch, zone, reading.instants).rows)
+            odd = extra_request(reading, "malformed", reach.window, shape)
+            if odd is not None:  # text times the window's comparison cannot find
+                try:
+                    for batch in odd.batches(size):
+                        mapped = structure.map(batch, zone, reading.instants)
+                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        rows_read += len(batch)
+                except DataError as exc:  # e.g. a date_format on an integer column
+                    log.warning("%s; malformed text times not looked for", exc.message)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
     rows = [p.rows for p in parts if not p.rows.empty]
-    derived = structure.derive(rows, window, reach, carried)
-    found = [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
+    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
     found = [f for f in found if not f.empty]
     anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -261,9 +288,10 @@ def derive(
         window=window,
         runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
         anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
-        rows_read=sum(p.rows_read for p in parts),
+        rows_read=rows_read + sum(p.rows_read for p in parts),
         codes=codes,
         carried=derived.carried,
+        removed=derived.removed,
     )
 
 
@@ -279,6 +307,30 @@ def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFr
     return out
 
 
+def _reached_back(job: Job, structure: Structure, reading: Reading, window: Window) -> Window:
+    """``window`` reaching back to the oldest row changed since ``lo`` (``ExtraRequests``)."""
+    changed = extra_request(reading, "changed", window, structure.shape)
+    if changed is None:
+        return window
+    oldest: pd.Timestamp | None = None
+    for batch in changed.batches(job.batch_size):
+        first = structure.oldest(batch, job.connector.zone, reading.instants)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    if oldest is None:
+        return window
+    lo = max(oldest.to_pydatetime(), start_utc(job))
+    if lo >= window.lo:
+        return window
+    log.info(
+        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        job.name,
+        window.lo.isoformat(timespec="seconds"),
+        lo.isoformat(timespec="seconds"),
+    )
+    return Window(lo=lo, hi=window.hi)
+
+
 # --------------------------------------------------------------------------- diff -> commit -> publish
 
 
@@ -291,7 +343,8 @@ class JobRun:
         self.project, self.job, self.held = project, job, held
         self.store = held.store
         self.reader = reader
-        self.margin = structure_for(job.mapping).carry_margin()
+        self.structure = structure_for(job.mapping)
+        self.margin = self.structure.carry_margin()
         base = parquet_output(project)
         self.output = base if job.spec.parquet else None
         #: True while Parquet is being written: a failure then is a failed publication
@@ -313,13 +366,18 @@ class JobRun:
             state.publish_pending,
             self.output,
             self.held.verify,
-            self.job.mapping.arrow_fields(),
+            fields=self.job.mapping.arrow_fields(),
         )
         self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
         self.publishing = False
 
     def derive(
-        self, window_for: WindowFor, progress: Callable[[int], None] | None = None
+        self,
+        window_for: WindowFor,
+        progress: Callable[[int], None] | None = None,
+        *,
+        reach_back: bool = False,
+        carried: Carried | None = None,
     ) -> Derived:
         """``derive`` the window, checking after every batch that the lease is still ours."""
 
@@ -328,7 +386,16 @@ class JobRun:
             if progress is not None:
                 progress(rows)
 
-        return derive(self.project, self.job, window_for, self.store, still_ours, self.reader)
+        return derive(
+            self.project,
+            self.job,
+            window_for,
+            self.store,
+            still_ours,
+            self.reader,
+            reach_back=reach_back,
+            carried=carried,
+        )
 
     def commit(
         self,
@@ -351,11 +418,17 @@ class JobRun:
             bounded=bounded,
             backfill=backfill,
             owner=self.held.owner,
+            # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
+            # old, are the sync runs' to remove
+            withdrawn=None if bounded else derived.removed,
         )
 
-    def publish(self, sync_id: int, months: list[str]) -> list[str]:
+    def publish(
+        self, sync_id: int, months: list[str], known: Mapping[str, pd.DataFrame] | None = None
+    ) -> list[str]:
         """Rewrite the Parquet partitions of ``months`` (committed by sync ``sync_id``) and mark
-        them published; the files written. A lease lost here says the commit stands."""
+        them published; the files written. ``known``: the runs of some months as the store holds
+        them (not read back, see ``publish``). A lease lost here says the commit stands."""
         if self.output is None or not months:
             return []
         self.publishing = True
@@ -366,7 +439,8 @@ class JobRun:
                 months,
                 self.output,
                 self.held.verify,
-                self.job.mapping.arrow_fields(),
+                known,
+                fields=self.job.mapping.arrow_fields(),
             )
             self.store.clear_pending(self.job.name, months, self.held.owner)
         except LockLost as exc:
@@ -399,7 +473,9 @@ def run_job(
             run = JobRun(project, job, held)
             state = store.state(job_name)
             run.publish_pending(state)
-            derived = run.derive(lambda now: next_window(job, state, now), progress)
+            derived = run.derive(
+                lambda now: next_window(job, state, now), progress, reach_back=True
+            )
             window = derived.window
             audit.window_lo, audit.window_hi = window.lo, window.hi
             audit.finished_at = datetime.now(UTC)

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -30,9 +30,9 @@ import pandas as pd
 from .attributes import aggregate
 from .config import MappingSpec
 from .fold import FoldPolicy, FoldResult, carry_margin, fold
-from .mapping import Mapped, map_bookings, map_orders
-from .reader import Points, Shape, Spans, Window
-from .schema import DEFAULT_PHASE, empty_runs
+from .mapping import Mapped, map_bookings, map_orders, timestamps
+from .reader import SHAPES, Shape, Window
+from .schema import DEFAULT_PHASE, RUN_COLUMNS, empty_runs
 
 #: ``carried(lo, margin)``: the stored runs of the job that started before ``lo`` and were open
 #: at ``lo - margin`` (end NULL or later); None when there is no store yet.
@@ -58,6 +58,8 @@ class Derivation:
     runs: pd.DataFrame
     anomalies: list[pd.DataFrame]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
+    #: runs of rows changed since lo that the source now leaves out: they leave the store
+    removed: pd.DataFrame | None = None
 
 
 class Structure(ABC):
@@ -69,6 +71,9 @@ class Structure(ABC):
     shape: ClassVar[Shape]
     #: whether source rows carry event codes (``etl preview`` lists the rows per code)
     has_codes: ClassVar[bool] = False
+    #: whether a window takes nothing from the store but the runs carried in at its start, so a
+    #: backfill may derive its next chunk from this chunk's runs while this one commits
+    reads_ahead: ClassVar[bool] = False
 
     def __init__(self, mapping: MappingSpec) -> None:
         self.mapping = mapping
@@ -86,19 +91,31 @@ class Structure(ABC):
         """One batch of raw source rows in the canonical shape (``instants``: the raw columns
         that hold instants, not wall-clock times)."""
 
+    def oldest(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Any:
+        """The oldest time (``shape.at``) among raw rows, a pd.Timestamp or None: a run whose
+        source stamps changes reaches back to it (by default: none)."""
+        return None
+
     @abstractmethod
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
-        """The runs of ``window`` from the mapped rows read over ``reach``."""
+        """The runs of ``window`` from the mapped rows read over ``reach`` (``withdrawn``: the
+        mapped rows the source's selection now leaves out, see ``Reading.withdrawn``)."""
 
 
 class Bookings(Structure):
     """A table of START/END bookings per machine and order: the runs are folded from them."""
 
     name = "bookings"
-    shape = Points(at="timestamp")
+    shape = SHAPES[name]
     has_codes = True
+    reads_ahead = True
 
     def carry_margin(self) -> timedelta:
         """The fold's margin: runs ended this long before ``lo`` may still merge or close anew,
@@ -109,8 +126,19 @@ class Bookings(Structure):
         """Raw rows to canonical bookings (``ts``, codes, ``event``)."""
         return map_bookings(batch, self.mapping, zone, instants)
 
+    def oldest(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Any:
+        """The oldest booking time among raw rows (None: none has one)."""
+        spec = self.mapping.booking_columns.timestamp
+        stamps = timestamps(batch, spec, zone, self.mapping.dst, instants).dropna()
+        return stamps.min() if len(stamps) else None
+
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
         """Fold the window's bookings, with the stored runs open at ``lo`` carried in."""
         lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -141,7 +169,7 @@ class Orders(Structure):
     """A table with one row per order run (start, end): the rows are the runs, deduplicated."""
 
     name = "orders"
-    shape = Spans(start="start", end="end", changed="updated_at")
+    shape = SHAPES[name]
 
     def reach(self, window: Window, carried: Carried | None) -> Reach:
         """The window, reaching back to the oldest run the store holds as open: order rows are
@@ -160,7 +188,12 @@ class Orders(Structure):
         return map_orders(batch, self.mapping, zone, instants)
 
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
         """The rows that touch the window (or were corrected since ``lo``, or are the open runs
         the read reached back for), the first of each machine, order and start."""
@@ -175,6 +208,12 @@ class Orders(Structure):
             held_keys = pd.MultiIndex.from_frame(reach.revisited[KEY])
             keep |= pd.MultiIndex.from_frame(runs[KEY]).isin(held_keys)
         runs = runs[keep]
+        removed: pd.DataFrame | None = None
+        if withdrawn:
+            gone = pd.concat(withdrawn, ignore_index=True)
+            gone_keys = pd.MultiIndex.from_frame(gone[KEY])
+            left = gone[~gone_keys.isin(pd.MultiIndex.from_frame(runs[KEY]))]
+            removed = left[RUN_COLUMNS].reset_index(drop=True) if not left.empty else None
         found: list[pd.DataFrame] = []
         duplicated = runs.duplicated(KEY, keep="first")
         if duplicated.any():
@@ -191,7 +230,7 @@ class Orders(Structure):
                 )
             )
             runs = runs[~duplicated]
-        return Derivation(runs, found)
+        return Derivation(runs, found, removed=removed)
 
 
 def start_values(

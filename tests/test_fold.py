@@ -835,7 +835,7 @@ def _attribute_bookings(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
 
 
 def _derive(structure: Bookings, bookings: pd.DataFrame, window: Window, held: Any) -> Any:
-    return structure.derive([bookings], window, Reach(window), held).runs
+    return structure.derive([bookings], window, Reach(window), held, []).runs
 
 
 @settings(max_examples=60, deadline=None)
