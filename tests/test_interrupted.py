@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from etl.store import SCHEMA_VERSION
+
 from .plant import Plant
 
 ETL = [sys.executable, "-m", "etl.cli"]
@@ -75,7 +77,7 @@ def test_concurrent_first_runs_on_a_new_sqlite_store(tmp_path: Path) -> None:
         with sqlite3.connect(store) as conn:
             (version,) = conn.execute("SELECT value FROM schema_info").fetchone()
             (count,) = conn.execute("SELECT count(*) FROM schema_info").fetchone()
-        assert (version, count) == ("1", 1)
+        assert (version, count) == (str(SCHEMA_VERSION), 1)
 
 
 def test_temporary_files_of_a_partition_are_swept_even_when_it_is_unchanged(

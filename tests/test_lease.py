@@ -142,9 +142,9 @@ def lose_the_lease_while_publishing(monkeypatch: pytest.MonkeyPatch, plant: Plan
     """Another worker takes the lock over just after this run committed."""
     real = etl.run.publish
 
-    def stolen_then_publish(store: Store, job: str, *args: Any) -> list[str]:
+    def stolen_then_publish(store: Store, job: str, *args: Any, **kwargs: Any) -> list[str]:
         steal(store, job)
-        return real(store, job, *args)
+        return real(store, job, *args, **kwargs)
 
     monkeypatch.setattr(etl.run, "publish", stolen_then_publish)
 
