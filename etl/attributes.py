@@ -137,49 +137,78 @@ def aggregate(
 def _assigned(
     frame: pd.DataFrame, bookings: pd.DataFrame, names: list[str], grace: pd.Timedelta
 ) -> pd.DataFrame:
-    """The bookings that count toward a run, with the run's position (``_run``)."""
+    """The bookings that count toward a run, with the run's position (``_run``).
+
+    One sorted array pass: (machine, order) become dense group numbers and the times dense
+    ranks, packed into one int64 key per run start and per booking, so one ``searchsorted``
+    finds each booking's latest run of its group that started before (or at) it.
+    """
     columns = ["ts", "machine_code", "order_code", *names]
     if bookings.empty or frame.empty:
         empty = {c: bookings[c].iloc[0:0] if c in bookings else pd.Series([]) for c in columns}
         return pd.DataFrame({**empty, _RUN: pd.Series([], dtype=np.int64)})
-    left = bookings[columns].copy()
-    if "event" in bookings:
-        left["_event"] = bookings["event"].astype("string").to_numpy()
-    for key in ("machine_code", "order_code"):
-        left[key] = left[key].astype(object)
-    left = left.sort_values("ts", kind="stable")
-    right = frame[["machine_code", "order_code", "start", "end", _RUN]].copy()
-    for key in ("machine_code", "order_code"):
-        right[key] = right[key].astype(object)
-    right = right.sort_values("start", kind="stable")
+    n_runs = len(frame)
+    group = _groups(
+        pd.concat([frame["machine_code"], bookings["machine_code"]], ignore_index=True),
+        pd.concat([frame["order_code"], bookings["order_code"]], ignore_index=True),
+    )
+    micros = np.concatenate([_micros(frame["start"]), _micros(bookings["ts"])])
+    times, rank = np.unique(micros, return_inverse=True)
+    shift = max(len(times).bit_length(), 1)
+    key = (group << shift) | rank.astype(np.int64)
+    run_key, booking_key = key[:n_runs], key[n_runs:]
+    order = np.argsort(run_key, kind="stable")
+    sorted_keys = run_key[order]
+    start = _micros(frame["start"])
+    end = _micros(frame["end"])
+    limit = np.where(end == _NAT, np.iinfo(np.int64).max, end + int(grace / pd.Timedelta(1, "us")))
+    ts = micros[n_runs:]
+    booking_group = group[n_runs:]
 
-    def match(rows: pd.DataFrame, exact: bool) -> pd.DataFrame:
-        joined = pd.merge_asof(
-            rows,
-            right,
-            left_on="ts",
-            right_on="start",
-            by=["machine_code", "order_code"],
-            direction="backward",
-            allow_exact_matches=exact,
-        )
-        covered = joined["end"].isna() | (joined["ts"] <= joined["end"] + grace)
-        return joined[joined[_RUN].notna() & covered]
+    def latest(side: str) -> np.ndarray:
+        """Per booking, its group's latest run starting before it (``left``) or at/before it
+        (``right``) and covering it; -1 where there is none."""
+        at = np.searchsorted(sorted_keys, booking_key, side=side) - 1  # type: ignore[call-overload]
+        found = at >= 0
+        run = np.where(found, order[np.maximum(at, 0)], 0)
+        found &= group[run] == booking_group
+        found &= ts <= limit[run]
+        return np.where(found, run, -1)
 
     # A START belongs to the run it starts. Any other booking at the very time one run ends and
     # the next starts (an END, a quantity report) belongs to the run that was going on: the run
     # starting at its time takes it only when no earlier run covers it.
-    left["_b"] = np.arange(len(left))
+    at_or_before = latest("right")
     if "event" in bookings:
-        starts = (left.pop("_event") == "START").to_numpy()
+        starts = (bookings["event"].astype("string") == "START").fillna(False).to_numpy(bool)
+        before = latest("left")
+        starting_here = (at_or_before >= 0) & (start[np.maximum(at_or_before, 0)] == ts)
+        other = np.where(before >= 0, before, np.where(starting_here, at_or_before, -1))
+        run_of = np.where(starts, at_or_before, other)
     else:
-        starts = np.ones(len(left), dtype=bool)
-    others = left[~starts]
-    earlier = match(others, False)
-    at_start = match(others[~others["_b"].isin(earlier["_b"]).to_numpy()], True)
-    joined = pd.concat([match(left[starts], True), earlier, at_start], ignore_index=True)
-    joined[_RUN] = joined[_RUN].astype(np.int64)
-    return joined[[*columns, _RUN]].reset_index(drop=True)
+        run_of = at_or_before
+    counted = run_of >= 0
+    out = bookings.loc[counted, columns].reset_index(drop=True)
+    out[_RUN] = run_of[counted]
+    return out
+
+
+_NAT = np.iinfo(np.int64).min
+
+
+def _micros(stamps: pd.Series) -> np.ndarray:
+    """UTC microseconds (NaT: int64 min)."""
+    values = pd.to_datetime(stamps, utc=True).astype("datetime64[us, UTC]")
+    return values.to_numpy(dtype="datetime64[us]").view(np.int64)
+
+
+def _groups(machines: pd.Series, orders: pd.Series) -> np.ndarray:
+    """Dense int64 numbers of the (machine, order) pairs, compared as text."""
+    m, _ = pd.factorize(machines.astype("string"), use_na_sentinel=False)
+    o, distinct = pd.factorize(orders.astype("string"), use_na_sentinel=False)
+    pair = m.astype(np.int64) * (len(distinct) + 1) + o
+    _, dense = np.unique(pair, return_inverse=True)
+    return dense.astype(np.int64)
 
 
 def _held_rows(frame: pd.DataFrame, held: pd.DataFrame, mapping: MappingSpec) -> pd.DataFrame:
