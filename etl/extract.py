@@ -215,12 +215,25 @@ def build_query(
     they are compared with UTC bounds instead of the plant's wall clock.
     """
     src = _from_clause(mapping)
-    specs = mapping.column_specs()
     query = sa.select(*[src.c[name] for name in _selected_columns(mapping)])
     for spec in mapping.filters:
         query = query.where(_filter(src, spec))
     if window is None:
         return query
+    cond = _window_condition(src, mapping, window, zone, instants, text_datetimes)
+    return query if cond is None else query.where(cond)
+
+
+def _window_condition(
+    src: sa.FromClause,
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str],
+    text_datetimes: bool,
+) -> sa.ColumnElement[bool] | None:
+    """The WHERE condition selecting the rows of ``window`` (None: every row)."""
+    specs = mapping.column_specs()
     lo, hi = window.local(zone)
     utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
     if mapping.structure == "bookings":
@@ -229,36 +242,156 @@ def build_query(
         if bounds:
             cond = sa.and_(*bounds)
             # rows without a timestamp (or date) are re-read every run and reported as anomalies
-            cond = sa.or_(cond, src.c[ts.column or ts.date or ""].is_(None))
-            query = query.where(cond)
-    else:
-        start, end = specs["start"], specs["end"]
-        start_utc = _utc(start, instants, utc_lo, utc_hi)
-        before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
-        from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
-        end_from_lo = _range(
-            src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes
+            return sa.or_(cond, src.c[ts.column or ts.date or ""].is_(None))
+        return None
+    start, end = specs["start"], specs["end"]
+    start_utc = _utc(start, instants, utc_lo, utc_hi)
+    before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
+    from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
+    end_from_lo = _range(src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes)
+    updated = specs.get("updated_at")
+    changed: list[sa.ColumnElement[bool]] = []
+    if updated is not None:  # rows changed since lo, however old (corrections)
+        changed = _range(
+            src,
+            updated,
+            lo,
+            None,
+            _utc(updated, instants, utc_lo, utc_hi),
+            text_datetimes,
+            prefix="changed",
         )
-        updated = specs.get("updated_at")
-        changed: list[sa.ColumnElement[bool]] = []
-        if updated is not None:  # rows changed since lo, however old (corrections)
-            changed = _range(
-                src,
-                updated,
-                lo,
-                None,
-                _utc(updated, instants, utc_lo, utc_hi),
-                text_datetimes,
-                prefix="changed",
-            )
-        if before_hi and from_lo and end_from_lo and start.column and end.column:
-            recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
-            if changed:
-                recent.append(sa.and_(*changed))
-            query = query.where(
-                sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
-            )
-    return query
+    if before_hi and from_lo and end_from_lo and start.column and end.column:
+        recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
+        if changed:
+            recent.append(sa.and_(*changed))
+        return sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
+    return None
+
+
+def withdrawn_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+) -> sa.Select[Any] | None:
+    """The rows of an order table changed since the window's ``lo`` (``updated_at``) that now
+    fail one of the mapping's filters (an order set to DELETED, moved to another plant): their
+    runs leave the store, however old they are. None when the mapping has no ``updated_at``, no
+    filters, or an ``updated_at`` the source cannot compare (text in an unsortable format)."""
+    updated = mapping.column_specs().get("updated_at")
+    if mapping.structure != "orders" or updated is None or not mapping.filters:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    passes = sa.and_(*[_filter(src, spec) for spec in mapping.filters])
+    # a NULL comparison fails the filter too: CASE, not NOT(...), so NULL counts as failing
+    fails = sa.case((passes, 1), else_=0) == 0
+    return sa.select(*[src.c[name] for name in _selected_columns(mapping)]).where(
+        sa.and_(*changed), fails
+    )
+
+
+def changed_bookings_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+) -> sa.Select[Any] | None:
+    """The timestamps of the booking rows changed since the window's ``lo`` (``updated_at``),
+    whether or not they pass the filters: a cancellation flag set on an old booking, a corrected
+    time. The run reaches back to the oldest of them. None without ``updated_at`` (or one the
+    source cannot compare)."""
+    specs = mapping.column_specs()
+    updated = specs.get("updated_at")
+    if mapping.structure != "bookings" or updated is None:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    names = specs["timestamp"].source_columns()
+    return sa.select(*[src.c[name] for name in names]).where(*changed)
+
+
+#: rows read per run whose text time does not have its format's shape (reported as anomalies)
+MALFORMED_LIMIT = 10_000
+_WIDTHS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "y": 2, "j": 3}
+
+
+def text_shape(fmt: str) -> str | None:
+    """A LIKE pattern every text written in the strptime ``fmt`` matches (``%Y-%m-%d`` ->
+    ``____-__-__``; ``%f``: any digits), or None when the format has no fixed shape."""
+    out = []
+    for literal, directive in re.findall(r"([^%]*)(?:%(.))?", fmt):
+        if "_" in literal:
+            return None
+        out.append(literal)
+        if directive == "f":
+            out.append("%")
+        elif directive in _WIDTHS:
+            out.append("_" * _WIDTHS[directive])
+        elif directive:
+            return None
+    return "".join(out)
+
+
+def malformed_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+) -> sa.Select[Any] | None:
+    """The rows the mapping's filters select whose text time (a ``format`` or ``date_format``
+    the window compares as text) does not have the format's shape: garbage, '', blanks, another
+    format. The window's text comparison never reads them; this bounded query (at most
+    ``MALFORMED_LIMIT`` rows, once per run) does, so they are reported. Rows the window reads
+    anyway are left out. None when the time is not compared as formatted text."""
+    specs = mapping.column_specs()
+    spec = specs["timestamp" if mapping.structure == "bookings" else "start"]
+    fmt = spec.format if spec.column is not None else spec.date_format
+    name = spec.column if spec.column is not None else spec.date
+    if not fmt or name is None or not sortable(fmt):
+        return None
+    shape = text_shape(fmt)
+    if shape is None:
+        return None
+    src = _from_clause(mapping)
+    query = sa.select(*[src.c[n] for n in _selected_columns(mapping)])
+    for filt in mapping.filters:
+        query = query.where(_filter(src, filt))
+    # as text: a date_format column may be an integer (20261203), and LIKE wants text
+    text = sa.cast(src.c[name], sa.String(64))
+    query = query.where(text.not_like(sa.bindparam("malformed_shape", shape)))
+    read = _window_condition(src, mapping, window, zone, instants, text_datetimes)
+    if read is not None:  # CASE, not NOT(...): a NULL condition means "not read" too
+        query = query.where(sa.case((read, 1), else_=0) == 0)
+    return query.limit(MALFORMED_LIMIT)
 
 
 def compiled_sql(query: sa.Select[Any], dialect: sa.Dialect) -> str:

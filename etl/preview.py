@@ -23,7 +23,7 @@ from .errors import UsageError
 from .extract import WINDOW_MARGIN, Window, build_query
 from .fetch import FetchChoice, choose
 from .redact import redact
-from .report import Timeline, parse_when, resolve_when
+from .report import Timeline, local_times, parse_when, resolve_when
 from .source import open_source
 from .store import open_read_only
 from .sync import derive, start_utc
@@ -154,6 +154,7 @@ class Preview:
                 .sort_values("ts", kind="stable", na_position="last")
                 .head(EXAMPLES)
             )
+            examples = examples.assign(detail=local_times(examples["detail"], zone))
             rows = []
             for found in examples.itertuples(index=False):
                 rows.append(

@@ -11,6 +11,7 @@ Any other backend gets SQLAlchemy's defaults.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 SQLITE_STAMP = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: "12:00:00.123456"
 COPY_BATCH = 50_000  # rows per CSV piece sent to COPY: memory bounded by the piece, not the frame
+#: rows turned into Python values at a time by the row-wise inserts (SQLite, others)
+INSERT_SLICE = 50_000
 
 
 class StoreBackend:
@@ -32,6 +35,9 @@ class StoreBackend:
     naive_utc: ClassVar[bool] = False
     # run after a large write, in their own transaction, to refresh the planner's statistics
     statistics_statements: ClassVar[tuple[str, ...]] = ()
+    # taken before the schema is created, where DDL commits on its own (None: DDL is
+    # transactional, a concurrent creation fails and is looked at again)
+    create_lock_statement: ClassVar[str | None] = None
 
     def resolve(self, url: URL, root: Path) -> URL:
         """``url`` with a project-relative location made absolute (nothing is created)."""
@@ -65,7 +71,8 @@ class StoreBackend:
 
     def insert(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
         """Insert the Arrow ``rows`` (columns named as in ``table``) in the caller's transaction."""
-        conn.execute(table.insert(), rows.to_pylist())
+        for part in _slices(rows):  # Python values for one slice at a time, not for every row
+            conn.execute(table.insert(), part.to_pylist())
 
 
 class GenericBackend(StoreBackend):
@@ -78,6 +85,7 @@ class SqliteBackend(StoreBackend):
     name = "sqlite"
     naive_utc = True
     statistics_statements = ("PRAGMA analysis_limit = 1000", "ANALYZE production_runs")
+    create_lock_statement = "BEGIN IMMEDIATE"  # pysqlite commits every CREATE on its own
 
     def resolve(self, url: URL, root: Path) -> URL:
         database = url.database or ""
@@ -112,12 +120,11 @@ class SqliteBackend(StoreBackend):
     def insert(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
         # one executemany of values converted column by column, timestamps as the naive UTC
         # text SQLAlchemy's SQLite dialect stores (so that range predicates compare alike)
-        values = [_sqlite_values(rows.column(i)) for i in range(rows.num_columns)]
-        marks = ", ".join("?" for _ in values)
-        conn.exec_driver_sql(
-            f"INSERT INTO {_target(conn, table)} ({_names(conn, rows)}) VALUES ({marks})",
-            list(zip(*values, strict=True)),
-        )
+        marks = ", ".join("?" for _ in rows.column_names)
+        statement = f"INSERT INTO {_target(conn, table)} ({_names(conn, rows)}) VALUES ({marks})"
+        for part in _slices(rows):  # Python values for one slice at a time, not for every row
+            values = [_sqlite_values(part.column(i)) for i in range(part.num_columns)]
+            conn.exec_driver_sql(statement, list(zip(*values, strict=True)))
 
 
 class PostgresBackend(StoreBackend):
@@ -163,6 +170,11 @@ def _target(conn: Connection, table: sa.Table) -> str:
 def _names(conn: Connection, rows: pa.Table) -> str:
     quote = conn.dialect.identifier_preparer.quote
     return ", ".join(quote(name) for name in rows.column_names)
+
+
+def _slices(rows: pa.Table) -> Iterator[pa.Table]:
+    for offset in range(0, rows.num_rows, INSERT_SLICE):
+        yield rows.slice(offset, INSERT_SLICE)
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:

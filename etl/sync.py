@@ -16,23 +16,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
-from .config import Job, Project
-from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
+from .config import Job, MappingSpec, Project
+from .errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from .extract import (
     Window,
     build_query,
+    changed_bookings_query,
     check_columns,
     check_custom_query,
     instant_columns,
+    malformed_query,
+    read_batches,
     read_frames,
+    withdrawn_query,
 )
 from .failpoints import failpoint
 from .fetch import FetchChoice
 from .fold import carry_margin, fold
-from .mapping import Mapped, localize, map_bookings, map_orders
+from .mapping import Mapped, localize, map_bookings, map_orders, timestamps
 from .publish import Output, open_output, publish
 from .redact import redact
 from .schema import RUN_COLUMNS, empty_anomalies, empty_runs
@@ -105,6 +111,8 @@ class Derived:
     codes: Counter[tuple[str, str]]
     sql: str
     fetched: FetchChoice | None = None  # the path the rows came through (None: nothing read)
+    #: runs of order rows changed since lo that now fail a filter: they leave the store
+    removed: pd.DataFrame | None = None
 
 
 def open_store(project: Project) -> Store:
@@ -173,12 +181,16 @@ def derive(
     store: Store | None,
     progress: Callable[[int], None] | None = None,
     carried: pd.DataFrame | None = None,
+    reach_back: bool = False,
 ) -> Derived:
     """Read the source for the job's window and fold it. ``window_for(now_utc) -> Window``.
 
     ``progress(rows_read_so_far)`` is called after every batch; it may raise to abandon the run.
     ``carried`` (bookings) are the runs open at the window's start when the caller knows them
     (a backfill's previous chunk); otherwise they are read from ``store``.
+    ``reach_back`` (a sync run): a booking table with ``updated_at`` moves the window's ``lo``
+    back to the oldest booking changed since ``lo`` (not before ``start_from``), so a booking
+    cancelled long after it was read is folded anew, as one inside the re-read window is.
     """
     where = f"mappings/{job.mapping_name}.yaml"
     mapping = job.mapping
@@ -192,6 +204,13 @@ def derive(
         with source.connect() as conn:
             check_columns(conn, mapping, where)
             window: Window = window_for(source.now_utc(conn))  # type: ignore[operator]
+            instants = instant_columns(conn, mapping, source.dialect)
+            if reach_back and window.hi > window.lo:
+                back = changed_bookings_query(
+                    mapping, window, zone, instants, source.dialect.datetimes_as_text
+                )
+                if back is not None:
+                    window = _reached_back(conn, back, mapping, window, zone, instants, job, where)
             reread = window
             still_open = None
             if mapping.structure == "orders" and store is not None:
@@ -202,10 +221,12 @@ def derive(
                 if not still_open.empty:
                     oldest = still_open["start"].min().to_pydatetime()
                     reread = Window(lo=min(window.lo, oldest), hi=window.hi)
-            instants = instant_columns(conn, mapping, source.dialect)
             query = build_query(mapping, reread, zone, instants, source.dialect.datetimes_as_text)
             sql = str(query.compile(dialect=conn.dialect))
             parts: list[Mapped] = []
+            withdrawn: list[pd.DataFrame] = []
+            found: list[pd.DataFrame] = []
+            rows_read = 0
             delivered: list[FetchChoice] = []
             so_far = 0
             if window.hi > window.lo:
@@ -226,15 +247,33 @@ def derive(
                     if progress is not None:
                         so_far += parts[-1].rows_read
                         progress(so_far)
+                leaving = withdrawn_query(
+                    mapping, window, zone, instants, source.dialect.datetimes_as_text
+                )
+                if leaving is not None:  # one more query per run, over the changed rows only
+                    for batch in read_batches(conn, leaving, job.batch_size, where):
+                        withdrawn.append(map_orders(batch, mapping, zone, instants).rows)
+                odd = malformed_query(
+                    mapping, reread, zone, instants, source.dialect.datetimes_as_text
+                )
+                if odd is not None:  # text times the window's comparison cannot find
+                    try:
+                        for batch in read_batches(conn, odd, job.batch_size, where):
+                            mapped = mapper(batch, mapping, zone, instants)
+                            found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                            rows_read += len(batch)
+                    except DataError as exc:  # e.g. a date_format on an integer column
+                        log.warning("%s; malformed text times not looked for", exc.message)
     finally:
         source.close()
-    rows_read = sum(p.rows_read for p in parts)
+    rows_read += sum(p.rows_read for p in parts)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
-    found = [p.anomalies for p in parts if not p.anomalies.empty]
+    found += [p.anomalies for p in parts if not p.anomalies.empty]
     rows = [p.rows for p in parts if not p.rows.empty]
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+    removed: pd.DataFrame | None = None
     if mapping.structure == "bookings":
         bookings = pd.concat(rows, ignore_index=True) if rows else None
         if bookings is not None:
@@ -264,6 +303,12 @@ def derive(
             row_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
             keep |= row_keys.isin(held_keys)
         runs = runs[keep]
+        if withdrawn:
+            gone = pd.concat(withdrawn, ignore_index=True)
+            gone_keys = pd.MultiIndex.from_frame(gone[["machine_code", "order_code", "start"]])
+            kept_keys = pd.MultiIndex.from_frame(runs[["machine_code", "order_code", "start"]])
+            left = gone[~gone_keys.isin(kept_keys)]
+            removed = left[RUN_COLUMNS].reset_index(drop=True) if not left.empty else None
         duplicated = runs.duplicated(["machine_code", "order_code", "start"], keep="first")
         if duplicated.any():
             dup = runs[duplicated]
@@ -293,7 +338,39 @@ def derive(
         codes=codes,
         sql=sql,
         fetched=delivered[-1] if delivered else None,
+        removed=removed,
     )
+
+
+def _reached_back(
+    conn: Connection,
+    query: object,
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str],
+    job: Job,
+    where: str,
+) -> Window:
+    """``window`` reaching back to the oldest booking ``query`` finds (changed since ``lo``)."""
+    spec = mapping.booking_columns.timestamp
+    oldest: pd.Timestamp | None = None
+    for batch in read_batches(conn, query, job.batch_size, where):  # type: ignore[arg-type]
+        stamps = timestamps(batch, spec, zone, mapping.dst, instants).dropna()
+        if len(stamps) and (oldest is None or stamps.min() < oldest):
+            oldest = stamps.min()
+    if oldest is None:
+        return window
+    lo = max(oldest.to_pydatetime(), start_utc(job))
+    if lo >= window.lo:
+        return window
+    log.info(
+        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        job.name,
+        window.lo.isoformat(timespec="seconds"),
+        lo.isoformat(timespec="seconds"),
+    )
+    return Window(lo=lo, hi=window.hi)
 
 
 def run_job(
@@ -341,7 +418,7 @@ def run_job(
                 if progress is not None:
                     progress(rows)
 
-            derived = derive(project, job, window_for, store, still_ours)
+            derived = derive(project, job, window_for, store, still_ours, reach_back=True)
             window = derived.window
             audit.update(window_lo=window.lo, window_hi=window.hi)
             kinds = Counter(derived.anomalies["kind"].tolist())
@@ -378,6 +455,7 @@ def run_job(
                 audit,
                 margin,
                 owner=held.owner,
+                withdrawn=derived.removed,
             )
             committed = True  # the ok audit row is written: a later failure adds no failed one
             failpoint("commit")
