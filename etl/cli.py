@@ -738,7 +738,7 @@ def cron(ctx: click.Context, log_dir: Path | None) -> None:
 
 @main.group()
 def state() -> None:
-    """Inspect or reset a job's stored state."""
+    """Reset a job's stored state ('etl status' shows it)."""
 
 
 @state.command("reset")
