@@ -360,6 +360,10 @@ def test_an_empty_default_schema_lists_the_schemas_with_tables(
     assert listing.tables == [] and listing.other_schemas == [("werk1", 1)]
     code, out, _ = etl("-p", str(root), "discover", "plant")
     assert code == 0 and "schemas with tables:\n  werk1  1 table(s) or view(s)" in out
+    # a misspelled --schema (PostgreSQL answers an empty list, not an error) says the same
+    code, out, _ = etl("-p", str(root), "discover", "plant", "--schema", "werk_1")
+    assert code == 0 and "schema 'werk_1' is empty or does not exist; schemas with tables:" in out
+    assert "  werk1  1 table(s) or view(s)" in out
 
 
 @pytest.mark.mariadb
