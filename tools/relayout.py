@@ -25,8 +25,10 @@ What it does, in order:
    anywhere, follows it;
 3. ``git mv``s each module of ``MOVES`` (below) to its new place; a module that does not exist
    is skipped (the modules of branches in flight, such as ``run``, ``structures``, ``reader``,
-   ``audit``, ``readonly``, ``ahead``, ``monthly`` and a ``discover/`` package, are mapped in
-   case they have landed); a top-level module the table does not know stays where it is, with a warning:
+   ``audit``, ``attributes`` and ``store_backends``, are mapped in case they have landed); the
+   ``src`` branch's ``etl/sources/`` package (``files/``, ``http/``, its registry) may already
+   exist: it stays, keeps its ``__init__.py``, and ``sql/`` joins it (``PREEXISTING``); a
+   top-level module the table does not know stays where it is, with a warning:
    add it to ``MOVES`` and run again on a fresh checkout if it belongs in a layer; every new
    package gets an ``__init__.py`` with a docstring (``PACKAGES``), stale ``__pycache__``
    folders under etl/ are removed;
@@ -42,7 +44,9 @@ What it does, in order:
    written for the new layout: keep dotted names there out of step 4's way, e.g. no
    ``etl.store.db``, which would become ``etl.store.db.db``);
 7. replaces the transitional ``[tool.importlinter]`` contracts of pyproject.toml (flat module
-   names) with the contracts of the new layout (``CONTRACTS`` below);
+   names) with the contracts of the new layout (``CONTRACTS`` below), with the known upward
+   imports as narrow ``ignore_imports`` (``IGNORED``: one module -> one module, each with why;
+   one whose branch has not landed is only a warning of lint-imports);
 8. runs ``ruff check --fix --select I`` and ``ruff format`` on the touched Python files.
 
 It does not commit: review ``git status`` / ``git diff -M --stat`` and commit yourself. To undo
