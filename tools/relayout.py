@@ -92,6 +92,7 @@ MOVES: dict[str, str] = {
     # store: the runs, anomalies, watermarks, the job lock
     "store": "store.db",
     "bulk": "store.bulk",
+    "store_backends": "store.backends",
     "audit": "store.audit",
     "store_backends": "store.backends",
     # outputs: the Parquet dataset, local or on S3
