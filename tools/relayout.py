@@ -94,7 +94,6 @@ MOVES: dict[str, str] = {
     "bulk": "store.bulk",
     "store_backends": "store.backends",
     "audit": "store.audit",
-    "store_backends": "store.backends",
     # outputs: the Parquet dataset, local or on S3
     "publish": "outputs.parquet",
     "objectstore": "outputs.objectstore",
