@@ -649,7 +649,8 @@ def window_plan(conn: Any, table: str, lo: datetime, hi: datetime) -> str:
     import sqlalchemy as sa
 
     from etl.config import MappingSpec
-    from etl.extract import Window, build_query
+    from etl.extract import build_query
+    from etl.reader import Window
 
     mapping = MappingSpec.model_validate(bench_mapping(table))
     query = build_query(

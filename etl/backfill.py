@@ -9,10 +9,8 @@ start is stored with each commit: an interrupted backfill of the same range resu
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,16 +20,15 @@ from typing import Any
 import pandas as pd
 
 from .ahead import Ahead, carried_from
-from .config import Job, Project
-from .errors import LockLost, StoreError, UsageError
-from .extract import Window
+from .audit import Audit
+from .config import Project
+from .errors import StoreError, UsageError
 from .failpoints import failpoint
-from .fold import carry_margin
 from .monthly import MonthRuns
-from .publish import publish
+from .reader import Window
 from .report import parse_when, resolve_when
+from .run import Derived, JobRun, leased, parquet_output
 from .store import KEY, VALUE, Changes, Lease, month_of
-from .sync import Derived, derive, leased, lost_after_commit, parquet_output
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +123,10 @@ def _run(
     progress: Callable[[Chunk, int], None] | None,
     clock: float,
 ) -> BackfillResult:
-    store = held.store
     job = project.job(job_name)
-    mapping = job.mapping
-    margin = (
-        carry_margin(mapping.fold.policy()) if mapping.structure == "bookings" else timedelta(0)
-    )
-    base = parquet_output(project)
-    state = store.state(job_name)
-    if state and state.publish_pending and base is not None and job.spec.parquet:
-        publish(store, job_name, state.publish_pending, base, held.verify)
-        store.clear_pending(job_name, state.publish_pending, held.owner)
+    run = JobRun(project, job, held)
+    state = held.store.state(job_name)
+    run.publish_pending(state)
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -155,10 +145,8 @@ def _run(
     result: BackfillResult | None = None
     months: MonthRuns | None = None
     total_chunks = 0
-    overlap = mapping.structure == "bookings"  # the next chunk's carried runs are this one's
 
-    def check(_rows: int) -> None:
-        held.check()
+    def check(_rows: int) -> None:  # the read ahead stops at its next batch when we fail
         ahead.check()
 
     while True:
@@ -180,12 +168,10 @@ def _run(
                 probe_start = state.backfill_next
             a = probe_start
             resumed = probe_start
-        started = ahead.started or datetime.now(UTC)
+        started = ahead.started or datetime.now(UTC)  # the chunk's read began then
         ahead_of_time = ahead.take()  # the chunk read while the last one committed
         derived = (
-            ahead_of_time
-            if isinstance(ahead_of_time, Derived)
-            else derive(project, job, window_for, store, check)
+            ahead_of_time if isinstance(ahead_of_time, Derived) else run.derive(window_for, check)
         )
         window = derived.window
         if result is None:
@@ -200,45 +186,34 @@ def _run(
         if window.hi <= window.lo:
             break
         if months is None:  # before the first commit: which months the store has nothing of
-            publishing = base is not None and bool(job.spec.parquet)
-            months = MonthRuns.start(store, job_name, window.lo) if publishing else MonthRuns.off()
-        kinds = Counter(derived.anomalies["kind"].tolist())
+            months = (
+                MonthRuns.start(held.store, job_name, window.lo)
+                if run.output is not None
+                else MonthRuns.off()
+            )
         done = window.hi >= stop()
-        audit = {
-            "started_at": started,
-            "finished_at": datetime.now(UTC),
-            "duration_s": (datetime.now(UTC) - started).total_seconds(),
-            "rows_read": derived.rows_read,
-            "runs_open": int(derived.runs["end"].isna().sum()),
-            "anomalies": len(derived.anomalies),
-            "anomalies_by_kind": json.dumps(dict(sorted(kinds.items()))),
-        }
-        if not done and overlap:  # read the next chunk while this one commits
-            ahead.start(_next_chunk(project, job, window.hi, chunk, stop, check, derived, margin))
-        sync_id, changes = store.commit_sync(
-            job_name,
-            window.lo,
-            window.hi,
-            derived.runs,
-            derived.anomalies,
+        finished = datetime.now(UTC)
+        audit = Audit(
+            started_at=started,
+            finished_at=finished,
+            duration_s=(finished - started).total_seconds(),
+        )
+        audit.count(derived.rows_read, derived.runs_open, derived.kinds())
+        if not done and run.structure.reads_ahead:  # read the next chunk while this commits
+            ahead.start(_next_chunk(run, window.hi, chunk, stop, derived, check))
+        sync_id, changes = run.commit(
+            derived,
             audit,
-            margin,
             bounded=True,
             backfill=(key, window.hi) if not done else (None, None),
-            owner=held.owner,
         )
-        net.add(changes, window.hi, margin)
+        net.add(changes, window.hi, run.margin)
         months.apply(changes)
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
         ready = [m for m in changes.months if done or m < month_of(window.hi)]
-        if base is not None and job.spec.parquet and ready:
-            try:
-                publish(store, job_name, ready, base, held.verify, months.runs(ready))
-                store.clear_pending(job_name, ready, held.owner)
-                months.forget(ready)
-            except LockLost as exc:
-                raise lost_after_commit(job_name, sync_id, exc) from exc
+        run.publish(sync_id, ready, months.runs(ready))
+        months.forget(ready)
         piece = Chunk(
             window.lo,
             window.hi,
@@ -274,23 +249,23 @@ def _run(
 
 
 def _next_chunk(
-    project: Project,
-    job: Job,
+    run: JobRun,
     lo: datetime,
     chunk: timedelta,
     stop: Callable[[], datetime],
-    check: Callable[[int], None],
     derived: Derived,
-    margin: timedelta,
+    check: Callable[[int], None],
 ) -> Callable[[], Derived]:
     """The derivation of the chunk from ``lo`` on, with the runs ``derived`` leaves open carried
     in (nothing read from the store: it runs beside the commit of ``derived``)."""
-    carried = carried_from(derived.runs, lo, margin)
+
+    def carried(lo_: datetime, margin: timedelta) -> pd.DataFrame:
+        return carried_from(derived.runs, lo_, margin)
 
     def window_for(_now: datetime) -> Window:
         return Window(lo=lo, hi=min(lo + chunk, stop()))
 
-    return lambda: derive(project, job, window_for, None, check, carried)
+    return lambda: run.derive(window_for, check, carried=carried)
 
 
 Key = tuple[Any, ...]

@@ -275,7 +275,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     """Sync JOB(s) now: read the window from the source, update the store and the Parquet."""
     from .metrics import update as update_metrics
     from .progress import RowProgress
-    from .sync import run_job
+    from .run import run_job
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
@@ -346,9 +346,9 @@ def _job_failed(name: str, exc: EtlError, secrets: list[str], as_json: bool) -> 
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
+    from .run import publishes
     from .schedule import broken_health, job_health
     from .store import open_read_only, store_display
-    from .sync import publishes
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)

@@ -344,6 +344,13 @@ class OrderColumns(Strict):
     updated_at: Column | None = None
 
 
+#: The columns of each mapping ``structure``.
+STRUCTURE_COLUMNS: dict[str, type[BookingColumns | OrderColumns]] = {
+    "bookings": BookingColumns,
+    "orders": OrderColumns,
+}
+
+
 class EventCodes(Strict):
     """Source event codes mapped to START and END; codes listed under ``ignore`` are dropped."""
 
@@ -502,13 +509,17 @@ class MappingSpec(Strict):
 
     @model_validator(mode="after")
     def _structure(self) -> MappingSpec:
-        if self.structure == "bookings" and self.events is None:
+        # a layout with an event column needs the codes it holds, any other has none
+        has_events = "event" in STRUCTURE_COLUMNS[self.structure].model_fields
+        if has_events and self.events is None:
             raise ValueError(
-                "@events: missing: a bookings mapping needs 'events' (source codes for START and END)"
+                f"@events: missing: a {self.structure} mapping needs 'events' (source codes for "
+                "START and END)"
             )
-        if self.structure == "orders" and self.events is not None:
+        if not has_events and self.events is not None:
             raise ValueError(
-                "@events: 'events' belongs to a bookings mapping; an orders mapping has none"
+                f"@events: 'events' belongs to a bookings mapping; an {self.structure} mapping "
+                "has none"
             )
         return self
 
@@ -524,7 +535,7 @@ class MappingSpec(Strict):
 
     def column_specs(self) -> dict[str, ColumnSpec]:
         """Canonical field name -> its ColumnSpec, for the mapping's structure."""
-        cols = self.booking_columns if self.structure == "bookings" else self.order_columns
+        cols = STRUCTURE_COLUMNS[self.structure].model_validate(self.columns)
         return {
             name: getattr(cols, name) for name in type(cols).model_fields if getattr(cols, name)
         }
@@ -900,9 +911,9 @@ def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:
 def _validate_columns(doc: YamlDoc, problems: list[str]) -> bool:
     data = doc.data if isinstance(doc.data, dict) else {}
     structure, columns = data.get("structure"), data.get("columns")
-    if structure not in ("bookings", "orders") or not isinstance(columns, dict):
+    if structure not in STRUCTURE_COLUMNS or not isinstance(columns, dict):
         return True  # the mapping model reports what is wrong with these keys
-    model: type[BaseModel] = BookingColumns if structure == "bookings" else OrderColumns
+    model: type[BaseModel] = STRUCTURE_COLUMNS[structure]
     try:
         model.model_validate(columns)
     except ValidationError as exc:

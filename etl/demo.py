@@ -884,7 +884,7 @@ def run_demo(
     incrementally (replacing their re-read window), so nothing is duplicated.
     """
     from .config import load_project
-    from .sync import open_store, parquet_base, run_job
+    from .run import open_store, parquet_base, run_job
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .config import ColumnSpec, FilterSpec, MappingSpec
+from .config import ColumnSpec, ConnectorSpec, FilterSpec, MappingSpec
 from .errors import ConfigError, DataError, SourceError
 from .fetch import (
     ArrowPathFailed,
@@ -28,32 +29,16 @@ from .fetch import (
     choose,
     record_batches,
 )
+from .reader import SHAPES, Points, Shape, Spans, Window
 from .readonly import NOT_SQL, query_problems
-from .source import Source
+from .source import Source, open_source
 
 log = logging.getLogger(__name__)
 
 #: The path that actually delivered the rows of the latest ``read_frames`` in this context
 #: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
 
-# Local wall-clock bounds are widened by this much and the rows filtered exactly in UTC after
-# conversion, so DST offsets and the repeated hour never drop a row at the window's edge.
-WINDOW_MARGIN = timedelta(hours=3)
 _SORTABLE = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
-
-
-@dataclass(frozen=True)
-class Window:
-    """Half-open UTC interval ``[lo, hi)`` of a sync run."""
-
-    lo: datetime
-    hi: datetime
-
-    def local(self, zone: ZoneInfo) -> tuple[datetime, datetime]:
-        """The window widened by the margin, as naive wall-clock times of ``zone``."""
-        lo = (self.lo - WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
-        hi = (self.hi + WINDOW_MARGIN).astimezone(zone).replace(tzinfo=None)
-        return lo, hi
 
 
 def check_custom_query(
@@ -208,8 +193,10 @@ def build_query(
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
     text_datetimes: bool = False,
+    shape: Shape | None = None,
 ) -> sa.Select[Any]:
-    """The SELECT for ``mapping`` over ``window`` (None: the whole table).
+    """The SELECT for ``mapping`` over ``window`` (None: the whole table), for rows of ``shape``
+    (None: the shape of the mapping's structure).
 
     Columns named in ``instants`` hold instants (timestamptz, MySQL TIMESTAMP, datetimeoffset):
     they are compared with UTC bounds instead of the plant's wall clock.
@@ -220,36 +207,38 @@ def build_query(
         query = query.where(_filter(src, spec))
     if window is None:
         return query
-    cond = _window_condition(src, mapping, window, zone, instants, text_datetimes)
+    if shape is None:
+        shape = SHAPES[mapping.structure]
+    cond = _in_window(src, mapping.column_specs(), shape, window, zone, instants, text_datetimes)
     return query if cond is None else query.where(cond)
 
 
-def _window_condition(
+def _in_window(
     src: sa.FromClause,
-    mapping: MappingSpec,
+    specs: dict[str, ColumnSpec],
+    shape: Shape,
     window: Window,
     zone: ZoneInfo,
     instants: frozenset[str],
     text_datetimes: bool,
 ) -> sa.ColumnElement[bool] | None:
-    """The WHERE condition selecting the rows of ``window`` (None: every row)."""
-    specs = mapping.column_specs()
+    """The WHERE condition for the rows of ``shape`` that matter to ``window`` (None: all)."""
     lo, hi = window.local(zone)
     utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
-    if mapping.structure == "bookings":
-        ts = specs["timestamp"]
+    if isinstance(shape, Points):
+        ts = specs[shape.at]
         bounds = _range(src, ts, lo, hi, _utc(ts, instants, utc_lo, utc_hi), text_datetimes)
-        if bounds:
-            cond = sa.and_(*bounds)
-            # rows without a timestamp (or date) are re-read every run and reported as anomalies
-            return sa.or_(cond, src.c[ts.column or ts.date or ""].is_(None))
-        return None
-    start, end = specs["start"], specs["end"]
+        if not bounds:
+            return None
+        # rows without a timestamp (or date) are re-read every run and reported as anomalies
+        return sa.or_(sa.and_(*bounds), src.c[ts.column or ts.date or ""].is_(None))
+    assert isinstance(shape, Spans)
+    start, end = specs[shape.start], specs[shape.end]
     start_utc = _utc(start, instants, utc_lo, utc_hi)
     before_hi = _range(src, start, None, hi, start_utc, text_datetimes)
     from_lo = _range(src, start, lo, None, start_utc, text_datetimes)
     end_from_lo = _range(src, end, lo, None, _utc(end, instants, utc_lo, utc_hi), text_datetimes)
-    updated = specs.get("updated_at")
+    updated = specs.get(shape.changed) if shape.changed else None
     changed: list[sa.ColumnElement[bool]] = []
     if updated is not None:  # rows changed since lo, however old (corrections)
         changed = _range(
@@ -261,12 +250,12 @@ def _window_condition(
             text_datetimes,
             prefix="changed",
         )
-    if before_hi and from_lo and end_from_lo and start.column and end.column:
-        recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
-        if changed:
-            recent.append(sa.and_(*changed))
-        return sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
-    return None
+    if not (before_hi and from_lo and end_from_lo and start.column and end.column):
+        return None
+    recent = [sa.and_(*from_lo), src.c[end.column].is_(None), sa.and_(*end_from_lo)]
+    if changed:
+        recent.append(sa.and_(*changed))
+    return sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
 
 
 def withdrawn_query(
@@ -275,13 +264,17 @@ def withdrawn_query(
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
     text_datetimes: bool = False,
+    shape: Shape | None = None,
 ) -> sa.Select[Any] | None:
-    """The rows of an order table changed since the window's ``lo`` (``updated_at``) that now
+    """The rows of an order table (spans of ``shape``) changed since the window's ``lo`` (``updated_at``) that now
     fail one of the mapping's filters (an order set to DELETED, moved to another plant): their
     runs leave the store, however old they are. None when the mapping has no ``updated_at``, no
     filters, or an ``updated_at`` the source cannot compare (text in an unsortable format)."""
-    updated = mapping.column_specs().get("updated_at")
-    if mapping.structure != "orders" or updated is None or not mapping.filters:
+    shape = shape or SHAPES[mapping.structure]
+    if not isinstance(shape, Spans) or shape.changed is None or not mapping.filters:
+        return None
+    updated = mapping.column_specs().get(shape.changed)
+    if updated is None:
         return None
     src = _from_clause(mapping)
     lo, _ = window.local(zone)
@@ -311,14 +304,18 @@ def changed_bookings_query(
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
     text_datetimes: bool = False,
+    shape: Shape | None = None,
 ) -> sa.Select[Any] | None:
-    """The timestamps of the booking rows changed since the window's ``lo`` (``updated_at``),
+    """The timestamps of the booking rows (points of ``shape``) changed since the window's ``lo`` (``updated_at``),
     whether or not they pass the filters: a cancellation flag set on an old booking, a corrected
     time. The run reaches back to the oldest of them. None without ``updated_at`` (or one the
     source cannot compare)."""
+    shape = shape or SHAPES[mapping.structure]
+    if not isinstance(shape, Points) or shape.changed is None:
+        return None
     specs = mapping.column_specs()
-    updated = specs.get("updated_at")
-    if mapping.structure != "bookings" or updated is None:
+    updated = specs.get(shape.changed)
+    if updated is None:
         return None
     src = _from_clause(mapping)
     lo, _ = window.local(zone)
@@ -334,7 +331,7 @@ def changed_bookings_query(
     )
     if not changed:
         return None
-    names = specs["timestamp"].source_columns()
+    names = specs[shape.at].source_columns()
     return sa.select(*[src.c[name] for name in names]).where(*changed)
 
 
@@ -366,20 +363,22 @@ def malformed_query(
     zone: ZoneInfo,
     instants: frozenset[str] = frozenset(),
     text_datetimes: bool = False,
+    shape: Shape | None = None,
 ) -> sa.Select[Any] | None:
     """The rows the mapping's filters select whose text time (a ``format`` or ``date_format``
     the window compares as text) does not have the format's shape: garbage, '', blanks, another
     format. The window's text comparison never reads them; this bounded query (at most
     ``MALFORMED_LIMIT`` rows, once per run) does, so they are reported. Rows the window reads
     anyway are left out. None when the time is not compared as formatted text."""
+    shape = shape or SHAPES[mapping.structure]
     specs = mapping.column_specs()
-    spec = specs["timestamp" if mapping.structure == "bookings" else "start"]
+    spec = specs[shape.at if isinstance(shape, Points) else shape.start]
     fmt = spec.format if spec.column is not None else spec.date_format
     name = spec.column if spec.column is not None else spec.date
     if not fmt or name is None or not sortable(fmt):
         return None
-    shape = text_shape(fmt)
-    if shape is None:
+    pattern = text_shape(fmt)
+    if pattern is None:
         return None
     src = _from_clause(mapping)
     query = sa.select(*[src.c[n] for n in _selected_columns(mapping)])
@@ -387,8 +386,8 @@ def malformed_query(
         query = query.where(_filter(src, filt))
     # as text: a date_format column may be an integer (20261203), and LIKE wants text
     text = sa.cast(src.c[name], sa.String(64))
-    query = query.where(text.not_like(sa.bindparam("malformed_shape", shape)))
-    read = _window_condition(src, mapping, window, zone, instants, text_datetimes)
+    query = query.where(text.not_like(sa.bindparam("malformed_shape", pattern)))
+    read = _in_window(src, specs, shape, window, zone, instants, text_datetimes)
     if read is not None:  # CASE, not NOT(...): a NULL condition means "not read" too
         query = query.where(sa.case((read, 1), else_=0) == 0)
     return query.limit(MALFORMED_LIMIT)
@@ -511,3 +510,114 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
             details.append(f"column {name!r} not found in {mapping.source.describe()}{hint}")
         raise DataError(f"{where}: {'; '.join(details)} (columns: {', '.join(available)})")
     return available
+
+
+class SqlRequest:
+    """A SELECT over one reach, streamed through the connector's extraction path."""
+
+    def __init__(self, reading: SqlReading, query: sa.Select[Any], arrow: bool = True) -> None:
+        self._reading = reading
+        self.query = query
+        self.arrow = arrow  # False: through SQLAlchemy whatever the connector's fetch
+
+    def batches(self, size: int) -> Iterator[pd.DataFrame]:
+        """The rows in frames of at most ``size`` rows (see ``read_frames``)."""
+        reading = self._reading
+        if not self.arrow:
+            return read_batches(reading.conn, self.query, size, reading.where)
+        return read_frames(
+            reading.source,
+            reading.conn,
+            reading.mapping,
+            self.query,
+            reading.instants,
+            size,
+            reading.where,
+            delivered=reading.delivered,
+        )
+
+
+class SqlReading:
+    """A connection to the job's source database for one run."""
+
+    def __init__(self, reader: SqlReader, source: Source, conn: Connection) -> None:
+        self.source, self.conn = source, conn
+        self.mapping, self.where = reader.mapping, reader.where
+        self.zone = source.spec.zone
+        self.delivered = reader.delivered
+        self.instants = instant_columns(conn, reader.mapping, source.dialect)
+
+    def now_utc(self) -> datetime:
+        """The database's clock."""
+        return self.source.now_utc(self.conn)
+
+    def request(self, reach: Window, shape: Shape) -> SqlRequest:
+        """The SELECT for the rows of ``shape`` that matter to ``reach``."""
+        text_datetimes = self.source.dialect.datetimes_as_text
+        query = build_query(self.mapping, reach, self.zone, self.instants, text_datetimes, shape)
+        return SqlRequest(self, query)
+
+    def changed(self, window: Window, shape: Shape) -> SqlRequest | None:
+        """The times of the rows changed since ``window.lo`` (``changed_bookings_query``)."""
+        return self._extra(changed_bookings_query, window, shape)
+
+    def withdrawn(self, window: Window, shape: Shape) -> SqlRequest | None:
+        """The rows changed since ``window.lo`` that now fail a filter (``withdrawn_query``)."""
+        return self._extra(withdrawn_query, window, shape)
+
+    def malformed(self, reach: Window, shape: Shape) -> SqlRequest | None:
+        """The rows whose text time has the wrong shape (``malformed_query``)."""
+        return self._extra(malformed_query, reach, shape)
+
+    def _extra(
+        self, build: Callable[..., sa.Select[Any] | None], window: Window, shape: Shape
+    ) -> SqlRequest | None:
+        text_datetimes = self.source.dialect.datetimes_as_text
+        query = build(self.mapping, window, self.zone, self.instants, text_datetimes, shape)
+        return None if query is None else SqlRequest(self, query, arrow=False)
+
+
+class SqlReader:
+    """A job's rows from a SQL table (or the mapping's custom query) through its connector.
+
+    ``open()`` checks the custom query, connects, and checks that the mapped columns exist;
+    ``delivered`` collects the extraction paths the rows actually came through (``fetch: auto``
+    may fall back to SQLAlchemy): what ``etl preview`` reports.
+    """
+
+    def __init__(
+        self,
+        connector_name: str,
+        connector: ConnectorSpec,
+        mapping: MappingSpec,
+        where: str,
+        root: Path,
+        secrets: list[str],
+    ) -> None:
+        self.connector_name, self.connector = connector_name, connector
+        self.mapping, self.where = mapping, where
+        self.root, self.secrets = root, secrets
+        self.delivered: list[FetchChoice] = []
+
+    @contextmanager
+    def open(self) -> Iterator[SqlReading]:
+        """The source, connected and checked; closed when the block ends."""
+        if self.mapping.source.query is not None:
+            check_custom_query(
+                self.mapping.source.query,
+                self.connector.dialect,
+                self.where,
+                self.mapping.source.allow_functions,
+            )
+        source = open_source(self.connector_name, self.connector, self.root, self.secrets)
+        try:
+            with source.connect() as conn:
+                check_columns(conn, self.mapping, self.where)
+                yield SqlReading(self, source, conn)
+        finally:
+            source.close()
+
+    @property
+    def fetched(self) -> FetchChoice | None:
+        """The path the latest rows came through (None: nothing read)."""
+        return self.delivered[-1] if self.delivered else None

@@ -64,8 +64,8 @@ def textfile_path(project: Project) -> Path | None:
 
 def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> str:
     """The metrics of every configured job in the Prometheus text exposition format."""
+    from .run import publishes
     from .schedule import job_health  # imports APScheduler: only when metrics are written
-    from .sync import publishes
 
     samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name, _ in METRICS}
     by_job = {entry["job"]: entry for entry in entries}
@@ -124,7 +124,7 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
 
 def write_textfile(project: Project, now: datetime | None = None) -> Path | None:
     """Rewrite the project's metrics file atomically from the store; None when none is set."""
-    from .sync import open_store
+    from .run import open_store
 
     path = textfile_path(project)
     if path is None:

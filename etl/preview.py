@@ -20,13 +20,15 @@ import pandas as pd
 from .config import Job, Project
 from .durations import format_duration
 from .errors import UsageError
-from .extract import WINDOW_MARGIN, Window, build_query
+from .extract import build_query
 from .fetch import FetchChoice, choose
+from .reader import WINDOW_MARGIN, Window
 from .redact import redact
 from .report import Timeline, local_times, parse_when, resolve_when
+from .run import derive, next_window, reader_for, start_utc
 from .source import open_source
 from .store import open_read_only
-from .sync import derive, start_utc
+from .structures import structure_for
 
 #: How the mapping's event kinds are shown, in this order.
 KIND_LABELS = {"START": "START", "END": "END", "IGNORE": "ignored", "UNKNOWN": "unknown"}
@@ -47,7 +49,7 @@ class Preview:
     codes: list[tuple[str, str, int]]  # (source code, START/END/IGNORE/UNKNOWN, rows)
     runs: pd.DataFrame
     anomalies: pd.DataFrame
-    carried: int  # runs read from the store because they were open at the window's start
+    carried: int  # runs carried in from the store because they were open at the window's start
     limit: int = 20
     notes: list[str] = field(default_factory=list)
 
@@ -102,7 +104,7 @@ class Preview:
             params = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items())
             out.append(f"  parameters: {params}")
         out += ["", f"rows read  {self.rows_read:,}"]
-        if job.mapping.structure == "bookings":
+        if structure_for(job.mapping).has_codes:
             out += ["", "rows per source event code:"]
             table = [
                 [_cell(code), KIND_LABELS.get(kind, kind), f"{rows:,}"]
@@ -199,7 +201,7 @@ def preview(
                 lo = resolve_when(since_at, now)
                 basis.append(f"lo: --since {since}")
             elif state is not None and state.watermark is not None:
-                lo = max(first, state.watermark - job.reread)
+                lo = next_window(job, state, now).lo
                 basis.append(
                     f"lo: as the next 'etl run': watermark {_utc(state.watermark)} - reread "
                     f"{format_duration(job.reread)}"
@@ -223,11 +225,8 @@ def preview(
                 )
             return Window(lo=lo, hi=hi)
 
-        derived = derive(project, job, window_for, store)
-        delivered = derived.fetched
-        carried = 0
-        if store is not None and job.mapping.structure == "bookings":
-            carried = len(store.carried_runs(job_name, derived.window.lo))
+        reader = reader_for(project, job)
+        derived = derive(project, job, window_for, store, reader=reader)
     finally:
         if store is not None:
             store.close()
@@ -237,7 +236,7 @@ def preview(
         ((code, kind, count) for (code, kind), count in derived.codes.items()),
         key=lambda item: (order.get(item[1], 9), _code_key(item[0])),
     )
-    sql, parameters, fetch = _compiled(project, job, window, delivered)
+    sql, parameters, fetch = _compiled(project, job, window, reader.fetched)
     notes = [fetch] if fetch else []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")
@@ -252,7 +251,7 @@ def preview(
         codes=codes,
         runs=derived.runs,
         anomalies=derived.anomalies,
-        carried=carried,
+        carried=derived.carried,
         limit=limit,
         notes=notes,
     )

@@ -1,6 +1,6 @@
 """Progress of long work on stderr: a live line on a terminal, plain periodic lines otherwise.
 
-The core reports how many rows it has read through a callback (``sync.run_job(..., progress=)``);
+The core reports how many rows it has read through a callback (``run.run_job(..., progress=)``);
 this module turns that into output, so the core never prints. The row count of a window is not
 known before it has been read, so the terminal line is a live counter with rate and elapsed time
 rather than a bar with a percentage.

@@ -376,7 +376,7 @@ class Daemon:
 
     def run(self) -> int:
         """Schedule, run until told to stop, stop gracefully; returns the exit status (0)."""
-        from .sync import open_store
+        from .run import open_store
 
         logging.getLogger("apscheduler").setLevel(logging.ERROR)  # its events are logged here
         open_store(self.project).close()  # the store must answer before the daemon starts
@@ -548,7 +548,7 @@ class Daemon:
                 return
             self._active[name] = time.monotonic()
         clock = time.monotonic()
-        from .sync import run_job
+        from .run import run_job
 
         try:
             run_job(project, name, progress=self._progress(name))

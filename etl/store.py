@@ -28,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .audit import Audit
 from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
@@ -438,7 +439,7 @@ class Store:
         hi: datetime,
         runs: pd.DataFrame,
         found: pd.DataFrame,
-        audit: dict[str, Any],
+        audit: Audit,
         margin: timedelta = timedelta(0),
         *,
         bounded: bool = False,
@@ -457,7 +458,7 @@ class Store:
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
         """
-        audit = {**audit, "window_lo": lo, "window_hi": hi}
+        row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
         t = production_runs
         with self.begin() as conn:
@@ -496,7 +497,7 @@ class Store:
                     runs_inserted=changes.inserted,
                     runs_updated=changes.updated,
                     runs_deleted=changes.deleted,
-                    **audit,
+                    **row,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             if len(gone) * 2 > len(old):
@@ -566,19 +567,23 @@ class Store:
         except StoreError as exc:  # committed already: a slower plan is no reason to fail
             log.warning("could not refresh the store's statistics: %s", exc)
 
-    def record_failure(self, job: str, audit: dict[str, Any], status: str = "failed") -> None:
+    def record_failure(self, job: str, audit: Audit, status: str = "failed") -> None:
         """Write a failed sync's audit row (its own transaction; never raises). ``status`` is
         ``failed``, or ``publish_failed`` when the run stopped while writing the Parquet."""
         try:
             with self.begin() as conn:
-                conn.execute(sync_runs.insert().values(job=job, status=status, **audit))
+                conn.execute(sync_runs.insert().values(job=job, status=status, **audit.values()))
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
 
-    def mark_publish_failed(self, sync_id: int, audit: dict[str, Any]) -> None:
+    def mark_publish_failed(self, sync_id: int, audit: Audit) -> None:
         """Turn a committed sync's ``ok`` audit row into ``publish_failed`` with the error: the
         store holds the run's result, the Parquet does not yet (never raises)."""
-        values = {k: audit[k] for k in ("error", "finished_at", "duration_s") if k in audit}
+        values = {
+            "error": audit.error,
+            "finished_at": audit.finished_at,
+            "duration_s": audit.duration_s,
+        }
         try:
             with self.begin() as conn:
                 conn.execute(

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+import etl.run
 import etl.sync
+from etl.audit import Audit
 from etl.config import load_project
 from etl.errors import LockHeldError, LockLost, StoreError
 from etl.publish import publish
@@ -42,7 +44,7 @@ def steal(store: Store, job: str, owner: str = "elsewhere:1:thief") -> None:
 def commit_one_month(store: Store, owner: str) -> None:
     data = runs(("M1", "A", "P", T0 + timedelta(hours=1), T0 + timedelta(hours=2)))
     store.commit_sync(
-        "j", T0, T0 + timedelta(days=1), data, no_anomalies(), {"started_at": T0}, owner=owner
+        "j", T0, T0 + timedelta(days=1), data, no_anomalies(), Audit(started_at=T0), owner=owner
     )
 
 
@@ -138,13 +140,13 @@ def test_a_run_whose_lease_ran_out_commits_nothing_even_if_nobody_took_it(store:
 
 def lose_the_lease_while_publishing(monkeypatch: pytest.MonkeyPatch, plant: Plant) -> None:
     """Another worker takes the lock over just after this run committed."""
-    real = etl.sync.publish
+    real = etl.run.publish
 
     def stolen_then_publish(store: Store, job: str, *args: Any) -> list[str]:
         steal(store, job)
         return real(store, job, *args)
 
-    monkeypatch.setattr(etl.sync, "publish", stolen_then_publish)
+    monkeypatch.setattr(etl.run, "publish", stolen_then_publish)
 
 
 def audit_statuses(plant: Plant) -> list[str]:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from etl.audit import Audit
 from etl.errors import LockHeldError, StoreError
 from etl.schema import empty_anomalies
 from etl.store import SCHEMA_VERSION, Store, month_bounds, schema_info
@@ -65,7 +66,7 @@ def test_replace_keeps_microseconds_utc_and_counts_changes(store: Store) -> None
     )
     store.acquire_lock("j", timedelta(minutes=5))
     _, changes = store.commit_sync(
-        "j", T0, T0 + timedelta(days=1), first, no_anomalies(), {"started_at": T0}
+        "j", T0, T0 + timedelta(days=1), first, no_anomalies(), Audit(started_at=T0)
     )
     assert (changes.inserted, changes.updated, changes.deleted) == (2, 0, 0)
     back = store.runs_in_month("j", "2026-03")
@@ -75,7 +76,7 @@ def test_replace_keeps_microseconds_utc_and_counts_changes(store: Store) -> None
 
     second = runs(("M1", "B", "P", T0 + timedelta(hours=3), T0 + timedelta(hours=4)))
     _, changes = store.commit_sync(
-        "j", T0, T0 + timedelta(days=1), second, no_anomalies(), {"started_at": T0}
+        "j", T0, T0 + timedelta(days=1), second, no_anomalies(), Audit(started_at=T0)
     )
     assert (changes.inserted, changes.updated, changes.deleted) == (0, 1, 1)
     assert changes.months == ["2026-03"]
@@ -89,7 +90,7 @@ def test_runs_corrected_long_ago_are_looked_up_in_a_few_statements(store: Store)
     count = 1201
     old = minute_runs(count)
     store.acquire_lock("j", timedelta(minutes=5))
-    store.commit_sync("j", T0, T0 + timedelta(days=1), old, no_anomalies(), {"started_at": T0})
+    store.commit_sync("j", T0, T0 + timedelta(days=1), old, no_anomalies(), Audit(started_at=T0))
     lo = T0 + timedelta(days=30)
     corrected = old.copy()
     corrected["end"] = corrected["end"] + pd.Timedelta(seconds=1)
@@ -102,7 +103,7 @@ def test_runs_corrected_long_ago_are_looked_up_in_a_few_statements(store: Store)
     sa.event.listen(store.engine, "before_cursor_execute", count_statements)
     try:
         _, changes = store.commit_sync(
-            "j", lo, lo + timedelta(days=1), corrected, no_anomalies(), {"started_at": lo}
+            "j", lo, lo + timedelta(days=1), corrected, no_anomalies(), Audit(started_at=lo)
         )
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", count_statements)
@@ -123,7 +124,7 @@ def test_carried_runs_are_those_open_at_lo(store: Store) -> None:
         ("M2", "ends-after-lo", "P", T0, lo + timedelta(hours=1)),
     )
     store.acquire_lock("j", timedelta(minutes=5))
-    store.commit_sync("j", T0, lo + timedelta(days=1), data, no_anomalies(), {"started_at": T0})
+    store.commit_sync("j", T0, lo + timedelta(days=1), data, no_anomalies(), Audit(started_at=T0))
     carried = store.carried_runs("j", lo)
     assert sorted(carried["order_code"]) == ["ends-after-lo", "open"]
 
@@ -161,7 +162,7 @@ def test_a_large_write_refreshes_sqlite_statistics_so_the_window_uses_its_indexe
     store.ensure_schema()
     many = minute_runs(ANALYZE_AFTER)
     store.acquire_lock("j", timedelta(minutes=5))
-    store.commit_sync("j", T0, T0 + timedelta(days=30), many, no_anomalies(), {"started_at": T0})
+    store.commit_sync("j", T0, T0 + timedelta(days=30), many, no_anomalies(), Audit(started_at=T0))
     lo = T0 + timedelta(days=6)
     query = sa.select(production_runs.c.machine_code).where(store._replaced("j", lo, timedelta(0)))
     with store.begin() as conn:

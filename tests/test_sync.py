@@ -249,7 +249,7 @@ def test_audit_row_and_watermark_commit_together(tmp_path: Path) -> None:
 
 def test_window_boundaries_are_half_open_with_ties_on_both_edges(tmp_path: Path) -> None:
     """A booking exactly at ``lo`` belongs to the window, one exactly at ``hi`` to the next."""
-    from etl.extract import Window
+    from etl.reader import Window
     from etl.sync import derive
 
     plant = Plant(tmp_path / "p")

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from etl.audit import Audit
 from etl.errors import LockHeldError
 from etl.store import Lease, Store, job_state
 
@@ -166,7 +167,7 @@ def test_a_run_that_lost_its_lock_commits_nothing(store: Store) -> None:
                 t0 + timedelta(days=1),
                 runs,
                 store.anomalies_between("j"),
-                {"started_at": t0},
+                Audit(started_at=t0),
                 owner=held.owner,
             )
         state = store.state("j")
