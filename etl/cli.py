@@ -149,7 +149,7 @@ def validate(ctx: click.Context) -> None:
         flag = "" if job.spec.enabled else "  (disabled)"
         schedule = job.spec.schedule or "no schedule"
         click.echo(
-            f"  {name}: {job.connector_name} ({job.connector.dialect}) -> {job.mapping_name} "
+            f"  {name}: {job.connector_name} ({job.connector.dialect or job.connector.kind}) -> {job.mapping_name} "
             f"({job.mapping.structure}), {schedule}{flag}"
         )
 

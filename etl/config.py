@@ -32,6 +32,8 @@ from pydantic import (
 
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
+from .sources.files.spec import FilesSpec
+from .sources.http.spec import HttpSpec
 from .yamlfile import Loc, YamlDoc, format_loc, read_yaml
 
 PROJECT_FILE = "etl.yaml"
@@ -157,9 +159,14 @@ class ProjectSpec(Strict):
 
 
 class ConnectorSpec(Strict):
-    """``connectors/NAME.yaml``: how to reach one source database, read-only."""
+    """``connectors/NAME.yaml``: how to reach one source, read-only: a database (``kind: sql``,
+    the default), an HTTP API (``kind: http``) or a file drop (``kind: files``); see
+    docs/sources.md for the last two."""
 
-    dialect: Dialect
+    kind: Literal["sql", "http", "files"] = "sql"
+    dialect: Dialect | None = None
+    http: HttpSpec | None = None
+    files: FilesSpec | None = None
     description: str = ""
     url: SecretStr | None = None
     host: str | None = None
@@ -180,6 +187,45 @@ class ConnectorSpec(Strict):
 
     @model_validator(mode="after")
     def _where(self) -> ConnectorSpec:
+        sections = {"http": self.http, "files": self.files}
+        for key, section in sections.items():
+            if section is not None and key != self.kind:
+                raise ValueError(
+                    f"@{key}: a '{key}' section goes with 'kind: {key}' (kind is {self.kind})"
+                )
+        if self.kind != "sql":
+            if sections[self.kind] is None:
+                raise ValueError(
+                    f"@{self.kind}: missing: a kind {self.kind} connector needs a '{self.kind}' section"
+                )
+            sql = [
+                k
+                for k in (
+                    "dialect",
+                    "url",
+                    "host",
+                    "port",
+                    "database",
+                    "service_name",
+                    "sid",
+                    "path",
+                    "user",
+                    "password",
+                    "driver",
+                )
+                if getattr(self, k) is not None
+            ]
+            if sql or self.options:
+                key = sql[0] if sql else "options"
+                raise ValueError(
+                    f"@{key}: '{key}' belongs to a database connector (kind sql), not kind {self.kind}"
+                )
+            return self
+        if self.dialect is None:
+            raise ValueError(
+                "@dialect: missing required key (a database connector needs it; a file drop or "
+                "an HTTP API says 'kind: files' or 'kind: http')"
+            )
         if self.url is not None:
             clash = [
                 k
@@ -207,6 +253,13 @@ class ConnectorSpec(Strict):
         elif not self.database:
             raise ValueError(f"@database: missing: a {self.dialect} connector needs 'database'")
         return self
+
+    @property
+    def sql_dialect(self) -> str:
+        """The dialect of a database connector (validated: every ``kind: sql`` has one)."""
+        if self.dialect is None:
+            raise ConfigError(f"a kind {self.kind} connector has no SQL dialect")
+        return self.dialect
 
     @property
     def zone(self) -> ZoneInfo:
@@ -583,7 +636,8 @@ class Project:
 
             out += credential_secrets()
         for conn in self.connectors.values():
-            for secret in (conn.password, conn.url):
+            extra = conn.http.secrets() if conn.http is not None else []
+            for secret in (conn.password, conn.url, *extra):
                 if secret is not None and secret.get_secret_value():
                     out.append(secret.get_secret_value())
         return sorted({s for s in out if len(s) >= 3}, key=len, reverse=True)

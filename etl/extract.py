@@ -458,7 +458,7 @@ class SqlReader:
     def open(self) -> Iterator[SqlReading]:
         """The source, connected and checked; closed when the block ends."""
         if self.mapping.source.query is not None:
-            check_custom_query(self.mapping.source.query, self.connector.dialect, self.where)
+            check_custom_query(self.mapping.source.query, self.connector.sql_dialect, self.where)
         source = open_source(self.connector_name, self.connector, self.root, self.secrets)
         try:
             with source.connect() as conn:

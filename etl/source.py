@@ -30,7 +30,7 @@ from sqlglot.tokens import Token, TokenType
 from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
 from .dialects.odbc import installed_drivers
-from .errors import ConfigError, EtlError, SourceError
+from .errors import ConfigError, EtlError, SourceError, UsageError
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -465,8 +465,14 @@ def open_source(
     retry: Retry | None = None,
 ) -> Source:
     """Create the read-only engine for connector ``name`` (does not connect yet)."""
-    dialect = get_dialect(spec.dialect)
     where = f"connectors/{name}.yaml"
+    if spec.kind != "sql":
+        raise UsageError(
+            f"{where}: connector {name!r} is kind {spec.kind}: this command works on database "
+            f"connectors; it is not supported for kind {spec.kind} yet",
+            hint="'etl check' and 'etl preview' read every kind (docs/sources.md)",
+        )
+    dialect = get_dialect(spec.sql_dialect)
     try:
         url = dialect.url(spec, root)
     except DriverMissing as exc:
