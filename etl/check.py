@@ -272,7 +272,7 @@ def tables_read(mapping: MappingSpec, dialect: str) -> list[TableRef]:
         tree = sqlglot.parse_one(
             mapping.source.query or "", read=SQLGLOT_DIALECTS.get(dialect, dialect)
         )
-    except sqlglot.errors.ParseError:
+    except sqlglot.errors.SqlglotError:  # its own check reports it; the others go on
         return []
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     refs = [
@@ -386,17 +386,15 @@ def format_report(report: CheckReport) -> str:
     lines += [f"warning: {w}" for w in report.warnings if w != report.fetch_error]
     if report.fetch_error:
         lines.append(f"error: {report.fetch_error} (jobs on this connector fail)")
+    unreadable = [t for t in report.tables if not t.readable]
+    failing = f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else ""
     if report.can_write:
         lines.append(
             f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). booking-etl "
-            "still sends nothing but SELECTs; 'etl check --strict' fails on this."
+            f"still sends nothing but SELECTs; 'etl check --strict' fails on this{failing}."
         )
     else:
-        unreadable = [t for t in report.tables if not t.readable]
-        lines.append(
-            "verdict: read-only account"
-            + (f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else "")
-        )
+        lines.append(f"verdict: read-only account{failing}")
     return "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
-from .logs import add_secrets, setup_logging, show_run_outcomes
+from .logs import add_secrets, json_line, json_mode, setup_logging, show_run_outcomes
 from .redact import redact
 
 if TYPE_CHECKING:
@@ -24,7 +24,33 @@ if TYPE_CHECKING:
 
 
 class EtlGroup(click.Group):
-    """Turns every EtlError into one clear message on stderr and its documented exit code."""
+    """Turns every EtlError into one clear message on stderr and its documented exit code (one
+    JSON object with ``--log-format json``; also on stdout for a command run with ``--json``)."""
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not _wants_json_logs(argv):
+            return super().main(argv, *a, **kw)
+        # command-line mistakes click reports itself (unknown option, missing argument)
+        try:
+            return super().main(argv, *a, **{**kw, "standalone_mode": False})
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(
+                json_line(
+                    "error",
+                    exc.format_message(),
+                    kind="usage error",
+                    exit_code=exc.exit_code,
+                    hint="see 'etl --help'",
+                ),
+                err=True,
+            )
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo(json_line("error", "aborted", kind="aborted", exit_code=1), err=True)
+            sys.exit(1)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,27 +58,91 @@ class EtlGroup(click.Group):
         except EtlError as exc:
             _fail(exc, ctx)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            if json_mode():
+                click.echo(
+                    json_line("error", "interrupted", kind="interrupted", exit_code=130), err=True
+                )
+            else:
+                click.echo("interrupted", err=True)
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
         except Exception as exc:
             secrets = ctx.meta.get("etl.secrets", [])
+            message = f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}"
+            hint = "this is a bug in booking-etl: please report it with the output of -v"
+            trace = None
             if ctx.params.get("verbose"):
                 import traceback
 
-                click.echo(redact(traceback.format_exc(), secrets), err=True)
-            click.echo(
-                f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}", err=True
-            )
-            click.echo(
-                "  this is a bug in booking-etl: please report it with the output of -v", err=True
-            )
+                trace = redact(traceback.format_exc(), secrets)
+            _json_output(ctx, "internal error", 1, message, hint)
+            if json_mode():
+                fields: dict[str, Any] = {"kind": "internal error", "exit_code": 1, "hint": hint}
+                if trace:
+                    fields["traceback"] = trace
+                click.echo(json_line("error", message, **fields), err=True)
+            else:
+                if trace:
+                    click.echo(trace, err=True)
+                click.echo(message, err=True)
+                click.echo(f"  {hint}", err=True)
             sys.exit(1)
+
+
+def _wants_json_logs(argv: list[str]) -> bool:
+    """``--log-format json`` (or ``=json``) among the group's options, before the command."""
+    for index, arg in enumerate(argv):
+        if arg == "--log-format" and argv[index + 1 : index + 2] == ["json"]:
+            return True
+        if arg == "--log-format=json":
+            return True
+    return False
+
+
+def _kind(exc: EtlError) -> str:
+    """What went wrong, in words (the ``kind`` field of a JSON error): ``config error``,
+    ``source error``, ``data error``, ``store error``, ..."""
+    if isinstance(exc, ConfigError):
+        return "config error"
+    words = {
+        "UsageError": "usage error",
+        "SourceError": "source error",
+        "DataError": "data error",
+        "TooManyAnomalies": "too many anomalies",
+        "LockHeldError": "lock held",
+        "LockLost": "lock lost",
+        "StoreError": "store error",
+        "AccountCanWrite": "account can write",
+        "JobsUnhealthy": "jobs unhealthy",
+    }
+    for cls in type(exc).__mro__:
+        if cls.__name__ in words:
+            return words[cls.__name__]
+    return "error"
+
+
+def _json_output(ctx: click.Context, kind: str, code: int, message: str, hint: str | None) -> None:
+    """A command run with ``--json`` that fails before printing its JSON prints the error as
+    JSON on stdout, so a script parsing stdout always gets JSON."""
+    if ctx.meta.get("etl.json_output"):
+        error = {"kind": kind, "exit_code": code, "message": message, "hint": hint}
+        click.echo(json.dumps({"error": error}))
 
 
 def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
     secrets: list[str] = ctx.meta.get("etl.secrets", [])
+    kind = _kind(exc)
+    message = redact(exc.message, secrets)
+    hint = redact(exc.hint, secrets) if exc.hint else None
+    _json_output(ctx, kind, exc.exit_code, message, hint)
+    if json_mode():
+        fields: dict[str, Any] = {"kind": kind, "exit_code": exc.exit_code, "hint": hint}
+        if isinstance(exc, ConfigError):
+            fields["problems"] = [redact(p, secrets) for p in exc.problems]
+        fields["error"] = type(exc).__name__
+        click.echo(json_line("error", message, **fields), err=True)
+        sys.exit(exc.exit_code)
     kind = "config error" if isinstance(exc, ConfigError) else "error"
     lines = redact(str(exc), secrets).splitlines()
     if len(lines) > 1 and isinstance(exc, ConfigError):
@@ -66,13 +156,32 @@ def _fail(exc: EtlError, ctx: click.Context) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
-def _project(ctx: click.Context) -> Project:
+def _note(level: str, text: str, **fields: Any) -> None:
+    """A line of a command's own on stderr: text, or one JSON object in JSON mode."""
+    if json_mode():
+        click.echo(json_line(level, text, **fields), err=True)
+    else:
+        click.echo(text, err=True)
+
+
+def _project(ctx: click.Context, *, partial: bool = True) -> Project:
+    """The project; with ``partial`` a job whose own files are fine loads even when another
+    job's files have errors (those are logged once and fail only their own job)."""
+    import logging
+
     from .config import find_root, load_project
 
     root = ctx.obj["root"] or find_root()
-    project = load_project(Path(root))
+    project = load_project(Path(root), partial=partial)
     ctx.meta["etl.secrets"] = project.secrets
     add_secrets(project.secrets)
+    if project.broken:
+        logging.getLogger("etl.config").warning(
+            "%d job(s) not loaded because their files have errors: %s ('etl validate' lists them)",
+            len(project.broken),
+            ", ".join(sorted(project.broken)),
+            extra={"broken_jobs": sorted(project.broken)},
+        )
     return project
 
 
@@ -133,14 +242,14 @@ def init(directory: Path, force: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context) -> None:
     """Check every file of the project; exit 2 listing every problem with file, line and key."""
-    project = _project(ctx)
+    project = _project(ctx, partial=False)
     enabled = [name for name, job in project.jobs.items() if job.spec.enabled]
     project.require_env(enabled)
     try:
         project.require_env(None)
     except ConfigError as exc:
         for line in exc.problems:
-            click.echo(f"warning: {line} (no enabled job uses it)", err=True)
+            _note("warning", f"warning: {line} (no enabled job uses it)")
     click.echo(
         f"{project.root}: ok: {len(project.connectors)} connector(s), "
         f"{len(project.mappings)} mapping(s), {len(project.jobs)} job(s)"
@@ -165,6 +274,7 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     from .progress import RowProgress
     from .run import run_job
 
+    ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
     show_run_outcomes()
     if run_all == bool(jobs):
@@ -175,19 +285,27 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     for name in names:
         project.job(name)
     failure: EtlError | None = None
+    if run_all:  # the jobs whose files have errors fail, the others run
+        for name in sorted(project.broken):
+            try:
+                project.job(name)
+            except ConfigError as exc:
+                _job_failed(name, exc, project.secrets, as_json)
+                failure = failure or exc
     try:
         for name in names:
-            progress = RowProgress(name, sys.stderr)
+            progress = None if json_mode() else RowProgress(name, sys.stderr)
             try:
                 result = run_job(project, name, progress=progress)
             except EtlError as exc:
-                if len(names) == 1:
+                if len(names) == 1 and failure is None:
                     raise
-                click.echo(f"{name}: FAILED: {redact(exc.message, project.secrets)}", err=True)
+                _job_failed(name, exc, project.secrets, as_json)
                 failure = failure or exc
                 continue
             finally:
-                progress.close()
+                if progress is not None:
+                    progress.close()
             if as_json:
                 click.echo(json.dumps(result.as_dict()))
             else:
@@ -196,6 +314,22 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
         update_metrics(project)
     if failure is not None:
         sys.exit(failure.exit_code)
+
+
+def _job_failed(name: str, exc: EtlError, secrets: list[str], as_json: bool) -> None:
+    """One failed job of several: a line on stderr (and a JSON line on stdout with --json)."""
+    message = redact(exc.message, secrets)
+    if as_json:
+        error = {"kind": _kind(exc), "exit_code": exc.exit_code, "message": message}
+        click.echo(json.dumps({"job": name, "error": error}))
+    _note(
+        "error",
+        f"{name}: FAILED: {message}",
+        job=name,
+        kind=_kind(exc),
+        exit_code=exc.exit_code,
+        hint=redact(exc.hint, secrets) if exc.hint else None,
+    )
 
 
 @main.command()
@@ -209,18 +343,19 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
-    from .run import open_store
-    from .schedule import job_health
+    from .run import open_store, publishes
+    from .schedule import broken_health, job_health
 
+    ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
-    if job is not None:
+    if job is not None and job not in project.broken:  # a broken job's status shows its errors
         project.job(job)
     store = open_store(project)
     try:
         entries = {e["job"]: e for e in store.summary()}
     finally:
         store.close()
-    names = [job] if job else sorted(set(project.jobs) | set(entries))
+    names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
     rows = []
     for name in names:
         entry = entries.get(
@@ -235,15 +370,25 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
                 "last_run": None,
             },
         )
-        entry["configured"] = name in project.jobs
+        entry["configured"] = name in project.jobs or name in project.broken
+        entry["config_errors"] = project.broken.get(name, [])
+        if name not in project.jobs or not publishes(project, project.jobs[name]):
+            entry["publish_pending"] = []  # months a job without Parquet never publishes
         rows.append(entry)
     now = datetime.now(UTC)
-    health = {e["job"]: job_health(project.jobs[e["job"]], e, now) for e in rows if e["configured"]}
+    health = {
+        e["job"]: job_health(project.jobs[e["job"]], e, now)
+        if e["job"] in project.jobs
+        else broken_health(e["job"], e["config_errors"], e)
+        for e in rows
+        if e["configured"]
+    }
     unhealthy = [h for h in health.values() if not h.healthy]
     if as_json:
         for entry in rows:
             entry.update(health[entry["job"]].as_dict() if entry["configured"] else {})
         click.echo(json.dumps(rows, default=_json_default, indent=2))
+        ctx.meta["etl.json_output"] = False  # printed: --check's verdict goes to stderr only
     else:
         _print_status(store.display, rows, health, now)
     if check and unhealthy:
@@ -270,10 +415,18 @@ def _print_status(
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(entry["anomalies"].items())) or "none"
         note = "" if entry["configured"] else "  (no longer configured)"
         click.echo(f"{entry['job']}{note}: {outcome}{'  [running]' if entry['running'] else ''}")
+        for problem in entry.get("config_errors") or []:
+            click.echo(f"  CONFIG ERROR, the job cannot run: {problem}")
         click.echo(
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"
         )
+        pending = entry.get("publish_pending") or []
+        if pending and not entry["running"]:
+            click.echo(
+                f"  Parquet NOT published for {len(pending)} month(s): {', '.join(pending)} "
+                "(the next run publishes them)"
+            )
         state = health.get(entry["job"])
         if state is not None and state.schedule:
             when = f"next run {_ts(state.next_run)}" if state.next_run else "disabled"
@@ -282,8 +435,9 @@ def _print_status(
             )
             click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
             for problem in state.problems:
-                if not problem.startswith("last run failed"):  # that one is on the first line
-                    click.echo(f"    {problem}")
+                if problem.startswith(("last run failed", "Parquet not published")):
+                    continue  # on the first lines already
+                click.echo(f"    {problem}")
 
 
 def _json_default(value: Any) -> Any:
@@ -382,14 +536,23 @@ def report(
 def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
     """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
     from .check import check_connector, format_report
-    from .errors import AccountCanWrite, SourceError
+    from .errors import AccountCanWrite, DataError, SourceError
 
+    ctx.meta["etl.json_output"] = as_json
     report = check_connector(_project(ctx), connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
+    ctx.meta["etl.json_output"] = False  # the report is out: its verdict goes to stderr
     if report.fetch_error:  # as 'etl run' would fail: exit 3
         raise SourceError(
             f"{report.where}: {report.fetch_error}",
             hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+        )
+    unreadable = [t for t in report.tables if not t.readable]
+    if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
+        raise DataError(
+            f"{report.where}: {len(unreadable)} mapped table(s) NOT readable: "
+            + "; ".join(f"{t.mapping} ({t.source}): {t.detail}" for t in unreadable),
+            hint="fix the mapping or grant SELECT on the table, then run 'etl check' again",
         )
     if strict and report.can_write:
         raise AccountCanWrite(
@@ -426,6 +589,7 @@ def discover(
         raise UsageError(
             "--output needs --table" if table is None else f"{output} exists; not overwritten"
         )
+    ctx.meta["etl.json_output"] = as_json and table is None
     project = _project(ctx)
     if table is None:
         listing = list_tables(project, connector, schema)
@@ -475,10 +639,15 @@ def backfill(
 
     def progress(piece: Any, total: int) -> None:
         count[0] += 1
-        click.echo(
+        _note(
+            "info",
             f"  chunk {count[0]}/{total} {_ts(piece.lo)} .. {_ts(piece.hi)}: "
             f"{piece.rows_read:,} rows read, {piece.runs:,} runs",
-            err=True,
+            job=job,
+            chunk=count[0],
+            chunks=total,
+            rows_read=piece.rows_read,
+            runs=piece.runs,
         )
 
     result = run_backfill(project, job, since, until, length, restart=restart, progress=progress)

@@ -622,6 +622,11 @@ class Project:
     mappings: dict[str, MappingSpec]
     jobs: dict[str, Job]
     files: dict[str, YamlDoc] = field(default_factory=dict)  # "connectors/x" -> doc
+    #: jobs left out because their own files (job, connector, mapping) have errors -> the errors
+    #: (only when loaded with ``partial=True``; ``etl validate`` refuses the whole project)
+    broken: dict[str, list[str]] = field(default_factory=dict)
+    #: every problem found in the project's files (``partial=True``: the jobs above still run)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def secrets(self) -> list[str]:
@@ -643,7 +648,13 @@ class Project:
         return sorted({s for s in out if len(s) >= 3}, key=len, reverse=True)
 
     def job(self, name: str) -> Job:
-        """The job called ``name``, or a ConfigError listing the jobs that exist."""
+        """The job called ``name``, or a ConfigError listing the jobs that exist (or, for a job
+        whose files have errors, those errors)."""
+        if name in self.broken:
+            raise ConfigError(
+                self.broken[name],
+                hint=f"fix the file(s) of job {name!r}; 'etl validate' lists every problem",
+            )
         if name not in self.jobs:
             raise ConfigError(
                 f"job {name!r} does not exist in {self.root / 'jobs'}",
@@ -690,11 +701,21 @@ def find_root(start: Path | None = None) -> Path:
     return start
 
 
-def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
-    """Load and validate every file of the project at ``root``; raise one ConfigError listing all problems."""
+def load_project(
+    root: Path, env: dict[str, str] | None = None, *, partial: bool = False
+) -> Project:
+    """Load and validate every file of the project at ``root``; raise one ConfigError listing all
+    problems.
+
+    With ``partial``, a job whose own files (its job, connector and mapping file) are valid is
+    loaded even when other files have errors: the others' jobs land in ``Project.broken`` with
+    their errors, and every problem in ``Project.problems``. Errors in ``etl.yaml`` still raise:
+    it concerns every job.
+    """
     root = root.resolve()
     problems: list[str] = []
     files: dict[str, YamlDoc] = {}
+    by_file: dict[str, list[str]] = {}  # "mappings/x" -> the problems found in that file
 
     def parse(path: Path, key: str) -> YamlDoc | None:
         try:
@@ -718,6 +739,7 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             hint="run 'etl init' to create one, or pass --project DIR",
         )
     project_spec = _validate(ProjectSpec, project_doc, problems) if project_doc else None
+    project_problems = len(problems)
     project_ok = project_spec is not None or not (root / PROJECT_FILE).is_file()
     spec = project_spec or ProjectSpec()
 
@@ -742,20 +764,23 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             if name in loaded[folder]:
                 problems.append(f"{folder}/{path.name}: a second file for {folder[:-1]} {name!r}")
                 continue
+            before = len(problems)
             doc = parse(path, f"{folder}/{name}")
-            if doc is None:
-                continue
-            model = _validate(models[folder], doc, problems)
-            if folder == "mappings" and not _validate_columns(doc, problems):
-                model = None
-            if model is not None:
-                loaded[folder][name] = model
+            if doc is not None:
+                model = _validate(models[folder], doc, problems)
+                if folder == "mappings" and not _validate_columns(doc, problems):
+                    model = None
+                if model is not None:
+                    loaded[folder][name] = model
+            by_file[f"{folder}/{name}"] = problems[before:]
 
     connectors: dict[str, ConnectorSpec] = loaded["connectors"]
     mappings: dict[str, MappingSpec] = loaded["mappings"]
     jobs: dict[str, Job] = {}
+    queries: dict[tuple[str, str], str | None] = {}  # (mapping, dialect) -> its query's problem
     for name, job_spec in loaded["jobs"].items():
         doc = files[f"jobs/{name}"]
+        before = len(problems)
         ok = True
         for key, table, what in (
             ("connector", connectors, "connectors"),
@@ -779,6 +804,7 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
                         f"({_suggest(ref, sorted(known), what)})"
                     )
         if not ok:
+            by_file[f"jobs/{name}"] += problems[before:]
             continue
         start = job_spec.start_from or spec.defaults.start_from
         if start is None and not project_ok:
@@ -788,6 +814,18 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
                 f"{doc.where(('start_from',))}: missing: set 'start_from' in the job "
                 f"or 'defaults.start_from' in {PROJECT_FILE}"
             )
+            by_file[f"jobs/{name}"] += problems[before:]
+            continue
+        query_problem = _query_problem(
+            files[f"mappings/{job_spec.mapping}"],
+            mappings[job_spec.mapping],
+            connectors[job_spec.connector].dialect,
+            queries,
+        )
+        if query_problem:
+            if query_problem not in problems:
+                problems.append(query_problem)
+            by_file[f"jobs/{name}"].append(query_problem)
             continue
         jobs[name] = Job(
             name=name,
@@ -803,11 +841,51 @@ def load_project(root: Path, env: dict[str, str] | None = None) -> Project:
             reread=job_spec.reread if job_spec.reread is not None else spec.defaults.reread,
             batch_size=spec.defaults.batch_size,
         )
-    if problems:
+    broken: dict[str, list[str]] = {}
+    for key, found in by_file.items():
+        folder, _, name = key.partition("/")
+        if folder != "jobs" or name in jobs:
+            continue
+        job_spec = loaded["jobs"].get(name)
+        own = list(found)
+        if job_spec is not None:
+            for ref in (f"connectors/{job_spec.connector}", f"mappings/{job_spec.mapping}"):
+                own += [p for p in by_file.get(ref, []) if p not in own]
+        broken[name] = own or [f"jobs/{name}: has errors (see 'etl validate')"]
+    if problems and (not partial or project_problems):
         raise ConfigError(problems)
     return Project(
-        root=root, spec=spec, connectors=connectors, mappings=mappings, jobs=jobs, files=files
+        root=root,
+        spec=spec,
+        connectors=connectors,
+        mappings=mappings,
+        jobs=jobs,
+        files=files,
+        broken=broken,
+        problems=problems,
     )
+
+
+def _query_problem(
+    doc: YamlDoc, mapping: MappingSpec, dialect: str, seen: dict[tuple[str, str], str | None]
+) -> str | None:
+    """The problem with a mapping's custom ``source.query`` in the connector's SQL dialect
+    (``mappings/x.yaml:4: source.query does not parse as SQL: ...``), or None."""
+    if mapping.source.query is None:
+        return None
+    key = (doc.label, dialect)
+    if key not in seen:
+        from .extract import check_custom_query  # sqlglot: only for projects with custom queries
+
+        line = doc.lines.get(("source", "query"))
+        try:
+            check_custom_query(
+                mapping.source.query, dialect, f"{doc.label}:{line}" if line else doc.label
+            )
+            seen[key] = None
+        except ConfigError as exc:
+            seen[key] = exc.problems[0]
+    return seen[key]
 
 
 def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:

@@ -24,9 +24,12 @@ reads that database.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import shlex
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -928,11 +931,16 @@ def run_demo(
         echo(
             f"parquet:        {_show(base)}/runs/job=*/month=*/ and anomalies/ ({len(files)} files)"
         )
-    echo(f"next:           etl --project {_show(directory)} status")
+    # commands that work as printed in a fresh shell: this etl and this Python by their absolute
+    # paths (a virtualenv's etl is not on PATH until it is activated), absolute directories
+    from .schedule import etl_executable
+
+    where = shlex.quote(str(directory.resolve()))
+    echo(f"next:           {etl_executable()} --project {where} status")
     if base is not None:
-        echo(
-            f"                python -c \"import pandas as pd; print(pd.read_parquet('{_show(base)}/runs'))\""
-        )
+        runs = json.dumps(str((base / "runs").resolve()))  # a Python string literal
+        code = f"import pandas as pd; print(pd.read_parquet({runs}))"
+        echo(f"                {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
     return DemoReport(directory=directory, created=created, results=results)
 
 

@@ -7,12 +7,12 @@ Exit codes (documented in docs/operations.md):
 1     unexpected internal error (a bug: please report it with the log)
 2     usage or configuration error: fix the command line or the YAML files
 3     source unreachable (connection refused, timeout, authentication)
-4     data error: the source does not look like the mapping says
+4     data error: the source does not look like the mapping says (also ``etl check``)
 5     state conflict: another run holds the job's lock
-6     store or output error (store database, Parquet target, full disk)
+6     store or output error (store database, Parquet target, full disk; a failed publication)
 7     ``etl check --strict``: the source account can write
 8     data error: a run found more anomalies than the job's ``max_anomalies``
-9     ``etl status --check``: a scheduled job is stale or its last run failed
+9     ``etl status --check``: a scheduled job is stale, its last run failed, or its files are broken
 ====  =====================================================================
 """
 

@@ -50,8 +50,8 @@ def check_custom_query(sql: str, dialect: str, where: str) -> None:
     """A custom ``source.query`` must parse as exactly one SELECT/WITH that writes nothing."""
     try:
         statements = sqlglot.parse(sql, read=_SQLGLOT_DIALECT.get(dialect, dialect))
-    except sqlglot.errors.ParseError as exc:
-        first = str(exc).splitlines()[0]
+    except sqlglot.errors.SqlglotError as exc:  # ParseError, and TokenError for a stray quote
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"{where}: source.query does not parse as SQL: {first}") from None
     statements = [s for s in statements if s is not None]
     if len(statements) != 1:

@@ -22,6 +22,7 @@ import importlib
 import importlib.metadata
 import logging
 import math
+import os
 import urllib.parse
 import weakref
 from collections.abc import Iterator
@@ -40,6 +41,10 @@ from .redact import redact
 from .source import ReadOnlyViolation, Source, refusal
 
 log = logging.getLogger(__name__)
+
+# connectorx's pool (r2d2) writes its own text lines to stderr, past --log-format json; its
+# errors reach us as exceptions and are reported from there (RUST_LOG set by the user still wins)
+os.environ.setdefault("RUST_LOG", "off")
 
 TEXT_LIMIT = 8192  # bytes per value buffered for unbounded text columns (arrow-odbc)
 US = "us"
@@ -320,6 +325,7 @@ class ConnectorXMySQL(ArrowPath):
     ) -> Iterator[pa.RecordBatch]:
         import connectorx
 
+        _second_connection(source)
         reader = connectorx.read_sql(
             self.uri(source),
             sql,
@@ -492,6 +498,26 @@ def _odbc_text(value: Any, iso: bool = False) -> str | None:
 
 class ArrowPathFailed(SourceError):
     """The native driver failed for a reason other than the query (connect, setup, protocol)."""
+
+
+def _second_connection(source: Source) -> None:
+    """Open and close one more connection with the connector's ``connect_timeout`` before
+    connectorx opens its own: connectorx holds the GIL while its pool retries a refused connect
+    for about 30 s (an account limited to one connection, a server at max_connections), which
+    would freeze every thread of the process (other jobs, the daemon's signal handling). A
+    refusal here fails the Arrow path at once (``fetch: auto`` falls back to SQLAlchemy)."""
+    try:
+        raw = source.engine.raw_connection()
+    except Exception as exc:  # the DBAPI driver's own error: the pool does not wrap it
+        cause = getattr(exc, "orig", None) or exc
+        text = redact((str(cause).strip() or type(cause).__name__).splitlines()[0], source.secrets)
+        raise ArrowPathFailed(
+            f"{source.where}: the Arrow path (connectorx) needs a second connection and the "
+            f"server refused it: {text}",
+            hint="allow the account two connections (MAX_USER_CONNECTIONS), or set "
+            "'fetch: sqlalchemy' in the connector",
+        ) from None
+    raw.invalidate()  # closed for real, not kept in the pool: its slot is connectorx's now
 
 
 # ---------------------------------------------------------------------------- the choice

@@ -50,25 +50,59 @@ class JsonFormatter(logging.Formatter):
 
 
 _handler: logging.Handler | None = None
+_root_handler: logging.Handler | None = None
 _filter = RedactingFilter([])
+_format = "text"
+
+
+def json_mode() -> bool:
+    """Whether ``--log-format json`` is in effect: every stderr line must be a JSON object."""
+    return _format == "json"
 
 
 def setup_logging(verbose: int, fmt: str = "text") -> None:
-    """Send ``etl.*`` logs to stderr: warnings by default, info with -v, debug with -vv."""
-    global _handler
+    """Send ``etl.*`` logs to stderr: warnings by default, info with -v, debug with -vv.
+
+    Other libraries' loggers (SQLAlchemy's pool, drivers, APScheduler) reach the root logger:
+    it gets the same formatter and redaction at WARNING, so in JSON mode their lines are JSON
+    too; Python warnings are routed through logging for the same reason."""
+    global _handler, _root_handler, _format
+    _format = fmt
     logger = logging.getLogger("etl")
+    root = logging.getLogger()
     if _handler is not None:
         logger.removeHandler(_handler)
-    _handler = logging.StreamHandler()
-    _handler.addFilter(_filter)
-    if fmt == "json":
-        _handler.setFormatter(JsonFormatter())
-    else:
-        _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if _root_handler is not None:
+        root.removeHandler(_root_handler)
+    _handler, _root_handler = logging.StreamHandler(), logging.StreamHandler()
+    for handler in (_handler, _root_handler):
+        handler.addFilter(_filter)
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            )
     logger.addHandler(_handler)
     logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
     logging.getLogger(RUNS_LOGGER).setLevel(logging.NOTSET)
+    root.addHandler(_root_handler)
+    root.setLevel(logging.WARNING)
+    logging.captureWarnings(fmt == "json")
+
+
+def json_line(level: str, message: str, **fields: object) -> str:
+    """One JSON object for stderr outside the logging tree (errors of the command itself)."""
+    entry: dict[str, object] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": "etl.cli",
+        "message": redact(message, _filter.secrets),
+    }
+    for key, value in fields.items():
+        entry[key] = redact(value, _filter.secrets) if isinstance(value, str) else value
+    return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 RUNS_LOGGER = "etl.runs"

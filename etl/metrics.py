@@ -28,7 +28,11 @@ PREFIX = "booking_etl"
 # name, help; all gauges
 METRICS: list[tuple[str, str]] = [
     ("last_run_timestamp_seconds", "When the job's last run ended (Unix time)."),
-    ("last_run_success", "1 if the job's last run succeeded, 0 if it failed."),
+    (
+        "last_run_success",
+        "1 if the job's last run succeeded, 0 if it failed (also when only its Parquet publication "
+        "failed).",
+    ),
     ("last_run_duration_seconds", "How long the job's last run took."),
     ("last_run_rows_read", "Source rows the job's last run read."),
     ("last_run_runs_inserted", "Production runs the job's last run inserted."),
@@ -37,6 +41,11 @@ METRICS: list[tuple[str, str]] = [
     ("last_run_anomalies", "Anomalies the job's last run found, by kind."),
     ("last_success_timestamp_seconds", "When the job's last successful run ended (Unix time)."),
     ("watermark_timestamp_seconds", "The job's watermark: source data is complete up to here."),
+    (
+        "publish_pending_months",
+        "Parquet months the store holds but the dataset does not yet (a failed publication).",
+    ),
+    ("config_valid", "1 if the job's files are valid, 0 if they have errors (it cannot run)."),
     ("runs_stored", "Production runs of the job in the store."),
     ("runs_open", "Production runs of the job still open."),
     ("stale", "1 if the job's last success is older than stale_after scheduled periods."),
@@ -55,6 +64,7 @@ def textfile_path(project: Project) -> Path | None:
 
 def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> str:
     """The metrics of every configured job in the Prometheus text exposition format."""
+    from .run import publishes
     from .schedule import job_health  # imports APScheduler: only when metrics are written
 
     samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name, _ in METRICS}
@@ -87,6 +97,9 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
             )
         if entry.get("watermark") is not None:
             samples["watermark_timestamp_seconds"].append((labels, entry["watermark"].timestamp()))
+        if publishes(project, job):
+            pending = entry.get("publish_pending") or []
+            samples["publish_pending_months"].append((labels, float(len(pending))))
         samples["runs_stored"].append((labels, float(entry.get("runs", 0))))
         samples["runs_open"].append((labels, float(entry.get("open_runs", 0))))
         health = job_health(job, entry, now)
@@ -94,6 +107,8 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
             samples["stale"].append((labels, 1.0 if health.stale else 0.0))
         if health.next_run is not None:
             samples["next_run_timestamp_seconds"].append((labels, health.next_run.timestamp()))
+    for name in sorted(set(project.jobs) | set(project.broken)):
+        samples["config_valid"].append(({"etl_job": name}, 0.0 if name in project.broken else 1.0))
     samples["metrics_written_timestamp_seconds"].append(({}, now.timestamp()))
     lines: list[str] = []
     for name, text in METRICS:

@@ -65,12 +65,38 @@ def parse_when(text: str, zone: ZoneInfo, option: str = "--since") -> When:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone)
-    return parsed.astimezone(UTC)
+    try:
+        instant: datetime | None = parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 in a zone east of UTC is before year 1
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise UsageError(
+            f"{option}: {text!r} is outside the range booking-etl handles "
+            f"({EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}, UTC)"
+        )
+    return instant
+
+
+#: ``--since``/``--until`` outside this range are refused with a clear message
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def resolve_when(value: When, now: datetime) -> datetime:
-    """The UTC instant ``value`` stands for at ``now``."""
-    return now - value if isinstance(value, timedelta) else value
+    """The UTC instant ``value`` stands for at ``now`` (a duration reaching before
+    :data:`EARLIEST` is a UsageError)."""
+    if not isinstance(value, timedelta):
+        return value
+    try:
+        instant = now - value
+    except OverflowError:
+        instant = EARLIEST - timedelta(days=1)
+    if instant < EARLIEST:
+        raise UsageError(
+            f"a duration of {value.days:,} days reaches before {EARLIEST:%Y-%m-%d}, the earliest "
+            "instant booking-etl handles"
+        )
+    return instant
 
 
 @dataclass

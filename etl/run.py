@@ -142,6 +142,11 @@ def parquet_output(project: Project) -> Output | None:
     return open_output(project.spec.parquet, project.root, project.spec.s3)
 
 
+def publishes(project: Project, job: Job) -> bool:
+    """Whether runs of ``job`` write Parquet (the project has a dataset and the job takes part)."""
+    return bool(project.spec.parquet) and bool(job.spec.parquet)
+
+
 def lease(project: Project, store: Store, job_name: str) -> Lease:
     """The job's lock with the project's lease, renewed by a heartbeat while held."""
     spec = project.spec.lock
@@ -272,18 +277,22 @@ class JobRun:
         self.margin = structure_for(job.mapping).carry_margin()
         base = parquet_output(project)
         self.output = base if job.spec.parquet else None
+        #: True while Parquet is being written: a failure then is a failed publication
+        self.publishing = False
 
     def publish_pending(self, state: JobState | None) -> None:
-        """Publish the months an interrupted run committed but did not publish."""
+        """Publish the months an earlier run committed but did not publish."""
         if state is None or not state.publish_pending or self.output is None:
             return
         log.info(
-            "%s: publishing months left over from an interrupted run: %s",
+            "%s: publishing months left over from an earlier run: %s",
             self.job.name,
             ", ".join(state.publish_pending),
         )
+        self.publishing = True
         publish(self.store, self.job.name, state.publish_pending, self.output, self.held.verify)
         self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
+        self.publishing = False
 
     def derive(
         self, window_for: WindowFor, progress: Callable[[int], None] | None = None
@@ -325,11 +334,13 @@ class JobRun:
         them published; the files written. A lease lost here says the commit stands."""
         if self.output is None or not months:
             return []
+        self.publishing = True
         try:
             files = publish(self.store, self.job.name, months, self.output, self.held.verify)
             self.store.clear_pending(self.job.name, months, self.held.owner)
         except LockLost as exc:
             raise lost_after_commit(self.job.name, sync_id, exc) from exc
+        self.publishing = False
         return files
 
 
@@ -351,6 +362,8 @@ def run_job(
         # under the lock: runs of one job never overlap in sync_runs
         audit = Audit(started_at=datetime.now(UTC))
         committed = False
+        sync_id: int | None = None
+        run: JobRun | None = None
         try:
             run = JobRun(project, job, held)
             state = store.state(job_name)
@@ -389,9 +402,29 @@ def run_job(
             audit.duration_s = time.monotonic() - clock
             message = exc.message if isinstance(exc, EtlError) else str(exc)
             audit.error = redact(f"{type(exc).__name__}: {message}", project.secrets)
-            if not isinstance(exc, StoreError) and not committed:
+            if run is not None and run.publishing and not isinstance(exc, LockLost):
+                # the store is fine, the Parquet is not: every such run leaves a row saying so,
+                # with the months still waiting for the next run (a lost lease is not this: the
+                # run that took the lock publishes them and writes its own row)
+                audit.error = f"publishing failed: {audit.error}" + _pending_note(store, job_name)
+                if committed and sync_id is not None:
+                    store.mark_publish_failed(sync_id, audit)
+                else:
+                    store.record_failure(job_name, audit, status="publish_failed")
+            elif not isinstance(exc, StoreError) and not committed:
                 store.record_failure(job_name, audit)
             raise
+
+
+def _pending_note(store: Store, job_name: str) -> str:
+    """``; months still pending: 2026-10, 2026-11`` from the store (empty if it cannot say)."""
+    try:
+        state = store.state(job_name)
+    except Exception:  # the store is down too: the original error says enough
+        return ""
+    if state is None or not state.publish_pending:
+        return ""
+    return "; months still pending: " + ", ".join(state.publish_pending)
 
 
 def _check_anomalies(job: Job, derived: Derived) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -191,6 +190,12 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
     if failed and last is not None:
         error = (last.get("error") or "").splitlines()[0] if last.get("error") else ""
         problems.append(f"last run failed at {_stamp(last_at)}" + (f": {error}" if error else ""))
+    pending = entry.get("publish_pending") or []
+    if failed and pending:
+        problems.append(
+            f"Parquet not published: {len(pending)} month(s) pending ({', '.join(pending)}); "
+            "the next run that can write the Parquet publishes them"
+        )
     return Health(
         job=job.name,
         checked=checked,
@@ -205,6 +210,27 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
         success_due_since=due,
         failed=failed,
         problems=problems,
+    )
+
+
+def broken_health(name: str, problems: list[str], entry: dict[str, Any]) -> Health:
+    """The health of a job whose files have errors: it cannot run, so monitoring must see it."""
+    last = entry.get("last_run")
+    last_at = (last.get("finished_at") or last.get("started_at")) if last else None
+    return Health(
+        job=name,
+        checked=True,
+        schedule=None,
+        timezone=None,
+        next_run=None,
+        last_run_at=last_at,
+        last_run_age_s=None,
+        last_success=entry.get("last_success"),
+        stale_after=0,
+        stale=False,
+        success_due_since=None,
+        failed=True,
+        problems=[f"configuration error, the job cannot run: {p}" for p in problems],
     )
 
 
@@ -238,9 +264,6 @@ def etl_executable() -> str:
     return f"{shlex.quote(sys.executable)} -m etl.cli"
 
 
-_ENV_NAME = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
-
-
 def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> list[str]:
     """Crontab lines that run every enabled scheduled job of ``project`` with ``etl run``.
 
@@ -254,6 +277,8 @@ def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> li
     ]
     env_names: set[str] = set()
     planned: list[tuple[str, str, str]] = []
+    for name in sorted(project.broken):
+        lines.append(f"# {name}: left out: its files have errors (see 'etl validate')")
     for name, job in sorted(project.jobs.items()):
         expr = job.spec.schedule
         if not job.spec.enabled:
@@ -272,8 +297,8 @@ def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> li
             f"mappings/{job.mapping_name}",
         ):
             doc = project.files.get(key)
-            if doc is not None and doc.path.is_file():
-                env_names |= set(_ENV_NAME.findall(doc.path.read_text(errors="replace")))
+            if doc is not None:  # the variables its values use, not those in its comments
+                env_names |= set(doc.env_names)
         command = f"cd {shlex.quote(str(root))} && {etl} run {shlex.quote(name)}"
         if log_dir is not None:
             target = log_dir if log_dir.is_absolute() else root / log_dir
@@ -384,15 +409,28 @@ class Daemon:
             self._stopping = True
 
     def reload(self) -> None:
-        """Re-read the project; on a configuration error keep the running one and log why."""
+        """Re-read the project; on an error in ``etl.yaml`` keep the running one and log why.
+        A job whose files now have errors keeps its previous configuration (logged); the other
+        jobs take their new one."""
         try:
-            project = load_project(self.project.root)
+            project = load_project(self.project.root, partial=True)
         except EtlError as exc:
             log.error(
                 "SIGHUP: configuration not reloaded, the previous one stays in effect: %s",
                 "; ".join(str(exc).splitlines()),
             )
             return
+        for name in sorted(set(project.broken) & set(self.project.jobs)):
+            old = self.project.jobs[name]
+            log.error(
+                "SIGHUP: %s: configuration not reloaded, the previous one stays in effect: %s",
+                name,
+                "; ".join(project.broken.pop(name)),
+                extra={"job": name, "status": "config_error", "exit_code": ConfigError.exit_code},
+            )
+            project.jobs[name] = old
+            project.connectors.setdefault(old.connector_name, old.connector)  # its secrets
+            project.mappings.setdefault(old.mapping_name, old.mapping)
         add_secrets(project.secrets)
         wanted = project.spec.scheduler.workers
         if wanted != self.workers and not self._workers_fixed:
@@ -437,6 +475,13 @@ class Daemon:
                 _stamp(added.next_run_time),
             )
         self._planned = wanted
+        for name, problems in sorted(project.broken.items()):
+            log.error(
+                "%s: not scheduled: its files have errors (the other jobs run): %s",
+                name,
+                "; ".join(problems),
+                extra={"job": name, "status": "config_error", "exit_code": ConfigError.exit_code},
+            )
         if not wanted:
             log.warning("no enabled job has a schedule: nothing to run (SIGHUP reloads)")
         try:

@@ -534,14 +534,32 @@ class Store:
         except StoreError as exc:  # committed already: a slower plan is no reason to fail
             log.warning("could not refresh the store's statistics: %s", exc)
 
-    def record_failure(self, job: str, audit: Audit) -> None:
-        """Write a failed sync's audit row (its own transaction; never raises)."""
+    def record_failure(self, job: str, audit: Audit, status: str = "failed") -> None:
+        """Write a failed sync's audit row (its own transaction; never raises). ``status`` is
+        ``failed``, or ``publish_failed`` when the run stopped while writing the Parquet."""
         try:
             with self.begin() as conn:
-                values = audit.values()
-                conn.execute(sync_runs.insert().values(job=job, status="failed", **values))
+                conn.execute(sync_runs.insert().values(job=job, status=status, **audit.values()))
         except Exception as exc:  # the original error matters more than this one
             log.warning("could not record the failed run in the store: %s", exc)
+
+    def mark_publish_failed(self, sync_id: int, audit: Audit) -> None:
+        """Turn a committed sync's ``ok`` audit row into ``publish_failed`` with the error: the
+        store holds the run's result, the Parquet does not yet (never raises)."""
+        values = {
+            "error": audit.error,
+            "finished_at": audit.finished_at,
+            "duration_s": audit.duration_s,
+        }
+        try:
+            with self.begin() as conn:
+                conn.execute(
+                    sync_runs.update()
+                    .where(sync_runs.c.id == sync_id)
+                    .values(status="publish_failed", **values)
+                )
+        except Exception as exc:  # the original error matters more than this one
+            log.warning("could not record the failed publication in the store: %s", exc)
 
     def clear_pending(self, job: str, months: list[str], owner: str | None = None) -> None:
         """Mark these months as published; with ``owner``, only while that run holds the lock
@@ -642,6 +660,7 @@ class Store:
                 out[row["job"]] = {
                     "job": row["job"],
                     "watermark": row["watermark"],
+                    "publish_pending": json.loads(row["publish_pending"] or "[]"),
                     "running": bool(
                         row["lock_owner"]
                         and row["lock_expires"]
@@ -716,6 +735,7 @@ class Store:
             entry.setdefault("anomalies", {})
             entry.setdefault("last_run", None)
             entry.setdefault("last_success", None)
+            entry.setdefault("publish_pending", [])
         return [out[k] for k in sorted(out)]
 
 

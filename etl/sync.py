@@ -15,6 +15,7 @@ from .run import (
     open_store,
     parquet_base,
     parquet_output,
+    publishes,
     run_job,
     start_utc,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "open_store",
     "parquet_base",
     "parquet_output",
+    "publishes",
     "run_job",
     "start_utc",
 ]

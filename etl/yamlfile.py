@@ -31,6 +31,7 @@ class YamlDoc:
     missing_env: list[tuple[Loc, str]] = field(default_factory=list)
     bad_env: list[tuple[Loc, str]] = field(default_factory=list)
     substituted: list[tuple[Loc, str]] = field(default_factory=list)
+    env_names: list[str] = field(default_factory=list)  # ${VAR}s in values (comments never count)
 
     def where(self, loc: Loc) -> str:
         """``'jobs/x.yaml:7: connector'`` for a key path (line when known)."""
@@ -137,6 +138,8 @@ def _substitute(value: Any, loc: Loc, doc: YamlDoc, env: dict[str, str]) -> Any:
             doc.bad_env.append((loc, match.group(0)))
             return match.group(0)
         name, default = body.group(1), body.group(2)
+        if name not in doc.env_names:
+            doc.env_names.append(name)
         if env.get(name):
             resolved = env[name]
         elif default is not None:  # like the shell's ${VAR:-default}: unset or empty
