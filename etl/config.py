@@ -816,12 +816,20 @@ def load_project(
             )
             by_file[f"jobs/{name}"] += problems[before:]
             continue
-        query_problem = _query_problem(
-            files[f"mappings/{job_spec.mapping}"],
-            mappings[job_spec.mapping],
-            connectors[job_spec.connector].dialect,
-            queries,
-        )
+        connector = connectors[job_spec.connector]
+        if connector.kind != "sql":
+            from .sources.registry import source_problem
+
+            query_problem = source_problem(
+                job_spec.connector, connector, job_spec.mapping, mappings[job_spec.mapping]
+            )
+        else:
+            query_problem = _query_problem(
+                files[f"mappings/{job_spec.mapping}"],
+                mappings[job_spec.mapping],
+                connector.sql_dialect,
+                queries,
+            )
         if query_problem:
             if query_problem not in problems:
                 problems.append(query_problem)
