@@ -21,8 +21,18 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.WARNING)
 
-#: query parameter names whose values are never shown
-SECRET_PARAMS = ("token", "key", "secret", "password", "passwd", "signature", "sig", "auth", "code")
+#: query parameter names whose values are never shown (and names ending in one of the suffixes)
+SECRET_PARAMS = frozenset(
+    {"token", "access_token", "key", "api_key", "apikey", "secret", "password", "passwd"}
+    | {"sig", "signature", "auth", "code", "session", "client_secret"}
+)
+SECRET_SUFFIXES = ("_token", "-token", "_key", "-key", "secret", "password")
+
+
+def secret_param(name: str) -> bool:
+    """Whether a query parameter's value is a secret by its name (OData's ``$skiptoken`` is not)."""
+    lower = name.lower()
+    return lower in SECRET_PARAMS or lower.endswith(SECRET_SUFFIXES)
 
 
 def safe_url(url: str | httpx.URL, secrets: list[str]) -> str:
@@ -30,7 +40,7 @@ def safe_url(url: str | httpx.URL, secrets: list[str]) -> str:
     secret redacted."""
     parts = urlsplit(str(url))
     query = [
-        (k, "***" if any(s in k.lower() for s in SECRET_PARAMS) else v)
+        (k, "***" if secret_param(k) else v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
     ]
     host = parts.hostname or ""
