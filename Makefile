@@ -11,7 +11,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## run the demo end to end on embedded defaults (SQLite source, SQLite store, local Parquet)
@@ -32,7 +32,7 @@ lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
 	$(BIN)/mypy
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,all,bench]'
 	touch $(BENCH_STAMP)
 
 # benchmarks against the local PostgreSQL and MariaDB; prints Markdown tables (results go into

@@ -11,7 +11,9 @@ process under ``/usr/bin/time`` so that its peak RSS is its own; ``work s`` is t
 process measured around the work itself (no interpreter start-up, no imports), ``wall s`` the
 whole process. Rates use the work time.
 
-Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, cadence, startup.
+Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, cadence, startup,
+discover (``etl discover --table`` on the largest table: bounded samples, no full scan;
+``--only discover`` runs it alone, on the 10M table by default).
 ``odbc`` reads through each server's Debian ODBC driver (``odbc-postgresql``, ``odbc-mariadb``), the
 stand-in for SQL Server here: pyodbc row fetching, arrow-odbc, and booking-etl over an ODBC URL.
 """
@@ -66,7 +68,9 @@ GROUPS = [
     "backfill",
     "cadence",
     "startup",
+    "discover",
 ]
+DISCOVER_LIMIT_S = 5.0  # issue 16: `etl discover --table` on 10M rows stays under this
 
 
 def table_name(rows: int) -> str:
@@ -469,6 +473,28 @@ def etl_project(work: Path, table: str, store: str, *, start_from: str, reread: 
     return work
 
 
+def discover_timing(source: str, rows: int) -> str:
+    """One Markdown row: ``etl discover CONNECTOR --table`` on the bench table, whole process."""
+    port = 5432 if source == "postgresql" else 3306
+    user = "postgres" if source == "postgresql" else "root"
+    table = table_name(rows)
+    with tempfile.TemporaryDirectory(prefix="etl-bench-discover-") as tmp:
+        work = Path(tmp)
+        for folder in ("connectors", "mappings", "jobs"):
+            (work / folder).mkdir()
+        (work / "etl.yaml").write_text("defaults: {start_from: 2026-01-01}\n")
+        (work / "connectors" / "bench.yaml").write_text(
+            f"dialect: {source}\nhost: 127.0.0.1\nport: {port}\ndatabase: test\nuser: {user}\n"
+            "timezone: UTC\n"
+        )
+        cmd = [str(BIN / "etl"), "-p", str(work), "discover", "bench", "--table", table]
+        proc, wall, rss, _ = timed(cmd, cwd=ROOT)
+    note = "ok" if proc.returncode == 0 else f"failed: {proc.stderr.strip()[:120]}"
+    if proc.returncode == 0:
+        note = "under 5 s" if wall < DISCOVER_LIMIT_S else f"OVER {DISCOVER_LIMIT_S:.0f} s"
+    return f"| {source} | {table} | {rows:,} | {wall:.2f} | {rss / 1024:,.0f} MiB | {note} |"
+
+
 def fresh_pg_store() -> str:
     import sqlalchemy as sa
 
@@ -748,6 +774,8 @@ def main() -> None:
         print(json.dumps(run_one(args.one[0], args.one[1], int(args.one[2]))))
         return
     sizes = [1_000_000] if args.quick else args.rows
+    if args.only and set(args.only) <= {"discover", *URLS} and args.rows == SIZES:
+        sizes = [max(SIZES)]  # --only discover: the 10M table
     only = set(args.only or [])
     groups = [g for g in GROUPS if g in only] or GROUPS
     sources = [s for s in URLS if s in only] or list(URLS)
@@ -893,6 +921,14 @@ def main() -> None:
     if "cadence" in groups and "postgresql" in up:
         print("\n## Sync cadence: `etl run`, 14-day re-read window (whole process)\n", flush=True)
         print("\n".join(cadence()), flush=True)
+
+    if "discover" in groups and up:
+        rows = max(sizes)
+        print(f"\n## `etl discover --table` on {rows:,} rows (whole process)\n", flush=True)
+        print("| source | table | rows | wall s | peak RSS | note |")
+        print("|---|---|---:|---:|---:|---|")
+        for source in up:
+            print(discover_timing(source, rows), flush=True)
 
     if "startup" in groups:
         print("\n## Start-up\n", flush=True)

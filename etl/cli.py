@@ -224,7 +224,7 @@ main.epilog = "\b\nExit codes:\n" + "\n".join(
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
-    """Create a project in DIRECTORY with commented example connectors, mappings and jobs."""
+    """Create a small commented starter project in DIRECTORY (a connector, a mapping, a job)."""
     from .scaffold import copy_templates
 
     written, kept = copy_templates(directory, force)
@@ -235,7 +235,10 @@ def init(directory: Path, force: bool) -> None:
         click.echo(f"  + {path}")
     for path in kept:
         click.echo(f"  = {path} (exists; --force overwrites)")
-    click.echo("next: edit connectors/ and mappings/, then run 'etl validate'")
+    click.echo(
+        "next: edit connectors/plant.yaml, then 'etl check plant' and "
+        "'etl discover plant' (docs/connecting.md)"
+    )
 
 
 @main.command()
@@ -343,18 +346,25 @@ def _job_failed(name: str, exc: EtlError, secrets: list[str], as_json: bool) -> 
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
-    from .run import open_store, publishes
+    from .run import publishes
     from .schedule import broken_health, job_health
+    from .store import open_read_only, store_display
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
     if job is not None and job not in project.broken:  # a broken job's status shows its errors
         project.job(job)
-    store = open_store(project)
-    try:
-        entries = {e["job"]: e for e in store.summary()}
-    finally:
-        store.close()
+    # read-only: a project whose jobs never ran has no store yet, and status does not make one
+    store = open_read_only(project.spec.store, project.root, project.secrets)
+    display = store_display(project.spec.store, project.root, project.secrets)
+    entries: dict[str, dict[str, Any]] = {}
+    if store is None:
+        display += " (not created yet: no job has run)"
+    else:
+        try:
+            entries = {e["job"]: e for e in store.summary()}
+        finally:
+            store.close()
     names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
     rows = []
     for name in names:
@@ -390,7 +400,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
         click.echo(json.dumps(rows, default=_json_default, indent=2))
         ctx.meta["etl.json_output"] = False  # printed: --check's verdict goes to stderr only
     else:
-        _print_status(store.display, rows, health, now)
+        _print_status(display, rows, health, now)
     if check and unhealthy:
         raise JobsUnhealthy(
             f"{len(unhealthy)} scheduled job(s) need attention: "
@@ -564,7 +574,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     if report.fetch_error:  # as 'etl run' would fail: exit 3
         raise SourceError(
             f"{report.where}: {report.fetch_error}",
-            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+            hint="install the driver, or set fetch: auto",
         )
     unreadable = [t for t in report.tables if not t.readable]
     if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
@@ -592,6 +602,12 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     type=click.Path(dir_okay=False, path_type=Path),
     help="With --table: write the mapping to this new file instead of stdout.",
 )
+@click.option(
+    "--job",
+    "job_name",
+    help="With --table: write mappings/NAME.yaml and jobs/NAME.yaml, then show what "
+    "'etl preview NAME' shows.",
+)
 @click.pass_context
 def discover(
     ctx: click.Context,
@@ -600,16 +616,31 @@ def discover(
     schema: str | None,
     as_json: bool,
     output: Path | None,
+    job_name: str | None,
 ) -> None:
     """List CONNECTOR's tables (rows, columns), or propose a mapping for one with --table."""
-    from .discover import format_listing, list_tables, propose
+    from .discover import format_listing, list_tables, propose, write_job
 
     if output is not None and (table is None or output.exists()):
         raise UsageError(
             "--output needs --table" if table is None else f"{output} exists; not overwritten"
         )
+    if job_name is not None and (table is None or output is not None):
+        raise UsageError("--job needs --table (and writes its own files: no --output)")
     ctx.meta["etl.json_output"] = as_json and table is None
     project = _project(ctx)
+    if job_name is not None:
+        from .config import load_project
+        from .preview import preview as dry_run
+
+        assert table is not None
+        mapping, job = write_job(project, connector, table, job_name, schema)
+        click.echo(f"wrote {mapping} and {job}")
+        click.echo(f"$ etl preview {job_name}")
+        for line in dry_run(load_project(project.root, partial=True), job_name).lines():
+            click.echo(line)
+        click.echo(f"next: edit {mapping.name} where a line is wrong, then 'etl run {job_name}'")
+        return
     if table is None:
         listing = list_tables(project, connector, schema)
         click.echo(json.dumps(listing.as_dict(), indent=2) if as_json else format_listing(listing))

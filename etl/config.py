@@ -730,17 +730,17 @@ def load_project(
             )
         return doc
 
-    project_doc = None
-    if (root / PROJECT_FILE).is_file():
-        project_doc = parse(root / PROJECT_FILE, PROJECT_FILE)
-    elif not any((root / folder).is_dir() for folder in FOLDERS):
+    # etl.yaml makes a project: folders of YAML files alone (such as the catalogue of examples
+    # in booking-etl's own checkout) are not one, so no command acts on them by accident
+    if not (root / PROJECT_FILE).is_file():
         raise ConfigError(
-            f"{root}: not a booking-etl project (no {PROJECT_FILE}, no connectors/, mappings/, jobs/)",
+            f"{root}: not a booking-etl project (no {PROJECT_FILE})",
             hint="run 'etl init' to create one, or pass --project DIR",
         )
+    project_doc = parse(root / PROJECT_FILE, PROJECT_FILE)
     project_spec = _validate(ProjectSpec, project_doc, problems) if project_doc else None
     project_problems = len(problems)
-    project_ok = project_spec is not None or not (root / PROJECT_FILE).is_file()
+    project_ok = project_spec is not None
     spec = project_spec or ProjectSpec()
 
     loaded: dict[str, dict[str, Any]] = {}

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from .config import MappingSpec
 from .errors import DataError, SourceError
+from .extras import extra_for, install_command
 from .redact import redact
 from .source import ReadOnlyViolation, Source, refusal
 
@@ -91,8 +92,67 @@ def catalog_columns(conn: Connection, table: str, schema: str | None) -> list[An
     cached = _CATALOG.setdefault(conn, {})
     key = (table, schema)
     if key not in cached:
-        cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+        try:
+            cached[key] = sa.inspect(conn).get_columns(table, schema=schema)
+        except sa.exc.DBAPIError as exc:
+            # a MariaDB view reflects through SHOW CREATE, which needs SHOW VIEW; its columns
+            # are in information_schema for any account that may SELECT all of it
+            conn.rollback()
+            found = information_schema_columns(conn, table, schema)
+            if not found or not _selectable(conn, table, schema):
+                raise exc from None
+            cached[key] = found
     return cached[key]
+
+
+def _selectable(conn: Connection, table: str, schema: str | None) -> bool:
+    """Whether the account may read every column (information_schema lists only the columns
+    it has a privilege on, so a column-level grant must not pass for the whole table)."""
+    probe = sa.select(sa.text("*")).select_from(sa.table(table, schema=schema)).limit(0)
+    try:
+        conn.execute(probe).close()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return False
+    return True
+
+
+def information_schema_columns(conn: Connection, table: str, schema: str | None) -> list[Any]:
+    """A table's or view's columns from ``information_schema.columns`` as ``get_columns`` gives
+    them (name, type, nullable); [] when the server has no such view or shows nothing."""
+    cols = sa.table(
+        "columns",
+        sa.column("table_schema"),
+        sa.column("table_name"),
+        sa.column("column_name"),
+        sa.column("data_type"),
+        sa.column("is_nullable"),
+        sa.column("ordinal_position"),
+        schema="information_schema",
+    )
+    owner = schema if schema is not None else conn.dialect.default_schema_name
+    where = cols.c.table_name == table
+    if owner is not None:
+        where &= cols.c.table_schema == owner
+    query = (
+        sa.select(cols.c.column_name, cols.c.data_type, cols.c.is_nullable)
+        .where(where)
+        .order_by(cols.c.ordinal_position)
+    )
+    try:
+        rows = conn.execute(query).all()
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return []
+    types = getattr(conn.dialect, "ischema_names", {})
+    return [
+        {
+            "name": str(name),
+            "type": types.get(str(data_type).lower(), sa.types.NullType)(),
+            "nullable": str(nullable).upper() == "YES",
+        }
+        for name, data_type, nullable in rows
+    ]
 
 
 def arrow_schema(
@@ -553,11 +613,14 @@ def choose(source: Source) -> FetchChoice:
         unusable = path.unusable(source) if version is not None else None
         if version is not None and unusable is None:
             return FetchChoice(path, f"{path.title} {version}")
-        why = unusable or f"{path.package} not installed"
+        extra = extra_for(path.module)
+        why = unusable or f"{path.package} not installed" + (
+            f" ({install_command(extra)})" if extra else ""
+        )
     if mode == "arrow":
         raise SourceError(
             f"{source.where}: fetch: arrow, but {why}",
-            hint="install the driver (pip install 'booking-etl'), or set fetch: auto",
+            hint="install the driver, or set fetch: auto",
         )
     return FetchChoice(None, why)
 

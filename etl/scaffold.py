@@ -1,4 +1,4 @@
-"""``etl init``: write the commented example project (the package's templates) into a directory."""
+"""``etl init``: write the small commented starter project (the package's templates)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ TEMPLATES = Path(__file__).parent / "templates" / "project"
 
 
 def copy_templates(directory: Path, force: bool) -> tuple[list[str], list[str]]:
-    """Copy the example project into ``directory``; returns (written, kept) relative paths.
+    """Copy the starter project into ``directory``; returns (written, kept) relative paths.
 
     Existing files are kept unless ``force``: a scaffold never overwrites someone's work silently.
     """

@@ -31,6 +31,7 @@ from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
 from .dialects.odbc import installed_drivers
 from .errors import ConfigError, EtlError, SourceError, UsageError
+from .extras import missing_driver
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -480,7 +481,16 @@ def open_source(
     options = dialect.engine_options(spec)
     try:
         engine = _create_engine(url, dialect.dbapi_connect_args(spec, url), options)
-    except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+    except ImportError as exc:
+        missing = missing_driver(exc)
+        if missing is None:
+            raise SourceError(
+                f"{where}: cannot set up a {spec.dialect} connection: {redact(str(exc), secrets)}"
+            ) from None
+        raise SourceError(
+            f"{where}: cannot connect to {dialect.product}: {missing[0]}", hint=missing[1]
+        ) from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise SourceError(
             f"{where}: cannot set up a {spec.dialect} connection: {redact(str(exc), secrets)}"
         ) from None

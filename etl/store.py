@@ -31,6 +31,7 @@ from .audit import Audit
 from .bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from .durations import format_duration
 from .errors import LockHeldError, LockLost, StoreError
+from .extras import missing_driver
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
 
@@ -203,7 +204,14 @@ class Store:
         self.url = parsed
         try:
             self.engine: Engine = sa.create_engine(parsed, connect_args=connect_args)
-        except (ImportError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        except ImportError as exc:
+            missing = missing_driver(exc)
+            if missing is None:
+                raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
+            raise StoreError(
+                f"etl.yaml: store: cannot use {self.display}: {missing[0]}", hint=missing[1]
+            ) from None
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
         if parsed.get_backend_name() == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -835,6 +843,17 @@ class Lease:
                 f"job {self.job!r} lost its lock (its lease expired and another run took it)",
                 hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
             )
+
+
+def store_display(url: str, root: Path, secrets: list[str] | None = None) -> str:
+    """The store URL as ``Store.display`` shows it (SQLite paths resolved against the
+    project, no password), without creating or opening anything."""
+    parsed = sa.make_url(url)
+    database = parsed.database or ""
+    sqlite = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+    if sqlite and not Path(database).is_absolute():
+        parsed = parsed.set(database=str(root / database))
+    return redact(parsed.render_as_string(hide_password=True), secrets or [])
 
 
 def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> Store | None:

@@ -26,6 +26,67 @@ POSTGRES_URL = os.environ.get(
 MARIADB_URL = os.environ.get("ETL_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
+# End-to-end modules: real `etl` processes and daemons killed and restarted, the demo's plant,
+# a real browser, an S3 server, big tables. `make test-fast` (-m "not slow ...") leaves them out.
+SLOW_MODULES = frozenset(
+    {
+        "test_backfill",
+        "test_bulk",
+        "test_conformance",
+        "test_demo",
+        "test_demo_data",
+        "test_exit_codes",
+        "test_extras",
+        "test_fetch",
+        "test_lease",
+        "test_life",
+        "test_logs",
+        "test_objectstore",
+        "test_odbc",
+        "test_progress",
+        "test_readonly",
+        "test_report",
+        "test_schedule",
+        "test_sources",
+        "test_workers",
+    }
+)
+# single slow tests in otherwise quick modules: a real console-script process, Hypothesis
+# properties of the fold over many examples
+SLOW_TESTS = frozenset(
+    {
+        "test_cli.py::test_the_console_script_delivers_all_output_and_its_exit_code",
+        "test_fold.py::test_result_does_not_depend_on_row_order",
+        "test_fold.py::test_split_windows_with_carry_over_equal_one_window",
+        "test_fold.py::test_split_windows_with_merging_give_the_same_runs",
+    }
+)
+# parameter values that stand for a real server
+_SERVER_MARKS = {"postgresql": "postgres", "mariadb": "mariadb", "mysql": "mariadb"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow modules ``slow``, and tests parametrized on a real server (the ``store``
+    fixture's postgresql, a ``plant[mariadb]``) or using a server database fixture
+    ``postgres``/``mariadb``, so that ``-m "not slow and not postgres and not mariadb"`` is the
+    quick loop of tests that need nothing but this machine."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        test = item.nodeid.rsplit("/", 1)[-1].split("[", 1)[0]
+        if module in SLOW_MODULES or test in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        names = set(getattr(item, "fixturenames", ()))
+        if "postgres_database" in names:
+            item.add_marker(pytest.mark.postgres)
+        if "mariadb_database" in names:
+            item.add_marker(pytest.mark.mariadb)
+        callspec = getattr(item, "callspec", None)
+        values = callspec.params.values() if callspec is not None else ()
+        for value in values:
+            if isinstance(value, str) and value in _SERVER_MARKS:
+                item.add_marker(getattr(pytest.mark, _SERVER_MARKS[value]))
+
+
 def _require_dbs() -> bool:
     return os.environ.get("CI", "").lower() == "true" or os.environ.get("ETL_REQUIRE_DBS") == "1"
 

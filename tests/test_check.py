@@ -176,6 +176,7 @@ def _project(tmp_path: Path, dialect: str, **connector: object) -> Path:
     root = tmp_path / "p"
     for folder in ("connectors", "mappings", "jobs"):
         (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / "etl.yaml").write_text("name: check\n")
     lines = [f"dialect: {dialect}"] + [f"{k}: {v}" for k, v in connector.items()]
     lines.append("password: ${DB_PASSWORD}")
     (root / "connectors" / "plant.yaml").write_text("\n".join(lines) + "\n")
@@ -256,6 +257,7 @@ def test_a_missing_database_lists_the_databases_that_exist(tmp_path: Path, diale
     user = url.username or "root"
     root = tmp_path / "p"
     (root / "connectors").mkdir(parents=True)
+    (root / "etl.yaml").write_text("name: check\n")
     (root / "connectors" / "plant.yaml").write_text(
         f"dialect: {dialect}\nhost: {url.host}\nport: {url.port or (5432 if dialect == 'postgresql' else 3306)}\n"
         f"database: no_such_db\nuser: {user}\n"

@@ -68,8 +68,8 @@ BASELINE: dict[str, str] = {
 
 PASSWORD = "S3cr3t-Pa55w0rd"
 
-# etl.yaml errors are tested in a project without jobs: with a job, an invalid etl.yaml
-# currently crashes load_project (see test_gap_invalid_etl_yaml_with_a_job).
+# etl.yaml errors are tested in a project without jobs, so that only etl.yaml's own error is
+# reported (with a job: test_an_invalid_etl_yaml_with_a_job).
 NO_JOB: dict[str, str | None] = {"jobs/sync.yaml": None}
 
 
@@ -866,13 +866,12 @@ def test_job_settings_override_defaults(tmp_path: Path) -> None:
     assert defaults.spec.timezone == "Europe/Vienna"
 
 
-# --------------------------------------------------------------------------- known gaps
+# --------------------------------------------------------------------------- edge cases
 #
-# Behaviour config.py/yamlfile.py should have but does not yet (reported to their owner).
-# strict=True: once fixed, these XPASS and fail, so the marker gets removed with the fix.
+# Inputs that once slipped through or were reported badly; each test pins the fixed behaviour.
 
 
-def test_gap_time_zone_naming_a_directory(tmp_path: Path) -> None:
+def test_a_time_zone_naming_a_directory_is_unknown(tmp_path: Path) -> None:
     root = make_project(
         tmp_path, {"connectors/plant.yaml": CONNECTOR.replace("Europe/Berlin", "Europe")}
     )
@@ -881,7 +880,7 @@ def test_gap_time_zone_naming_a_directory(tmp_path: Path) -> None:
     )
 
 
-def test_gap_key_named_date_kept_in_location(tmp_path: Path) -> None:
+def test_a_key_named_date_keeps_its_location(tmp_path: Path) -> None:
     root = make_project(
         tmp_path,
         {
@@ -893,14 +892,14 @@ def test_gap_key_named_date_kept_in_location(tmp_path: Path) -> None:
     problem_with(config_error(root), "mappings/bookings.yaml:5: columns.timestamp.date:")
 
 
-def test_gap_boolean_event_code_is_rejected(tmp_path: Path) -> None:
+def test_a_boolean_event_code_is_rejected(tmp_path: Path) -> None:
     root = make_project(
         tmp_path, {"mappings/bookings.yaml": BOOKINGS.replace("END: [20]", "END: [OFF]")}
     )
     problem_with(config_error(root), "mappings/bookings.yaml:11: events.END")
 
 
-def test_gap_unset_env_in_typed_key_names_the_variable(tmp_path: Path) -> None:
+def test_an_unset_env_in_a_typed_key_names_the_variable(tmp_path: Path) -> None:
     root = make_project(
         tmp_path,
         {"connectors/plant.yaml": "dialect: mysql\nhost: db\ndatabase: bde\nport: ${DB_PORT}\n"},
@@ -908,32 +907,32 @@ def test_gap_unset_env_in_typed_key_names_the_variable(tmp_path: Path) -> None:
     problem_with(config_error(root), "connectors/plant.yaml:4: port: environment variable DB_PORT")
 
 
-def test_gap_malformed_env_reference_is_an_error(tmp_path: Path) -> None:
+def test_a_malformed_env_reference_is_an_error(tmp_path: Path) -> None:
     root = make_project(
         tmp_path, {"connectors/plant.yaml": CONNECTOR + "password: ${PLANT_DB_PASSWORD-x}\n"}
     )
     problem_with(config_error(root), "connectors/plant.yaml:4: password:")
 
 
-def test_gap_aware_start_from_becomes_plant_wall_clock(tmp_path: Path) -> None:
+def test_an_aware_start_from_becomes_plant_wall_clock(tmp_path: Path) -> None:
     root = make_project(
         tmp_path, {"jobs/sync.yaml": JOB + "start_from: 2024-01-01T00:00:00+00:00\n"}
     )
     assert load(root).jobs["sync"].start_from == datetime(2024, 1, 1, 1, 0)  # Europe/Berlin
 
 
-def test_gap_invalid_etl_yaml_with_a_job(tmp_path: Path) -> None:
+def test_an_invalid_etl_yaml_with_a_job(tmp_path: Path) -> None:
     root = make_project(tmp_path, {"etl.yaml": ETL_YAML + "  batch_size: 10\n"})
     problem_with(config_error(root), "etl.yaml:3: defaults.batch_size")
 
 
-def test_gap_etl_yaml_syntax_error_blames_only_etl_yaml(tmp_path: Path) -> None:
+def test_an_etl_yaml_syntax_error_blames_only_etl_yaml(tmp_path: Path) -> None:
     root = make_project(tmp_path, {"etl.yaml": "defaults:\n  start_from: [2024-01-01\n"})
     error = config_error(root)
     assert all(line.startswith("etl.yaml") for line in error.problems), error.problems
 
 
-def test_gap_require_env_unknown_job(tmp_path: Path) -> None:
+def test_require_env_of_an_unknown_job(tmp_path: Path) -> None:
     project = load(make_project(tmp_path))
     with pytest.raises(ConfigError):
         project.require_env(["nope"])
@@ -941,14 +940,15 @@ def test_gap_require_env_unknown_job(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- etl validate (CLI)
 #
-# Exit-code assertions through the real command line. Skipped until etl/cli.py exists.
+# Exit-code assertions through the command line (click's runner on etl.cli.main).
 
 
 def _validate(root: Path) -> tuple[int, str]:
-    cli = pytest.importorskip("etl.cli")
     from click.testing import CliRunner
 
-    result = CliRunner().invoke(cli.main, ["--project", str(root), "validate"])
+    from etl.cli import main
+
+    result = CliRunner().invoke(main, ["--project", str(root), "validate"])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result.exit_code, result.output
 

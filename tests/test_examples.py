@@ -1,4 +1,5 @@
-"""The shipped example project (``etl init`` copies it) validates and documents every feature.
+"""The catalogue at the repository's top level (connectors/, mappings/, jobs/) validates and
+documents every feature; the starter ``etl init`` writes validates as it is.
 
 Environment variables are discovered from the files themselves, so adding a connector with a
 new ``${VAR}`` needs no change here.
@@ -6,8 +7,10 @@ new ``${VAR}`` needs no change here.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,10 @@ import etl
 from etl.config import DIALECTS, ConnectorSpec, Project, load_project
 from etl.errors import ConfigError
 
-TEMPLATE = Path(etl.__file__).parent / "templates" / "project"
-YAML_FILES = sorted(p for p in TEMPLATE.rglob("*.y*ml") if p.is_file())
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ("connectors", "mappings", "jobs")
+STARTER = Path(etl.__file__).parent / "templates" / "project"
+YAML_FILES = sorted(p for folder in FOLDERS for p in (ROOT / folder).glob("*.y*ml"))
 
 # The same tokens yamlfile.py substitutes: "$$" (a literal "$") or ${VAR} / ${VAR:-default}.
 _ENV_TOKEN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
@@ -55,17 +60,42 @@ def dummy_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def project() -> Project:
-    loaded = load_project(TEMPLATE, env=dummy_env())
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The catalogue as a project: its three folders and the starter's etl.yaml."""
+    root = tmp_path_factory.mktemp("catalogue")
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, root / folder)
+    shutil.copyfile(STARTER / "etl.yaml", root / "etl.yaml")
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(catalogue: Path) -> Project:
+    loaded = load_project(catalogue, env=dummy_env())
     loaded.require_env()
     return loaded
 
 
 def test_files_exist() -> None:
-    assert (TEMPLATE / "etl.yaml").is_file()
-    for folder in ("connectors", "mappings", "jobs"):
-        assert any((TEMPLATE / folder).glob("*.yaml")), f"no example in {folder}/"
+    for folder in FOLDERS:
+        assert (ROOT / folder).is_dir() and not (ROOT / folder).is_symlink(), (
+            f"{folder}/ must be a real folder"
+        )
+        assert any((ROOT / folder).glob("*.yaml")), f"no example in {folder}/"
     assert env_references(), "the examples should show ${ENV} variables"
+
+
+def test_the_checkout_is_not_a_project() -> None:
+    """No etl.yaml at the root: an ``etl`` command run in the checkout finds no project there."""
+    assert not (ROOT / "etl.yaml").exists()
+    cli = pytest.importorskip("etl.cli")
+    from click.testing import CliRunner
+
+    for command in (["status"], ["validate"], ["run", "--all"]):
+        result = CliRunner().invoke(cli.main, ["--project", str(ROOT), *command])
+        assert result.exit_code == 2, result.output
+        assert "not a booking-etl project" in result.stderr
+    assert not (ROOT / "store.sqlite").exists()
 
 
 def test_validates_with_every_variable_set(project: Project) -> None:
@@ -93,10 +123,10 @@ def test_mappings_of_both_structures(project: Project) -> None:
     assert structures == {"bookings", "orders"}
 
 
-def test_every_unset_variable_without_default_is_reported(project: Project) -> None:
+def test_every_unset_variable_without_default_is_reported(catalogue: Path) -> None:
     required = {name for name, needed in env_references(values_only=True).items() if needed}
     assert required, "passwords must come from ${VAR} without a default"
-    bare = load_project(TEMPLATE, env={})
+    bare = load_project(catalogue, env={})
     with pytest.raises(ConfigError) as info:
         bare.require_env()
     reported = set(re.findall(r"environment variable (\w+) is not set", str(info.value)))
@@ -105,7 +135,7 @@ def test_every_unset_variable_without_default_is_reported(project: Project) -> N
 
 def test_passwords_come_from_the_environment_only(project: Project) -> None:
     env = dummy_env()
-    for path in sorted((TEMPLATE / "connectors").glob("*.yaml")):
+    for path in sorted((ROOT / "connectors").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert "url" not in raw, f"{path.name}: show host/user/password, not a URL"
         if raw["dialect"] == "sqlite":
@@ -125,7 +155,7 @@ def test_connectors_have_a_real_plant_time_zone(project: Project) -> None:
 def test_mssql_connector_shows_the_odbc_driver(project: Project) -> None:
     mssql: list[ConnectorSpec] = [c for c in project.connectors.values() if c.dialect == "mssql"]
     assert mssql and all(c.driver is None for c in mssql)  # detection picks the installed driver
-    text = (TEMPLATE / "connectors" / "plant1_mssql.yaml").read_text()
+    text = (ROOT / "connectors" / "plant1_mssql.yaml").read_text()
     assert "# driver: ODBC Driver 18 for SQL Server" in text  # and the file shows how to pin one
     assert any("Encrypt" in c.options and "TrustServerCertificate" in c.options for c in mssql)
     oracle = [c for c in project.connectors.values() if c.dialect == "oracle"]
@@ -170,7 +200,7 @@ def test_jobs_schedule_with_a_time_zone_and_weekday_names(project: Project) -> N
     assert any(job.spec.reread is not None and job.spec.safety_lag is not None for job in scheduled)
 
 
-@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(TEMPLATE)))
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_file_is_documented(path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     comments = [line for line in lines if line.lstrip().startswith("#")]
@@ -178,31 +208,83 @@ def test_every_file_is_documented(path: Path) -> None:
     assert len(comments) >= 8, f"only {len(comments)} comment lines"
 
 
-def test_a_copy_elsewhere_loads_the_same(tmp_path: Path, project: Project) -> None:
-    """``etl init`` copies the folder: nothing may depend on where it lives."""
-    copy = tmp_path / "plant-project"
-    shutil.copytree(TEMPLATE, copy)
-    copied = load_project(copy, env=dummy_env())
-    assert set(copied.jobs) == set(project.jobs)
-    assert set(copied.connectors) == set(project.connectors)
-    assert set(copied.mappings) == set(project.mappings)
+def test_the_catalogue_has_the_layouts_met_in_practice(project: Project) -> None:
+    mappings = project.mappings
+    assert {"hydra_bde", "sap_afru_confirmations", "bookings_generic", "orders_generic"} <= set(
+        mappings
+    )
+    assert any(m.fold.logins == "count" for m in mappings.values()), "terminal logins"
+    assert any(
+        m.structure == "orders" and "updated_at" in m.column_specs() for m in mappings.values()
+    ), "an order table with a last-change column"
+    descriptions = " ".join(job.spec.description or "" for job in project.jobs.values())
+    for kind in ("nightly", "hourly", "backfill"):
+        assert kind in descriptions, f"no {kind} example job"
 
 
-def test_repository_root_points_at_the_examples(project: Project) -> None:
-    root = TEMPLATE.parents[2]
-    if not (root / "etl.yaml").exists():
-        pytest.skip("not a source checkout with the example symlinks")
-    at_root = load_project(root, env=dummy_env())
-    assert set(at_root.jobs) == set(project.jobs)
-
-
-def test_cli_validate_accepts_the_examples(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_validate_accepts_the_catalogue(
+    catalogue: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cli = pytest.importorskip("etl.cli")
     from click.testing import CliRunner
 
     for name, value in dummy_env().items():
         monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(cli.main, ["--project", str(TEMPLATE), "validate"])
+    result = CliRunner().invoke(cli.main, ["--project", str(catalogue), "validate"])
     assert result.exit_code == 0, result.output
     for value in dummy_env().values():
         assert value not in result.output
+
+
+# --------------------------------------------------------------------------- the starter
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``etl ARGS`` run in ``cwd`` (the project is found from there, as a user's shell finds it),
+    with no project variables in the environment."""
+    from click.testing import CliRunner
+
+    from etl.cli import main
+
+    unset: dict[str, str | None] = {name: None for name in env_references(STARTER_FILES)}
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(main, list(args), env=unset)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
+STARTER_FILES = sorted(p for p in STARTER.rglob("*.y*ml") if p.is_file())
+
+
+def test_init_writes_a_starter_that_validates_at_once(tmp_path: Path) -> None:
+    init = _run("init", "plant", cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    root = tmp_path / "plant"
+    written = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    assert written == sorted(p.relative_to(STARTER).as_posix() for p in STARTER_FILES)
+    validate = _run("validate", cwd=root)
+    assert validate.returncode == 0, validate.stderr
+    assert "ok: 1 connector(s), 1 mapping(s), 1 job(s)" in validate.stdout
+    # the unset password is a warning until a job that uses it is enabled
+    assert "PLANT_DB_PASSWORD is not set (no enabled job uses it)" in validate.stderr
+    assert len(written) <= 4 and sum(len(p.read_text().splitlines()) for p in STARTER_FILES) < 250
+
+
+@pytest.mark.parametrize("path", STARTER_FILES, ids=lambda p: str(p.relative_to(STARTER)))
+def test_every_starter_file_is_commented(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("#"), "start with a comment saying what the file is"
+    assert sum(line.lstrip().startswith("#") for line in lines) >= 5
+
+
+def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
+    """Read-only commands on a project whose jobs never ran leave it as it was."""
+    assert _run("init", "plant", cwd=tmp_path).returncode == 0
+    root = tmp_path / "plant"
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    status = _run("status", cwd=root)
+    assert status.returncode == 0, status.stderr
+    assert "(not created yet: no job has run)" in status.stdout
+    assert "bookings: never run" in status.stdout
+    for command in (["status", "--json"], ["status", "--check"], ["cron"], ["validate"]):
+        assert _run(*command, cwd=root).returncode == 0, command
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before

@@ -319,27 +319,38 @@ def test_a_source_that_goes_away_mid_read_changes_nothing(
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()
-    with plant.engine.connect() as conn:  # the DBA kills our session while we are reading
+    # the DBA kills our session while we are reading: only the sessions reading this test's own
+    # uuid-named table (the etl process's read, mid-stream), never other sessions on the server
+    table = plant.bookings_table
+    with plant.engine.connect() as conn:
         if plant.dialect == "postgresql":
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'booking-etl'"
-                )
-            )
-        else:
-            me = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
-            ids = (
+            killed = (
                 conn.execute(
                     sa.text(
-                        "SELECT id FROM information_schema.processlist WHERE db = :db AND id <> :me"
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'booking-etl' AND datname = current_database()"
+                        " AND pid <> pg_backend_pid() AND strpos(query, :table) > 0"
                     ),
-                    {"db": plant.url.database, "me": me},
+                    {"table": table},
                 )
                 .scalars()
                 .all()
             )
-            for pid in ids:
+        else:
+            killed = (
+                conn.execute(
+                    sa.text(
+                        "SELECT id FROM information_schema.processlist"
+                        " WHERE db = :db AND id <> CONNECTION_ID() AND INSTR(info, :table) > 0"
+                    ),
+                    {"db": plant.url.database, "table": table},
+                )
+                .scalars()
+                .all()
+            )
+            for pid in killed:
                 conn.execute(sa.text(f"KILL {int(pid)}"))
+    assert killed, "the etl process's read of the table was not found"
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err.decode()
     assert "reading from the source failed" in err.decode() or "lost" in err.decode().lower()

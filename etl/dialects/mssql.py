@@ -17,8 +17,9 @@ from sqlalchemy.dialects import mssql as _ms
 from sqlalchemy.engine import URL, Connection
 
 from ..config import ConnectorSpec
+from ..extras import missing_driver
 from .base import Failure, Kind, Privilege, SourceDialect, TableRef
-from .odbc import DriverChoice, choose_driver, installed_drivers
+from .odbc import DriverChoice, DriverMissing, choose_driver, installed_drivers
 
 _PREPARER = _ms.dialect().identifier_preparer
 
@@ -142,6 +143,15 @@ class MSSQLDialect(SourceDialect):
 
     def choose_driver(self, spec: ConnectorSpec) -> DriverChoice:
         """The ODBC driver this connector uses (raises DriverMissing)."""
+        try:
+            import pyodbc  # noqa: F401  (without it no ODBC driver can be listed or used)
+        except ModuleNotFoundError as exc:
+            missing = missing_driver(exc)
+            if missing is not None:
+                raise DriverMissing(*missing) from None
+            raise
+        except ImportError:
+            pass  # installed without unixODBC: no driver is listed, and the message says why
         return choose_driver(spec.driver, installed_drivers())
 
     def url(self, spec: ConnectorSpec, root: Path) -> URL:

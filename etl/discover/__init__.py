@@ -1,131 +1,47 @@
 """``etl discover CONNECTOR``: what tables are there, and what mapping would read one of them?
 
 Listing uses the catalog (SQLAlchemy's inspector) and the dialect's cheap row estimates. For one
-table it samples rows, recognises columns by English and German names (and by their values: a
-text column of ``06:12:33`` is a time of day), proposes a mapping as YAML with comments, guesses
-which event codes start and end a run from where they stand in each order's bookings, and profiles
-the timestamp column for incremental windows (NULLs, duplicates, range, real precision, index).
+table it reads a bounded sample and decides from the values (names only as a second signal):
+column profiles (profile.py), roles and filters (roles.py), event codes scored by the real fold
+(codes.py), and whether naive times are plant-local or UTC (timezone.py). The proposal is a
+mapping as YAML with one comment per decision, plus a profile of the timestamp column for
+incremental windows (NULLs, duplicates, range, real precision, index).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection
 
-from .config import ColumnSpec, DstPolicy, Project, normalize_code
-from .errors import DataError
-from .extract import sortable
-from .mapping import text_values, timestamps
-from .source import Source, open_connector
+from ..config import ColumnSpec, DstPolicy, Project
+from ..errors import DataError, UsageError
+from ..extract import sortable
+from ..fetch import catalog_columns
+from ..mapping import timestamps
+from ..source import Source, open_connector
+from .codes import CodeGuess, guess_codes
+from .profile import Column, profile_columns, time_fields
+from .roles import FilterProposal, Roles, decide
+from .timezone import ZoneEvidence, changes, judge, warning, zone_to_test
+from .vocabulary import name_score
 
-SAMPLE_ROWS = 10_000
-PROBE_ROWS = 200
-FULL_PROFILE_ROWS = 5_000_000  # above this estimate, the profile uses the sample only
-
-DATETIME_FORMATS = (
-    "%Y-%m-%d %H:%M:%S.%f",
-    "%Y-%m-%d %H:%M:%S",
-    "%Y-%m-%dT%H:%M:%S.%f",
-    "%Y-%m-%dT%H:%M:%S",
-    "%Y-%m-%d %H:%M",
-    "%d.%m.%Y %H:%M:%S",
-    "%d.%m.%Y %H:%M",
-    "%Y%m%d%H%M%S",
-    "%m/%d/%Y %H:%M:%S",
-)
-DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%m/%d/%Y")
-TIME_FORMATS = ("%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "%H%M%S")
-
-
-def _words(text: str) -> set[str]:
-    return set(text.split())
-
-
-# Role -> (whole names, name parts). Lower case; a part matches a token or the start of a name.
-ROLES: dict[str, tuple[set[str], set[str]]] = {
-    "order_code": (
-        _words(
-            "aufnr auftrag auftragsnr auftragsnummer aunr ba_nr fa_nr fanr fauf order "
-            "order_code order_id order_no order_nr order_number orderno pa_nr prod_order "
-            "production_order wo work_order workorder"
-        ),
-        _words("aufnr auftrag aunr fanr order wo"),
-    ),
-    "machine_code": (
-        _words(
-            "anlage arbeitsplatz arbpl equipment line linie machine machine_code machine_id "
-            "machine_no masch masch_nr maschine maschnr resource ressource station wc "
-            "work_center workcenter workplace"
-        ),
-        _words(
-            "anlage arbeitsplatz arbpl equipment machine masch maschine resource ressource "
-            "workcenter"
-        ),
-    ),
-    "product_code": (
-        _words(
-            "art_nr artikel artikelnr artikelnummer artnr item item_no mat_nr material matnr "
-            "part part_no partnumber product product_code product_id product_no produkt "
-            "sachnr sku teil teilenr"
-        ),
-        _words("artikel artnr item material matnr product produkt sku"),
-    ),
-    "event": (
-        _words(
-            "action art booking_type bu_art buchungsart code ereignis event event_code kind "
-            "event_type eventtype kenn kennung satzart state status type vorgang"
-        ),
-        _words("buchungsart ereignis event kenn satzart status vorgang"),
-    ),
-    "start": (
-        _words(
-            "begin beginn date_start ist_start start start_datum start_time start_ts "
-            "start_zeit started_at startzeit von"
-        ),
-        _words("begin beginn start"),
-    ),
-    "end": (
-        _words(
-            "bis date_end end end_time end_ts ende ende_datum ende_zeit ended_at endzeit "
-            "finish finished_at ist_ende stop"
-        ),
-        _words("end ende finish stop"),
-    ),
-    "timestamp": (
-        _words(
-            "booked_at buchungszeit buchzeitpunkt created created_at datetime event_time "
-            "timestamp ts zeitpunkt zeitstempel"
-        ),
-        _words("buch date datum time timestamp zeit zeitstempel"),
-    ),
-    "date": (
-        _words("buchdat buchungsdatum budat date datum day ersda isdd tag"),
-        _words("dat date datum"),
-    ),
-    "time": (
-        _words("buchzeit erzet isdz time uhrzeit uzeit zeit"),
-        _words("time uhr zeit"),
-    ),
-}
-# Columns worth a filter: plant, cancellation flags, status (first name part starts with these).
-FILTER_WORDS = tuple(
-    _words(
-        "werk plant site mandt storno stokz stzhl cancel delet geloescht loekz status valid "
-        "aktiv active"
-    )
-)
-START_WORDS = _words("A AN ANM B B10 BEGIN BEGINN LOGIN LOGON ON R10 RUN S START STARTED ZZS")
-END_WORDS = _words(
-    "AB ABM B30 B40 DONE E END ENDE F FIN FINISHED FM LOGOFF LOGOUT OFF R40 STOP U UNT ZZE"
+SAMPLE_ROWS = 10_000  # the newest rows, read when the window column is indexed
+PROFILE_ROWS = 20_000  # the first rows as stored: what the roles are decided on
+DAY_ROWS = 20_000  # rows of one DST change day, for the time zone evidence
+FULL_PROFILE_ROWS = 1_000_000  # above this count, the timestamp profile uses the sample only
+COUNT_LIMIT = FULL_PROFILE_ROWS  # rows counted exactly where the catalog has no estimate
+SYSTEM_SCHEMAS = frozenset(
+    ["information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"]
 )
 
 
@@ -172,6 +88,7 @@ class Listing:
     schema: str | None
     rows_source: str
     tables: list[TableInfo]
+    other_schemas: list[tuple[str, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -180,15 +97,8 @@ class Listing:
             "schema": self.schema,
             "rows_source": self.rows_source,
             "tables": [t.as_dict() for t in self.tables],
+            "other_schemas": [{"schema": s, "tables": n} for s, n in self.other_schemas],
         }
-
-
-@dataclass
-class Temporal:
-    """A column that holds times: its kind and, for text, the strptime format its values fit."""
-
-    kind: str  # "datetime", "date", "time"
-    format: str | None = None
 
 
 @dataclass
@@ -222,7 +132,16 @@ class Proposal:
     sample_rows: int
     profile: Profile | None
     notes: list[str] = field(default_factory=list)
-    filter_hints: list[tuple[str, list[tuple[Any, int]]]] = field(default_factory=list)
+    filters: list[FilterProposal] = field(default_factory=list)
+    guess: CodeGuess | None = None
+    zone: ZoneEvidence | None = None
+    warnings: list[str] = field(default_factory=list)
+    profiled_rows: int = 0  # the first rows as stored, on which the roles were decided
+
+    @property
+    def filter_hints(self) -> list[tuple[str, list[tuple[Any, int]]]]:
+        """(column, its most frequent values) for every proposed filter."""
+        return [(f.column, f.values) for f in self.filters]
 
     def yaml(self, command: str) -> str:
         """The proposed mapping as commented YAML that ``etl validate`` accepts."""
@@ -237,11 +156,14 @@ def list_tables(project: Project, connector: str, schema: str | None = None) -> 
     source = open_connector(project, connector)
     try:
         with source.connect() as conn:
+            tables = _tables(source, conn, schema)
+            others = _schemas_with_tables(conn) if not tables and schema is None else []
             return Listing(
                 connector=connector,
                 schema=schema,
                 rows_source=source.dialect.row_estimate_source,
-                tables=_tables(source, conn, schema),
+                tables=tables,
+                other_schemas=others,
             )
     finally:
         source.close()
@@ -262,9 +184,15 @@ def _tables(source: Source, conn: Connection, schema: str | None) -> list[TableI
     except sa.exc.DBAPIError:
         conn.rollback()
         estimates = {}
-    columns = _columns(inspector, schema, tables + views)
+    columns = _columns(conn, inspector, schema, tables + views)
     out = [
-        TableInfo(schema, name, "table", estimates.get(name), columns.get(name, []))
+        TableInfo(
+            schema,
+            name,
+            "table",
+            estimates[name] if name in estimates else _bounded_count(conn, name, schema),
+            columns.get(name, []),
+        )
         for name in tables
     ]
     out += [TableInfo(schema, name, "view", None, columns.get(name, [])) for name in views]
@@ -272,7 +200,7 @@ def _tables(source: Source, conn: Connection, schema: str | None) -> list[TableI
 
 
 def _columns(
-    inspector: sa.Inspector, schema: str | None, names: Sequence[str]
+    conn: Connection, inspector: sa.Inspector, schema: str | None, names: Sequence[str]
 ) -> dict[str, list[ColumnInfo]]:
     out: dict[str, list[ColumnInfo]] = {}
     try:
@@ -280,11 +208,55 @@ def _columns(
         for (_, name), cols in multi.items():
             out[name] = [_column_info(c) for c in cols]
     except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
         for name in names:
+            out[name] = reflect_columns(conn, name, schema)
+    return out
+
+
+def reflect_columns(conn: Connection, name: str, schema: str | None) -> list[ColumnInfo]:
+    """A table's or view's columns as ``etl run`` reflects them (fetch.catalog_columns: the
+    inspector, else ``information_schema`` for a MariaDB view read without SHOW VIEW); []."""
+    try:
+        return [_column_info(c) for c in catalog_columns(conn, name, schema)]
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
+        return []
+
+
+def _bounded_count(conn: Connection, name: str, schema: str | None) -> int | None:
+    """Exact rows up to COUNT_LIMIT (a table never ANALYZEd has no estimate); None above."""
+    table = sa.table(name, schema=schema)
+    head = (
+        sa.select(sa.literal(1).label("one")).select_from(table).limit(COUNT_LIMIT + 1).subquery()
+    )
+    try:
+        n = int(conn.execute(sa.select(sa.func.count()).select_from(head)).scalar_one())
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return None
+    return n if n <= COUNT_LIMIT else None
+
+
+def _schemas_with_tables(conn: Connection) -> list[tuple[str, int]]:
+    """(schema, tables) for every schema the account sees that has tables or views."""
+    inspector = sa.inspect(conn)
+    out = []
+    try:
+        for name in inspector.get_schema_names():
+            if name.lower() in SYSTEM_SCHEMAS:
+                continue
             try:
-                out[name] = [_column_info(c) for c in inspector.get_columns(name, schema=schema)]
+                n = len(inspector.get_table_names(schema=name)) + len(
+                    inspector.get_view_names(schema=name)
+                )
             except sa.exc.DBAPIError:
-                out[name] = []
+                conn.rollback()
+                continue
+            if n:
+                out.append((name, n))
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
     return out
 
 
@@ -315,6 +287,10 @@ def format_listing(listing: Listing) -> str:
         lines.append(f"  {table.name:<{width}}  {table.kind:<5} {rows:>12} rows  {cols}")
     if listing.tables:
         lines.append("next: etl discover CONNECTOR --table NAME proposes a mapping for one table")
+    elif listing.other_schemas:
+        lines.append("the default schema is empty; schemas with tables:")
+        lines += [f"  {name}  {n} table(s) or view(s)" for name, n in listing.other_schemas]
+        lines.append("next: etl discover CONNECTOR --schema NAME")
     return "\n".join(lines)
 
 
@@ -330,6 +306,32 @@ def propose(project: Project, connector: str, table: str, schema: str | None = N
             return _propose(source, conn, info)
     finally:
         source.close()
+
+
+def write_job(
+    project: Project,
+    connector: str,
+    table: str,
+    name: str,
+    schema: str | None = None,
+    command: str | None = None,
+) -> tuple[Path, Path]:
+    """Propose a mapping for ``table`` and write it as ``mappings/NAME.yaml`` with a job
+    ``jobs/NAME.yaml`` that reads it through ``connector``; never overwrites either file."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UsageError(f"--job {name!r}: use letters, digits, '_', '-' or '.' for a job name")
+    mapping = project.root / "mappings" / f"{name}.yaml"
+    job = project.root / "jobs" / f"{name}.yaml"
+    for path in (mapping, job):
+        if path.exists():
+            raise UsageError(f"{path} exists; not overwritten", hint="choose another --job name")
+    command = command or f"etl discover {connector} --table {table} --job {name}"
+    text = propose(project, connector, table, schema).yaml(command)
+    mapping.parent.mkdir(parents=True, exist_ok=True)
+    job.parent.mkdir(parents=True, exist_ok=True)
+    mapping.write_text(text)
+    job.write_text(f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n")
+    return mapping, job
 
 
 def _find_table(source: Source, conn: Connection, name: str, schema: str | None) -> TableInfo:
@@ -351,96 +353,182 @@ def _find_table(source: Source, conn: Connection, name: str, schema: str | None)
         )
     found = exact[0]
     kind = "view" if found in inspector.get_view_names(schema=schema) else "table"
-    columns = [_column_info(c) for c in inspector.get_columns(found, schema=schema)]
+    columns = reflect_columns(conn, found, schema)
+    if not columns:
+        raise DataError(
+            f"{source.where}: cannot read the columns of {found!r}",
+            hint="the account needs SELECT on it ('etl check' lists the GRANTs)",
+        )
     rows: int | None = None
     if kind == "table":
         try:
             rows = source.dialect.row_estimates(conn, schema).get(found)
         except sa.exc.DBAPIError:
             conn.rollback()
+    if rows is None:
+        rows = _bounded_count(conn, found, schema)  # never ANALYZEd, or a view
     return TableInfo(schema, found, kind, rows, columns)
 
 
 def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
     table = sa.table(info.name, *[sa.column(c.name) for c in info.columns], schema=info.schema)
-    probe = _read(conn, sa.select(table).limit(PROBE_ROWS))
-    temporal = {
-        c.name: t for c in info.columns if (t := _temporal(c, probe.get(c.name))) is not None
-    }
-    roles, reasons = assign_roles(info.columns, temporal, ORDER_ROLES)
-    structure = "orders"
-    if "start" not in roles or "end" not in roles:
-        structure = "bookings"
-        roles, reasons = assign_roles(info.columns, temporal, BOOKING_ROLES)
-    ts_spec = _timestamp_spec(roles, temporal)
+    # a bounded read of the first rows as stored: no ORDER BY, so no scan of a big table
+    probe = _read(conn, sa.select(table).limit(PROFILE_ROWS))
+    profiled = profile_columns(probe, info.columns, _primary_key(conn, info))
+    fields = time_fields(profiled, probe)
+    roles = decide(profiled, fields, probe)
+    structure = roles.structure
+    notes = list(roles.notes)
     columns: dict[str, ColumnSpec] = {}
-    notes: list[str] = []
-    if structure == "bookings":
-        if ts_spec is None:
-            notes.append("no timestamp column recognised: name one under columns.timestamp")
-            ts_spec = ColumnSpec(column=_any_column(info, temporal))
-        columns["timestamp"] = ts_spec
-    else:
-        columns["start"] = _time_column(roles["start"], temporal)
-        columns["end"] = _time_column(roles["end"], temporal)
-    for field_name in ("order_code", "machine_code", "product_code", "event"):
-        if field_name == "event" and structure == "orders":
-            continue
-        if field_name in roles:
-            columns[field_name] = ColumnSpec(column=roles[field_name])
-        elif field_name != "product_code":
-            notes.append(f"no {field_name} column recognised: a placeholder constant is proposed")
-            columns[field_name] = ColumnSpec(value="CHANGE_ME")
-            reasons[field_name] = "placeholder: name the column"
-    window = columns["timestamp"] if structure == "bookings" else columns["start"]
-    sample = _sample(conn, table, columns, window)
+    reasons: dict[str, str] = {}
+    wanted = (
+        ("timestamp", "order_code", "machine_code", "product_code", "event")
+        if structure == "bookings"
+        else ("start", "end", "order_code", "machine_code", "product_code", "updated_at")
+    )
+    for name in wanted:
+        decision = roles.decisions.get(name)
+        if decision is not None:
+            columns[name] = decision.spec
+            reasons[name] = decision.comment()
+        elif name not in ("product_code", "updated_at"):
+            notes.append(f"no {name} column recognised: a placeholder is proposed")
+            columns[name] = (
+                ColumnSpec(column=_any_column(info))
+                if name == "timestamp"
+                else ColumnSpec(value="CHANGE_ME")
+            )
+            reasons[name] = "placeholder: name the column"
     for name, spec in columns.items():
-        if spec.column and name.endswith("_code") and name in roles:
-            values = sample.get(spec.column)
+        if spec.column and name.endswith("_code"):
+            values = probe.get(spec.column)
             if values is not None and _padded(values):
                 reasons[name] += "; values are blank-padded (trimmed by default)"
+    window = columns["timestamp"] if structure == "bookings" else columns["start"]
+    sample = probe
+    if window.source_columns() and _indexed(conn, info, window.source_columns()[0]):
+        sample = _sample(conn, table, columns, window)  # the newest rows, by the index
+    guess = None
     events: dict[str, list[Any]] = {}
-    event_notes: dict[str, str] = {}
-    code_counts: list[tuple[Any, int]] = []
     if structure == "bookings":
-        events, event_notes, code_counts = guess_events(sample, columns, source.spec.zone)
+        guess = guess_codes(sample, columns, source.spec.zone)
+        events = guess.events
     profile = _profile(source, conn, table, info, window, sample)
-    used = {n for spec in columns.values() for n in spec.source_columns()}
-    hints = [
-        (c.name, _values(conn, table, c.name, info))
-        for c in info.columns
-        if c.name not in used and any(_tokens(c.name)[0].startswith(w) for w in FILTER_WORDS)
-    ]
+    span = (profile.minimum, profile.maximum) if profile is not None else (None, None)
+    evidence, warnings = _zone(source, conn, info, table, window, probe, roles, profiled, span)
     return Proposal(
         table=info,
         structure=structure,
         columns=columns,
         reasons=reasons,
         events=events,
-        event_notes=event_notes,
-        code_counts=code_counts,
+        event_notes=guess.notes if guess else {},
+        code_counts=guess.counts if guess else [],
         sample_rows=len(sample),
         profile=profile,
         notes=notes,
-        filter_hints=[(name, values) for name, values in hints if 1 < len(values) <= 10],
+        filters=roles.filters,
+        guess=guess,
+        zone=evidence,
+        warnings=warnings,
+        profiled_rows=len(probe),
     )
 
 
-def _values(
-    conn: Connection, table: sa.TableClause, name: str, info: TableInfo
-) -> list[tuple[Any, int]]:
-    """The most frequent values of a column (up to 11), whole table unless it is large."""
-    col = table.c[name]
-    n = sa.func.count().label("n")
-    query: Any = sa.select(col, n).group_by(col).order_by(n.desc()).limit(11)
-    if info.rows is None or info.rows > FULL_PROFILE_ROWS:
-        newest = sa.select(col).limit(SAMPLE_ROWS).subquery()
-        query = sa.select(newest.c[name], n).group_by(newest.c[name]).order_by(n.desc()).limit(11)
+def _primary_key(conn: Connection, info: TableInfo) -> set[str]:
+    if info.kind == "view":
+        return set()
     try:
-        return [(row[0], int(row[1])) for row in conn.execute(query)]
+        pk = sa.inspect(conn).get_pk_constraint(info.name, schema=info.schema)
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
+        return set()
+    return set(pk.get("constrained_columns") or [])
+
+
+def _any_column(info: TableInfo) -> str:
+    return info.columns[0].name if info.columns else "CHANGE_ME"
+
+
+def _zone(
+    source: Source,
+    conn: Connection,
+    info: TableInfo,
+    table: sa.TableClause,
+    window: ColumnSpec,
+    probe: pd.DataFrame,
+    roles: Roles,
+    profiled: list[Column],
+    span: tuple[str | None, str | None],
+) -> tuple[ZoneEvidence | None, list[str]]:
+    """DST evidence from the probe plus the rows of each DST change day in the data's range."""
+    if window.column is not None and window.column in probe:
+        values = probe[window.column]
+        if values.dropna().map(lambda v: getattr(v, "tzinfo", None) is not None).any():
+            return None, []  # instants: no wall-clock question
+    ref = roles.reference
+    if ref is None or ref.spec != window:
+        return None, []
+    zone = zone_to_test(source.spec.zone)
+    naive = ref.naive.dropna()
+    frames = [naive]
+    lo, hi = span
+    first = _day(lo) or (naive.min().date() if len(naive) else None)
+    last = _day(hi) or (naive.max().date() if len(naive) else None)
+    # each DST day is a bounded range read: cheap with an index or on a small table
+    cheap = not _big(info) or _indexed(conn, info, window.source_columns()[0])
+    if first is not None and last is not None and cheap:
+        for change in changes(zone, max(first, last - timedelta(days=800)), last)[-4:]:
+            integer = any(c.numeric for c in profiled if c.name == window.date)
+            day_rows = _day_rows(conn, table, window, change.day, integer)
+            if day_rows is not None and not day_rows.empty:
+                stamps = timestamps(day_rows, window, ZoneInfo("UTC"), DstPolicy())
+                frames.append(stamps.dt.tz_convert(None))
+    both = pd.concat(frames, ignore_index=True).drop_duplicates()
+    evidence = judge(both, zone)
+    message = warning(evidence, source.spec.zone)
+    return evidence, [message] if message else []
+
+
+def _day(text: str | None) -> date | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d", "%Y%m%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y"):
+        head = text.strip().split(" ")[0].split("T")[0]
+        try:
+            return datetime.strptime(head, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _day_rows(
+    conn: Connection, table: sa.TableClause, window: ColumnSpec, day: date, integer: bool
+) -> pd.DataFrame | None:
+    """The rows of one local day (bounded), by the raw window column(s)."""
+    lo = datetime(day.year, day.month, day.day)
+    hi = lo + timedelta(days=1)
+    names = window.source_columns()
+    first = table.c[names[0]]
+    fmt = window.format if window.column is not None else window.date_format
+    if window.column is not None:
+        if fmt and not sortable(fmt):
+            return None
+        bounds: tuple[Any, Any] = (lo.strftime(fmt), hi.strftime(fmt)) if fmt else (lo, hi)
+        where = sa.and_(first >= bounds[0], first < bounds[1])
+    else:
+        if fmt and not sortable(fmt):
+            return None
+        value: Any = day.strftime(fmt) if fmt else day
+        if integer:
+            value = int(value)
+        where = first == value
+    query = sa.select(*[table.c[n] for n in names]).where(where).limit(DAY_ROWS)
+    try:
+        return _read(conn, query)
     except sa.exc.DBAPIError:
         conn.rollback()
-        return []
+        return None
 
 
 def _read(conn: Connection, query: sa.Select[Any]) -> pd.DataFrame:
@@ -448,130 +536,6 @@ def _read(conn: Connection, query: sa.Select[Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(
         result.fetchall(), columns=list(result.keys()), coerce_float=False
     )
-
-
-def _tokens(name: str) -> list[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
-
-
-def name_score(name: str, role: str) -> int:
-    """How well a column name fits a role: 100 the whole name, 60 a part, 40 a prefix, 0 none."""
-    whole, parts = ROLES[role]
-    lower = name.lower()
-    if lower in whole or "_".join(_tokens(name)) in whole:
-        return 100
-    tokens = _tokens(name)
-    if any(t in parts for t in tokens):
-        return 60
-    if any(lower.startswith(p) for p in parts if len(p) >= 3):
-        return 40
-    return 0
-
-
-def _temporal(column: ColumnInfo, values: pd.Series | None) -> Temporal | None:
-    """Whether a column holds times, by its type or, for text, by its sampled values."""
-    type_ = column.sa_type
-    if isinstance(type_, sa.DateTime) or type(type_).__name__.upper() in (
-        "DATETIME2",
-        "SMALLDATETIME",
-        "DATETIMEOFFSET",
-    ):
-        return Temporal("datetime")
-    if isinstance(type_, sa.Date):
-        return Temporal("date")
-    if isinstance(type_, sa.Time):
-        return Temporal("time")
-    if values is None:
-        return None
-    texts = [v.strip() for v in values.dropna() if isinstance(v, str) and v.strip()]
-    if not texts or len(texts) < len(values.dropna()):
-        return None
-    for kind, formats in (
-        ("datetime", DATETIME_FORMATS),
-        ("date", DATE_FORMATS),
-        ("time", TIME_FORMATS),
-    ):
-        for fmt in formats:
-            if _all_parse(texts, fmt):
-                return Temporal(kind, fmt)
-    return None
-
-
-def _all_parse(texts: list[str], fmt: str) -> bool:
-    try:
-        for text in texts:
-            datetime.strptime(text, fmt)
-    except ValueError:
-        return False
-    return True
-
-
-ORDER_ROLES = ("start", "end", "order_code", "machine_code", "product_code")
-BOOKING_ROLES = ("timestamp", "date", "time", "event", "order_code", "machine_code", "product_code")
-
-
-def assign_roles(
-    columns: Sequence[ColumnInfo], temporal: dict[str, Temporal], wanted: Sequence[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Role -> column, and why, from names (and whether a column holds times).
-
-    Each column takes at most one role; the best name match wins, ties go to the role listed
-    first in ``wanted``.
-    """
-    candidates: list[tuple[int, int, str, str]] = []
-    for column in columns:
-        t = temporal.get(column.name)
-        for rank, role in enumerate(wanted):
-            score = name_score(column.name, role)
-            if role in ("timestamp", "start", "end"):
-                if t is None or t.kind != "datetime":
-                    continue
-                if role == "timestamp":
-                    score = max(score, 10)  # any datetime column can carry the time
-            elif role in ("date", "time"):
-                if t is None or t.kind != role:
-                    continue
-            elif t is not None:
-                continue  # codes are not times
-            if score:
-                candidates.append((score, rank, role, column.name))
-    roles: dict[str, str] = {}
-    reasons: dict[str, str] = {}
-    taken: set[str] = set()
-    for score, _, role, name in sorted(candidates, key=lambda c: (-c[0], c[1])):
-        if role in roles or name in taken:
-            continue
-        roles[role] = name
-        taken.add(name)
-        reasons[role] = "a datetime column" if score == 10 else f"name {name!r}"
-    return roles, reasons
-
-
-def _timestamp_spec(roles: dict[str, str], temporal: dict[str, Temporal]) -> ColumnSpec | None:
-    if "timestamp" in roles:
-        return _time_column(roles["timestamp"], temporal)
-    if "date" in roles and "time" in roles:
-        date, time = roles["date"], roles["time"]
-        return ColumnSpec(
-            date=date,
-            time=time,
-            date_format=temporal[date].format,
-            time_format=temporal[time].format,
-        )
-    return None
-
-
-def _time_column(name: str, temporal: dict[str, Temporal]) -> ColumnSpec:
-    t = temporal.get(name)
-    return ColumnSpec(column=name, format=t.format if t else None)
-
-
-def _any_column(info: TableInfo, temporal: dict[str, Temporal]) -> str:
-    for column in info.columns:
-        if column.name in temporal:
-            return column.name
-    return info.columns[0].name if info.columns else "CHANGE_ME"
 
 
 def _padded(values: pd.Series) -> bool:
@@ -592,98 +556,6 @@ def _sample(
     return _read(conn, query)
 
 
-# ---------------------------------------------------------------------------- events
-
-
-def guess_events(
-    sample: pd.DataFrame, columns: dict[str, ColumnSpec], zone: Any
-) -> tuple[dict[str, list[Any]], dict[str, str], list[tuple[Any, int]]]:
-    """START/END/ignore guesses for the sampled event codes, with a reason for each code.
-
-    Known words (A/E, START/END, ZZS/ZZE, B10/B40, ...) decide first. Other codes are judged by
-    where they stand in each (machine, order)'s bookings in time order: the code that most often
-    opens a sequence starts runs; a code that is mostly the last one, or mostly followed by a
-    start (an interruption before a resume), ends them; the rest are ignored (quantity reports).
-    """
-    event = columns["event"].column
-    if event is None or event not in sample:
-        return {"START": ["CHANGE_ME"], "END": ["CHANGE_ME_TOO"]}, {}, []
-    counts = Counter(sample[event].dropna().tolist())
-    codes = [code for code, _ in counts.most_common()]
-    seq = _sequences(sample, columns, zone)
-    firsts = seq.groupby("code")["first"].mean().to_dict() if not seq.empty else {}
-    start = [c for c in codes if normalize_code(c).upper() in START_WORDS]
-    notes = {str(c): "START: a usual start code" for c in start}
-    if not start and firsts:
-        best = max(codes, key=lambda c: firsts.get(normalize_code(c), 0.0))
-        if firsts.get(normalize_code(best), 0.0) >= 0.2:
-            start = [best]
-            notes[str(best)] = (
-                f"START (guess): opens {firsts[normalize_code(best)]:.0%} of its order's sequences"
-            )
-    closing: dict[str, float] = {}
-    if not seq.empty:
-        starts = {normalize_code(c) for c in start}
-        seq["closes"] = seq["last"] | seq["next"].isin(starts)
-        closing = seq.groupby("code")["closes"].mean().to_dict()
-    end: list[Any] = []
-    ignore: list[Any] = []
-    for code in codes:
-        if code in start:
-            continue
-        share = closing.get(normalize_code(code))
-        known = normalize_code(code).upper() in END_WORDS
-        if known:
-            end.append(code)
-            notes[str(code)] = "END: a usual end code"
-        elif share is not None and share >= 0.5:
-            end.append(code)
-            notes[str(code)] = (
-                f"END (guess): {share:.0%} of its rows end a sequence or come before a start"
-            )
-        else:
-            ignore.append(code)
-            shown = "" if share is None else f": only {share:.0%} of its rows end a sequence"
-            notes[str(code)] = f"ignore (guess{shown}): check"
-    if not start:
-        start = [ignore.pop(0)] if ignore else ["CHANGE_ME"]
-        notes[str(start[0])] = "START: no code looks like a start: CHANGE THIS"
-    if not end:
-        end = [ignore.pop(0)] if ignore else ["CHANGE_ME_TOO"]
-        notes[str(end[0])] = "END: no code looks like an end: CHANGE THIS"
-    events: dict[str, list[Any]] = {"START": start, "END": end}
-    if ignore:
-        events["ignore"] = ignore
-    return events, notes, [(c, counts[c]) for c in codes]
-
-
-def _sequences(sample: pd.DataFrame, columns: dict[str, ColumnSpec], zone: Any) -> pd.DataFrame:
-    """Sampled bookings in time order per (machine, order): code, first?, last?, next code."""
-    needed = ("timestamp", "machine_code", "order_code", "event")
-    empty = pd.DataFrame(columns=["code", "first", "last", "next"])
-    if sample.empty or any(columns[n].column is None and columns[n].date is None for n in needed):
-        return empty
-    try:
-        frame = pd.DataFrame(
-            {
-                "ts": timestamps(sample, columns["timestamp"], zone, DstPolicy()),
-                "machine": text_values(sample[columns["machine_code"].column], True),
-                "order": text_values(sample[columns["order_code"].column], True),
-                "code": text_values(sample[columns["event"].column], True),
-            }
-        ).dropna()
-    except (KeyError, ValueError, TypeError):
-        return empty
-    if frame.empty:
-        return empty
-    frame = frame.sort_values(["machine", "order", "ts"], kind="stable")
-    groups = frame.groupby(["machine", "order"], sort=False)["code"]
-    frame["first"] = groups.cumcount() == 0
-    frame["last"] = groups.cumcount(ascending=False) == 0
-    frame["next"] = groups.shift(-1)
-    return frame
-
-
 # ---------------------------------------------------------------------------- the profile
 
 
@@ -699,16 +571,15 @@ def _profile(
     if not names:
         return None
     cols = [table.c[n] for n in names]
-    big = info.rows is None or info.rows > FULL_PROFILE_ROWS
+    big = _big(info)
     warnings: list[str] = []
     any_null = sa.or_(*[c.is_(None) for c in cols])
     if big:
-        scope = f"the newest {len(sample):,} rows"
+        scope = f"a sample of {len(sample):,} rows"
         rows, nulls = len(sample), 0
-        keys = sample[names].astype(str).agg("|".join, axis=1)
-        repeats = keys.value_counts()
-        dup_values = int((repeats > 1).sum())
-        dup_rows = int(repeats[repeats > 1].sum())
+        shared = sample[names].dropna().duplicated(keep=False)
+        dup_rows = int(shared.sum())
+        dup_values = len(sample[names].dropna()[shared].drop_duplicates())
         warnings.append("large table or view: NULLs and duplicates were judged on the sample only")
     else:
         scope = "the whole table"
@@ -745,8 +616,18 @@ def _profile(
         stamps = timestamps(sample, spec, source.spec.zone, DstPolicy()).dropna()
     except (KeyError, ValueError, TypeError) as exc:
         warnings.append(f"the sampled values do not read as timestamps with this spec: {exc}")
-    lo = _extreme(conn, table, names, ascending=True)
-    hi = _extreme(conn, table, names, ascending=False)
+    if big and not _indexed(conn, info, names[0]):
+        # min/max would scan the whole table: the sample's range, said so
+        lo = hi = None
+        if not stamps.empty:
+            raw = sample[names].dropna()
+            ordered = raw.sort_values(names, kind="stable")
+            lo = " ".join(str(v).strip() for v in ordered.iloc[0])
+            hi = " ".join(str(v).strip() for v in ordered.iloc[-1])
+        warnings.append("no index on it: the range is the sample's, not the table's")
+    else:
+        lo = _extreme(conn, table, names, ascending=True)
+        hi = _extreme(conn, table, names, ascending=False)
     precision = _precision(stamps)
     column = next(c for c in info.columns if c.name == names[0])
     type_note = source.dialect.timestamp_note(column.sa_type) if spec.column else None
@@ -802,6 +683,11 @@ def _profile(
         scope=scope,
         warnings=warnings,
     )
+
+
+def _big(info: TableInfo) -> bool:
+    """Too many rows (or unknown) for whole-table profile queries."""
+    return info.rows is None or info.rows > FULL_PROFILE_ROWS
 
 
 def _extreme(
@@ -875,15 +761,25 @@ def _spec_yaml(spec: ColumnSpec) -> str:
 
 
 def render_yaml(proposal: Proposal, command: str) -> str:
-    """The mapping file text."""
+    """The mapping file text: one comment per decision, with why and how sure."""
     info = proposal.table
     rows = "?" if info.rows is None else f"{info.rows:,}"
     out = [
         f"# Proposed by `{command}` on {datetime.now(UTC):%Y-%m-%d %H:%MZ}: check every line.",
         f"# {info.kind} {info.name}: ~{rows} rows, {len(info.columns)} columns: "
         + ", ".join(f"{c.name} {c.type}" for c in info.columns),
+        f"# roles decided on {proposal.profiled_rows:,} sampled rows"
+        + (
+            f", event codes on the newest {proposal.sample_rows:,}"
+            if proposal.sample_rows != proposal.profiled_rows
+            else ""
+        )
+        + "; (NN%) is the confidence",
     ]
     out += [f"# note: {n}" for n in proposal.notes]
+    if proposal.zone is not None:
+        out.append(f"# time zone: {proposal.zone.line()}")
+    out += [f"# WARNING: {w}" for w in proposal.warnings]
     profile = proposal.profile
     if profile is not None:
         cols = " + ".join(profile.columns)
@@ -909,26 +805,36 @@ def render_yaml(proposal: Proposal, command: str) -> str:
     out.append("columns:")
     width = max(len(k) for k in proposal.columns)
     for name, spec in proposal.columns.items():
-        why = proposal.reasons.get(name) or proposal.reasons.get(
-            {"timestamp": "timestamp"}.get(name, name), ""
-        )
-        if name == "timestamp" and spec.date is not None:
-            why = "date and time columns"
+        why = proposal.reasons.get(name, "")
         comment = f"  # {why}" if why else ""
         out.append(f"  {name + ':':<{width + 1}} {_spec_yaml(spec)}{comment}")
-    if proposal.filter_hints:
-        out.append("# filters: uncomment what applies (most frequent values first)")
-        out.append("# filters:")
-        for name, values in proposal.filter_hints:
-            seen = ", ".join(f"{_y(v)} ({n:,})" for v, n in values)
-            out.append(f"#   - {{column: {_y(name)}, eq: {_y(values[0][0])}}}  # {name}: {seen}")
+    active = [f for f in proposal.filters if f.active]
+    asked = [f for f in proposal.filters if not f.active]
+    if active:
+        out.append("filters:")
+        for f in active:
+            out.append(f"  # {f.column}: {f.why}")
+            out.append(f"  - {_y(f.filter)}")
+    if asked:
+        if not active:
+            out.append("# filters:")
+        for f in asked:
+            out.append(f"  # {f.column}: {f.why}")
+            out.append(f"  # - {_y(f.filter)}")
     if proposal.structure == "bookings":
         total = sum(n for _, n in proposal.code_counts)
         listing = ", ".join(f"{_y(c)} ({n:,})" for c, n in proposal.code_counts[:20])
         out += [
             "events:",
-            f"  # codes in the newest {proposal.sample_rows:,} rows ({total:,} with a code): {listing}",
+            f"  # codes in {proposal.sample_rows:,} sampled rows ({total:,} with a code): {listing}",
         ]
+        guess = proposal.guess
+        if guess is not None and guess.sequences:
+            out.append(
+                f"  # scored by folding the sample ({guess.sequences:,} machine/order sequences)"
+            )
+        if guess is not None and guess.runner_up:
+            out.append(f"  # runner-up: {guess.runner_up}")
         for kind in ("START", "END", "ignore"):
             codes = proposal.events.get(kind)
             if not codes:
@@ -938,6 +844,9 @@ def render_yaml(proposal: Proposal, command: str) -> str:
                 note = proposal.event_notes.get(str(code))
                 if note:
                     out.append(f"    # {_y(code)}: {note}")
+        if guess is not None:
+            for code in guess.unlisted:
+                out.append(f"  # {_y(code)}: {proposal.event_notes.get(str(code), 'unlisted')}")
     return "\n".join(out) + "\n"
 
 
@@ -947,4 +856,14 @@ def _first_line(exc: sa.exc.DBAPIError) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-__all__ = ["Listing", "Proposal", "format_listing", "list_tables", "propose"]
+__all__ = [
+    "CodeGuess",
+    "Listing",
+    "Proposal",
+    "format_listing",
+    "guess_codes",
+    "list_tables",
+    "name_score",
+    "propose",
+    "write_job",
+]
