@@ -256,16 +256,18 @@ class Api:
         if not self.authorized(path, headers):
             self.send(handler, 401, {"error": "unauthorized"})
             return
+        base = self.url
         for prefix in ("/bearer", "/key", "/basic", "/oauth"):
             if path.startswith(prefix + "/"):
-                path = path[len(prefix) :]
+                path, base = path[len(prefix) :], self.url + prefix
         pages = sum(1 for p, _ in self.seen if urlsplit(p).path == parts.path)
         if self.malformed_after >= 0 and pages > self.malformed_after:
             self.send(handler, 200, b"<html>502 Bad Gateway</html>")
             return
-        self.route(handler, path, query)
+        self.route(handler, path, query, base)
 
-    def route(self, handler: object, path: str, query: dict[str, str]) -> None:
+    def route(self, handler: object, path: str, query: dict[str, str], base: str) -> None:
+        """Answer ``path`` (its auth prefix taken off; ``base``: the URL next links start with)."""
         rows = records("iso")
         if path == "/rest/offset":  # records at data.items, window as from/to
             lo, hi = query.get("from"), query.get("to")
@@ -284,7 +286,7 @@ class Api:
         elif path == "/rest/link":  # the body is the list; Link header; epoch seconds
             rows, start = records("epoch_s"), int(query.get("start", 0))
             link = (
-                {"Link": f'<{self.url}/rest/link?start={start + 2}>; rel="next"'}
+                {"Link": f'<{base}/rest/link?start={start + 2}>; rel="next"'}
                 if start + 2 < len(rows)
                 else {}
             )
@@ -305,13 +307,13 @@ class Api:
                 "value": rows[start : start + 2],
             }
             if start + 2 < len(rows):
-                body["@odata.nextLink"] = f"{self.url}/odata/v4/Bookings?$skiptoken={start + 2}"
+                body["@odata.nextLink"] = f"{base}/odata/v4/Bookings?$skiptoken={start + 2}"
             self.send(handler, 200, body)
         elif path == "/odata/v2/Bookings":
             rows, start = records("odata2"), int(query.get("$skiptoken", 0))
             d: dict[str, object] = {"results": rows[start : start + 2]}
             if start + 2 < len(rows):
-                d["__next"] = f"{self.url}/odata/v2/Bookings?$skiptoken={start + 2}"
+                d["__next"] = f"{base}/odata/v2/Bookings?$skiptoken={start + 2}"
             self.send(handler, 200, {"d": d})
         else:
             self.send(handler, 404, {"error": "no such endpoint"})

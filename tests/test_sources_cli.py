@@ -80,7 +80,7 @@ def test_preview_shows_the_requests_and_run_commits(tmp_path: Path, api: Api) ->
     code, out, _ = etl("--project", str(root), "preview", "bookings", env=env)
     assert code == 0, out
     assert f"GET {api.url}/bearer/odata/v4/Bookings?$top=1000" in out
-    assert f"GET {api.url}/odata/v4/Bookings?$skiptoken=2" in out
+    assert f"GET {api.url}/bearer/odata/v4/Bookings?$skiptoken=2" in out
     assert "the endpoint has no time filter" in out
     assert "runs  3 (1 open)" in out
     assert Api.TOKEN not in out
