@@ -269,3 +269,47 @@ def test_a_drop_under_an_s3_prefix(tmp_path: Path, s3: S3Server) -> None:
     result = run_job(load_project(root), "bookings")
     assert result.rows_read == 5
     pd.testing.assert_frame_equal(store_runs(root), expected_runs())
+
+
+ORDERS_MAPPING = """\
+structure: orders
+source: {table: AUFTRAG}
+columns:
+  order_code: FANR
+  machine_code: ARBPL
+  start: START_ZEIT
+  end: ENDE_ZEIT
+"""
+
+
+def test_an_order_export_keeps_an_open_run_open_until_a_later_file_closes_it(
+    tmp_path: Path,
+) -> None:
+    connector = """\
+kind: files
+timezone: Europe/Berlin
+files:
+  location: drop
+  settle: 0s
+  tables:
+    AUFTRAG: {glob: "auftrag_*.csv", datetime_format: "%d.%m.%Y %H:%M"}
+"""
+    root = write_project(tmp_path / "p", connector)
+    (root / "mappings" / "orders.yaml").write_text(ORDERS_MAPPING)
+    (root / "jobs" / "orders.yaml").write_text("connector: plant\nmapping: orders\n")
+    (root / "jobs" / "bookings.yaml").unlink()  # this connector lists no BUCHUNGEN files
+    folder = drop_folder(root)
+    (folder / "auftrag_1.csv").write_text(
+        f"FANR,ARBPL,START_ZEIT,ENDE_ZEIT\nFA1,M1,{at(6, 0):%d.%m.%Y %H:%M},\n"
+        f"FA2,M2,{at(7, 0):%d.%m.%Y %H:%M},{at(9, 30):%d.%m.%Y %H:%M}\n"
+    )
+    first = run_job(load_project(root), "orders")
+    assert (first.runs_inserted, first.runs_open) == (2, 1)
+    # the next export closes FA1; the first file, holding FA1 open, is still there and read
+    (folder / "auftrag_2.csv").write_text(
+        f"FANR,ARBPL,START_ZEIT,ENDE_ZEIT\nFA1,M1,{at(6, 0):%d.%m.%Y %H:%M},{at(12, 0):%d.%m.%Y %H:%M}\n"
+    )
+    second = run_job(load_project(root), "orders")
+    runs = store_runs(root, "orders")
+    assert runs.loc[runs["order_code"] == "FA1", "end"].tolist() == [utc(at(12, 0))]
+    assert second.runs_open == 0 and len(runs) == 2

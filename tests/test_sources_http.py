@@ -21,6 +21,7 @@ from .sources_support import (
     BOOKINGS,
     DAY,
     Api,
+    certificates,
     expected_runs,
     store_runs,
     sync_rows,
@@ -256,3 +257,25 @@ def test_an_unreachable_api_is_a_source_error(tmp_path: Path, api: Api) -> None:
     )
     with pytest.raises(SourceError, match=r"GET http://127.0.0.1:9/rest/cursor.*ConnectError"):
         run_job(load_project(root), "bookings")
+
+
+def test_tls_is_verified_and_a_private_ca_is_declared_with_ca_bundle(tmp_path: Path) -> None:
+    ca, cert, key = certificates(tmp_path / "tls")
+    server = Api(CLOCK, tls=(cert, key))
+    try:
+        root = write_project(tmp_path / "p", connector(server, STYLES["cursor"]))
+        with pytest.raises(
+            SourceError, match=r"GET https://127.0.0.1:\d+/rest/cursor.*ConnectError"
+        ):
+            run_job(load_project(root), "bookings")  # verify is on: an unknown CA is refused
+        assert server.seen == []
+        (root / "certs").mkdir()
+        (root / "certs" / "plant-ca.pem").write_bytes(ca.read_bytes())
+        trusted = connector(server, STYLES["cursor"]).replace(
+            "  retries: 3\n", "  retries: 3\n  ca_bundle: certs/plant-ca.pem\n"
+        )
+        (root / "connectors" / "plant.yaml").write_text(trusted)
+        run_job(load_project(root), "bookings")
+        pd.testing.assert_frame_equal(store_runs(root), expected_runs())
+    finally:
+        server.close()

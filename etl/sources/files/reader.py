@@ -34,6 +34,7 @@ from .ledger import Entry, Ledger
 from .spec import FilesSpec, FileTable
 
 log = logging.getLogger(__name__)
+_RANK = "__file_rank"  # the position of an order row's file, while the newest is picked
 
 
 @dataclass(frozen=True)
@@ -257,6 +258,7 @@ class FilesRequest:
         wanted, times = wanted_columns(mapping), time_columns(mapping)
         known = self.reading.ledger.entries() if self.reading.ledger is not None else {}
         learned: list[Entry] = []
+        spans: list[pd.DataFrame] = []  # order rows: held until every file is read
         for file in self.files(known):
             entry = known.get(file.path)
             same = entry is not None and (entry.size, entry.mtime_ns) == (file.size, file.mtime_ns)
@@ -282,11 +284,33 @@ class FilesRequest:
             )
             self.read.append(file.path)
             frame = apply_filters(frame, mapping.filters).reset_index(drop=True)
-            for offset in range(0, len(frame), size):
-                yield frame.iloc[offset : offset + size]
+            if isinstance(self.shape, Points):
+                for offset in range(0, len(frame), size):
+                    yield frame.iloc[offset : offset + size]
+            else:
+                spans.append(frame.assign(**{_RANK: len(spans)}))
+        if spans:
+            latest = self._latest(pd.concat(spans, ignore_index=True))
+            for offset in range(0, len(latest), size):
+                yield latest.iloc[offset : offset + size]
         # every file parsed: the ledger learns what they hold (facts, not the run's outcome)
         if self.reading.ledger is not None:
             self.reading.ledger.record(learned)
+
+    def _latest(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Order rows as the newest file (by name) has them: exports are snapshots, so a run in
+        two files is the later file's (its end, its correction), not a duplicate. Duplicates
+        within one file stay for the structure to report."""
+        specs = self.reading.reader.mapping.column_specs()
+        key = [
+            c
+            for name in ("machine_code", "order_code", "start")
+            for c in specs[name].source_columns()
+        ]
+        if key:
+            newest = rows.groupby(key, dropna=False, sort=False)[_RANK].transform("max")
+            rows = rows[rows[_RANK] == newest]
+        return rows.drop(columns=_RANK).reset_index(drop=True)
 
     def _fields(self) -> list[str]:
         shape = self.shape
