@@ -279,3 +279,13 @@ def test_tls_is_verified_and_a_private_ca_is_declared_with_ca_bundle(tmp_path: P
         pd.testing.assert_frame_equal(store_runs(root), expected_runs())
     finally:
         server.close()
+
+
+def test_a_field_missing_from_the_first_record_is_still_a_column() -> None:
+    from etl.sources.http.reader import records_frame
+
+    page = [{"a": 1}, {"a": 2, "b": {"c": "x"}}, {"a": "three"}]
+    frame = records_frame(page[:2], ["a", "b.c"], "u", "w")
+    assert frame["b.c"].tolist()[1] == "x" and pd.isna(frame["b.c"].iloc[0])
+    mixed = records_frame(page, ["a"], "u", "w")  # a type that changes: through pandas
+    assert mixed["a"].tolist() == [1, 2, "three"]
