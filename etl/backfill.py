@@ -19,13 +19,15 @@ from typing import Any
 
 import pandas as pd
 
+from .ahead import Ahead, carried_from
 from .audit import Audit
 from .config import Project
 from .errors import StoreError, UsageError
 from .failpoints import failpoint
+from .monthly import MonthRuns
 from .reader import Window
 from .report import parse_when, resolve_when
-from .run import JobRun, leased, parquet_output
+from .run import Derived, JobRun, leased, parquet_output
 from .store import KEY, VALUE, Changes, Lease, month_of
 
 log = logging.getLogger(__name__)
@@ -90,11 +92,12 @@ def backfill(
     since_at = parse_when(since, zone, "--since")
     until_at = parse_when(until, zone, "--until") if until else timedelta(0)
     clock = time.monotonic()
-    with leased(project, job_name) as (_store, held):
+    with leased(project, job_name) as (_store, held), Ahead() as ahead:
         return _run(
             project,
             job_name,
             held,
+            ahead,
             since_at,
             until_at,
             since,
@@ -110,6 +113,7 @@ def _run(
     project: Project,
     job_name: str,
     held: Lease,
+    ahead: Ahead,
     since_at: datetime | timedelta,
     until_at: datetime | timedelta,
     since_text: str,
@@ -139,7 +143,12 @@ def _run(
     resumed: datetime | None = None
     a: datetime | None = None
     result: BackfillResult | None = None
+    months: MonthRuns | None = None
     total_chunks = 0
+
+    def check(_rows: int) -> None:  # the read ahead stops at its next batch when we fail
+        ahead.check()
+
     while True:
 
         def window_for(now: datetime, a_: datetime | None = a) -> Window:
@@ -159,8 +168,11 @@ def _run(
                 probe_start = state.backfill_next
             a = probe_start
             resumed = probe_start
-        started = datetime.now(UTC)
-        derived = run.derive(window_for)
+        started = ahead.started or datetime.now(UTC)  # the chunk's read began then
+        ahead_of_time = ahead.take()  # the chunk read while the last one committed
+        derived = (
+            ahead_of_time if isinstance(ahead_of_time, Derived) else run.derive(window_for, check)
+        )
         window = derived.window
         if result is None:
             if bounds["since"] >= bounds["until"]:
@@ -173,6 +185,12 @@ def _run(
             total_chunks = max(1, -(-span // chunk))
         if window.hi <= window.lo:
             break
+        if months is None:  # before the first commit: which months the store has nothing of
+            months = (
+                MonthRuns.start(held.store, job_name, window.lo)
+                if run.output is not None
+                else MonthRuns.off()
+            )
         done = window.hi >= stop()
         finished = datetime.now(UTC)
         audit = Audit(
@@ -181,13 +199,21 @@ def _run(
             duration_s=(finished - started).total_seconds(),
         )
         audit.count(derived.rows_read, derived.runs_open, derived.kinds())
+        if not done and run.structure.reads_ahead:  # read the next chunk while this commits
+            ahead.start(_next_chunk(run, window.hi, chunk, stop, derived, check))
         sync_id, changes = run.commit(
-            derived, audit, bounded=True, backfill=(key, window.hi) if not done else (None, None)
+            derived,
+            audit,
+            bounded=True,
+            backfill=(key, window.hi) if not done else (None, None),
         )
         net.add(changes, window.hi, run.margin)
+        months.apply(changes)
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
-        run.publish(sync_id, [m for m in changes.months if done or m < month_of(window.hi)])
+        ready = [m for m in changes.months if done or m < month_of(window.hi)]
+        run.publish(sync_id, ready, months.runs(ready))
+        months.forget(ready)
         piece = Chunk(
             window.lo,
             window.hi,
@@ -220,6 +246,26 @@ def _run(
     result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
     result.duration_s = time.monotonic() - clock
     return result
+
+
+def _next_chunk(
+    run: JobRun,
+    lo: datetime,
+    chunk: timedelta,
+    stop: Callable[[], datetime],
+    derived: Derived,
+    check: Callable[[int], None],
+) -> Callable[[], Derived]:
+    """The derivation of the chunk from ``lo`` on, with the runs ``derived`` leaves open carried
+    in (nothing read from the store: it runs beside the commit of ``derived``)."""
+
+    def carried(lo_: datetime, margin: timedelta) -> pd.DataFrame:
+        return carried_from(derived.runs, lo_, margin)
+
+    def window_for(_now: datetime) -> Window:
+        return Window(lo=lo, hi=min(lo + chunk, stop()))
+
+    return lambda: run.derive(window_for, check, carried=carried)
 
 
 Key = tuple[Any, ...]

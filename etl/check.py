@@ -27,6 +27,7 @@ from .redact import redact
 from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
 
 CLOCK_WARN_SECONDS = 60.0
+_REFUSED = ": source.query: refused"
 READER_ACCOUNT = "etl_reader"
 
 
@@ -75,11 +76,20 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     fetch: str = ""  # the extraction path: "arrow (ADBC PostgreSQL driver 1.13.0)"
     fetch_error: str = ""  # fetch: arrow cannot be honoured: jobs fail, so does ``etl check``
+    layers: list[str] = field(default_factory=list)  # what each read-only layer did
 
     @property
     def clock_offset_s(self) -> float:
         """Server clock minus host clock, in seconds."""
         return (self.server_clock - self.host_clock).total_seconds()
+
+    refused_config: list[str] = field(default_factory=list)  # refusals that broke a job
+
+    @property
+    def refused(self) -> list[str]:
+        """What the read-only allowlists refused in this connector's jobs (they would not run)."""
+        found = [t.detail for t in self.tables if not t.readable and _REFUSED in t.detail]
+        return list(dict.fromkeys([*self.refused_config, *found]))
 
     @property
     def writes(self) -> list[Privilege]:
@@ -126,6 +136,7 @@ class CheckReport:
             "grants": self.grants,
             "notes": self.notes,
             "warnings": self.warnings,
+            "read_only_layers": self.layers,
         }
 
 
@@ -182,6 +193,8 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
             report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            report.refused_config = _refused_jobs(project, name)
+            report.layers = _layers(conn, source, project, report)
             _probe_fetch(conn, source, project, report)
             admin = any(p.kind == "admin" for p in report.privileges)
             plain = report.account.split("@")[0]
@@ -217,6 +230,49 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
     if not tables:
         report.warnings.append(f"no job uses connector {name!r}: no tables were checked")
     return report
+
+
+def _refused_jobs(project: Project, connector: str) -> list[str]:
+    """The read-only refusals that kept a job on ``connector`` from loading (a custom query off
+    the allowlist): the job does not run, and ``etl check`` says why."""
+    out: list[str] = []
+    for job, problems in sorted(project.broken.items()):
+        doc = project.files.get(f"jobs/{job}")
+        data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
+        if data.get("connector") == connector:
+            out += [p for p in problems if _REFUSED in p]
+    return out
+
+
+def _layers(conn: Connection, source: Source, project: Project, report: CheckReport) -> list[str]:
+    """What the read-only layers checked and refused, for the report (docs/read-only.md)."""
+    spec = source.spec
+    given = len(spec.options) + (len(source.engine.url.query) if spec.url is not None else 0)
+    out = [
+        f"connector options: {given} given, all on the {spec.dialect} allowlist "
+        "(a refused one stops the config from loading)",
+    ]
+    probe = source.dialect.read_only_probe(conn)
+    out.append(
+        f"session: the server answered read-only to {probe} after setup; every extraction asks "
+        "again and refuses to read otherwise"
+        if probe is not None
+        else f"session: {source.dialect.product} has no read-only session to verify"
+    )
+    refused = report.refused
+    queries = [t for t in report.tables if t.source == "(custom query)"]
+    out.append(
+        f"custom queries: {len(queries) + len(report.refused_config)} checked against the "
+        f"allowlist, {len(refused)} refused" + "".join(f"; {r}" for r in refused)
+    )
+    for table in queries:
+        allowed = project.mappings[table.mapping].source.allow_functions
+        if allowed:
+            out.append(
+                f"mappings/{table.mapping}.yaml allows functions beyond the built-in pure ones "
+                f"(allow_functions): {', '.join(allowed)}"
+            )
+    return out
 
 
 def _fetch(source: Source, warnings: list[str]) -> str:
@@ -291,7 +347,9 @@ def _check_table(
     described = mapping.source.describe()
     try:
         if mapping.source.query is not None:
-            check_custom_query(mapping.source.query, source.spec.sql_dialect, where)
+            check_custom_query(
+                mapping.source.query, source.spec.sql_dialect, where, mapping.source.allow_functions
+            )
         columns = check_columns(conn, mapping, where)
         query = build_query(mapping, None, source.spec.zone).where(sa.false())
         conn.execute(query).all()
@@ -388,10 +446,16 @@ def format_report(report: CheckReport) -> str:
         lines.append(f"error: {report.fetch_error} (jobs on this connector fail)")
     unreadable = [t for t in report.tables if not t.readable]
     failing = f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else ""
+    if report.layers:
+        lines.append("read-only layers (defence in depth; the grants are the boundary):")
+        lines += [f"  {layer}" for layer in report.layers]
+        lines.append("")
     if report.can_write:
         lines.append(
-            f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). booking-etl "
-            f"still sends nothing but SELECTs; 'etl check --strict' fails on this{failing}."
+            f"verdict: the account CAN WRITE ({len(writes)} privilege(s) above). The grants are "
+            "the security boundary: booking-etl's layers refuse what they recognize, but only "
+            f"a read-only account guarantees that nothing changes; 'etl check --strict' fails "
+            f"on this{failing}."
         )
     else:
         lines.append(f"verdict: read-only account{failing}")

@@ -561,7 +561,7 @@ def _check_source(project: Any, connector: str, as_json: bool) -> None:
 def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
     """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
     from .check import check_connector, format_report
-    from .errors import AccountCanWrite, DataError, SourceError
+    from .errors import AccountCanWrite, ConfigError, DataError, SourceError
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
@@ -571,6 +571,8 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     report = check_connector(project, connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
     ctx.meta["etl.json_output"] = False  # the report is out: its verdict goes to stderr
+    if report.refused:  # as 'etl run' would refuse them: exit 2
+        raise ConfigError(report.refused)
     if report.fetch_error:  # as 'etl run' would fail: exit 3
         raise SourceError(
             f"{report.where}: {report.fetch_error}",

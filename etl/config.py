@@ -32,6 +32,7 @@ from pydantic import (
 
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
+from .readonly import allowed_options, option_refusals, url_option_refusals
 from .sources.files.spec import FilesSpec
 from .sources.http.spec import HttpSpec
 from .yamlfile import Loc, YamlDoc, format_loc, read_yaml
@@ -184,6 +185,28 @@ class ConnectorSpec(Strict):
     # auto: the dialect's Arrow driver when installed, else SQLAlchemy; arrow: that driver or an
     # error; sqlalchemy: always the DBAPI driver through SQLAlchemy (docs/extraction.md)
     fetch: Literal["auto", "arrow", "sqlalchemy"] = "auto"
+
+    @model_validator(mode="after")
+    def _harmless_options(self) -> ConnectorSpec:
+        # docs/read-only.md: only options that cannot run SQL or change the session
+        if self.dialect is None:
+            return self  # not a database connector, or no dialect: _where says which
+        refused = option_refusals(self.dialect, self.options)
+        if refused:
+            key, why = refused[0]
+            raise ValueError(
+                f"@options.{key}: refused: {why} (allowed options for {self.dialect}: "
+                f"{', '.join(allowed_options(self.dialect))})"
+            )
+        if self.url is not None:
+            refused = url_option_refusals(self.dialect, self.url.get_secret_value())
+            if refused:
+                key, why = refused[0]
+                raise ValueError(
+                    f"@url: refused the option {key!r} in the URL's query string: {why} "
+                    "(docs/read-only.md lists the allowed options)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _where(self) -> ConnectorSpec:
@@ -423,6 +446,8 @@ class SourceSpec(Strict):
     table: str | None = None
     schema_: str | None = Field(default=None, alias="schema")
     query: str | None = None
+    # functions a custom query may call beyond the built-in pure ones (docs/read-only.md)
+    allow_functions: list[str] = []
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=False
@@ -436,6 +461,8 @@ class SourceSpec(Strict):
             raise ValueError(
                 "@schema: 'schema' goes with 'table'; write the schema into the query instead"
             )
+        if self.allow_functions and self.query is None:
+            raise ValueError("@allow_functions: 'allow_functions' goes with 'query'")
         return self
 
     def describe(self) -> str:
@@ -888,7 +915,10 @@ def _query_problem(
         line = doc.lines.get(("source", "query"))
         try:
             check_custom_query(
-                mapping.source.query, dialect, f"{doc.label}:{line}" if line else doc.label
+                mapping.source.query,
+                dialect,
+                f"{doc.label}:{line}" if line else doc.label,
+                mapping.source.allow_functions,
             )
             seen[key] = None
         except ConfigError as exc:
@@ -965,7 +995,7 @@ def _format_errors(
             msg = msg.replace(noise, "")
         if msg.startswith("@"):  # a cross-field rule that names the key it is about
             key, _, msg = msg[1:].partition(": ")
-            loc = (*loc, key)
+            loc = (*loc, *key.split("."))
             err = {**err, "msg": msg, "type": "value_error"}
         grouped.setdefault((*prefix, *loc), []).append(err)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,8 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import sqlalchemy as sa
-import sqlglot
-import sqlglot.expressions as exp
 from sqlalchemy.engine import Connection
 
 from .config import ColumnSpec, ConnectorSpec, FilterSpec, MappingSpec
@@ -34,6 +32,7 @@ from .fetch import (
 from .reader import WINDOW_MARGIN as WINDOW_MARGIN  # re-exported: the window lived here
 from .reader import Points, Shape, Spans
 from .reader import Window as Window
+from .readonly import NOT_SQL, query_problems
 from .source import Source, open_source
 from .structures import structure_for
 
@@ -43,33 +42,24 @@ log = logging.getLogger(__name__)
 #: (``fetch: auto`` may fall back to SQLAlchemy): what ``etl preview`` reports.
 
 _SORTABLE = ["%Y", "%m", "%d", "%H", "%M", "%S", "%f"]
-_SQLGLOT_DIALECT = {"mssql": "tsql", "postgresql": "postgres", "mariadb": "mysql"}
 
 
-def check_custom_query(sql: str, dialect: str, where: str) -> None:
-    """A custom ``source.query`` must parse as exactly one SELECT/WITH that writes nothing."""
-    try:
-        statements = sqlglot.parse(sql, read=_SQLGLOT_DIALECT.get(dialect, dialect))
-    except sqlglot.errors.SqlglotError as exc:  # ParseError, and TokenError for a stray quote
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{where}: source.query does not parse as SQL: {first}") from None
-    statements = [s for s in statements if s is not None]
-    if len(statements) != 1:
+def check_custom_query(
+    sql: str, dialect: str, where: str, allow_functions: Iterable[str] = ()
+) -> None:
+    """A custom ``source.query`` must be one SELECT/WITH on the read-only allowlist
+    (etl/readonly.py): tables and views, pure built-in functions (plus ``allow_functions``),
+    no locking clause, no executable comment; else a ConfigError naming each construct."""
+    problems = query_problems(sql, dialect, allow_functions)
+    if problems:
         raise ConfigError(
-            f"{where}: source.query must be a single SELECT (found {len(statements)} statements)"
+            [
+                f"{where}: source.query {p}"
+                if p.startswith(NOT_SQL)
+                else f"{where}: source.query: refused {p}"
+                for p in problems
+            ]
         )
-    tree = statements[0]
-    if not isinstance(tree, exp.Query):
-        raise ConfigError(
-            f"{where}: source.query must be a SELECT or WITH ... SELECT, not {tree.key.upper()}"  # type: ignore[union-attr]
-        )
-    for node in tree.walk():
-        if isinstance(node, exp.Into):
-            raise ConfigError(f"{where}: source.query must not SELECT ... INTO")
-        if isinstance(node, exp.Lock):
-            raise ConfigError(f"{where}: source.query must not lock rows (FOR UPDATE/SHARE)")
-        if isinstance(node, exp.DML | exp.Create | exp.Drop | exp.Alter | exp.Command):
-            raise ConfigError(f"{where}: source.query must only read ({node.key.upper()} found)")
 
 
 def _needed_columns(mapping: MappingSpec) -> list[str]:
@@ -319,6 +309,7 @@ def read_frames(
 
     ``delivered`` (when given) receives the path the rows actually came through, which is not the
     chosen one when ``fetch: auto`` fell back to SQLAlchemy."""
+    source.verify_read_only(conn, "before the extraction")
     choice = choice or choose(source)
     through = delivered if delivered is not None else []
     through.append(choice)
@@ -458,7 +449,12 @@ class SqlReader:
     def open(self) -> Iterator[SqlReading]:
         """The source, connected and checked; closed when the block ends."""
         if self.mapping.source.query is not None:
-            check_custom_query(self.mapping.source.query, self.connector.sql_dialect, self.where)
+            check_custom_query(
+                self.mapping.source.query,
+                self.connector.sql_dialect,
+                self.where,
+                self.mapping.source.allow_functions,
+            )
         source = open_source(self.connector_name, self.connector, self.root, self.secrets)
         try:
             with source.connect() as conn:

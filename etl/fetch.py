@@ -39,7 +39,7 @@ from .config import MappingSpec
 from .errors import DataError, SourceError
 from .extras import extra_for, install_command
 from .redact import redact
-from .source import ReadOnlyViolation, Source, refusal
+from .source import ReadOnlyViolation, Source, check_read_only, refusal
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +284,10 @@ class ArrowPath:
         return str(compiled), dict(params)
 
     def batches(
-        self, source: Source, sql: str, params: Any, batch_size: int
+        self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Open a read-only session of the native driver, stream, close."""
+        """Open a read-only session of the native driver, verify it with ``probe`` (the dialect's
+        read-only question, None: none) before reading, stream, close."""
         raise NotImplementedError
 
 
@@ -333,7 +334,7 @@ class AdbcPostgres(ArrowPath):
         return str(compiled), None
 
     def batches(
-        self, source: Source, sql: str, params: Any, batch_size: int
+        self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
         import adbc_driver_postgresql.dbapi as adbc
 
@@ -341,6 +342,10 @@ class AdbcPostgres(ArrowPath):
             cursor.adbc_statement.set_options(
                 **{"adbc.postgresql.batch_size_hint_bytes": str(max(1, batch_size) * 256)}
             )
+            if probe is not None:
+                cursor.execute(probe)
+                row = cursor.fetchone()
+                check_read_only(source, probe, row[0] if row else None, "before the extraction")
             cursor.execute(sql)
             reader = cursor.fetch_record_batch()
             yield from _rebatch(reader, batch_size)
@@ -381,11 +386,16 @@ class ConnectorXMySQL(ArrowPath):
         ).render_as_string(hide_password=False)
 
     def batches(
-        self, source: Source, sql: str, params: Any, batch_size: int
+        self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
         import connectorx
 
         _second_connection(source)
+        if probe is not None:
+            # connectorx runs nothing of ours after its pre-execution statements: the session's
+            # read-only flag comes along as an extra column, checked on every batch
+            value = probe.removeprefix("SELECT ")
+            sql = f"SELECT etl_q.*, {value} AS etl_read_only FROM ({sql}) AS etl_q"
         reader = connectorx.read_sql(
             self.uri(source),
             sql,
@@ -393,7 +403,13 @@ class ConnectorXMySQL(ArrowPath):
             batch_size=batch_size,
             pre_execution_query=list(source.dialect.session_statements),
         )
-        yield from _rebatch(reader, batch_size)
+        for batch in _rebatch(reader, batch_size):
+            if probe is not None:
+                flags = batch.column(batch.num_columns - 1)
+                if batch.num_rows and not pc.all(pc.equal(flags.cast(pa.int64()), 1)).as_py():
+                    check_read_only(source, probe, 0, "during the extraction")
+                batch = batch.drop_columns(["etl_read_only"])
+            yield batch
 
 
 class ArrowOdbc(ArrowPath):
@@ -418,7 +434,7 @@ class ArrowOdbc(ArrowPath):
         return sql, [_odbc_text(v, iso=mssql) for v in params or []]
 
     def batches(
-        self, source: Source, sql: str, params: Any, batch_size: int
+        self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
         import arrow_odbc
 
@@ -430,6 +446,11 @@ class ArrowOdbc(ArrowPath):
         try:
             for statement in source.dialect.session_statements:  # below the guard: fixed
                 conn.execute(statement)
+            if probe is not None:
+                answer = conn.read_arrow_batches(probe)
+                values = [v for b in answer for v in b.column(0).to_pylist()]
+                del answer
+                check_read_only(source, probe, values[0] if values else None, "before reading")
             reader = conn.read_arrow_batches(
                 sql,
                 batch_size=batch_size,
@@ -454,7 +475,7 @@ class OracleDataFrames(ArrowPath):
     package = "oracledb"
 
     def batches(
-        self, source: Source, sql: str, params: Any, batch_size: int
+        self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
         import oracledb
 
@@ -648,8 +669,9 @@ def record_batches(
             f"refused to send {why} to a source database: booking-etl only reads from sources"
         )
     log.debug("source query (%s):\n%s", choice.label, redact(sql, source.secrets))
+    probe = source.dialect.read_only_probe(conn)
     try:
-        for batch in path.batches(source, sql, params, batch_size):
+        for batch in path.batches(source, sql, params, batch_size, probe):
             if batch.num_rows:
                 yield conform(batch, wanted)
     except (DataError, SourceError):

@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -56,6 +56,9 @@ FILE_NAME = "part-0.parquet"
 UNDATED = "undated"
 STAGING = "_staging"
 STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a process that died
+# a month's runs in their file: by code point whatever the store's collation, so that a month
+# published from a backfill's memory (etl.monthly) and one read back are the same file
+ORDER = ["machine_code", "start", "order_code"]
 
 
 def runs_table(runs: pd.DataFrame) -> pa.Table:
@@ -249,9 +252,12 @@ def publish(
     months: list[str],
     out: Output | Path,
     still_ours: Callable[[], None] | None = None,
+    known: Mapping[str, pd.DataFrame] | None = None,
 ) -> list[str]:
     """Rewrite the job's partitions for ``months`` from the store; returns the files written.
-    A local partition whose file already holds the same rows is left as it is.
+    A local partition whose file already holds the same rows is left as it is. ``known`` gives
+    the runs of some months as the store holds them (a backfill's, see ``etl.monthly``): those
+    are not read back.
 
     ``still_ours()`` (when given) is called before each partition; it raises when the job's lock
     was lost, so a run that overstayed its lease stops writing.
@@ -261,12 +267,13 @@ def publish(
     for month in sorted(set(months)):
         if still_ours is not None:
             still_ours()
-        runs = store.runs_in_month(job, month)
+        runs = known[month] if known and month in known else store.runs_in_month(job, month)
         part = f"runs/job={job}/month={month}"
         if runs.empty:
             output.remove(part)
         else:
-            _add(written, output.write(runs_table(runs), f"{part}/{FILE_NAME}"))
+            table = runs_table(runs).sort_by([(name, "ascending") for name in ORDER])
+            _add(written, output.write(table, f"{part}/{FILE_NAME}"))
     dated: list[str | None] = [*sorted(set(months)), None]
     for dated_month in dated:
         if still_ours is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -213,17 +213,19 @@ def derive(
     store: Store | None,
     progress: Callable[[int], None] | None = None,
     reader: Reader | None = None,
+    *,
+    carried: Carried | None = None,
 ) -> Derived:
     """Read the source for the job's window and derive its runs (nothing written).
 
     ``window_for(source_now_utc) -> Window``; ``store`` (None: no store yet) supplies the runs
     carried over; ``reader`` (default: ``reader_for`` the job) the rows. ``progress(rows_read_so_far)``
-    is called after every batch; it may raise to abandon the run.
+    is called after every batch; it may raise to abandon the run. ``carried``: the runs carried
+    in when the caller knows them (a backfill's previous chunk), instead of the store's.
     """
     structure = structure_for(job.mapping)
     reader = reader if reader is not None else reader_for(project, job)
-    carried: Carried | None = None
-    if store is not None:
+    if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
             return store.carried_runs(job.name, lo, margin)
@@ -274,7 +276,8 @@ class JobRun:
         self.project, self.job, self.held = project, job, held
         self.store = held.store
         self.reader = reader
-        self.margin = structure_for(job.mapping).carry_margin()
+        self.structure = structure_for(job.mapping)
+        self.margin = self.structure.carry_margin()
         base = parquet_output(project)
         self.output = base if job.spec.parquet else None
         #: True while Parquet is being written: a failure then is a failed publication
@@ -295,7 +298,11 @@ class JobRun:
         self.publishing = False
 
     def derive(
-        self, window_for: WindowFor, progress: Callable[[int], None] | None = None
+        self,
+        window_for: WindowFor,
+        progress: Callable[[int], None] | None = None,
+        *,
+        carried: Carried | None = None,
     ) -> Derived:
         """``derive`` the window, checking after every batch that the lease is still ours."""
 
@@ -304,7 +311,9 @@ class JobRun:
             if progress is not None:
                 progress(rows)
 
-        return derive(self.project, self.job, window_for, self.store, still_ours, self.reader)
+        return derive(
+            self.project, self.job, window_for, self.store, still_ours, self.reader, carried=carried
+        )
 
     def commit(
         self,
@@ -329,14 +338,17 @@ class JobRun:
             owner=self.held.owner,
         )
 
-    def publish(self, sync_id: int, months: list[str]) -> list[str]:
+    def publish(
+        self, sync_id: int, months: list[str], known: Mapping[str, pd.DataFrame] | None = None
+    ) -> list[str]:
         """Rewrite the Parquet partitions of ``months`` (committed by sync ``sync_id``) and mark
-        them published; the files written. A lease lost here says the commit stands."""
+        them published; the files written. ``known``: the runs of some months as the store holds
+        them (not read back, see ``publish``). A lease lost here says the commit stands."""
         if self.output is None or not months:
             return []
         self.publishing = True
         try:
-            files = publish(self.store, self.job.name, months, self.output, self.held.verify)
+            files = publish(self.store, self.job.name, months, self.output, self.held.verify, known)
             self.store.clear_pending(self.job.name, months, self.held.owner)
         except LockLost as exc:
             raise lost_after_commit(self.job.name, sync_id, exc) from exc

@@ -29,6 +29,7 @@ from sqlglot.tokens import Token, TokenType
 
 from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
+from .dialects.base import is_read_only
 from .dialects.odbc import installed_drivers
 from .errors import ConfigError, EtlError, SourceError, UsageError
 from .extras import missing_driver
@@ -41,6 +42,10 @@ class ReadOnlyViolation(SourceError):
     """A statement other than a query was about to be sent to a source."""
 
     exit_code = 2
+
+
+class SessionNotReadOnly(ReadOnlyViolation):
+    """The source session is not read-only after setup or before an extraction: nothing is read."""
 
 
 class SourceUnreachable(SourceError):
@@ -333,6 +338,7 @@ class Source:
                     continue
                 raise self._explain(exc, kind, attempt, time.monotonic() - started) from None
         try:
+            self.verify_read_only(conn, "after the session was set up")
             yield conn
         except EtlError as exc:
             # a permission error some caller already wrapped (SQLAlchemy's MySQL reflection runs
@@ -350,6 +356,15 @@ class Source:
                 conn.close()
             except sa.exc.DBAPIError as exc:  # the connection died under us: the error above counts
                 log.debug("closing a broken source connection: %s", exc)
+
+    def verify_read_only(self, conn: Connection, when: str) -> None:
+        """Ask the server whether the session is read-only; raise SessionNotReadOnly if not
+        (a dialect without a read-only session has nothing to ask)."""
+        probe = self.dialect.read_only_probe(conn)
+        if probe is None:
+            return
+        value = conn.exec_driver_sql(probe).scalar()
+        check_read_only(self, probe, value, when)
 
     def denied(self, error: BaseException) -> PermissionDenied:
         """The message for a permission error of the source."""
@@ -445,6 +460,17 @@ class Source:
             log.debug("disposing of a broken source pool: %s", exc)
 
 
+def check_read_only(source: Source, probe: str, value: Any, when: str) -> None:
+    """Raise SessionNotReadOnly unless the probe's value says read-only."""
+    if not is_read_only(value):
+        raise SessionNotReadOnly(
+            f"{source.where}: the {source.dialect.product} session is not read-only {when} "
+            f"({probe} answered {value!r}): booking-etl refuses to read through it",
+            hint="something outside booking-etl switched the session to read-write (a function, "
+            "a trigger, the account's settings); docs/read-only.md",
+        )
+
+
 def _host_port(url: sa.URL) -> str:
     if url.host is None:
         return url.database or "(local)"
@@ -514,6 +540,10 @@ def open_source(
 def open_connector(project: Project, name: str, retry: Retry | None = None) -> Source:
     """The source of connector ``name`` of the project (its ``${ENV}`` variables must be set)."""
     spec = project.connectors.get(name)
+    where = f"connectors/{name}.yaml"
+    own = [p for p in project.problems if p.startswith((f"{where}:", f"connectors/{name}.yml:"))]
+    if spec is None and own:  # the file exists but has errors (e.g. a refused option)
+        raise ConfigError(own)
     if spec is None:
         close = difflib.get_close_matches(name, list(project.connectors), n=1)
         listing = ", ".join(sorted(project.connectors)) or "none"

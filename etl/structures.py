@@ -67,6 +67,9 @@ class Structure(ABC):
     shape: ClassVar[Shape]
     #: whether source rows carry event codes (``etl preview`` lists the rows per code)
     has_codes: ClassVar[bool] = False
+    #: whether a window takes nothing from the store but the runs carried in at its start, so a
+    #: backfill may derive its next chunk from this chunk's runs while this one commits
+    reads_ahead: ClassVar[bool] = False
 
     def __init__(self, mapping: MappingSpec) -> None:
         self.mapping = mapping
@@ -97,6 +100,7 @@ class Bookings(Structure):
     name = "bookings"
     shape = Points(at="timestamp")
     has_codes = True
+    reads_ahead = True
 
     def carry_margin(self) -> timedelta:
         """The fold's margin: runs ended this long before ``lo`` may still merge or close anew."""

@@ -9,8 +9,11 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -19,6 +22,7 @@ from etl.backfill import backfill, reset
 from etl.cli import main
 from etl.config import load_project
 from etl.errors import StoreError
+from etl.store import Store
 from etl.sync import open_store
 
 from .plant import Plant, local_text
@@ -91,6 +95,112 @@ def test_a_first_backfill_in_many_chunks_counts_each_run_once(tmp_path: Path) ->
     assert (result.inserted, result.updated, result.deleted) == (len(after), 0, 0)
     pd.testing.assert_frame_equal(after, plant.from_scratch(), check_dtype=False)
     pd.testing.assert_frame_equal(after, plant.parquet_runs(), check_dtype=False)
+
+
+def _partitions(plant: Plant) -> dict[str, pa.Table]:
+    """Every Parquet partition file of the plant, as written (row order included)."""
+    base = plant.root / "output" / "parquet"
+    return {str(f.relative_to(base)): pq.read_table(f) for f in sorted(base.rglob("*.parquet"))}
+
+
+def test_a_first_backfill_publishes_its_months_without_reading_them_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    read_back: list[str] = []
+    real = Store.runs_in_month
+
+    def runs_in_month(self: Store, job: str, month: str) -> pd.DataFrame:
+        read_back.append(month)
+        return real(self, job, month)
+
+    carried: list[object] = []
+    real_carried = Store.carried_runs
+
+    def carried_runs(self: Store, *args: Any) -> pd.DataFrame:
+        carried.append(args)
+        return real_carried(self, *args)
+
+    monkeypatch.setattr(Store, "runs_in_month", runs_in_month)
+    monkeypatch.setattr(Store, "carried_runs", carried_runs)
+    result = backfill(load_project(plant.root), "bookings", since, None, timedelta(hours=7))
+    assert read_back == []  # every month was empty in the store: published from the chunks
+    # only the first chunk reads its carried runs from the store; each later one was read while
+    # the one before committed and carries that one's open runs
+    assert len(carried) == 1 and len(result.chunks) > 50
+    monkeypatch.undo()
+    published = _partitions(plant)
+    assert any(name.startswith("runs/") for name in published)
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.parquet_runs(), check_dtype=False)
+
+    # the same months read back from the store are the same files, row for row
+    project = load_project(plant.root)
+    store = open_store(project)
+    months = store.all_months("bookings")
+    etl.publish.publish(store, "bookings", months, plant.root / "output" / "parquet")
+    store.close()
+    again = _partitions(plant)
+    assert again.keys() == published.keys()
+    assert all(again[name].equals(published[name]) for name in published)
+
+
+def test_a_first_backfill_killed_and_rerun_writes_what_one_run_writes(tmp_path: Path) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    args = ["-p", str(plant.root), "backfill", "bookings", "--since", since, "--chunk", "2d"]
+    marker = tmp_path / "frozen"
+    env = {**os.environ, "ETL_FAILPOINT": "backfill_chunk", "ETL_FAILPOINT_FILE": str(marker)}
+    proc = subprocess.Popen([*ETL, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()
+    proc.send_signal(signal.SIGKILL)  # kill -9 after the first chunk committed
+    proc.communicate()
+    resumed = CliRunner().invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "resumed at" in resumed.stdout
+    stored, published = plant.store_runs(), _partitions(plant)
+
+    assert reset(load_project(plant.root), "bookings") > 0
+    whole = CliRunner().invoke(main, args)
+    assert whole.exit_code == 0, whole.output
+    pd.testing.assert_frame_equal(plant.store_runs(), stored)
+    pd.testing.assert_frame_equal(stored, plant.from_scratch(), check_dtype=False)
+    again = _partitions(plant)
+    assert again.keys() == published.keys()
+    assert all(again[name].equals(published[name]) for name in published)
+
+
+def test_a_commit_that_fails_while_the_next_chunk_is_read_stops_the_backfill_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    real = Store.commit_sync
+    calls: list[int] = []
+
+    def commit_sync(self: Store, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:  # the third chunk is being read meanwhile
+            raise StoreError("store: disk full")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "commit_sync", commit_sync)
+    with pytest.raises(StoreError, match="disk full"):
+        backfill(load_project(plant.root), "bookings", since, None, timedelta(days=2))
+    assert len(calls) == 2
+    monkeypatch.undo()
+    state = open_store(load_project(plant.root)).state("bookings")
+    assert state is not None and state.backfill_next is not None  # resumes after chunk 1
+    result = CliRunner().invoke(
+        main, ["-p", str(plant.root), "backfill", "bookings", "--since", since, "--chunk", "2d"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "resumed at" in result.stdout
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.from_scratch(), check_dtype=False)
+    pd.testing.assert_frame_equal(plant.store_runs(), plant.parquet_runs(), check_dtype=False)
 
 
 def test_backfill_of_an_older_range_does_not_move_the_watermark_back(tmp_path: Path) -> None:

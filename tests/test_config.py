@@ -703,8 +703,8 @@ def test_env_default_may_be_empty_and_may_hold_punctuation(tmp_path: Path) -> No
     root = make_project(
         tmp_path,
         {
-            "connectors/plant.yaml": CONNECTOR
-            + "description: '${NOTE:-}'\noptions:\n  sslmode: ${SSLMODE:-verify-full}\n"
+            "connectors/plant.yaml": "dialect: postgresql\nhost: db\ndatabase: bde\n"
+            "description: '${NOTE:-}'\noptions:\n  sslmode: ${SSLMODE:-verify-full}\n"
         },
     )
     conn = load(root).connectors["plant"]

@@ -227,14 +227,14 @@ def test_cron_lists_only_the_variables_the_enabled_jobs_use(tmp_path: Path) -> N
     etl_yaml.write_text("\n".join(comments) + "\n" + etl_yaml.read_text())
     (plant.root / "connectors" / "plant.yaml").write_text(
         f"dialect: sqlite\npath: {plant.db}\ntimezone: Europe/Berlin\n"
-        "# password: ${NOT_THIS_ONE}\noptions: {note: '${BDE_PASSWORD:-x}'}\n"
+        "# password: ${NOT_THIS_ONE}\noptions: {timeout: '${BDE_PASSWORD:-x}'}\n"
     )
     (plant.root / "connectors" / "erp.yaml").write_text(
         f"dialect: sqlite\npath: {plant.db}\ntimezone: Europe/Berlin\n"
-        "options: {note: '${ERP_PASSWORD:-x}'}\n"
+        "options: {timeout: '${ERP_PASSWORD:-x}'}\n"
     )
     (plant.root / "connectors" / "unused.yaml").write_text(
-        f"dialect: sqlite\npath: {plant.db}\noptions: {{note: '${{UNUSED_PASSWORD:-x}}'}}\n"
+        f"dialect: sqlite\npath: {plant.db}\noptions: {{timeout: '${{UNUSED_PASSWORD:-x}}'}}\n"
     )
     (plant.root / "jobs" / "bookings.yaml").write_text(
         "connector: plant\nmapping: bookings\nschedule: '*/5 * * * *'\n"

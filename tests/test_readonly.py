@@ -97,6 +97,70 @@ def test_undoing_the_read_only_session_is_refused(server: Server) -> None:
         source.close()
 
 
+@pytest.mark.parametrize("fetch", ["sqlalchemy", "arrow"])
+def test_a_session_switched_to_read_write_is_refused_before_reading(
+    server: Server, fetch: str
+) -> None:
+    """Below every config layer (as a function or trigger could): the session is switched to
+    read-write; the next extraction asks the server first and reads nothing."""
+    from etl.config import MappingSpec
+    from etl.extract import build_query, read_frames
+    from etl.source import SessionNotReadOnly
+
+    spec = server.spec().model_copy(update={"fetch": fetch})
+    mapping = MappingSpec.model_validate(
+        {
+            "structure": "bookings",
+            "source": {"table": "bookings"},
+            "columns": {
+                "timestamp": "ts",
+                "order_code": "order_no",
+                "machine_code": "machine",
+                "event": "kind",
+            },
+            "events": {"START": ["A"], "END": ["E"]},
+        }
+    )
+    undo = (
+        "SET SESSION default_transaction_read_only = off"
+        if server.dialect == "postgresql"
+        else "SET SESSION TRANSACTION READ WRITE"
+    )
+    source = open_source("plant", spec, Path.cwd(), [server.password])
+    try:
+        with source.connect() as conn:
+            conn.rollback()
+            cursor = conn.connection.cursor()  # below the guard, as a stored function would be
+            cursor.execute(undo)
+            cursor.close()
+            conn.connection.commit()
+            query = build_query(mapping, None, spec.zone)
+            frames = read_frames(source, conn, mapping, query, frozenset(), 10, "mappings/m.yaml")
+            with pytest.raises(SessionNotReadOnly, match="not read-only before the extraction"):
+                next(frames)
+    finally:
+        source.close()
+
+
+def test_the_native_arrow_sessions_refuse_an_answer_that_is_not_read_only(server: Server) -> None:
+    """The Arrow path asks its own fresh session; an answer other than read-only stops it (the
+    probe is replaced by one that answers 'off' / 0, as a session switched to read-write would)."""
+    from etl.source import SessionNotReadOnly
+
+    source = open_source("plant", server.spec(), Path.cwd(), [server.password])
+    key = "adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"
+    probe = "SELECT 'off'" if server.dialect == "postgresql" else "SELECT 0"
+    try:
+        with pytest.raises(SessionNotReadOnly, match="is not read-only"):
+            list(PATHS[key].batches(source, "SELECT id FROM bookings", None, 10, probe))
+        ok = "SELECT 'on'" if server.dialect == "postgresql" else "SELECT 1"
+        rows = list(PATHS[key].batches(source, "SELECT id FROM bookings", None, 10, ok))
+        assert sum(b.num_rows for b in rows) == 2
+        assert all(b.num_columns == 1 for b in rows)  # the flag column is not handed on
+    finally:
+        source.close()
+
+
 @pytest.fixture
 def hostile(server: Server) -> Iterator[Server]:
     """A victim table ``t`` and a booking table whose name and event column are hostile."""
@@ -168,10 +232,16 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
         original = type(path).batches
 
         def spy(
-            self: Any, source: Any, sql: str, params: Any, size: int, _o: Any = original
+            self: Any,
+            source: Any,
+            sql: str,
+            params: Any,
+            size: int,
+            probe: Any = None,
+            _o: Any = original,
         ) -> Any:
             native.append((sql, params))
-            return _o(self, source, sql, params, size)
+            return _o(self, source, sql, params, size, probe)
 
         monkeypatch.setattr(type(path), "batches", spy)
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", capture)

@@ -172,7 +172,7 @@ def test_cron_prints_ready_crontab_lines(tmp_path: Path) -> None:
     )
     (plant.root / "connectors" / "plant.yaml").write_text(
         f"dialect: sqlite\npath: {plant.db}\ntimezone: Europe/Berlin\n"
-        "options: {note: '${PLANT_NOTE:-x}'}\n"
+        "options: {timeout: '${PLANT_NOTE:-5}'}\n"
     )
     result = CliRunner().invoke(main, ["-p", str(plant.root), "cron", "--log-dir", "logs"])
     assert result.exit_code == 0, result.output

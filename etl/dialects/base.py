@@ -199,6 +199,11 @@ class SourceDialect:
     def on_connect(self, dbapi_connection: Any) -> None:
         """Make a fresh DBAPI connection read-only where the database offers it."""
 
+    def read_only_probe(self, conn: Connection) -> str | None:
+        """A SELECT/SHOW whose one value says whether the session refuses writes (checked after
+        the session is set up and before each extraction); None: nothing to check."""
+        return None
+
     def arrow_path(self, url: URL) -> str | None:
         """The Arrow path (etl/fetch.py) for a connection URL: any pyodbc URL reads through
         arrow-odbc, others through the database's native Arrow driver, if it has one."""
@@ -292,6 +297,11 @@ class SourceDialect:
     def driver_description(self, conn: Connection) -> str:
         """The DBAPI driver and version that carries the connection."""
         return describe_driver(conn)
+
+
+def is_read_only(value: Any) -> bool:
+    """Whether a read-only probe's value means "read-only" (on, 1, true, yes)."""
+    return str(value).strip().lower() in ("on", "1", "true", "yes")
 
 
 def _option(value: str | int | float | bool) -> str:

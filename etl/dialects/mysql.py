@@ -146,13 +146,26 @@ class MySQLDialect(SourceDialect):
 
     def connect_args(self, spec: ConnectorSpec) -> dict[str, Any]:
         seconds = max(1, int(spec.connect_timeout.total_seconds()))
-        return {"connect_timeout": seconds, "read_timeout": 3600}
+        # PyMySQL runs init_command inside connect(), before SQLAlchemy's first queries; a
+        # connector's own init_command is refused by the option allowlist (etl/readonly.py)
+        return {
+            "connect_timeout": seconds,
+            "read_timeout": 3600,
+            "init_command": "SET SESSION TRANSACTION READ ONLY",
+        }
 
     def on_connect(self, dbapi_connection: Any) -> None:
         cursor = dbapi_connection.cursor()
         for statement in self.session_statements:
             cursor.execute(statement)
         cursor.close()
+
+    def read_only_probe(self, conn: Connection) -> str | None:
+        # MariaDB has tx_read_only in every version (transaction_read_only only from 11.1);
+        # MySQL 8 has only transaction_read_only (5.7.20+ both)
+        if getattr(conn.dialect, "is_mariadb", False):
+            return "SELECT @@session.tx_read_only"
+        return "SELECT @@session.transaction_read_only"
 
     def clock(self) -> sa.ColumnElement[Any]:
         # a literal, not a bound 6: a server-side prepared statement (ODBC) takes no placeholder here

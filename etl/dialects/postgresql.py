@@ -127,7 +127,8 @@ class PostgreSQLDialect(SourceDialect):
     def connect_args(self, spec: ConnectorSpec) -> dict[str, Any]:
         return {
             "connect_timeout": max(1, int(spec.connect_timeout.total_seconds())),
-            "options": "-c default_transaction_read_only=on -c TimeZone=UTC",
+            "options": "-c default_transaction_read_only=on -c TimeZone=UTC"
+            " -c standard_conforming_strings=on",
             "application_name": "booking-etl",
         }
 
@@ -150,6 +151,9 @@ class PostgreSQLDialect(SourceDialect):
             cursor.execute(statement)
         cursor.close()
         dbapi_connection.commit()
+
+    def read_only_probe(self, conn: Connection) -> str | None:
+        return "SELECT pg_catalog.current_setting('transaction_read_only')"
 
     def clock(self) -> sa.ColumnElement[Any]:
         return sa.func.clock_timestamp()

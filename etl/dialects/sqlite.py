@@ -48,6 +48,9 @@ class SQLiteDialect(SourceDialect):
         cursor.execute("PRAGMA query_only = ON")
         cursor.close()
 
+    def read_only_probe(self, conn: Connection) -> str | None:
+        return "PRAGMA query_only"
+
     def clock(self) -> sa.ColumnElement[Any]:
         # SQLite's 'now' is UTC; text with milliseconds.
         return sa.func.strftime("%Y-%m-%d %H:%M:%f", "now")

@@ -281,3 +281,63 @@ def test_sql_server_window_bounds_hold_under_a_german_login(
         datetime(2026, 3, 4, 6, 0, 0, 250000),
         datetime(2026, 3, 4, 8, 0),
     ]
+
+
+# The read-only allowlist (etl/readonly.py) against each server: a custom query made of listed
+# functions runs there (they exist and read), a refused one never reaches it.
+PURE_QUERY = {
+    "mssql": "SELECT id, machine, order_no, COALESCE(kind, '') AS kind, ts, ISNULL(kind, '') AS k, "
+    "LEN(order_no) AS l, UPPER(machine) AS u, DATEADD(day, 1, ts) AS d, "
+    "CONVERT(varchar(19), ts, 120) AS c, IIF(kind = 'A', 1, 0) AS i FROM {t}",
+    "oracle": "SELECT id, machine, order_no, NVL(kind, 'x') AS kind, ts, UPPER(machine) AS u, "
+    "TO_CHAR(ts, 'YYYY-MM-DD') AS c, TRUNC(ts) AS d, SUBSTR(order_no, 1, 2) AS s, "
+    "DECODE(kind, 'A', 1, 0) AS i FROM {t}",
+    "postgresql": "SELECT id, machine, order_no, COALESCE(kind, 'x') AS kind, ts, "
+    "upper(machine) AS u, to_char(ts, 'YYYY-MM-DD') AS c, date_trunc('day', ts) AS d, "
+    "lpad(order_no, 8, '0') AS p FROM {t}",
+    "mariadb": "SELECT id, machine, order_no, IFNULL(kind, 'x') AS kind, ts, UPPER(machine) AS u, "
+    "DATE_FORMAT(ts, '%Y-%m-%d') AS c, TIMESTAMPDIFF(SECOND, ts, ts) AS d, "
+    "CONCAT(order_no, '-') AS p FROM {t}",
+}
+REFUSED_FUNCTION = {
+    "mssql": "SELECT id, machine, order_no, kind, ts FROM {t} WHERE dbo.no_such_fn(id) = 1",
+    "oracle": "SELECT id, machine, order_no, kind, ts FROM {t} WHERE dbms_lock.sleep(1) IS NULL",
+    "postgresql": "SELECT id, machine, order_no, kind, ts FROM {t} WHERE pg_advisory_lock(1) "
+    "IS NOT NULL",
+    "mariadb": "SELECT id, machine, order_no, kind, ts FROM {t} WHERE GET_LOCK('x', 0) = 1",
+}
+
+
+def _custom(target: Target, query: str) -> Path:
+    root = target.root
+    mapping = yaml.safe_load((root / "mappings" / "bookings.yaml").read_text())
+    mapping["source"] = {"query": query.format(t=target.table)}
+    (root / "mappings" / "custom.yaml").write_text(yaml.safe_dump(mapping))
+    (root / "jobs" / "custom.yaml").write_text("connector: plant\nmapping: custom\n")
+    return root
+
+
+def test_a_custom_query_of_listed_functions_runs_on_the_server(target: Target) -> None:
+    from etl.extract import check_custom_query
+
+    query = PURE_QUERY[target.dialect].format(t=target.table)
+    check_custom_query(query, target.dialect, "mappings/custom.yaml")  # passes the allowlist
+    root = _custom(target, PURE_QUERY[target.dialect])
+    try:
+        result = run_job(load_project(root), "custom")
+        assert result.rows_read == 3
+    finally:
+        (root / "jobs" / "custom.yaml").unlink()
+        (root / "mappings" / "custom.yaml").unlink()
+
+
+def test_a_refused_function_never_reaches_the_server(target: Target) -> None:
+    from etl.errors import ConfigError
+
+    root = _custom(target, REFUSED_FUNCTION[target.dialect])
+    try:
+        with pytest.raises(ConfigError, match=r"source\.query: refused"):
+            run_job(load_project(root), "custom")
+    finally:
+        (root / "jobs" / "custom.yaml").unlink()
+        (root / "mappings" / "custom.yaml").unlink()
