@@ -845,9 +845,7 @@ def load_project(
             continue
         connector = connectors[job_spec.connector]
         if connector.kind != "sql":
-            from .sources.registry import source_problem
-
-            query_problem = source_problem(
+            query_problem = _source_problem(
                 job_spec.connector, connector, job_spec.mapping, mappings[job_spec.mapping]
             )
         else:
@@ -924,6 +922,31 @@ def _query_problem(
         except ConfigError as exc:
             seen[key] = exc.problems[0]
     return seen[key]
+
+
+def _source_problem(
+    name: str, connector: ConnectorSpec, mapping_name: str, mapping: MappingSpec
+) -> str | None:
+    """What keeps a file-drop or HTTP connector from reading the mapping's table (a custom
+    query, a table the connector does not list), as one problem line; None when it can."""
+    listed, key = (
+        (connector.files.tables, "files.tables")
+        if connector.files is not None
+        else (connector.http.endpoints if connector.http is not None else {}, "http.endpoints")
+    )
+    where = f"mappings/{mapping_name}.yaml"
+    table = mapping.source.table
+    if table is None:
+        return (
+            f"{where}: source.query: a kind {connector.kind} connector ({name}) reads tables by "
+            f"name: write 'source: {{table: NAME}}' and list NAME under the connector's {key}"
+        )
+    if table not in listed:
+        return (
+            f"connectors/{name}.yaml: {key}: no entry {table!r} (the table {where} reads; "
+            f"listed: {', '.join(listed)})"
+        )
+    return None
 
 
 def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:

@@ -313,3 +313,19 @@ files:
     runs = store_runs(root, "orders")
     assert runs.loc[runs["order_code"] == "FA1", "end"].tolist() == [utc(at(12, 0))]
     assert second.runs_open == 0 and len(runs) == 2
+
+
+def test_a_table_the_connector_does_not_list_is_a_config_error_at_load(tmp_path: Path) -> None:
+    from etl.errors import ConfigError
+
+    root = write_project(tmp_path / "p", GERMAN.replace("BUCHUNGEN:", "RUECKMELDUNGEN:"))
+    with pytest.raises(ConfigError) as caught:
+        load_project(root)
+    assert (
+        "connectors/plant.yaml: files.tables: no entry 'BUCHUNGEN' (the table "
+        "mappings/bookings.yaml reads; listed: RUECKMELDUNGEN)" in caught.value.problems
+    )
+    mapping = root / "mappings" / "bookings.yaml"
+    mapping.write_text(mapping.read_text().replace("{table: BUCHUNGEN}", "{query: 'SELECT 1'}"))
+    with pytest.raises(ConfigError, match=r"source.query: a kind files connector \(plant\) reads"):
+        load_project(root)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import ConnectorSpec, Job, MappingSpec, Project
-from ..errors import ConfigError
+from ..config import Job, Project
 from ..reader import Reader
 
 #: kind -> the reader of a job on a connector of that kind
@@ -59,22 +58,3 @@ READERS: dict[str, Factory] = {"sql": _sql, "files": _files, "http": _http}
 def reader_for(project: Project, job: Job) -> Reader:
     """The reader of the job's source rows, by its connector's kind."""
     return READERS[job.connector.kind](project, job)
-
-
-def source_problem(
-    connector: str, spec: ConnectorSpec, mapping_name: str, mapping: MappingSpec
-) -> str | None:
-    """What keeps a file-drop or HTTP connector from reading the mapping's table (a custom
-    query, a table the connector does not list), as one problem line; None when it can."""
-    from .files.reader import file_table
-    from .http.reader import endpoint_for
-
-    where = f"mappings/{mapping_name}.yaml"
-    try:
-        if spec.kind == "files":
-            file_table(connector, spec, mapping, where)
-        elif spec.kind == "http":
-            endpoint_for(connector, spec, mapping, where)
-    except ConfigError as exc:
-        return exc.message
-    return None
