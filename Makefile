@@ -26,10 +26,11 @@ test-fast: $(STAMP)  ## the fast loop: unit tests only, no servers, no slow end-
 soak: $(STAMP)  ## 3 workers x 20 jobs for SOAK_SECONDS (default 300) on PostgreSQL, MariaDB and S3 (moto); not in `test`
 	ETL_REQUIRE_DBS=1 $(BIN)/python -m pytest tests/soak.py -s -q --basetemp=/tmp/booking-etl-soak
 
-lint: $(STAMP)  ## ruff lint + format check, mypy on etl/
+lint: $(STAMP)  ## ruff lint + format check, mypy on etl/, the layer contracts (lint-imports)
 	$(BIN)/ruff check etl tests bench
 	$(BIN)/ruff format --check etl tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,all,bench]'

@@ -13,7 +13,7 @@ rolls back with the rest of a sync.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy
@@ -87,14 +87,24 @@ def insert_frame(
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         _copy(conn, f"COPY {target} ({names}) FROM STDIN (FORMAT csv)", rows)
     elif dialect.name == "sqlite":
-        values = [_sqlite_values(rows.column(i)) for i in range(rows.num_columns)]
-        marks = ", ".join("?" for _ in values)
-        conn.exec_driver_sql(
-            f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
-        )
+        marks = ", ".join("?" for _ in rows.column_names)
+        for part in _slices(rows):  # Python values for one slice at a time, not for every row
+            values = [_sqlite_values(part.column(i)) for i in range(part.num_columns)]
+            conn.exec_driver_sql(
+                f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
+            )
     else:
-        records = rows.to_pylist()
-        conn.execute(table.insert(), records)
+        for part in _slices(rows):
+            conn.execute(table.insert(), part.to_pylist())
+
+
+#: rows turned into Python values at a time by the row-wise inserts (SQLite, others)
+INSERT_SLICE = 50_000
+
+
+def _slices(rows: pa.Table) -> Iterator[pa.Table]:
+    for offset in range(0, rows.num_rows, INSERT_SLICE):
+        yield rows.slice(offset, INSERT_SLICE)
 
 
 def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:

@@ -293,6 +293,20 @@ class ConnectorSpec(Strict):
 # --------------------------------------------------------------------------- mappings
 
 
+def _sentinel_texts(value: Any) -> Any:
+    """YAML reads 9999-12-31 as a date: keep every sentinel as the text it was written as."""
+    if not isinstance(value, list):
+        return value
+    return [
+        v.isoformat(sep=" ")
+        if isinstance(v, datetime)
+        else v.isoformat()
+        if isinstance(v, date)
+        else v
+        for v in value
+    ]
+
+
 class ColumnSpec(Strict):
     """One canonical field taken from the source: a column, a date + time pair, or a constant."""
 
@@ -304,6 +318,9 @@ class ColumnSpec(Strict):
     date_format: str | None = None
     time_format: str | None = None
     format: str | None = None
+    #: values that stand for "no value" (an ``end``: still open), e.g. 9999-12-31 or 1900-01-01:
+    #: a date matches any time on that day; also 'infinity', '-infinity', '0000-00-00'
+    sentinels: Annotated[list[StrictStr] | None, BeforeValidator(_sentinel_texts)] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ColumnSpec:
@@ -320,6 +337,12 @@ class ColumnSpec(Strict):
             raise ValueError("give exactly one of 'column', 'date' + 'time', or 'value'")
         if (self.date is None) != (self.time is None):
             raise ValueError("'date' and 'time' go together: name both columns")
+        for value in self.sentinels or []:
+            if isinstance(value, str) and sentinel_text(value) is None:
+                raise ValueError(
+                    f"@sentinels: {value!r} is not a date, a date and time, 'infinity', "
+                    "'-infinity' or '0000-00-00'"
+                )
         return self
 
     def source_columns(self) -> list[str]:
@@ -329,6 +352,21 @@ class ColumnSpec(Strict):
         if self.date is not None and self.time is not None:
             return [self.date, self.time]
         return []
+
+
+_SPECIAL_SENTINELS = ("infinity", "-infinity", "+infinity")
+
+
+def sentinel_text(value: str) -> str | datetime | None:
+    """A ``sentinels`` entry given as text: the special word (lower case, matched against the raw
+    text), the date and time it stands for, or None if it is neither."""
+    text = value.strip().lower()
+    if text in _SPECIAL_SENTINELS or re.fullmatch(r"0000-00-00(?:[ t]00:00(?::00)?)?", text):
+        return text
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
 
 
 def _column(value: Any) -> Any:
@@ -347,6 +385,7 @@ class BookingColumns(Strict):
     machine_code: Column
     event: Column
     product_code: Column | None = None
+    updated_at: Column | None = None
 
 
 class OrderColumns(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,12 +29,9 @@ from .fetch import (
     choose,
     record_batches,
 )
-from .reader import WINDOW_MARGIN as WINDOW_MARGIN  # re-exported: the window lived here
-from .reader import Points, Shape, Spans
-from .reader import Window as Window
+from .reader import SHAPES, Points, Shape, Spans, Window
 from .readonly import NOT_SQL, query_problems
 from .source import Source, open_source
-from .structures import structure_for
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +208,7 @@ def build_query(
     if window is None:
         return query
     if shape is None:
-        shape = structure_for(mapping).shape
+        shape = SHAPES[mapping.structure]
     cond = _in_window(src, mapping.column_specs(), shape, window, zone, instants, text_datetimes)
     return query if cond is None else query.where(cond)
 
@@ -259,6 +256,141 @@ def _in_window(
     if changed:
         recent.append(sa.and_(*changed))
     return sa.or_(sa.and_(*before_hi, sa.or_(*recent)), src.c[start.column].is_(None))
+
+
+def withdrawn_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+    shape: Shape | None = None,
+) -> sa.Select[Any] | None:
+    """The rows of an order table (spans of ``shape``) changed since the window's ``lo`` (``updated_at``) that now
+    fail one of the mapping's filters (an order set to DELETED, moved to another plant): their
+    runs leave the store, however old they are. None when the mapping has no ``updated_at``, no
+    filters, or an ``updated_at`` the source cannot compare (text in an unsortable format)."""
+    shape = shape or SHAPES[mapping.structure]
+    if not isinstance(shape, Spans) or shape.changed is None or not mapping.filters:
+        return None
+    updated = mapping.column_specs().get(shape.changed)
+    if updated is None:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    passes = sa.and_(*[_filter(src, spec) for spec in mapping.filters])
+    # a NULL comparison fails the filter too: CASE, not NOT(...), so NULL counts as failing
+    fails = sa.case((passes, 1), else_=0) == 0
+    return sa.select(*[src.c[name] for name in _selected_columns(mapping)]).where(
+        sa.and_(*changed), fails
+    )
+
+
+def changed_bookings_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+    shape: Shape | None = None,
+) -> sa.Select[Any] | None:
+    """The timestamps of the booking rows (points of ``shape``) changed since the window's ``lo`` (``updated_at``),
+    whether or not they pass the filters: a cancellation flag set on an old booking, a corrected
+    time. The run reaches back to the oldest of them. None without ``updated_at`` (or one the
+    source cannot compare)."""
+    shape = shape or SHAPES[mapping.structure]
+    if not isinstance(shape, Points) or shape.changed is None:
+        return None
+    specs = mapping.column_specs()
+    updated = specs.get(shape.changed)
+    if updated is None:
+        return None
+    src = _from_clause(mapping)
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    changed = _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
+    )
+    if not changed:
+        return None
+    names = specs[shape.at].source_columns()
+    return sa.select(*[src.c[name] for name in names]).where(*changed)
+
+
+#: rows read per run whose text time does not have its format's shape (reported as anomalies)
+MALFORMED_LIMIT = 10_000
+_WIDTHS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "y": 2, "j": 3}
+
+
+def text_shape(fmt: str) -> str | None:
+    """A LIKE pattern every text written in the strptime ``fmt`` matches (``%Y-%m-%d`` ->
+    ``____-__-__``; ``%f``: any digits), or None when the format has no fixed shape."""
+    out = []
+    for literal, directive in re.findall(r"([^%]*)(?:%(.))?", fmt):
+        if "_" in literal:
+            return None
+        out.append(literal)
+        if directive == "f":
+            out.append("%")
+        elif directive in _WIDTHS:
+            out.append("_" * _WIDTHS[directive])
+        elif directive:
+            return None
+    return "".join(out)
+
+
+def malformed_query(
+    mapping: MappingSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str] = frozenset(),
+    text_datetimes: bool = False,
+    shape: Shape | None = None,
+) -> sa.Select[Any] | None:
+    """The rows the mapping's filters select whose text time (a ``format`` or ``date_format``
+    the window compares as text) does not have the format's shape: garbage, '', blanks, another
+    format. The window's text comparison never reads them; this bounded query (at most
+    ``MALFORMED_LIMIT`` rows, once per run) does, so they are reported. Rows the window reads
+    anyway are left out. None when the time is not compared as formatted text."""
+    shape = shape or SHAPES[mapping.structure]
+    specs = mapping.column_specs()
+    spec = specs[shape.at if isinstance(shape, Points) else shape.start]
+    fmt = spec.format if spec.column is not None else spec.date_format
+    name = spec.column if spec.column is not None else spec.date
+    if not fmt or name is None or not sortable(fmt):
+        return None
+    pattern = text_shape(fmt)
+    if pattern is None:
+        return None
+    src = _from_clause(mapping)
+    query = sa.select(*[src.c[n] for n in _selected_columns(mapping)])
+    for filt in mapping.filters:
+        query = query.where(_filter(src, filt))
+    # as text: a date_format column may be an integer (20261203), and LIKE wants text
+    text = sa.cast(src.c[name], sa.String(64))
+    query = query.where(text.not_like(sa.bindparam("malformed_shape", pattern)))
+    read = _in_window(src, specs, shape, window, zone, instants, text_datetimes)
+    if read is not None:  # CASE, not NOT(...): a NULL condition means "not read" too
+        query = query.where(sa.case((read, 1), else_=0) == 0)
+    return query.limit(MALFORMED_LIMIT)
 
 
 def compiled_sql(query: sa.Select[Any], dialect: sa.Dialect) -> str:
@@ -383,13 +515,16 @@ def check_columns(conn: Connection, mapping: MappingSpec, where: str) -> list[st
 class SqlRequest:
     """A SELECT over one reach, streamed through the connector's extraction path."""
 
-    def __init__(self, reading: SqlReading, query: sa.Select[Any]) -> None:
+    def __init__(self, reading: SqlReading, query: sa.Select[Any], arrow: bool = True) -> None:
         self._reading = reading
         self.query = query
+        self.arrow = arrow  # False: through SQLAlchemy whatever the connector's fetch
 
     def batches(self, size: int) -> Iterator[pd.DataFrame]:
         """The rows in frames of at most ``size`` rows (see ``read_frames``)."""
         reading = self._reading
+        if not self.arrow:
+            return read_batches(reading.conn, self.query, size, reading.where)
         return read_frames(
             reading.source,
             reading.conn,
@@ -421,6 +556,25 @@ class SqlReading:
         text_datetimes = self.source.dialect.datetimes_as_text
         query = build_query(self.mapping, reach, self.zone, self.instants, text_datetimes, shape)
         return SqlRequest(self, query)
+
+    def changed(self, window: Window, shape: Shape) -> SqlRequest | None:
+        """The times of the rows changed since ``window.lo`` (``changed_bookings_query``)."""
+        return self._extra(changed_bookings_query, window, shape)
+
+    def withdrawn(self, window: Window, shape: Shape) -> SqlRequest | None:
+        """The rows changed since ``window.lo`` that now fail a filter (``withdrawn_query``)."""
+        return self._extra(withdrawn_query, window, shape)
+
+    def malformed(self, reach: Window, shape: Shape) -> SqlRequest | None:
+        """The rows whose text time has the wrong shape (``malformed_query``)."""
+        return self._extra(malformed_query, reach, shape)
+
+    def _extra(
+        self, build: Callable[..., sa.Select[Any] | None], window: Window, shape: Shape
+    ) -> SqlRequest | None:
+        text_datetimes = self.source.dialect.datetimes_as_text
+        query = build(self.mapping, window, self.zone, self.instants, text_datetimes, shape)
+        return None if query is None else SqlRequest(self, query, arrow=False)
 
 
 class SqlReader:

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -18,10 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .config import ColumnSpec, DstPolicy, MappingSpec, normalize_code
+from .config import ColumnSpec, DstPolicy, MappingSpec, normalize_code, sentinel_text
 from .schema import ANOMALY_COLUMNS, empty_anomalies
 
 TS = "datetime64[us, UTC]"
+#: what Python's datetime, and so every store, report and Parquet reader, can hold
+FIRST = pd.Timestamp("0001-01-01", tz="UTC")
+LAST = pd.Timestamp("9999-12-31 23:59:59.999999", tz="UTC")
 CODE_FIELDS = ("machine_code", "order_code", "product_code", "event")
 
 
@@ -256,7 +260,68 @@ def timestamps(
     dst: DstPolicy,
     instants: frozenset[str] = frozenset(),
 ) -> pd.Series:
-    """One timestamp field (a column, or date + time) as UTC; NaT where missing or unparseable."""
+    """One timestamp field (a column, or date + time) as UTC; NaT where missing, unparseable,
+    one of the field's ``sentinels``, or outside what every store and reader can hold (the years
+    1 to 9999 in UTC: PostgreSQL's ``infinity`` and a far end moved past 9999 by the zone)."""
+    utc = _timestamps(frame, spec, zone, dst, instants)
+    unusable = utc.notna() & ((utc < FIRST) | (utc > LAST))
+    if spec.sentinels:
+        unusable |= sentinel_rows(frame, spec)
+    return utc.mask(unusable) if unusable.any() else utc
+
+
+def sentinel_rows(frame: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
+    """Rows whose raw value is one of the field's ``sentinels`` (a date matches any time of that
+    day; 'infinity', '-infinity' and '0000-00-00' match the raw text)."""
+    hit = pd.Series(False, index=frame.index)
+    names = spec.source_columns()
+    if not spec.sentinels or not names:
+        return hit
+    days: list[pd.Timestamp] = []
+    moments: list[pd.Timestamp] = []
+    words: list[str] = []
+    for value in spec.sentinels:
+        parsed = sentinel_text(value)
+        if isinstance(parsed, str):
+            words.append(parsed)
+        elif parsed is not None and len(value.strip()) <= 10:
+            days.append(pd.Timestamp(parsed.date()))
+        elif parsed is not None:
+            moments.append(pd.Timestamp(parsed.replace(tzinfo=None)))
+    column = frame[names[0]]
+    if words and pd.api.types.is_datetime64_any_dtype(column):
+        wanted = [k for k, v in _ADBC_INFINITY.items() if v.strip("'") in words]
+        if "+infinity" in words:
+            wanted.append(min(_ADBC_INFINITY))
+        micros = column.dt.tz_localize(None) if column.dt.tz is not None else column
+        ints = micros.astype("datetime64[us]").to_numpy().view("i8")
+        hit |= pd.Series(np.isin(ints, wanted), index=frame.index)
+    elif words:
+        text = column.astype("string").str.strip().str.lower()
+        zero = text.str.fullmatch(r"0000-00-00(?:[ t]00:00(?::00(?:\.0+)?)?)?", na=False)
+        hit |= text.isin([w for w in words if not w.startswith("0000")]).fillna(False)
+        if any(w.startswith("0000") for w in words):
+            hit |= zero.astype(bool)
+    if days or moments:
+        fmt = spec.format if spec.column is not None else spec.date_format
+        wall = _datetimes(column, fmt)
+        if wall.dt.tz is not None:
+            wall = wall.dt.tz_localize(None)
+        wall = wall.astype("datetime64[us]")
+        if days:
+            hit |= wall.dt.normalize().isin(days).fillna(False)
+        if moments and spec.column is not None:
+            hit |= wall.isin(moments).fillna(False)
+    return hit.astype(bool)
+
+
+def _timestamps(
+    frame: pd.DataFrame,
+    spec: ColumnSpec,
+    zone: ZoneInfo,
+    dst: DstPolicy,
+    instants: frozenset[str],
+) -> pd.Series:
     if spec.value is not None:
         naive = pd.Series(pd.to_datetime(str(spec.value)), index=frame.index)
     elif spec.column is not None:
@@ -280,7 +345,34 @@ def timestamps(
         naive = naive.astype("datetime64[us]")
     if spec.column is not None and spec.column in instants:
         zone = ZoneInfo("UTC")  # the driver hands over instants as naive UTC (MySQL TIMESTAMP)
-    return localize(naive, zone, dst)
+    return _localize_far(naive, zone, dst)
+
+
+# wall-clock times between these localize as any other; the first and last day a datetime holds
+# (0001-01-01, 9999-12-31: favourite "no date" values) and anything beyond is moved by the zone's
+# offset on the nearest safe day, in integers: pandas refuses to localize a time whose UTC instant
+# may leave the years 1 to 9999
+_SAFE_LO = pd.Timestamp("0001-01-02")
+_SAFE_HI = pd.Timestamp("9999-12-30")
+
+
+def _localize_far(naive: pd.Series, zone: ZoneInfo, dst: DstPolicy) -> pd.Series:
+    if naive.dt.tz is not None or zone.key == "UTC":
+        return localize(naive, zone, dst)
+    far = (naive < _SAFE_LO) | (naive > _SAFE_HI)
+    if not far.any():
+        return localize(naive, zone, dst)
+    utc = localize(naive.mask(far), zone, dst)
+    values = naive[far].to_numpy().view(np.int64)
+    shift = np.empty(len(values), dtype=np.int64)
+    for edge, low in ((_SAFE_LO, True), (_SAFE_HI, False)):
+        offset = edge.tz_localize(zone.key).utcoffset()
+        micros = int(offset.total_seconds()) * 1_000_000 if offset is not None else 0
+        shift[(values < _SAFE_LO.as_unit("us").asm8.view("i8")) == low] = micros
+    with np.errstate(over="ignore"):
+        moved = (values - shift).view("datetime64[us]")
+    utc[far] = pd.Series(moved, index=naive.index[far]).dt.tz_localize("UTC")
+    return utc
 
 
 def texts(frame: pd.DataFrame, spec: ColumnSpec | None, trim_default: bool = True) -> pd.Series:
@@ -295,13 +387,30 @@ def texts(frame: pd.DataFrame, spec: ColumnSpec | None, trim_default: bool = Tru
     return text_values(frame[spec.column], trim)
 
 
+# ADBC's PostgreSQL driver hands over infinity and -infinity as PostgreSQL's int64 extremes
+# moved to the Unix epoch (microseconds): the first wraps around, both land before the year 1
+_ADBC_INFINITY = {-9222425352054775809: "'infinity'", -9222425352054775808: "'-infinity'"}
+
+
+def _shown(value: object) -> str:
+    """A raw value as an anomaly's detail shows it (anomalies only: a call per row is fine)."""
+    if value is None or value is pd.NA or value != value:
+        return "NULL"
+    if isinstance(value, pd.Timestamp):
+        if not FIRST.tz_localize(None) <= value.tz_localize(None) <= LAST.tz_localize(None):
+            micros = int(value.as_unit("us").asm8.view("i8"))
+            return _ADBC_INFINITY.get(micros, f"{value} (out of range)")
+        return repr(value.isoformat(sep=" "))
+    if isinstance(value, datetime):
+        return repr(value.isoformat(sep=" "))
+    return repr(value)
+
+
 def _raw_detail(frame: pd.DataFrame, spec: ColumnSpec, mask: pd.Series) -> pd.Series:
     cols = spec.source_columns()
     detail = pd.Series("", index=frame.index[mask], dtype="string")
     for name in cols:
-        shown = frame.loc[mask, name].map(
-            lambda v: "NULL" if v is None or v is pd.NA or v != v else repr(v)
-        )
+        shown = frame.loc[mask, name].map(_shown)
         detail = detail + f"{name}=" + shown.astype("string") + " "
     return detail.str.strip()
 
@@ -391,13 +500,16 @@ def map_bookings(
             rows,
             unknown,
             lambda: pd.Series(
-                [
-                    f"event code {'NULL' if names[p] is None else names[p]!r}"
-                    " is not listed under events START, END or ignore"
-                    for p in positions[unknown]
-                ],
+                # one text per distinct code, spread by position (no Python string per row)
+                pd.array(
+                    [
+                        f"event code {'NULL' if code is None else repr(code)}"
+                        " is not listed under events START, END or ignore"
+                        for code in names
+                    ],
+                    dtype="string",
+                ).take(positions[unknown]),
                 index=frame.index[unknown],
-                dtype="string",
             ),
         )
     )
@@ -470,6 +582,8 @@ def map_orders(
             raw_end_present &= raw.notna()  # never blank text: no text made per row
         else:
             raw_end_present &= raw.notna() & (raw.astype("string").str.strip() != "")
+    if cols.end.sentinels:  # an end such as 9999-12-31 that means "still open"
+        raw_end_present &= ~sentinel_rows(frame, cols.end)
     bad_end = ~bad_start & rows["end"].isna() & raw_end_present
     problems.append(
         _anomalies(

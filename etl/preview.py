@@ -24,7 +24,7 @@ from .extract import build_query
 from .fetch import FetchChoice, choose
 from .reader import WINDOW_MARGIN, Window
 from .redact import redact
-from .report import Timeline, parse_when, resolve_when
+from .report import Timeline, local_times, parse_when, resolve_when
 from .run import derive, next_window, reader_for, start_utc
 from .source import open_source
 from .store import open_read_only
@@ -158,6 +158,7 @@ class Preview:
                 .sort_values("ts", kind="stable", na_position="last")
                 .head(EXAMPLES)
             )
+            examples = examples.assign(detail=local_times(examples["detail"], zone))
             rows = []
             for found in examples.itertuples(index=False):
                 rows.append(

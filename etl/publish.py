@@ -65,7 +65,9 @@ def runs_table(runs: pd.DataFrame) -> pa.Table:
     """Runs as an Arrow table with the documented schema (column by column, no Python objects)."""
     start = stamp_array(runs["start"])
     end = stamp_array(runs["end"])
-    duration = pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 1_000_000.0)
+    # microseconds as float before dividing: a run ending 9999-12-31 lasts more than 2**53 us
+    micros = pc.cast(pc.cast(pc.subtract(end, start), pa.int64()), pa.float64(), safe=False)
+    duration = pc.divide(micros, 1_000_000.0)
     columns = {
         "machine_code": text_array(runs["machine_code"]),
         "order_code": text_array(runs["order_code"]),
@@ -111,6 +113,7 @@ class LocalOutput:
     def write(self, table: pa.Table, relative: str) -> str | None:
         target = self.base / relative
         if _unchanged(table, target):
+            _sweep_temporaries(target)
             return None
         write_atomically(table, target)
         return str(target)
@@ -214,7 +217,9 @@ def write_atomically(table: pa.Table, target: Path) -> None:
     temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_temporaries(target)
         pq.write_table(table, temp, compression="zstd")
+        failpoint("write_parquet")  # a process killed here leaves its temporary file
         with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
@@ -225,6 +230,16 @@ def write_atomically(table: pa.Table, target: Path) -> None:
     except BaseException:
         _discard(temp)
         raise
+
+
+def _sweep_temporaries(target: Path) -> None:
+    """Remove temporary files of ``target`` left by a process killed while writing it. Only the
+    job's lock holder publishes its partitions, so any such file belongs to a dead process (or to
+    one that lost its lease: its rename then fails, and the file it wanted to replace stays)."""
+    for left in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            left.unlink()
+            log.info("removed %s, left by an interrupted publication", left)
 
 
 def _discard(path: Path) -> None:

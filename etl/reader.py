@@ -42,9 +42,12 @@ class Window:
 @dataclass(frozen=True)
 class Points:
     """Rows that are points in time: a row matters when its ``at`` field falls in the window
-    (rows without one are read every time and reported as anomalies)."""
+    (rows without one are read every time and reported as anomalies). ``changed``: the field
+    stamping a row's last change, when the source has one (a run reaches back to the oldest
+    point changed since its window's start)."""
 
     at: str
+    changed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,13 @@ class Spans:
 
 #: How a structure's rows sit in time (the canonical field names of its mapping's columns).
 Shape = Points | Spans
+
+#: The shape of each mapping ``structure``: a reader asks for rows by it (etl/structures.py
+#: implements the structures; the readers sit below it and find the shape here).
+SHAPES: dict[str, Shape] = {
+    "bookings": Points(at="timestamp", changed="updated_at"),
+    "orders": Spans(start="start", end="end", changed="updated_at"),
+}
 
 
 class Request(Protocol):
@@ -83,6 +93,34 @@ class Reading(Protocol):
     def request(self, reach: Window, shape: Shape) -> Request:
         """The rows of ``shape`` that matter to ``reach``."""
         ...
+
+
+class ExtraRequests(Protocol):
+    """What a ``Reading`` may answer besides ``request``: each method is optional, and a reading
+    without it (a file drop, whose rows are all it has) is asked for nothing. A SQL source needs
+    them because its ``WHERE`` leaves rows out that a run must still see."""
+
+    def changed(self, window: Window, shape: Shape) -> Request | None:
+        """The rows changed since ``window.lo`` (``shape.changed``), whether or not the source's
+        selection takes them: the run reaches back to the oldest (None: the source cannot say)."""
+        ...
+
+    def withdrawn(self, window: Window, shape: Shape) -> Request | None:
+        """The rows changed since ``window.lo`` that the source's selection (the mapping's
+        filters) now leaves out: their runs leave the store (None: none can be)."""
+        ...
+
+    def malformed(self, reach: Window, shape: Shape) -> Request | None:
+        """Rows ``request`` cannot find because their time does not compare (text in the wrong
+        shape): read once per run so they are reported (None: every row compares)."""
+        ...
+
+
+def extra_request(reading: Reading, name: str, window: Window, shape: Shape) -> Request | None:
+    """``reading.<name>(window, shape)`` of ``ExtraRequests``, None when the reading has no such
+    method."""
+    ask = getattr(reading, name, None)
+    return None if ask is None else ask(window, shape)
 
 
 class Reader(Protocol):

@@ -40,6 +40,11 @@ from .schema import ANOMALY_COLUMNS
 from .store import open_read_only
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: anomalies a report page lists; beyond this the page says how many more there are (all of
+#: them stay in the store and in the Parquet dataset)
+REPORT_ANOMALIES = 5_000
+#: how far from "now" the data may lie and still widen the page's time axis
+AXIS_REACH = pd.Timedelta(days=3660)
 
 #: ``--since`` / ``--until``: an instant, or how long before "now".
 When = datetime | timedelta
@@ -129,6 +134,8 @@ class Timeline:
     lo: datetime | None = None  # the range asked for (None: everything)
     hi: datetime | None = None
     generated: datetime | None = None
+    #: anomalies by kind in the range when ``anomalies`` holds only the first of them
+    anomaly_counts: dict[str, int] | None = None
 
     def summary(self) -> Summary:
         """Runs, open runs, machines, products, hours covered (inside the range; open runs up to
@@ -141,7 +148,11 @@ class Timeline:
         if self.hi is not None:
             end = end.clip(upper=pd.Timestamp(self.hi))
         seconds = (end - start).dt.total_seconds().clip(lower=0).sum() if len(runs) else 0.0
-        kinds = Counter(str(kind) for kind in self.anomalies["kind"])
+        kinds = (
+            Counter(self.anomaly_counts)
+            if self.anomaly_counts is not None
+            else Counter(str(kind) for kind in self.anomalies["kind"])
+        )
         return Summary(
             runs=len(runs),
             open_runs=int(runs["end"].isna().sum()),
@@ -178,7 +189,8 @@ def store_timeline(
     try:
         state = store.state(job_name)
         runs = store.runs_between(job_name, lo, hi)
-        found = store.anomalies_between(job_name, lo, hi)
+        counts = store.anomaly_counts_between(job_name, lo, hi)
+        found = store.anomalies_between(job_name, lo, hi, limit=REPORT_ANOMALIES)
     finally:
         store.close()
     known = state.watermark if state is not None and state.watermark is not None else now
@@ -192,6 +204,7 @@ def store_timeline(
         lo=lo,
         hi=hi,
         generated=now,
+        anomaly_counts=counts,
     )
 
 
@@ -275,8 +288,12 @@ def payload(timeline: Timeline) -> dict[str, Any]:
 
     stamps = [pd.Timestamp(timeline.now)]
     stamps += [pd.Timestamp(t) for t in (timeline.lo, timeline.hi) if t is not None]
+    # the page's axis spans the data, but an order ending 9999-12-31 or starting 1900-01-01
+    # (a "no date" value nobody declared) must not stretch it over centuries of empty days
+    near = (pd.Timestamp(timeline.now) - AXIS_REACH, pd.Timestamp(timeline.now) + AXIS_REACH)
     for column in (runs["start"], runs["end"], found["ts"]):
-        column = column.dropna()
+        column = pd.to_datetime(column.dropna(), utc=True)
+        column = column[(column >= near[0]) & (column <= near[1])]
         if len(column):
             stamps += [column.min(), column.max()]
     first, last = min(stamps), max(stamps)
@@ -293,7 +310,8 @@ def payload(timeline: Timeline) -> dict[str, Any]:
     order_codes, orders = pd.factorize(ordered["order_code"].astype(str))
     flags_column = ordered["flags"] if "flags" in ordered else pd.Series(pd.NA, index=ordered.index)
     flag_codes, flags = pd.factorize(flags_column.astype("string"), use_na_sentinel=True)
-    found = found.sort_values("ts", kind="stable", na_position="last")
+    found = found.sort_values("ts", kind="stable", na_position="last").head(REPORT_ANOMALIES)
+    found = found.assign(detail=local_times(found["detail"], zone))
     kind_codes, kinds = pd.factorize(found["kind"].astype(str))
 
     lo = timeline.lo or first.to_pydatetime()
@@ -314,6 +332,13 @@ def payload(timeline: Timeline) -> dict[str, Any]:
             f"runs overlapping {_local(timeline.lo, zone) if timeline.lo else 'the beginning'} "
             f".. {_local(timeline.hi, zone) if timeline.hi else 'now'}"
         )
+    capped = ""
+    if summary.anomaly_count > len(found):
+        capped = (
+            f" \u00b7 lists the first {len(found):,} of {summary.anomaly_count:,} anomalies by "
+            f"time (all of them are in the store and in the Parquet dataset, "
+            f"anomalies/job={timeline.job})"
+        )
     return {
         "v": 1,
         "job": timeline.job,
@@ -321,7 +346,7 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         "subtitle": (
             f"{timeline.origin}: {shown_range} \u00b7 data known until "
             f"{_local(timeline.now, zone)} \u00b7 times in {zone.key} \u00b7 written "
-            f"{_local(timeline.generated or datetime.now(UTC), zone)}"
+            f"{_local(timeline.generated or datetime.now(UTC), zone)}{capped}"
         ),
         "zone": zone.key,
         "t0": t0,
@@ -329,7 +354,12 @@ def payload(timeline: Timeline) -> dict[str, Any]:
         "now_label": f"known until {_local(timeline.now, zone)[11:16]}",
         "lo": int((pd.Timestamp(lo).timestamp() - t0) // 1),
         "hi": int((pd.Timestamp(hi).timestamp() - t0) // 1),
-        "days": _days(lo - span - timedelta(days=2), hi + span + timedelta(days=2), zone, t0),
+        "days": _days(
+            _shifted(lo, -(span + timedelta(days=2))),
+            _shifted(hi, span + timedelta(days=2)),
+            zone,
+            t0,
+        ),
         "machines": machines,
         "products": products,
         "orders": [str(o) for o in orders],
@@ -362,6 +392,28 @@ def payload(timeline: Timeline) -> dict[str, Any]:
     }
 
 
+_UTC_TEXT = r"(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?)\+00:00"
+
+
+def local_times(details: pd.Series, zone: ZoneInfo) -> pd.Series:
+    """Anomaly details with their UTC times (``2026-03-04 06:00:00+00:00``, as the fold writes
+    them) shown in the table's zone, UTC beside: ``2026-03-04 07:00:00 (06:00:00 UTC)``. For the
+    rows a page or preview shows (a call per matching detail)."""
+    if zone.key == "UTC" or details.empty:
+        return details
+
+    def local(match: re.Match[str]) -> str:
+        utc = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+        here = utc.astimezone(zone)
+        shown = here.isoformat(sep=" ", timespec="microseconds" if utc.microsecond else "seconds")
+        same_day = here.date() == utc.date()
+        clock = utc.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+        return f"{shown[:-6]} ({clock} UTC)"
+
+    text = details.astype("string")
+    return text.str.replace(_UTC_TEXT, local, regex=True)
+
+
 def _days(lo: datetime, hi: datetime, zone: ZoneInfo, t0: int) -> list[list[int]]:
     """Local midnights from ``lo`` to ``hi``: ``[seconds after t0, weekday (Mon 0), first of the
     month (1/0), day number, ISO week number]`` (the page's axis, weekends and ticks)."""
@@ -381,6 +433,17 @@ def _days(lo: datetime, hi: datetime, zone: ZoneInfo, t0: int) -> list[list[int]
         )
         day += timedelta(days=1)
     return out
+
+
+def _shifted(value: datetime, delta: timedelta) -> datetime:
+    """``value + delta``, stopping at the first or last instant a datetime holds (a day short,
+    so the local midnights around it exist too)."""
+    first = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+    last = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+    try:
+        return min(max(value + delta, first), last)
+    except OverflowError:
+        return first if delta < timedelta(0) else last
 
 
 def _asset(name: str) -> str:

@@ -27,15 +27,15 @@ import pandas as pd
 
 from .audit import Audit
 from .config import Job, Project
-from .errors import EtlError, LockLost, StoreError, TooManyAnomalies
+from .errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from .failpoints import failpoint
 from .mapping import Mapped, localize
 from .publish import Output, open_output, publish
-from .reader import Reader, Window
+from .reader import Reader, Reading, Window, extra_request
 from .redact import redact
 from .schema import RUN_COLUMNS, empty_anomalies
 from .store import Changes, JobState, Lease, Store
-from .structures import Carried, structure_for
+from .structures import Carried, Structure, structure_for
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(
@@ -105,6 +105,8 @@ class Derived:
     rows_read: int
     codes: Counter[tuple[str, str]]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
+    #: runs of order rows changed since lo that now fail a filter: they leave the store
+    removed: pd.DataFrame | None = None
 
     @property
     def runs_open(self) -> int:
@@ -214,42 +216,65 @@ def derive(
     progress: Callable[[int], None] | None = None,
     reader: Reader | None = None,
     *,
+    reach_back: bool = False,
     carried: Carried | None = None,
 ) -> Derived:
     """Read the source for the job's window and derive its runs (nothing written).
 
     ``window_for(source_now_utc) -> Window``; ``store`` (None: no store yet) supplies the runs
     carried over; ``reader`` (default: ``reader_for`` the job) the rows. ``progress(rows_read_so_far)``
-    is called after every batch; it may raise to abandon the run. ``carried``: the runs carried
-    in when the caller knows them (a backfill's previous chunk), instead of the store's.
+    is called after every batch; it may raise to abandon the run. ``reach_back`` (a sync run): a
+    source that stamps changes moves the window's ``lo`` back to the oldest row changed since
+    ``lo`` (not before ``start_from``), so a booking cancelled long after it was read is folded
+    anew, as one inside the re-read window is. ``carried``: the runs carried in when the caller
+    knows them (a backfill's previous chunk), instead of the store's.
     """
     structure = structure_for(job.mapping)
+    shape = structure.shape
     reader = reader if reader is not None else reader_for(project, job)
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
             return store.carried_runs(job.name, lo, margin)
 
-    zone = job.connector.zone
+    zone, size = job.connector.zone, job.batch_size
     parts: list[Mapped] = []
+    withdrawn: list[pd.DataFrame] = []
+    found: list[pd.DataFrame] = []
+    rows_read = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
+        if reach_back and window.hi > window.lo:
+            window = _reached_back(job, structure, reading, window)
         reach = structure.reach(window, carried)
-        request = reading.request(reach.window, structure.shape)
+        request = reading.request(reach.window, shape)
         so_far = 0
         if window.hi > window.lo:
-            for batch in request.batches(job.batch_size):
+            for batch in request.batches(size):
                 parts.append(structure.map(batch, zone, reading.instants))
                 failpoint("extract")
                 if progress is not None:
                     so_far += parts[-1].rows_read
                     progress(so_far)
+            leaving = extra_request(reading, "withdrawn", window, shape)
+            if leaving is not None:  # one more query per run, over the changed rows only
+                for batch in leaving.batches(size):
+                    withdrawn.append(structure.map(batch, zone, reading.instants).rows)
+            odd = extra_request(reading, "malformed", reach.window, shape)
+            if odd is not None:  # text times the window's comparison cannot find
+                try:
+                    for batch in odd.batches(size):
+                        mapped = structure.map(batch, zone, reading.instants)
+                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        rows_read += len(batch)
+                except DataError as exc:  # e.g. a date_format on an integer column
+                    log.warning("%s; malformed text times not looked for", exc.message)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
     rows = [p.rows for p in parts if not p.rows.empty]
-    derived = structure.derive(rows, window, reach, carried)
-    found = [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
+    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
     found = [f for f in found if not f.empty]
     anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -258,10 +283,35 @@ def derive(
         window=window,
         runs=derived.runs[RUN_COLUMNS].reset_index(drop=True),
         anomalies=anomalies[in_window].reset_index(drop=True),
-        rows_read=sum(p.rows_read for p in parts),
+        rows_read=rows_read + sum(p.rows_read for p in parts),
         codes=codes,
         carried=derived.carried,
+        removed=derived.removed,
     )
+
+
+def _reached_back(job: Job, structure: Structure, reading: Reading, window: Window) -> Window:
+    """``window`` reaching back to the oldest row changed since ``lo`` (``ExtraRequests``)."""
+    changed = extra_request(reading, "changed", window, structure.shape)
+    if changed is None:
+        return window
+    oldest: pd.Timestamp | None = None
+    for batch in changed.batches(job.batch_size):
+        first = structure.oldest(batch, job.connector.zone, reading.instants)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    if oldest is None:
+        return window
+    lo = max(oldest.to_pydatetime(), start_utc(job))
+    if lo >= window.lo:
+        return window
+    log.info(
+        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        job.name,
+        window.lo.isoformat(timespec="seconds"),
+        lo.isoformat(timespec="seconds"),
+    )
+    return Window(lo=lo, hi=window.hi)
 
 
 # --------------------------------------------------------------------------- diff -> commit -> publish
@@ -302,6 +352,7 @@ class JobRun:
         window_for: WindowFor,
         progress: Callable[[int], None] | None = None,
         *,
+        reach_back: bool = False,
         carried: Carried | None = None,
     ) -> Derived:
         """``derive`` the window, checking after every batch that the lease is still ours."""
@@ -312,7 +363,14 @@ class JobRun:
                 progress(rows)
 
         return derive(
-            self.project, self.job, window_for, self.store, still_ours, self.reader, carried=carried
+            self.project,
+            self.job,
+            window_for,
+            self.store,
+            still_ours,
+            self.reader,
+            reach_back=reach_back,
+            carried=carried,
         )
 
     def commit(
@@ -336,6 +394,9 @@ class JobRun:
             bounded=bounded,
             backfill=backfill,
             owner=self.held.owner,
+            # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
+            # old, are the sync runs' to remove
+            withdrawn=None if bounded else derived.removed,
         )
 
     def publish(
@@ -380,7 +441,9 @@ def run_job(
             run = JobRun(project, job, held)
             state = store.state(job_name)
             run.publish_pending(state)
-            derived = run.derive(lambda now: next_window(job, state, now), progress)
+            derived = run.derive(
+                lambda now: next_window(job, state, now), progress, reach_back=True
+            )
             window = derived.window
             audit.window_lo, audit.window_hi = window.lo, window.hi
             audit.finished_at = datetime.now(UTC)

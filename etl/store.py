@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -165,14 +165,15 @@ class Changes:
 
 def month_of(stamp: datetime) -> str:
     """``'2026-03'``: the partition a UTC timestamp belongs to."""
-    return stamp.astimezone(UTC).strftime("%Y-%m")
+    utc = stamp.astimezone(UTC)
+    return f"{utc.year:04d}-{utc.month:02d}"  # strftime writes the year 1 as "1"
 
 
 def months_of(stamps: pd.Series) -> pd.Series:
     """``month_of`` for a column of timestamps (aware or UTC), in C instead of one ``strftime``
     per value (a third of a second per 160k runs)."""
     utc = pd.to_datetime(stamps, utc=True).dt.tz_localize(None).to_numpy()
-    months = numpy.datetime_as_string(utc.astype("datetime64[M]"), unit="M")
+    months = np.datetime_as_string(utc.astype("datetime64[M]"), unit="M")
     return pd.Series(months, index=stamps.index, dtype=object)
 
 
@@ -194,6 +195,10 @@ def _keys(frame: pd.DataFrame) -> list[tuple[str, str, datetime]]:
             strict=True,
         )
     )
+
+
+class _CreateExclusively(Exception):
+    """The schema is missing or unfinished: look again holding the store's write lock."""
 
 
 class Store:
@@ -250,16 +255,25 @@ class Store:
     def ensure_schema(self) -> None:
         """Create the tables on first use; refuse a store written by a newer booking-etl."""
         try:
-            self._ensure_schema()
+            self._ensure_schema(exclusive=False)
+        except _CreateExclusively:
+            self._ensure_schema(exclusive=True)
         except StoreError:
-            # several workers starting on an empty store at once: another one created the
-            # tables a moment ago (its CREATE won); a second look finds them
-            self._ensure_schema()
+            # several workers starting on an empty PostgreSQL store at once: another one created
+            # the tables a moment ago (its CREATE won); a second look finds them
+            self._ensure_schema(exclusive=True)
 
-    def _ensure_schema(self) -> None:
+    def _ensure_schema(self, exclusive: bool) -> None:
+        sqlite = self.url.get_backend_name() == "sqlite"
         with self.begin() as conn:
+            if exclusive and sqlite:
+                # pysqlite commits every CREATE on its own: the write lock first, so a concurrent
+                # first run waits for the whole schema and its version row, never sees half of it
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             inspector = sa.inspect(conn)
             if not inspector.has_table("schema_info"):
+                if sqlite and not exclusive:
+                    raise _CreateExclusively
                 metadata.create_all(conn)
                 conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
                 log.info("created store schema version %s in %s", SCHEMA_VERSION, self.display)
@@ -267,6 +281,8 @@ class Store:
             version = conn.execute(
                 sa.select(schema_info.c.value).where(schema_info.c.key == "version")
             ).scalar()
+            if version is None and not exclusive:
+                raise _CreateExclusively  # being created by a booking-etl without this fix
             if version is None or int(version) > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.display} has schema version {version}, this booking-etl knows "
@@ -440,6 +456,7 @@ class Store:
         bounded: bool = False,
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
+        withdrawn: pd.DataFrame | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -449,7 +466,8 @@ class Store:
         ``job_state.publish_pending`` in the same transaction. With ``owner``, the commit only
         happens while that owner still holds the job's lock and its lease has not run out by the
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
-        or not another run took the lock yet).
+        or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
+        selects, however old (an order row changed since ``lo`` that now fails a filter).
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -465,10 +483,16 @@ class Store:
             outside = runs[
                 runs["end"].notna() & (runs["start"] < pd.Timestamp(lo)) & (runs["end"] < reach)
             ]
-            keys = _keys(outside)
+            keys = _keys(outside) + (_keys(withdrawn) if withdrawn is not None else [])
             for chunk in _by_key(job, keys):
                 olds.append(read_frame(conn, stored.where(chunk), RUN_COLUMNS))
-            old = pd.concat(olds, ignore_index=True) if len(olds) > 1 else olds[0]
+            old = (
+                pd.concat(olds, ignore_index=True).drop_duplicates(
+                    ["machine_code", "order_code", "start"]
+                )
+                if len(olds) > 1
+                else olds[0]
+            )
             state, old_watermark = conn.execute(
                 sa.select(job_state.c.publish_pending, job_state.c.watermark).where(
                     job_state.c.job == job
@@ -656,20 +680,27 @@ class Store:
             )
 
     def anomalies_between(
-        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+        self,
+        job: str,
+        lo: datetime | None = None,
+        hi: datetime | None = None,
+        limit: int | None = None,
     ) -> pd.DataFrame:
-        """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``."""
-        a = anomalies
-        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
-        dated = []
-        if lo is not None:
-            dated.append(a.c.ts >= lo)
-        if hi is not None:
-            dated.append(a.c.ts < hi)
-        if dated:
-            query = query.where(sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
+        """Stored anomalies of ``job`` with ``ts`` in ``[lo, hi)`` plus those without a ``ts``
+        (the first ``limit`` by time, when given)."""
+        query = sa.select(*_anomaly_columns()).where(_anomalies_in(job, lo, hi))
+        query = query.order_by(anomalies.c.ts, anomalies.c.id)
         with self.begin() as conn:
-            return read_frame(conn, query.order_by(a.c.ts, a.c.id), ANOMALY_COLUMNS)
+            return read_frame(conn, query.limit(limit), ANOMALY_COLUMNS)
+
+    def anomaly_counts_between(
+        self, job: str, lo: datetime | None = None, hi: datetime | None = None
+    ) -> dict[str, int]:
+        """How many anomalies ``anomalies_between`` holds, by kind (counted by the database)."""
+        a = anomalies
+        query = sa.select(a.c.kind, sa.func.count()).where(_anomalies_in(job, lo, hi))
+        with self.begin() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query.group_by(a.c.kind))}
 
     def all_months(self, job: str) -> list[str]:
         """Every month that holds runs or anomalies of the job."""
@@ -980,6 +1011,18 @@ ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statisti
 KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
 
 
+def _anomalies_in(job: str, lo: datetime | None, hi: datetime | None) -> sa.ColumnElement[bool]:
+    a = anomalies
+    dated = []
+    if lo is not None:
+        dated.append(a.c.ts >= lo)
+    if hi is not None:
+        dated.append(a.c.ts < hi)
+    if not dated:
+        return a.c.job == job
+    return sa.and_(a.c.job == job, sa.or_(a.c.ts.is_(None), sa.and_(*dated)))
+
+
 def _by_key(job: str, keys: list[tuple[str, str, datetime]]) -> Iterator[sa.ColumnElement[bool]]:
     """``job``'s runs with these (machine, order, start) keys, as a few set-based predicates
     (a row-value IN list per chunk of keys) instead of one statement per key."""
@@ -1011,25 +1054,32 @@ def _anomaly_columns() -> list[sa.ColumnElement[Any]]:
 
 def _anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
     """The months (None: undated) whose anomalies differ between ``old`` and ``new``, each
-    compared as a multiset of (kind, machine, order, ts, detail)."""
-    counts: dict[tuple[Any, ...], int] = {}
+    compared as a multiset of (kind, machine, order, ts, detail): counted by group, not a Python
+    tuple per anomaly (a run may bring millions)."""
+    sides = []
     for frame, step in ((old, 1), (new, -1)):
         if frame.empty:
             continue
-        stamps = utc_stamps(frame["ts"])
-        columns = [
-            frame[name].astype(object).where(frame[name].notna(), None).tolist()
-            if name != "ts"
-            else [None if pd.isna(v) else v for v in stamps.tolist()]
-            for name in ANOMALY_COLUMNS
-        ]
-        for row in zip(*columns, strict=True):
-            counts[row] = counts.get(row, 0) + step
-    ts_at = ANOMALY_COLUMNS.index("ts")
+        side = pd.DataFrame(
+            {
+                name: frame[name].astype("string").fillna("\x00")  # NULL as a value of its own
+                for name in ANOMALY_COLUMNS
+                if name != "ts"
+            }
+        )
+        micros = utc_stamps(frame["ts"]).dt.tz_convert(None).to_numpy().view("i8")
+        side["ts"] = micros  # NaT: int64 min, a value of its own too
+        side["step"] = step
+        sides.append(side)
+    if not sides:
+        return set()
+    both = pd.concat(sides, ignore_index=True)
+    net = both.groupby([*ANOMALY_COLUMNS], sort=False)["step"].sum()
+    differ = net[net != 0].index.get_level_values("ts").unique()
+    nat = np.iinfo(np.int64).min
     return {
-        None if row[ts_at] is None else month_of(row[ts_at].to_pydatetime())
-        for row, count in counts.items()
-        if count
+        None if value == nat else month_of(pd.Timestamp(value, unit="us", tz=UTC).to_pydatetime())
+        for value in differ.tolist()
     }
 
 

@@ -21,16 +21,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from .config import MappingSpec
 from .fold import carry_margin, fold
-from .mapping import Mapped, map_bookings, map_orders
-from .reader import Points, Shape, Spans, Window
-from .schema import empty_runs
+from .mapping import Mapped, map_bookings, map_orders, timestamps
+from .reader import SHAPES, Shape, Window
+from .schema import RUN_COLUMNS, empty_runs
 
 #: ``carried(lo, margin)``: the stored runs of the job that started before ``lo`` and were open
 #: at ``lo - margin`` (end NULL or later); None when there is no store yet.
@@ -56,6 +56,8 @@ class Derivation:
     runs: pd.DataFrame
     anomalies: list[pd.DataFrame]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
+    #: runs of rows changed since lo that the source now leaves out: they leave the store
+    removed: pd.DataFrame | None = None
 
 
 class Structure(ABC):
@@ -87,18 +89,29 @@ class Structure(ABC):
         """One batch of raw source rows in the canonical shape (``instants``: the raw columns
         that hold instants, not wall-clock times)."""
 
+    def oldest(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Any:
+        """The oldest time (``shape.at``) among raw rows, a pd.Timestamp or None: a run whose
+        source stamps changes reaches back to it (by default: none)."""
+        return None
+
     @abstractmethod
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
-        """The runs of ``window`` from the mapped rows read over ``reach``."""
+        """The runs of ``window`` from the mapped rows read over ``reach`` (``withdrawn``: the
+        mapped rows the source's selection now leaves out, see ``Reading.withdrawn``)."""
 
 
 class Bookings(Structure):
     """A table of START/END bookings per machine and order: the runs are folded from them."""
 
     name = "bookings"
-    shape = Points(at="timestamp")
+    shape = SHAPES[name]
     has_codes = True
     reads_ahead = True
 
@@ -110,8 +123,19 @@ class Bookings(Structure):
         """Raw rows to canonical bookings (``ts``, codes, ``event``)."""
         return map_bookings(batch, self.mapping, zone, instants)
 
+    def oldest(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Any:
+        """The oldest booking time among raw rows (None: none has one)."""
+        spec = self.mapping.booking_columns.timestamp
+        stamps = timestamps(batch, spec, zone, self.mapping.dst, instants).dropna()
+        return stamps.min() if len(stamps) else None
+
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
         """Fold the window's bookings, with the stored runs open at ``lo`` carried in."""
         lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -135,7 +159,7 @@ class Orders(Structure):
     """A table with one row per order run (start, end): the rows are the runs, deduplicated."""
 
     name = "orders"
-    shape = Spans(start="start", end="end", changed="updated_at")
+    shape = SHAPES[name]
 
     def reach(self, window: Window, carried: Carried | None) -> Reach:
         """The window, reaching back to the oldest run the store holds as open: order rows are
@@ -154,7 +178,12 @@ class Orders(Structure):
         return map_orders(batch, self.mapping, zone, instants)
 
     def derive(
-        self, rows: list[pd.DataFrame], window: Window, reach: Reach, carried: Carried | None
+        self,
+        rows: list[pd.DataFrame],
+        window: Window,
+        reach: Reach,
+        carried: Carried | None,
+        withdrawn: list[pd.DataFrame],
     ) -> Derivation:
         """The rows that touch the window (or were corrected since ``lo``, or are the open runs
         the read reached back for), the first of each machine, order and start."""
@@ -169,6 +198,12 @@ class Orders(Structure):
             held_keys = pd.MultiIndex.from_frame(reach.revisited[KEY])
             keep |= pd.MultiIndex.from_frame(runs[KEY]).isin(held_keys)
         runs = runs[keep]
+        removed: pd.DataFrame | None = None
+        if withdrawn:
+            gone = pd.concat(withdrawn, ignore_index=True)
+            gone_keys = pd.MultiIndex.from_frame(gone[KEY])
+            left = gone[~gone_keys.isin(pd.MultiIndex.from_frame(runs[KEY]))]
+            removed = left[RUN_COLUMNS].reset_index(drop=True) if not left.empty else None
         found: list[pd.DataFrame] = []
         duplicated = runs.duplicated(KEY, keep="first")
         if duplicated.any():
@@ -185,7 +220,7 @@ class Orders(Structure):
                 )
             )
             runs = runs[~duplicated]
-        return Derivation(runs, found)
+        return Derivation(runs, found, removed=removed)
 
 
 STRUCTURES: dict[str, type[Structure]] = {s.name: s for s in (Bookings, Orders)}

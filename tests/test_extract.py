@@ -21,8 +21,6 @@ from sqlalchemy.engine import Compiled
 from etl.config import ConnectorSpec, MappingSpec
 from etl.errors import ConfigError, DataError
 from etl.extract import (
-    WINDOW_MARGIN,
-    Window,
     build_query,
     check_columns,
     check_custom_query,
@@ -32,6 +30,7 @@ from etl.extract import (
     sortable,
 )
 from etl.mapping import map_bookings
+from etl.reader import WINDOW_MARGIN, Window
 from etl.source import ReadOnlyViolation, Source, _guard, open_source
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip

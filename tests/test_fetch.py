@@ -20,7 +20,7 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from etl.config import ConnectorSpec, MappingSpec
 from etl.errors import DataError, SourceError
-from etl.extract import Window, build_query, instant_columns, read_frames
+from etl.extract import build_query, instant_columns, read_frames
 from etl.fetch import (
     PATHS,
     AdbcPostgres,
@@ -34,6 +34,7 @@ from etl.fetch import (
     record_batches,
 )
 from etl.mapping import map_bookings
+from etl.reader import Window
 from etl.source import ReadOnlyViolation, Source, open_source, refusal
 
 from .accounts import Server, writer_account

@@ -90,7 +90,7 @@ def test_bookings_from_a_file_drop_derive_what_the_table_derives(tmp_path: Path)
         dropped = derive(project, job, lambda _now: window, store, reader=files)
     finally:
         store.close()
-    assert files.asked == [(window, Points(at="timestamp"))]
+    assert files.asked == [(window, Points(at="timestamp", changed="updated_at"))]
     assert dropped.carried == table.carried == 1
     # the table's SELECT reads the window, the drop hands over its booking from before it too
     assert (table.rows_read, dropped.rows_read) == (5, 6)
@@ -203,7 +203,8 @@ def test_no_module_but_the_structures_branches_on_a_structure_name() -> None:
 
 def test_every_structure_config_accepts_has_an_implementation() -> None:
     from etl.config import STRUCTURE_COLUMNS
+    from etl.reader import SHAPES
     from etl.structures import STRUCTURES
 
-    assert set(STRUCTURES) == set(STRUCTURE_COLUMNS) == {"bookings", "orders"}
+    assert set(STRUCTURES) == set(STRUCTURE_COLUMNS) == set(SHAPES) == {"bookings", "orders"}
     assert all(STRUCTURES[name].name == name for name in STRUCTURES)

@@ -249,7 +249,7 @@ def test_audit_row_and_watermark_commit_together(tmp_path: Path) -> None:
 
 def test_window_boundaries_are_half_open_with_ties_on_both_edges(tmp_path: Path) -> None:
     """A booking exactly at ``lo`` belongs to the window, one exactly at ``hi`` to the next."""
-    from etl.extract import Window
+    from etl.reader import Window
     from etl.sync import derive
 
     plant = Plant(tmp_path / "p")
@@ -284,3 +284,84 @@ def test_order_rows_corrected_long_ago_are_picked_up_by_updated_at(tmp_path: Pat
     assert stored.loc[stored["order_code"] == "FA1", "end"].iloc[0] == pd.Timestamp(corrected_end)
     again = plant.run("orders")  # nothing new: the same row is not counted twice
     assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
+
+
+def test_an_old_order_soft_deleted_since_lo_leaves_the_store_and_the_parquet(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=60)
+    plant.sql("ALTER TABLE AUFTRAG ADD COLUMN STATUS TEXT DEFAULT 'OK'")
+    mapping = plant.root / "mappings" / "orders.yaml"
+    mapping.write_text(mapping.read_text() + "  - {column: STATUS, ne: DELETED}\n")
+    old = plant.order("M1", "FA1", plant.ago(days=42), plant.ago(days=41))
+    moved = plant.order("M2", "FA2", plant.ago(days=40), plant.ago(days=39))
+    plant.order("M3", "FA3", plant.ago(days=3), plant.ago(days=2))
+    plant.run("orders")
+    assert len(plant.parquet_runs("orders")) == 3
+    # six weeks later the ERP deletes FA1 and moves FA2 to another plant, stamping both rows
+    now = local_text(plant.ago(minutes=1))
+    plant.sql("UPDATE AUFTRAG SET STATUS = 'DELETED', GEAENDERT = ? WHERE ID = ?", now, old)
+    plant.sql("UPDATE AUFTRAG SET WERK = '2000', GEAENDERT = ? WHERE ID = ?", now, moved)
+    result = plant.run("orders")
+    assert (result.runs_inserted, result.runs_updated, result.runs_deleted) == (0, 0, 2)
+    stored = assert_consistent(plant, "orders")
+    assert list(stored["order_code"]) == ["FA3"]
+    assert list(plant.parquet_runs("orders")["order_code"]) == ["FA3"]
+    again = plant.run("orders")  # the withdrawn rows are still changed since lo: nothing to do
+    assert (again.runs_inserted, again.runs_updated, again.runs_deleted) == (0, 0, 0)
+
+
+def test_unparseable_text_times_are_reported_not_lost(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=800)
+    good = plant.order("M1", "FA1", plant.ago(hours=5), plant.ago(hours=4))
+    impossible = f"{plant.now.year - 1}-02-30 10:00:00"  # the right shape, no such day
+    bad = ["garbage", "", "   ", "25.11.2026 10:00:00", impossible, "2026-11-2510:00:00"]
+    for i, text in enumerate(bad):
+        row = plant.order(f"M{i + 2}", f"BAD{i}", plant.ago(hours=5), plant.ago(hours=4))
+        plant.sql("UPDATE AUFTRAG SET START_ZEIT = ? WHERE ID = ?", text, row)
+    other = plant.order("M9", "PLANT2", plant.ago(hours=5), None)  # another plant: not ours
+    plant.sql("UPDATE AUFTRAG SET WERK = '2000', START_ZEIT = 'x' WHERE ID = ?", other)
+    first = plant.run("orders")
+    assert first.runs_inserted == 1 and good
+    assert first.anomalies == {"bad_timestamp": len(bad)}
+    store = open_store(load_project(plant.root))
+    try:
+        found = store.anomalies_between("orders")
+    finally:
+        store.close()
+    assert sorted(found["order_code"]) == [f"BAD{i}" for i in range(len(bad))]
+    assert "START_ZEIT='garbage'" in " ".join(found["detail"])
+    again = plant.run("orders")  # reported again, once each, by every run
+    assert again.anomalies == {"bad_timestamp": len(bad)}
+
+
+def test_an_old_booking_cancelled_since_lo_is_folded_anew_with_a_change_timestamp(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p", reread="1h", days=60)
+    plant.sql("ALTER TABLE BUCHUNGEN ADD COLUMN GEAENDERT TEXT")
+    mapping = plant.root / "mappings" / "bookings.yaml"
+    mapping.write_text(
+        mapping.read_text().replace(
+            "  event: SATZART\n",
+            "  event: SATZART\n  updated_at: {column: GEAENDERT, format: '%Y-%m-%d %H:%M:%S'}\n",
+        )
+    )
+    start = plant.book("M1", "A", 10, plant.ago(days=42))
+    plant.book("M1", "A", 30, plant.ago(days=41))
+    plant.book("M2", "B", 10, plant.ago(days=3))
+    plant.book("M2", "B", 30, plant.ago(days=2))
+    plant.run()
+    assert sorted(plant.store_runs()["order_code"]) == ["A", "B"]
+    # six weeks later the MES cancels A's START and stamps the row
+    plant.sql(
+        "UPDATE BUCHUNGEN SET STORNO = 1, GEAENDERT = ? WHERE ID = ?",
+        local_text(plant.ago(minutes=1)),
+        start,
+    )
+    result = plant.run()
+    assert result.runs_deleted == 1
+    assert result.window_lo <= plant.ago(days=42)
+    stored = assert_consistent(plant)  # the same as a fresh derivation from the source
+    assert list(stored["order_code"]) == ["B"]
+    assert list(plant.parquet_runs()["order_code"]) == ["B"]

@@ -138,6 +138,7 @@ class PostgreSQLDialect(SourceDialect):
             # ~60 ms of a 0.34 s window query and buys nothing for these plain scans; it exists
             # from PostgreSQL 11, so it is switched off here, not as a startup option an older
             # server would refuse the connection for
+            _keep_unrepresentable_times(dbapi_connection)
             info = getattr(dbapi_connection, "info", None)
             if getattr(info, "server_version", 0) >= JIT_SINCE:
                 cursor = dbapi_connection.cursor()
@@ -309,3 +310,26 @@ class PostgreSQLDialect(SourceDialect):
 def _q(name: str) -> str:
     """A PostgreSQL identifier, quoted where it needs to be."""
     return _PREPARER.quote(name)
+
+
+def _keep_unrepresentable_times(dbapi_connection: Any) -> None:
+    """Read dates and timestamps Python cannot hold (``infinity``, ``-infinity``, years before 1
+    or after 9999) as their text instead of failing the whole read: the mapping reports them as
+    anomalies (or, listed under a column's ``sentinels``, reads them as no value)."""
+    import psycopg
+    from psycopg.types import datetime as pg_times
+
+    def tolerant(base: type[Any]) -> type[Any]:
+        class Tolerant(base):
+            def load(self, data: Any) -> Any:
+                try:
+                    return super().load(data)
+                except psycopg.DataError:
+                    return bytes(data).decode("ascii", "replace")
+
+        return Tolerant
+
+    adapters = dbapi_connection.adapters
+    adapters.register_loader("timestamp", tolerant(pg_times.TimestampLoader))
+    adapters.register_loader("timestamptz", tolerant(pg_times.TimestamptzLoader))
+    adapters.register_loader("date", tolerant(pg_times.DateLoader))

@@ -27,7 +27,7 @@ from ..config import ColumnSpec, DstPolicy, Project
 from ..errors import DataError, UsageError
 from ..extract import sortable
 from ..fetch import catalog_columns
-from ..mapping import timestamps
+from ..mapping import sentinel_rows, timestamps
 from ..source import Source, open_connector
 from .codes import CodeGuess, guess_codes
 from .profile import Column, profile_columns, time_fields
@@ -399,6 +399,14 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
                 else ColumnSpec(value="CHANGE_ME")
             )
             reasons[name] = "placeholder: name the column"
+    if structure == "orders" and "end" in columns:
+        found = _sentinels_seen(probe, columns["end"])
+        if found:
+            columns["end"] = columns["end"].model_copy(update={"sentinels": found})
+            reasons["end"] = (
+                f"{reasons.get('end', 'the end column')}; sampled ends {', '.join(found)} look "
+                "like 'no end yet': read as open (remove them from sentinels if they are real)"
+            )
     for name, spec in columns.items():
         if spec.column and name.endswith("_code"):
             values = probe.get(spec.column)
@@ -541,6 +549,27 @@ def _read(conn: Connection, query: sa.Select[Any]) -> pd.DataFrame:
 def _padded(values: pd.Series) -> bool:
     texts = [v for v in values.dropna() if isinstance(v, str)]
     return bool(texts) and any(v != v.strip() for v in texts)
+
+
+#: "no date" values ERP systems write for an end that has not come yet
+COMMON_SENTINELS = ("9999-12-31", "9999-01-01", "2999-12-31", "1900-01-01", "0001-01-01")
+
+
+def _sentinels_seen(sample: pd.DataFrame, spec: ColumnSpec) -> list[str]:
+    """The common "no date" values among the sampled values of an end column."""
+    if spec.column is None or spec.column not in sample:
+        return []
+    values = sample[spec.column].dropna()
+    if values.empty:
+        return []
+    probe = spec.model_copy(update={"sentinels": [*COMMON_SENTINELS, "infinity", "0000-00-00"]})
+    frame = values.to_frame()
+    seen = []
+    for word in probe.sentinels or []:
+        one = spec.model_copy(update={"sentinels": [word]})
+        if sentinel_rows(frame, one).any():
+            seen.append(word)
+    return seen
 
 
 def _sample(
@@ -754,7 +783,7 @@ def _y(value: Any) -> str:
 
 
 def _spec_yaml(spec: ColumnSpec) -> str:
-    if spec.column is not None and spec.format is None:
+    if spec.column is not None and spec.format is None and not spec.sentinels:
         return _y(spec.column)
     data = {k: v for k, v in spec.model_dump(exclude_none=True).items()}
     return _y(data)

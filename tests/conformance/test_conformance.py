@@ -212,8 +212,8 @@ def test_sql_server_window_bounds_hold_under_a_german_login(
     """arrow-odbc sends values as text: a window bound must mean the same instant to a session
     with SET LANGUAGE Deutsch (DATEFORMAT dmy) and keep its microseconds against a ``datetime``
     column (text with more than 3 fractional digits is error 241 there)."""
-    from etl.extract import Window
     from etl.fetch import ArrowOdbc
+    from etl.reader import Window
 
     raw = os.environ.get("ETL_TEST_MSSQL_URL")
     if not raw:
