@@ -1,9 +1,10 @@
 """Bulk moves between run/anomaly frames and the store's tables, without a Python call per value.
 
-Writing: PostgreSQL through psycopg gets one ``COPY ... FROM STDIN (FORMAT csv)`` fed with CSV that
-Arrow writes; SQLite one ``executemany`` of values converted column by column (timestamps as the
-naive UTC text SQLAlchemy's SQLite dialect stores, so that range predicates compare alike); any
-other backend SQLAlchemy's own executemany. Reading: the driver's rows straight into columns, the
+Writing: the rows as one Arrow table, inserted the store backend's way (etl/store_backends.py):
+PostgreSQL through psycopg gets one ``COPY ... FROM STDIN (FORMAT csv)`` fed with CSV that Arrow
+writes; SQLite one ``executemany`` of values converted column by column (timestamps as the naive
+UTC text SQLAlchemy's SQLite dialect stores, so that range predicates compare alike); any other
+backend SQLAlchemy's own executemany. Reading: the driver's rows straight into columns, the
 timestamps converted once per column.
 
 Both run inside the caller's transaction (the same DBAPI connection), so a bulk write commits or
@@ -12,21 +13,19 @@ rolls back with the rest of a sync.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .store_backends import backend_for
+
 STAMPS = frozenset({"start", "end", "ts"})  # the UTC timestamp columns of the store's tables
 TEXT = frozenset({"job", "machine_code", "order_code", "product_code", "flags", "kind", "detail"})
-SQLITE_STAMP = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: "12:00:00.123456"
-COPY_BATCH = 50_000  # rows per CSV piece sent to COPY: memory bounded by the piece, not the frame
 
 
 def utc_stamps(values: Any) -> pd.Series:
@@ -80,69 +79,7 @@ def insert_frame(
     rows = arrow_rows(frame, columns, extra)
     if order_by:
         rows = rows.sort_by([(name, "ascending") for name in order_by])
-    dialect = conn.dialect
-    quote = dialect.identifier_preparer.quote
-    names = ", ".join(quote(name) for name in rows.column_names)
-    target = dialect.identifier_preparer.format_table(table)
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        _copy(conn, f"COPY {target} ({names}) FROM STDIN (FORMAT csv)", rows)
-    elif dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in rows.column_names)
-        for part in _slices(rows):  # Python values for one slice at a time, not for every row
-            values = [_sqlite_values(part.column(i)) for i in range(part.num_columns)]
-            conn.exec_driver_sql(
-                f"INSERT INTO {target} ({names}) VALUES ({marks})", list(zip(*values, strict=True))
-            )
-    else:
-        for part in _slices(rows):
-            conn.execute(table.insert(), part.to_pylist())
-
-
-#: rows turned into Python values at a time by the row-wise inserts (SQLite, others)
-INSERT_SLICE = 50_000
-
-
-def _slices(rows: pa.Table) -> Iterator[pa.Table]:
-    for offset in range(0, rows.num_rows, INSERT_SLICE):
-        yield rows.slice(offset, INSERT_SLICE)
-
-
-def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
-    if pa.types.is_timestamp(column.type):
-        column = pc.strftime(column, format=SQLITE_STAMP)
-    if pa.types.is_string(column.type):  # NumPy's object array is built faster than a pylist
-        values: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
-        return values
-    return column.to_pylist()
-
-
-def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
-    """COPY ``rows`` through the connection's psycopg cursor, as CSV written by Arrow: strings
-    quoted, nulls as empty unquoted fields, timestamps as ISO text with ``Z``."""
-    from psycopg.copy import QueuedLibpqWriter
-    from pyarrow import csv
-
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    options = csv.WriteOptions(include_header=False, quoting_style="needed")
-    try:
-        # the queued writer sends each piece from its own thread while the next one is written:
-        # Arrow's CSV writer and the server's parsing and index work overlap
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
-        ):
-            for batch in rows.to_batches(max_chunksize=COPY_BATCH):
-                sink = io.BytesIO()
-                csv.write_csv(pa.Table.from_batches([batch]), sink, options)
-                copy.write(sink.getbuffer())
-    except Exception as exc:
-        # psycopg's own error (this path bypasses SQLAlchemy's execute): wrapped like any other
-        # statement's, so the store reports it the same way and the transaction rolls back
-        error = type(exc).__module__.split(".")[0]
-        if error != "psycopg":
-            raise
-        raise sa.exc.DBAPIError(statement, None, exc) from None
+    backend_for(conn.dialect.name).insert(conn, table, rows)
 
 
 def read_frame(conn: Connection, query: sa.Select[Any], columns: Sequence[str]) -> pd.DataFrame:

@@ -19,12 +19,12 @@ import sqlglot.expressions as exp
 from sqlalchemy.engine import Connection
 
 from .config import MappingSpec, Project
-from .dialects import WRITE_KINDS, Privilege, TableRef
+from .dialects import WRITE_KINDS, Privilege, TableRef, sqlglot_name
 from .errors import EtlError, SourceError
 from .extract import build_query, check_columns, check_custom_query
 from .fetch import choose, record_batches
 from .redact import redact
-from .source import SQLGLOT_DIALECTS, Retry, Source, open_connector
+from .source import Retry, Source, open_connector
 
 CLOCK_WARN_SECONDS = 60.0
 _REFUSED = ": source.query: refused"
@@ -325,9 +325,7 @@ def tables_read(mapping: MappingSpec, dialect: str) -> list[TableRef]:
     if mapping.source.table is not None:
         return [TableRef(mapping.source.schema_, mapping.source.table)]
     try:
-        tree = sqlglot.parse_one(
-            mapping.source.query or "", read=SQLGLOT_DIALECTS.get(dialect, dialect)
-        )
+        tree = sqlglot.parse_one(mapping.source.query or "", read=sqlglot_name(dialect))
     except sqlglot.errors.SqlglotError:  # its own check reports it; the others go on
         return []
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.engine import Connection
 
 from .config import MappingSpec
+from .dialects import SourceDialect
 from .errors import DataError, SourceError
 from .extras import extra_for, install_command
 from .redact import redact
@@ -272,8 +273,10 @@ class ArrowPath:
         """Why this driver cannot honour the connector as configured (None: it can)."""
         return None
 
-    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
-        """The exact SQL text the driver gets and its parameters."""
+    def statement(
+        self, query: sa.Select[Any], conn: Connection, dialect: SourceDialect
+    ) -> tuple[str, Any]:
+        """The exact SQL text the driver gets and its parameters (``dialect``: the source's)."""
         if not self.binds:
             compiled = query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
             return str(compiled), None
@@ -327,10 +330,12 @@ class AdbcPostgres(ArrowPath):
         options = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
         return f"postgresql://{login}@{host}{port}/{database}?{options}"
 
-    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
+    def statement(
+        self, query: sa.Select[Any], conn: Connection, dialect: SourceDialect
+    ) -> tuple[str, Any]:
         # the session pins standard_conforming_strings=on: a fresh dialect renders for that
-        dialect = _pg.psycopg.dialect()
-        compiled = query.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        fresh = _pg.psycopg.dialect()
+        compiled = query.compile(dialect=fresh, compile_kwargs={"literal_binds": True})
         return str(compiled), None
 
     def batches(
@@ -416,9 +421,9 @@ class ArrowOdbc(ArrowPath):
     """arrow-odbc: the ODBC driver's block cursor filled straight into Arrow buffers.
 
     The connection string is the one SQLAlchemy's pyodbc connector builds from the connector.
-    Parameters are bound (arrow-odbc sends every value as text; the server converts it). On SQL
-    Server date/time parameters are cast in the statement (``_typed_times``), so the conversion
-    does not depend on the session's DATEFORMAT or language.
+    Parameters are bound (arrow-odbc sends every value as text; the server converts it). For a
+    dialect with ``odbc_typed_times`` (SQL Server) date/time parameters are cast in the statement
+    (``_typed_times``), so the conversion does not depend on the session's DATEFORMAT or language.
     """
 
     name = "arrow_odbc"
@@ -426,12 +431,14 @@ class ArrowOdbc(ArrowPath):
     module = "arrow_odbc"
     package = "arrow-odbc"
 
-    def statement(self, query: sa.Select[Any], conn: Connection) -> tuple[str, Any]:
-        mssql = conn.dialect.name == "mssql"
-        if mssql:  # the server converts a typed value, never text it reads by DATEFORMAT
+    def statement(
+        self, query: sa.Select[Any], conn: Connection, dialect: SourceDialect
+    ) -> tuple[str, Any]:
+        typed = dialect.odbc_typed_times
+        if typed:  # the server converts a typed value, never text it reads by DATEFORMAT
             query = _typed_times(query)
-        sql, params = super().statement(query, conn)
-        return sql, [_odbc_text(v, iso=mssql) for v in params or []]
+        sql, params = super().statement(query, conn, dialect)
+        return sql, [_odbc_text(v, iso=typed) for v in params or []]
 
     def batches(
         self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
@@ -662,7 +669,7 @@ def record_batches(
     """
     path = choice.path
     assert path is not None
-    sql, params = path.statement(query, conn)
+    sql, params = path.statement(query, conn, source.dialect)
     why = refusal(sql, source.dialect.name)
     if why is not None:
         raise ReadOnlyViolation(

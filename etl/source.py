@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlglot.tokens import Token, TokenType
 
 from .config import ConnectorSpec, Project
-from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect
+from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect, sqlglot_name
 from .dialects.base import is_read_only
 from .dialects.odbc import installed_drivers
 from .errors import ConfigError, EtlError, SourceError, UsageError
@@ -164,14 +164,6 @@ _READ_PRAGMAS = {
     "INDEX_XINFO",
     "FOREIGN_KEY_LIST",
 }
-SQLGLOT_DIALECTS = {
-    "postgresql": "postgres",
-    "mssql": "tsql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "oracle": "oracle",
-    "sqlite": "sqlite",
-}
 _LITERALS = {
     TokenType.STRING,
     TokenType.IDENTIFIER,
@@ -191,9 +183,7 @@ def refusal(statement: str, dialect: str | None = None) -> str | None:
     structure or starts another statement, no write function and nothing after a ``;``.
     """
     try:
-        tokens = sqlglot.Dialect.get_or_raise(
-            SQLGLOT_DIALECTS.get(dialect or "", dialect)
-        ).tokenize(statement)
+        tokens = sqlglot.Dialect.get_or_raise(sqlglot_name(dialect)).tokenize(statement)
     except Exception:  # what cannot be tokenized cannot be proven harmless
         return "a statement that cannot be read as SQL"
     if not tokens:
@@ -240,7 +230,7 @@ def refusal(statement: str, dialect: str | None = None) -> str | None:
 def _name_positions(statement: str, dialect: str | None) -> set[int]:
     """Where the statement names a column, table or schema (token start offsets)."""
     try:
-        tree = sqlglot.parse_one(statement, read=SQLGLOT_DIALECTS.get(dialect or "", dialect))
+        tree = sqlglot.parse_one(statement, read=sqlglot_name(dialect))
     except Exception:  # unparseable: no exemptions, the words count
         return set()
     return {

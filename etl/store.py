@@ -35,6 +35,7 @@ from .errors import LockHeldError, LockLost, StoreError
 from .extras import missing_driver
 from .redact import redact
 from .schema import ANOMALY_COLUMNS, RUN_COLUMNS
+from .store_backends import backend_for
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if isinstance(value, pd.Timestamp):
             value = value.to_pydatetime()
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=None) if backend_for(dialect.name).naive_utc else value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
@@ -207,17 +208,12 @@ class Store:
     def __init__(self, url: str, root: Path, secrets: list[str] | None = None) -> None:
         self.secrets = secrets or []
         parsed = sa.make_url(url)
-        connect_args: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            database = parsed.database or ""
-            if database and database != ":memory:" and not Path(database).is_absolute():
-                parsed = parsed.set(database=str(root / database))
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            connect_args["timeout"] = 60
+        self.backend = backend_for(parsed.get_backend_name())
+        parsed = self.backend.resolve(parsed, root)
+        self.backend.prepare(parsed)
         self.url = parsed
         try:
-            self.engine: Engine = sa.create_engine(parsed, connect_args=connect_args)
+            self.engine: Engine = sa.create_engine(parsed, connect_args=self.backend.connect_args())
         except ImportError as exc:
             missing = missing_driver(exc)
             if missing is None:
@@ -227,8 +223,7 @@ class Store:
             ) from None
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
-        if parsed.get_backend_name() == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.backend.configure(self.engine)
 
     @property
     def display(self) -> str:
@@ -238,9 +233,7 @@ class Store:
     @property
     def path(self) -> Path | None:
         """The SQLite file, when the store is one."""
-        if self.url.get_backend_name() == "sqlite" and self.url.database not in (None, ":memory:"):
-            return Path(self.url.database or "")
-        return None
+        return self.backend.path(self.url)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -264,15 +257,15 @@ class Store:
             self._ensure_schema(exclusive=True)
 
     def _ensure_schema(self, exclusive: bool) -> None:
-        sqlite = self.url.get_backend_name() == "sqlite"
+        lock = self.backend.create_lock_statement
         with self.begin() as conn:
-            if exclusive and sqlite:
-                # pysqlite commits every CREATE on its own: the write lock first, so a concurrent
-                # first run waits for the whole schema and its version row, never sees half of it
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if exclusive and lock is not None:
+                # the write lock first, so a concurrent first run waits for the whole schema and
+                # its version row, never sees half of it
+                conn.exec_driver_sql(lock)
             inspector = sa.inspect(conn)
             if not inspector.has_table("schema_info"):
-                if sqlite and not exclusive:
+                if lock is not None and not exclusive:
                     raise _CreateExclusively
                 metadata.create_all(conn)
                 conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
@@ -368,11 +361,7 @@ class Store:
     def _now(self, conn: Connection) -> datetime:
         """The clock leases are measured by: the store server's, so that workers on hosts with
         skewed clocks agree when a lock expires (SQLite: this host's, the only one)."""
-        if self.url.get_backend_name() == "postgresql":
-            value = conn.execute(sa.select(sa.func.statement_timestamp())).scalar()
-            if isinstance(value, datetime):
-                return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        return datetime.now(UTC)
+        return self.backend.now(conn)
 
     def renew_lock(self, job: str, owner: str, ttl: timedelta) -> bool:
         """Extend our lock to now + ``ttl``; False when it is no longer ours (expired and taken)."""
@@ -562,7 +551,7 @@ class Store:
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
         changes.months = pending
-        if len(write) >= ANALYZE_AFTER and self.url.get_backend_name() == "sqlite":
+        if len(write) >= ANALYZE_AFTER and self.backend.statistics_statements:
             self._analyze()
         return int(sync_id), changes
 
@@ -573,8 +562,8 @@ class Store:
         this by itself."""
         try:
             with self.begin() as conn:
-                conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
-                conn.exec_driver_sql("ANALYZE production_runs")
+                for statement in self.backend.statistics_statements:
+                    conn.exec_driver_sql(statement)
         except StoreError as exc:  # committed already: a slower plan is no reason to fail
             log.warning("could not refresh the store's statistics: %s", exc)
 
@@ -905,10 +894,7 @@ def store_display(url: str, root: Path, secrets: list[str] | None = None) -> str
     """The store URL as ``Store.display`` shows it (SQLite paths resolved against the
     project, no password), without creating or opening anything."""
     parsed = sa.make_url(url)
-    database = parsed.database or ""
-    sqlite = parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-    if sqlite and not Path(database).is_absolute():
-        parsed = parsed.set(database=str(root / database))
+    parsed = backend_for(parsed.get_backend_name()).resolve(parsed, root)
     return redact(parsed.render_as_string(hide_password=True), secrets or [])
 
 
@@ -921,18 +907,10 @@ def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> St
     other than a query.
     """
     parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            return None
-        if not (Path(database) if Path(database).is_absolute() else root / database).is_file():
-            return None
+    if not backend_for(parsed.get_backend_name()).may_exist(parsed, root):
+        return None
     store = Store(url, root, secrets)
-    backend = store.url.get_backend_name()
-    if backend == "sqlite":
-        sa.event.listen(store.engine, "connect", _sqlite_query_only)
-    elif backend == "postgresql":
-        sa.event.listen(store.engine, "do_connect", _postgres_read_only)
+    store.backend.make_read_only(store.engine)
     sa.event.listen(store.engine, "before_cursor_execute", _refuse_writes)
     try:
         with store.begin() as conn:
@@ -944,16 +922,6 @@ def open_read_only(url: str, root: Path, secrets: list[str] | None = None) -> St
         store.close()
         return None
     return store
-
-
-def _sqlite_query_only(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA query_only = ON")
-    cursor.close()
-
-
-def _postgres_read_only(_dialect: Any, _record: Any, _args: Any, params: dict[str, Any]) -> None:
-    params["options"] = f"{params.get('options', '')} -c default_transaction_read_only=on".strip()
 
 
 def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -997,14 +965,6 @@ def _dead_local_owner(owner: str | None) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statistics are refreshed

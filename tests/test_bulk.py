@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.bulk import COPY_BATCH, insert_frame, read_frame
+from etl.bulk import insert_frame, read_frame
 from etl.errors import StoreError
 from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
 from etl.store import Store, _anomaly_columns, _run_columns, anomalies, production_runs
+from etl.store_backends import COPY_BATCH
 
 EXTRA = {"job": "j", "sync_id": 1}
 BERLIN = ZoneInfo("Europe/Berlin")

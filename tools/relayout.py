@@ -87,6 +87,7 @@ MOVES: dict[str, str] = {
     # store: the runs, anomalies, watermarks, the job lock
     "store": "store.db",
     "bulk": "store.bulk",
+    "store_backends": "store.backends",
     "audit": "store.audit",
     # outputs: the Parquet dataset, local or on S3
     "publish": "outputs.parquet",

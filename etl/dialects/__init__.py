@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import RETRYABLE, WRITE_KINDS, Failure, Privilege, SourceDialect, TableRef
+from .base import RETRYABLE, WRITE_KINDS, Failure, Privilege, SourceDialect, TableRef, quoter
 from .mariadb import MariaDBDialect
 from .mssql import MSSQLDialect
 from .mysql import MySQLDialect
@@ -29,6 +29,13 @@ def get_dialect(name: str) -> SourceDialect:
     return _DIALECTS[name]()
 
 
+def sqlglot_name(name: str | None) -> str | None:
+    """sqlglot's dialect for a connector's ``dialect:`` value (an unknown name as it is, for
+    sqlglot to read or refuse)."""
+    cls = _DIALECTS.get(name or "")
+    return cls.sqlglot_dialect if cls is not None else name
+
+
 __all__ = [
     "RETRYABLE",
     "WRITE_KINDS",
@@ -38,4 +45,6 @@ __all__ = [
     "SourceDialect",
     "TableRef",
     "get_dialect",
+    "quoter",
+    "sqlglot_name",
 ]

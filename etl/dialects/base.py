@@ -12,9 +12,10 @@ method the core calls without knowing which database it talks to:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -140,6 +141,9 @@ class SourceDialect:
 
     name: ClassVar[str]
     product: ClassVar[str]  # the product name for messages: "PostgreSQL"
+    # sqlglot's name for the SQL this database speaks: the statement guard and the custom-query
+    # checks parse with it
+    sqlglot_dialect: ClassVar[str]
     driver: ClassVar[str]  # SQLAlchemy "dialect+driver"
     default_port: ClassVar[int | None] = None
     read_only_session: ClassVar[bool] = False  # the session itself refuses writes
@@ -150,8 +154,12 @@ class SourceDialect:
     # Sent (below the statement guard) once on a new session of a native Arrow driver or ODBC:
     # what makes it read-only and pins its time zone.
     session_statements: ClassVar[tuple[str, ...]] = ()
-    # The Arrow extraction path of etl/fetch.py for this database's own driver (None: SQLAlchemy).
+    # The Arrow reader of etl/fetch.py for this database's own driver, by its key in
+    # ``fetch.PATHS`` (None: SQLAlchemy only); ``arrow_path`` picks it or arrow-odbc per URL.
     native_arrow_path: ClassVar[str | None] = None
+    # arrow-odbc sends every parameter as text: cast date/time parameters in the statement and
+    # send them as ISO 8601 with a 'T', for a server that reads text by the session's DATEFORMAT
+    odbc_typed_times: ClassVar[bool] = False
     # Driver error code -> failure kind; codes come from ``error_code``.
     error_codes: ClassVar[dict[str | int, Failure]] = {}
     # A database every account may connect to, to list the databases when the configured one is
@@ -297,6 +305,17 @@ class SourceDialect:
     def driver_description(self, conn: Connection) -> str:
         """The DBAPI driver and version that carries the connection."""
         return describe_driver(conn)
+
+
+@functools.cache
+def _preparer(backend: str) -> Any:
+    return sa.dialects.registry.load(backend)().identifier_preparer
+
+
+def quoter(backend: str) -> Callable[[str], str]:
+    """The identifier quoting of a SQLAlchemy backend (``"mssql"``: ``[Auftrags Daten]``),
+    quoted only where needed, without a connection: for the statements ``etl check`` shows."""
+    return _preparer(backend).quote
 
 
 def is_read_only(value: Any) -> bool:

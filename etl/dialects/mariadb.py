@@ -9,5 +9,6 @@ class MariaDBDialect(MySQLDialect):
     """MariaDB 10.3+ behaves like MySQL for everything booking-etl does."""
 
     name = "mariadb"
+    sqlglot_dialect = "mysql"
     product = "MariaDB"
     driver = "mysql+pymysql"

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mssql as _ms
 from sqlalchemy.engine import URL, Connection
 
 from ..config import ConnectorSpec
 from ..extras import missing_driver
-from .base import Failure, Kind, Privilege, SourceDialect, TableRef
+from .base import Failure, Kind, Privilege, SourceDialect, TableRef, quoter
 from .odbc import DriverChoice, DriverMissing, choose_driver, installed_drivers
 
-_PREPARER = _ms.dialect().identifier_preparer
+_q = quoter("mssql")  # schema, table and account names in GRANT/REVOKE
 
 # Native error numbers (the "(18456)" in a pyodbc message).
 _ERRORS: dict[str | int, Failure] = {
@@ -127,6 +126,7 @@ class MSSQLDialect(SourceDialect):
     """SQL Server: pyodbc with ``ApplicationIntent=ReadOnly``; the clock in UTC."""
 
     name = "mssql"
+    sqlglot_dialect = "tsql"
     product = "SQL Server"
     driver = "mssql+pyodbc"
     default_port = 1433
@@ -138,6 +138,7 @@ class MSSQLDialect(SourceDialect):
     maintenance_database = "master"
     row_estimate_source = "sys.partitions.rows"
     native_arrow_path = "arrow_odbc"
+    odbc_typed_times = True
     admin_accounts = frozenset({"sa", "dbo"})
     error_codes: ClassVar[dict[str | int, Failure]] = _ERRORS
 
@@ -346,7 +347,3 @@ def _freetds_options(query: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("TDS_Version", "7.4")
     out.setdefault("ClientCharset", "UTF-8")
     return out
-
-
-def _q(name: str) -> str:
-    return _PREPARER.quote(name)

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as _my
 from sqlalchemy.engine import Connection
 
 from ..config import ConnectorSpec
-from .base import Failure, Kind, Privilege, SourceDialect, TableRef
+from .base import Failure, Kind, Privilege, SourceDialect, TableRef, quoter
 
-_PREPARER = _my.dialect().identifier_preparer
+_q = quoter("mysql")  # schema, table and account names in GRANT/REVOKE
 
 _READ = {"SELECT", "SHOW VIEW", "USAGE", "SHOW DATABASES", "PROXY"}
 _WRITE = {"INSERT", "UPDATE", "DELETE", "DELETE HISTORY", "LOCK TABLES"}
@@ -106,6 +105,7 @@ class MySQLDialect(SourceDialect):
     """MySQL 5.7+/8: ``SET SESSION TRANSACTION READ ONLY`` and ``time_zone = '+00:00'``."""
 
     name = "mysql"
+    sqlglot_dialect = "mysql"
     product = "MySQL"
     driver = "mysql+pymysql"
     default_port = 3306
@@ -251,7 +251,3 @@ class MySQLDialect(SourceDialect):
         if isinstance(type_, sa.DateTime):
             return f"DATETIME, {digits}: naive, read as wall-clock time of the connector's timezone"
         return None
-
-
-def _q(name: str) -> str:
-    return _PREPARER.quote(name)

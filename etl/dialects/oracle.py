@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import oracle as _ora
 from sqlalchemy.engine import URL, Connection
 
 from ..config import ConnectorSpec
-from .base import Failure, Kind, Privilege, SourceDialect, TableRef
+from .base import Failure, Kind, Privilege, SourceDialect, TableRef, quoter
 
 log = logging.getLogger(__name__)
-_PREPARER = _ora.dialect().identifier_preparer
+_q = quoter("oracle")  # schema, table and account names in GRANT/REVOKE
 
 # Where an Instant Client usually lives besides the library search path.
 _CLIENT_GLOBS = (
@@ -199,6 +198,7 @@ class OracleDialect(SourceDialect):
     """Oracle 12c+: service name or SID; ``SET TRANSACTION READ ONLY`` per transaction."""
 
     name = "oracle"
+    sqlglot_dialect = "oracle"
     product = "Oracle"
     driver = "oracle+oracledb"
     default_port = 1521
@@ -331,7 +331,3 @@ class OracleDialect(SourceDialect):
         if isinstance(type_, sa.DateTime):
             return "TIMESTAMP: naive, read as wall-clock time of the connector's timezone"
         return None
-
-
-def _q(name: str) -> str:
-    return _PREPARER.quote(name)

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as _pg
 from sqlalchemy.engine import Connection
 
 from ..config import ConnectorSpec
-from .base import Failure, Kind, Privilege, SourceDialect, TableRef, first_words
+from .base import Failure, Kind, Privilege, SourceDialect, TableRef, first_words, quoter
 
-_PREPARER = _pg.dialect().identifier_preparer
+_q = quoter("postgresql")  # schema, table and account names in GRANT/REVOKE
 
 # Roles whose membership lets an account write or run programs on the server.
 _ADMIN_ROLES = {
@@ -90,6 +89,7 @@ class PostgreSQLDialect(SourceDialect):
     """PostgreSQL: ``default_transaction_read_only`` set at connect time."""
 
     name = "postgresql"
+    sqlglot_dialect = "postgres"
     product = "PostgreSQL"
     driver = "postgresql+psycopg"
     default_port = 5432
@@ -305,11 +305,6 @@ class PostgreSQLDialect(SourceDialect):
                 "timestamp without time zone: read as wall-clock time of the connector's timezone"
             )
         return None
-
-
-def _q(name: str) -> str:
-    """A PostgreSQL identifier, quoted where it needs to be."""
-    return _PREPARER.quote(name)
 
 
 def _keep_unrepresentable_times(dbapi_connection: Any) -> None:

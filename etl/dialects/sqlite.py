@@ -19,6 +19,7 @@ class SQLiteDialect(SourceDialect):
     """SQLite file opened with ``mode=ro`` and ``PRAGMA query_only``."""
 
     name = "sqlite"
+    sqlglot_dialect = "sqlite"
     product = "SQLite"
     driver = "sqlite+pysqlite"
     read_only_session = True
