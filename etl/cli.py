@@ -597,7 +597,9 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
 @click.argument("connector")
 @click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
 @click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
-@click.option("--json", "as_json", is_flag=True, help="Print the table listing as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the table listing as JSON (not with --table)."
+)
 @click.option(
     "-o",
     "--output",
@@ -629,6 +631,11 @@ def discover(
         )
     if job_name is not None and (table is None or output is not None):
         raise UsageError("--job needs --table (and writes its own files: no --output)")
+    if as_json and table is not None:  # the proposal is YAML with comments: never a silent mix
+        raise UsageError(
+            "--json prints the table listing: not with --table (the proposed mapping is YAML)",
+            hint="leave out --json, or write the proposal to a file with -o FILE",
+        )
     ctx.meta["etl.json_output"] = as_json and table is None
     project = _project(ctx)
     if job_name is not None:
@@ -750,7 +757,7 @@ def cron(ctx: click.Context, log_dir: Path | None) -> None:
 
 @main.group()
 def state() -> None:
-    """Inspect or reset a job's stored state."""
+    """Reset a job's stored state ('etl status' shows it)."""
 
 
 @state.command("reset")

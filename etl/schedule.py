@@ -277,6 +277,7 @@ def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> li
     ]
     env_names: set[str] = set()
     planned: list[tuple[str, str, str]] = []
+    log_target = None if log_dir is None else log_dir if log_dir.is_absolute() else root / log_dir
     for name in sorted(project.broken):
         lines.append(f"# {name}: left out: its files have errors (see 'etl validate')")
     for name, job in sorted(project.jobs.items()):
@@ -300,15 +301,20 @@ def crontab_lines(project: Project, etl: str, log_dir: Path | None = None) -> li
             if doc is not None:  # the variables its values use, not those in its comments
                 env_names |= set(doc.env_names)
         command = f"cd {shlex.quote(str(root))} && {etl} run {shlex.quote(name)}"
-        if log_dir is not None:
-            target = log_dir if log_dir.is_absolute() else root / log_dir
-            command += f" >> {shlex.quote(str(target / f'{name}.log'))} 2>&1"
+        if log_target is not None:
+            command += f" >> {shlex.quote(str(log_target / f'{name}.log'))} 2>&1"
         planned.append((schedule_zone(job), expr, command.replace("%", "\\%")))
     if env_names:
         lines.append(
             "# cron starts jobs with an almost empty environment: set "
             + ", ".join(sorted(env_names))
             + " above these lines (or in a wrapper script)"
+        )
+    if planned and log_target is not None and not log_target.is_dir():
+        # cron's shell cannot open '>> DIR/JOB.log' in a missing directory: the job never starts
+        lines.append(
+            f"# {log_target} does not exist: create it first (mkdir -p "
+            f"{shlex.quote(str(log_target))}), or cron cannot open the logs and no job starts"
         )
     if planned:
         lines.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -467,11 +468,18 @@ def _host_port(url: sa.URL) -> str:
     return f"{url.host}:{url.port}" if url.port else url.host
 
 
+# ADBC's PostgreSQL driver wraps the server's message in its status and libpq's step:
+# "UNAUTHORIZED: [libpq] Failed to execute query: could not begin COPY: ERROR:  permission ..."
+# "NOT_FOUND: Failed to prepare query: ERROR:  relation ... does not exist"
+_ADBC_LIBPQ_PREFIX = re.compile(r"^[A-Z_]+: (?:\[libpq\] )?[^:]*(?:: [^:]*)*?: (?:ERROR|FATAL):\s+")
+
+
 def _reason(exc: BaseException, secrets: list[str]) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig) if orig is not None else str(exc)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return redact(lines[0] if lines else type(exc).__name__, secrets)
+    first = _ADBC_LIBPQ_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+    return redact(first, secrets)
 
 
 def open_source(

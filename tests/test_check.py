@@ -292,8 +292,26 @@ def test_permission_denied_names_the_connector_and_the_fix(server: Server, tmp_p
             run_job(load_project(root), "bookings")
         assert info.value.message.startswith(expected)
         assert info.value.exit_code == 3 and "'etl check plant'" in str(info.value.hint)
+        if server.dialect == "postgresql":  # the server's words, not ADBC's libpq wrapping
+            assert info.value.message.endswith("permission denied for table bookings")
     finally:
         drop_account(server.admin, server.dialect, reader)
+
+
+@pytest.mark.postgres
+def test_an_adbc_error_is_said_in_the_servers_words() -> None:
+    """ADBC's PostgreSQL driver prefixes the server's message with its status and libpq's step
+    ('NOT_FOUND: Failed to prepare query: ERROR:  relation ...'); messages keep the server's."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from etl.source import _reason
+
+    url = server_or_skip(POSTGRES_URL, "PostgreSQL").set(drivername="postgresql")
+    uri = url.render_as_string(hide_password=False)
+    with adbc.connect(uri) as conn, conn.cursor() as cur, pytest.raises(adbc.Error) as info:
+        cur.execute("SELECT * FROM etl_no_such_table_here")
+    assert str(info.value).startswith("NOT_FOUND: ")  # what the driver says
+    assert _reason(info.value, []) == 'relation "etl_no_such_table_here" does not exist'
 
 
 def test_check_fails_when_fetch_arrow_cannot_be_honoured(

@@ -69,6 +69,15 @@ def test_listing_shows_tables_rows_and_column_types(demo: tuple[Path, dict[str, 
     assert "BDE_BUCHUNGEN  table" in out and f"{counts['BDE_BUCHUNGEN']:,} rows" in out
 
 
+def test_json_with_table_is_refused_not_ignored(demo: tuple[Path, dict[str, int]]) -> None:
+    """--json is the listing's format; with --table the proposal is YAML, so asking for both
+    is a usage error (exit 2) instead of YAML on stdout where a script expects JSON."""
+    root, _ = demo
+    code, out, err = etl("-p", str(root), "discover", "plant", "--table", "FA_AUFTRAEGE", "--json")
+    assert code == 2 and out == ""
+    assert "--json prints the table listing: not with --table" in err
+
+
 def test_the_hydra_booking_table_is_recognised(demo: tuple[Path, dict[str, int]]) -> None:
     root, counts = demo
     proposal = propose(load_project(root), "plant", "bde_buchungen")  # any case
@@ -351,6 +360,10 @@ def test_an_empty_default_schema_lists_the_schemas_with_tables(
     assert listing.tables == [] and listing.other_schemas == [("werk1", 1)]
     code, out, _ = etl("-p", str(root), "discover", "plant")
     assert code == 0 and "schemas with tables:\n  werk1  1 table(s) or view(s)" in out
+    # a misspelled --schema (PostgreSQL answers an empty list, not an error) says the same
+    code, out, _ = etl("-p", str(root), "discover", "plant", "--schema", "werk_1")
+    assert code == 0 and "schema 'werk_1' is empty or does not exist; schemas with tables:" in out
+    assert "  werk1  1 table(s) or view(s)" in out
 
 
 @pytest.mark.mariadb

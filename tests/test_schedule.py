@@ -188,6 +188,13 @@ def test_cron_prints_ready_crontab_lines(tmp_path: Path) -> None:
     assert any("PLANT_NOTE" in line and line.startswith("#") for line in lines)
     assert not any("flock" in line for line in lines)
     assert Path(ETL).is_absolute()
+    # logs/ does not exist: cron could not open the log files and would start no job
+    assert (
+        f"# {root}/logs does not exist: create it first (mkdir -p '{root}/logs')" in result.stdout
+    )
+    (plant.root / "logs").mkdir()
+    again = CliRunner().invoke(main, ["-p", str(plant.root), "cron", "--log-dir", "logs"])
+    assert again.exit_code == 0 and "does not exist" not in again.stdout
 
 
 def test_cron_escapes_percent_signs_and_skips_seconds_schedules(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ def list_tables(project: Project, connector: str, schema: str | None = None) -> 
     try:
         with source.connect() as conn:
             tables = _tables(source, conn, schema)
-            others = _schemas_with_tables(conn) if not tables and schema is None else []
+            others = _schemas_with_tables(conn) if not tables else []  # also for a typo
             return Listing(
                 connector=connector,
                 schema=schema,
@@ -288,7 +288,8 @@ def format_listing(listing: Listing) -> str:
     if listing.tables:
         lines.append("next: etl discover CONNECTOR --table NAME proposes a mapping for one table")
     elif listing.other_schemas:
-        lines.append("the default schema is empty; schemas with tables:")
+        empty = "the default schema" if listing.schema is None else f"schema {listing.schema!r}"
+        lines.append(f"{empty} is empty or does not exist; schemas with tables:")
         lines += [f"  {name}  {n} table(s) or view(s)" for name, n in listing.other_schemas]
         lines.append("next: etl discover CONNECTOR --schema NAME")
     return "\n".join(lines)
