@@ -170,7 +170,7 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             )
             report = CheckReport(
                 connector=name,
-                dialect=source.spec.dialect,
+                dialect=source.spec.sql_dialect,
                 target=source.display,
                 driver=ask("the driver", dialect.driver_description, "unknown"),
                 connect_seconds=seconds,
@@ -312,7 +312,7 @@ def _mapped_tables(project: Project, connector: str) -> list[tuple[str, list[str
     for job in sorted(project.jobs.values(), key=lambda j: j.name):
         if job.connector_name == connector:
             by_mapping.setdefault(job.mapping_name, []).append(job.name)
-    dialect = project.connectors[connector].dialect
+    dialect = project.connectors[connector].sql_dialect
     out = []
     for mapping_name, jobs in sorted(by_mapping.items()):
         mapping = project.mappings[mapping_name]
@@ -346,7 +346,7 @@ def _check_table(
     try:
         if mapping.source.query is not None:
             check_custom_query(
-                mapping.source.query, source.spec.dialect, where, mapping.source.allow_functions
+                mapping.source.query, source.spec.sql_dialect, where, mapping.source.allow_functions
             )
         columns = check_columns(conn, mapping, where)
         query = build_query(mapping, None, source.spec.zone).where(sa.false())

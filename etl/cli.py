@@ -261,7 +261,7 @@ def validate(ctx: click.Context) -> None:
         flag = "" if job.spec.enabled else "  (disabled)"
         schedule = job.spec.schedule or "no schedule"
         click.echo(
-            f"  {name}: {job.connector_name} ({job.connector.dialect}) -> {job.mapping_name} "
+            f"  {name}: {job.connector_name} ({job.connector.dialect or job.connector.kind}) -> {job.mapping_name} "
             f"({job.mapping.structure}), {schedule}{flag}"
         )
 
@@ -538,6 +538,21 @@ def report(
     )
 
 
+def _check_source(project: Any, connector: str, as_json: bool) -> None:
+    """``etl check`` of a file-drop or HTTP connector (etl/sources/check.py)."""
+    from .errors import DataError
+    from .sources.check import check_source
+
+    report = check_source(project, connector)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else "\n".join(report.lines()))
+    unreadable = [t for t in report.tables if not t.readable]
+    if unreadable:  # as 'etl run' would fail on them: exit 4
+        raise DataError(
+            f"connectors/{connector}.yaml: {len(unreadable)} mapped table(s) NOT readable: "
+            + "; ".join(f"{t.mapping} ({t.source}): {t.detail}" for t in unreadable)
+        )
+
+
 @main.command()
 @click.argument("connector")
 @click.option("--strict", is_flag=True, help="Exit 7 when the account can write.")
@@ -549,7 +564,11 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
     from .errors import AccountCanWrite, ConfigError, DataError, SourceError
 
     ctx.meta["etl.json_output"] = as_json
-    report = check_connector(_project(ctx), connector)
+    project = _project(ctx)
+    if connector in project.connectors and project.connectors[connector].kind != "sql":
+        _check_source(project, connector, as_json)
+        return
+    report = check_connector(project, connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_report(report))
     ctx.meta["etl.json_output"] = False  # the report is out: its verdict goes to stderr
     if report.refused:  # as 'etl run' would refuse them: exit 2

@@ -33,6 +33,8 @@ from pydantic import (
 from .durations import format_duration, parse_duration
 from .errors import ConfigError
 from .readonly import allowed_options, option_refusals, url_option_refusals
+from .sources.files.spec import FilesSpec
+from .sources.http.spec import HttpSpec
 from .yamlfile import Loc, YamlDoc, fill_job_vars, format_loc, read_yaml
 
 PROJECT_FILE = "etl.yaml"
@@ -158,9 +160,14 @@ class ProjectSpec(Strict):
 
 
 class ConnectorSpec(Strict):
-    """``connectors/NAME.yaml``: how to reach one source database, read-only."""
+    """``connectors/NAME.yaml``: how to reach one source, read-only: a database (``kind: sql``,
+    the default), an HTTP API (``kind: http``) or a file drop (``kind: files``); see
+    docs/sources.md for the last two."""
 
-    dialect: Dialect
+    kind: Literal["sql", "http", "files"] = "sql"
+    dialect: Dialect | None = None
+    http: HttpSpec | None = None
+    files: FilesSpec | None = None
     description: str = ""
     url: SecretStr | None = None
     host: str | None = None
@@ -185,6 +192,8 @@ class ConnectorSpec(Strict):
     @model_validator(mode="after")
     def _harmless_options(self) -> ConnectorSpec:
         # docs/read-only.md: only options that cannot run SQL or change the session
+        if self.dialect is None:
+            return self  # not a database connector, or no dialect: _where says which
         refused = option_refusals(self.dialect, self.options)
         if refused:
             key, why = refused[0]
@@ -204,6 +213,45 @@ class ConnectorSpec(Strict):
 
     @model_validator(mode="after")
     def _where(self) -> ConnectorSpec:
+        sections = {"http": self.http, "files": self.files}
+        for key, section in sections.items():
+            if section is not None and key != self.kind:
+                raise ValueError(
+                    f"@{key}: a '{key}' section goes with 'kind: {key}' (kind is {self.kind})"
+                )
+        if self.kind != "sql":
+            if sections[self.kind] is None:
+                raise ValueError(
+                    f"@{self.kind}: missing: a kind {self.kind} connector needs a '{self.kind}' section"
+                )
+            sql = [
+                k
+                for k in (
+                    "dialect",
+                    "url",
+                    "host",
+                    "port",
+                    "database",
+                    "service_name",
+                    "sid",
+                    "path",
+                    "user",
+                    "password",
+                    "driver",
+                )
+                if getattr(self, k) is not None
+            ]
+            if sql or self.options:
+                key = sql[0] if sql else "options"
+                raise ValueError(
+                    f"@{key}: '{key}' belongs to a database connector (kind sql), not kind {self.kind}"
+                )
+            return self
+        if self.dialect is None:
+            raise ValueError(
+                "@dialect: missing required key (a database connector needs it; a file drop or "
+                "an HTTP API says 'kind: files' or 'kind: http')"
+            )
         if self.url is not None:
             clash = [
                 k
@@ -231,6 +279,13 @@ class ConnectorSpec(Strict):
         elif not self.database:
             raise ValueError(f"@database: missing: a {self.dialect} connector needs 'database'")
         return self
+
+    @property
+    def sql_dialect(self) -> str:
+        """The dialect of a database connector (validated: every ``kind: sql`` has one)."""
+        if self.dialect is None:
+            raise ConfigError(f"a kind {self.kind} connector has no SQL dialect")
+        return self.dialect
 
     @property
     def zone(self) -> ZoneInfo:
@@ -757,7 +812,8 @@ class Project:
 
             out += credential_secrets()
         for conn in self.connectors.values():
-            for secret in (conn.password, conn.url):
+            extra = conn.http.secrets() if conn.http is not None else []
+            for secret in (conn.password, conn.url, *extra):
                 if secret is not None and secret.get_secret_value():
                     out.append(secret.get_secret_value())
         return sorted({s for s in out if len(s) >= 3}, key=len, reverse=True)
@@ -933,12 +989,18 @@ def load_project(
             )
             by_file[f"jobs/{name}"] += problems[before:]
             continue
-        query_problem = _query_problem(
-            files[f"mappings/{job_spec.mapping}"],
-            mappings[job_spec.mapping],
-            connectors[job_spec.connector].dialect,
-            queries,
-        )
+        connector = connectors[job_spec.connector]
+        if connector.kind != "sql":
+            query_problem = _source_problem(
+                job_spec.connector, connector, job_spec.mapping, mappings[job_spec.mapping]
+            )
+        else:
+            query_problem = _query_problem(
+                files[f"mappings/{job_spec.mapping}"],
+                mappings[job_spec.mapping],
+                connector.sql_dialect,
+                queries,
+            )
         if query_problem:
             if query_problem not in problems:
                 problems.append(query_problem)
@@ -1059,6 +1121,31 @@ def _query_problem(
         except ConfigError as exc:
             seen[key] = exc.problems[0]
     return seen[key]
+
+
+def _source_problem(
+    name: str, connector: ConnectorSpec, mapping_name: str, mapping: MappingSpec
+) -> str | None:
+    """What keeps a file-drop or HTTP connector from reading the mapping's table (a custom
+    query, a table the connector does not list), as one problem line; None when it can."""
+    listed, key = (
+        (connector.files.tables, "files.tables")
+        if connector.files is not None
+        else (connector.http.endpoints if connector.http is not None else {}, "http.endpoints")
+    )
+    where = f"mappings/{mapping_name}.yaml"
+    table = mapping.source.table
+    if table is None:
+        return (
+            f"{where}: source.query: a kind {connector.kind} connector ({name}) reads tables by "
+            f"name: write 'source: {{table: NAME}}' and list NAME under the connector's {key}"
+        )
+    if table not in listed:
+        return (
+            f"connectors/{name}.yaml: {key}: no entry {table!r} (the table {where} reads; "
+            f"listed: {', '.join(listed)})"
+        )
+    return None
 
 
 def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:

@@ -607,7 +607,7 @@ class SqlReader:
         if self.mapping.source.query is not None:
             check_custom_query(
                 self.mapping.source.query,
-                self.connector.dialect,
+                self.connector.sql_dialect,
                 self.where,
                 self.mapping.source.allow_functions,
             )

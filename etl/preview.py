@@ -98,7 +98,7 @@ class Preview:
         job, zone = self.job, self.zone
         out = [
             f"preview of {job.name}: {job.mapping.structure} from mappings/{job.mapping_name}.yaml "
-            f"via connectors/{job.connector_name}.yaml ({job.connector.dialect}); "
+            f"via connectors/{job.connector_name}.yaml ({job.connector.dialect or job.connector.kind}); "
             "dry run: nothing is written",
             "",
             f"window    {_utc(self.window.lo)} .. {_utc(self.window.hi)}  "
@@ -109,7 +109,9 @@ class Preview:
             "",
             f"SQL ({job.connector.dialect}; window bounds widened by "
             f"{format_duration(WINDOW_MARGIN)} of wall clock, cut exactly in UTC after "
-            "reading):",
+            "reading):"
+            if job.connector.kind == "sql"
+            else f"{job.connector.kind} source (the window is cut exactly in UTC after reading):",
         ]
         out += [f"  {line}" for line in self.sql.strip().splitlines()]
         if self.parameters:
@@ -264,7 +266,10 @@ def preview(
         ((code, kind, count) for (code, kind), count in derived.codes.items()),
         key=lambda item: (order.get(item[1], 9), _code_key(item[0])),
     )
-    sql, parameters, fetch = _compiled(project, job, window, reader.fetched)
+    if job.connector.kind == "sql":
+        sql, parameters, fetch = _compiled(project, job, window, getattr(reader, "fetched", None))
+    else:  # the requests sent or the files read, as the reader says (etl/sources/)
+        sql, parameters, fetch = "\n".join(getattr(reader, "described", list)()), {}, ""
     notes = [fetch] if fetch else []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")

@@ -28,7 +28,6 @@ import pandas as pd
 from .audit import Audit
 from .config import Job, Project
 from .errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
-from .extract import SqlReader
 from .failpoints import failpoint
 from .mapping import Mapped, localize
 from .publish import Output, open_output, publish
@@ -198,16 +197,12 @@ def next_window(job: Job, state: JobState | None, now: datetime) -> Window:
     return Window(lo=lo, hi=max(lo, now - job.safety_lag))
 
 
-def reader_for(project: Project, job: Job) -> SqlReader:
-    """The reader of the job's source rows (a SQL table or query through its connector)."""
-    return SqlReader(
-        job.connector_name,
-        job.connector,
-        job.mapping,
-        f"mappings/{job.mapping_name}.yaml",
-        project.root,
-        project.secrets,
-    )
+def reader_for(project: Project, job: Job) -> Reader:
+    """The reader of the job's source rows: a SQL table or query, a file drop or an HTTP API,
+    by the connector's kind (etl/sources/registry.py)."""
+    from .sources.registry import reader_for as by_kind
+
+    return by_kind(project, job)
 
 
 # --------------------------------------------------------------------------- read -> map -> derive

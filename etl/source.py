@@ -32,7 +32,7 @@ from .config import ConnectorSpec, Project
 from .dialects import RETRYABLE, DriverMissing, Failure, SourceDialect, get_dialect, sqlglot_name
 from .dialects.base import is_read_only
 from .dialects.odbc import installed_drivers
-from .errors import ConfigError, EtlError, SourceError
+from .errors import ConfigError, EtlError, SourceError, UsageError
 from .extras import missing_driver
 from .redact import redact
 
@@ -490,8 +490,14 @@ def open_source(
     retry: Retry | None = None,
 ) -> Source:
     """Create the read-only engine for connector ``name`` (does not connect yet)."""
-    dialect = get_dialect(spec.dialect)
     where = f"connectors/{name}.yaml"
+    if spec.kind != "sql":
+        raise UsageError(
+            f"{where}: connector {name!r} is kind {spec.kind}: this command works on database "
+            f"connectors; it is not supported for kind {spec.kind} yet",
+            hint="'etl check' and 'etl preview' read every kind (docs/sources.md)",
+        )
+    dialect = get_dialect(spec.sql_dialect)
     try:
         url = dialect.url(spec, root)
     except DriverMissing as exc:

@@ -138,7 +138,14 @@ def test_passwords_come_from_the_environment_only(project: Project) -> None:
     for path in sorted((ROOT / "connectors").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert "url" not in raw, f"{path.name}: show host/user/password, not a URL"
-        if raw["dialect"] == "sqlite":
+        if raw.get("kind") == "http":  # its secret is the OAuth2 client secret
+            secret = str(raw["http"]["auth"]["client_secret"])
+            assert re.fullmatch(r"\$\{[A-Z][A-Z0-9_]*\}", secret), f"{path.name}: ${{VAR}} only"
+            spec = project.connectors[path.stem].http
+            assert spec is not None and spec.auth.client_secret is not None
+            assert spec.auth.client_secret.get_secret_value() in project.secrets
+            continue
+        if raw.get("kind") == "files" or raw["dialect"] == "sqlite":
             continue
         reference = re.fullmatch(r"\$\{([A-Z][A-Z0-9_]*)\}", str(raw.get("password")))
         assert reference, f"{path.name}: the password must be exactly ${{VAR}}"

@@ -28,6 +28,8 @@ from etl.config import (
     SchedulerSpec,
     SourceSpec,
 )
+from etl.sources.files.spec import FilesSpec, FileTable, S3Drop
+from etl.sources.http.spec import Auth, Endpoint, HttpSpec, Paging, WindowParams
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -58,6 +60,14 @@ MODELS = [
     MetricsSpec,
     S3Spec,
     LockSpec,
+    FilesSpec,
+    FileTable,
+    S3Drop,
+    HttpSpec,
+    Auth,
+    Endpoint,
+    Paging,
+    WindowParams,
 ]
 
 

@@ -1,0 +1,1 @@
+"""File-drop sources: CSV/TSV, Excel and JSON-lines exports in a folder or under an s3:// prefix."""
