@@ -89,7 +89,8 @@ def plain_python_fold(frame: pd.DataFrame) -> int:
 def measure(kind: str, rows: int, path: str) -> dict[str, object]:
     frame = pd.read_parquet(path)  # generated once by the parent: this process's peak is the fold's
     arrow_bytes = int(pa.Table.from_pandas(frame, preserve_index=False).nbytes)
-    from etl.fold import FoldPolicy, fold
+    from etl.pipeline.fold import fold
+    from etl.shapes import FoldPolicy
 
     with open("/proc/self/statm") as handle:
         before = int(handle.read().split()[1]) * resource.getpagesize()

@@ -184,16 +184,16 @@ def table_span(dialect: str, rows: int) -> tuple[datetime, datetime]:
 
 def etl_extract_rows(dialect: str, table: str, odbc: bool = False) -> int:
     """booking-etl's extraction of a whole table through its public read path (the one place
-    that knows that path: adapt it here when etl/extract.py changes); ``odbc``: through the
+    that knows that path: adapt it here when etl/sources/sql/query.py changes); ``odbc``: through the
     server's ODBC driver (a ``+pyodbc`` URL, read by arrow-odbc)."""
     from zoneinfo import ZoneInfo
 
     import sqlalchemy as sa
 
-    from etl.config import ConnectorSpec, MappingSpec
-    from etl.extract import build_query, instant_columns, read_frames
-    from etl.mapping import map_bookings
-    from etl.source import open_source
+    from etl.config.models import ConnectorSpec, MappingSpec
+    from etl.pipeline.mapping import map_bookings
+    from etl.sources.sql.engine import open_source
+    from etl.sources.sql.query import build_query, instant_columns, read_frames
 
     url = sa.make_url(URLS[dialect])
     if odbc:
@@ -276,7 +276,12 @@ def run_one(kind: str, dialect: str, rows: int) -> dict[str, Any]:
         return run_dlt(kind.removeprefix("dlt-"), dialect, table)
     if kind in ("etl-extract", "etl-extract-odbc"):
         # imported before the clock starts, as for every peer
-        for module in ("etl.config", "etl.extract", "etl.mapping", "etl.source"):
+        for module in (
+            "etl.config.models",
+            "etl.sources.sql.query",
+            "etl.pipeline.mapping",
+            "etl.sources.sql.engine",
+        ):
             importlib.import_module(module)
 
         t0 = time.perf_counter()
@@ -590,7 +595,7 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
                 ),
                 {"a": first, "b": now},
             ).scalar()
-            # the plan of the window query booking-etl sends (compiled by etl.extract)
+            # the plan of the window query booking-etl sends (compiled by etl.sources.sql.query)
             plan = window_plan(conn, table, first, now)
         engine.dispose()
         etl_project(
@@ -642,15 +647,15 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
 
 
 def window_plan(conn: Any, table: str, lo: datetime, hi: datetime) -> str:
-    """The first line of EXPLAIN for the query etl.extract builds for ``[lo, hi)``."""
+    """The first line of EXPLAIN for the query etl.sources.sql.query builds for ``[lo, hi)``."""
     from datetime import UTC
     from zoneinfo import ZoneInfo
 
     import sqlalchemy as sa
 
-    from etl.config import MappingSpec
-    from etl.extract import build_query
-    from etl.reader import Window
+    from etl.config.models import MappingSpec
+    from etl.sources.reader import Window
+    from etl.sources.sql.query import build_query
 
     mapping = MappingSpec.model_validate(bench_mapping(table))
     query = build_query(

@@ -30,9 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from etl.config import load_project
-from etl.reader import Window
-from etl.run import derive
+from etl.config.models import load_project
+from etl.pipeline.run import derive
+from etl.sources.reader import Window
 
 MAPPING = """\
 structure: bookings

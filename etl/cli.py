@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from . import __version__
-from .errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
-from .logs import add_secrets, json_line, json_mode, setup_logging, show_run_outcomes
-from .redact import redact
+from etl import __version__
+from etl.errors import EXIT_CODES, ConfigError, EtlError, JobsUnhealthy, UsageError
+from etl.ops.logs import add_secrets, json_line, json_mode, setup_logging, show_run_outcomes
+from etl.redact import redact
 
 if TYPE_CHECKING:
-    from .config import Project
+    from etl.config.models import Project
 
 # Start-up: this module imports only click and the small etl modules above. Each command imports
 # what it needs (config/pydantic, pandas, pyarrow, SQLAlchemy, APScheduler) inside its body, so
@@ -169,14 +169,14 @@ def _project(ctx: click.Context, *, partial: bool = True) -> Project:
     job's files have errors (those are logged once and fail only their own job)."""
     import logging
 
-    from .config import find_root, load_project
+    from etl.config.models import find_root, load_project
 
     root = ctx.obj["root"] or find_root()
     project = load_project(Path(root), partial=partial)
     ctx.meta["etl.secrets"] = project.secrets
     add_secrets(project.secrets)
     if project.broken:
-        logging.getLogger("etl.config").warning(
+        logging.getLogger("etl.config.models").warning(
             "%d job(s) not loaded because their files have errors: %s ('etl validate' lists them)",
             len(project.broken),
             ", ".join(sorted(project.broken)),
@@ -225,7 +225,7 @@ main.epilog = "\b\nExit codes:\n" + "\n".join(
 @click.option("--force", is_flag=True, help="Overwrite files that already exist.")
 def init(directory: Path, force: bool) -> None:
     """Create a small commented starter project in DIRECTORY (a connector, a mapping, a job)."""
-    from .scaffold import copy_templates
+    from etl.commands.init import copy_templates
 
     written, kept = copy_templates(directory, force)
     click.echo(
@@ -273,9 +273,9 @@ def validate(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool) -> None:
     """Sync JOB(s) now: read the window from the source, update the store and the Parquet."""
-    from .metrics import update as update_metrics
-    from .progress import RowProgress
-    from .run import run_job
+    from etl.ops.metrics import update as update_metrics
+    from etl.ops.progress import RowProgress
+    from etl.pipeline.run import run_job
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
@@ -346,9 +346,9 @@ def _job_failed(name: str, exc: EtlError, secrets: list[str], as_json: bool) -> 
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> None:
     """Show per job: watermark, last run's outcome and age, next run, staleness, runs, anomalies."""
-    from .run import publishes
-    from .schedule import broken_health, job_health
-    from .store import open_read_only, store_display
+    from etl.ops.health import broken_health, job_health
+    from etl.pipeline.run import publishes
+    from etl.store.db import open_read_only, store_display
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
@@ -411,7 +411,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
 def _print_status(
     store: str, rows: list[dict[str, Any]], health: dict[str, Any], now: datetime
 ) -> None:
-    from .schedule import age
+    from etl.ops.health import age
 
     click.echo(f"store: {store}")
     for entry in rows:
@@ -463,7 +463,7 @@ def _json_default(value: Any) -> Any:
 )
 def demo(directory: Path, fresh: bool) -> None:
     """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
-    from .demo import run_demo
+    from etl.commands.demo import run_demo
 
     run_demo(directory, echo=click.echo, fresh=fresh)
 
@@ -501,8 +501,8 @@ def preview(
     html_file: Path | None,
 ) -> None:
     """Dry-run JOB: show the SQL, window, event codes, runs and anomalies; write nothing."""
-    from .preview import preview as dry_run
-    from .report import write_html
+    from etl.commands.preview import preview as dry_run
+    from etl.commands.report import write_html
 
     result = dry_run(_project(ctx), job, since=since, until=until, limit=limit)
     for line in result.lines():
@@ -526,7 +526,7 @@ def report(
     ctx: click.Context, job: str, since: str | None, until: str | None, output: Path | None
 ) -> None:
     """Write a self-contained HTML timeline of JOB's stored runs per machine, with anomalies."""
-    from .report import store_timeline, write_html
+    from etl.commands.report import store_timeline, write_html
 
     timeline = store_timeline(_project(ctx), job, since=since, until=until)
     path = write_html(timeline, output or Path(f"report-{job}.html"))
@@ -540,8 +540,8 @@ def report(
 
 def _check_source(project: Any, connector: str, as_json: bool) -> None:
     """``etl check`` of a file-drop or HTTP connector (etl/sources/check.py)."""
-    from .errors import DataError
-    from .sources.check import check_source
+    from etl.errors import DataError
+    from etl.sources.check import check_source
 
     report = check_source(project, connector)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else "\n".join(report.lines()))
@@ -560,8 +560,8 @@ def _check_source(project: Any, connector: str, as_json: bool) -> None:
 @click.pass_context
 def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> None:
     """Connect to CONNECTOR and report server, clock, driver, privileges and least-privilege GRANTs."""
-    from .check import check_connector, format_report
-    from .errors import AccountCanWrite, ConfigError, DataError, SourceError
+    from etl.commands.check import check_connector, format_report
+    from etl.errors import AccountCanWrite, ConfigError, DataError, SourceError
 
     ctx.meta["etl.json_output"] = as_json
     project = _project(ctx)
@@ -623,7 +623,7 @@ def discover(
     job_name: str | None,
 ) -> None:
     """List CONNECTOR's tables (rows, columns), or propose a mapping for one with --table."""
-    from .discover import format_listing, list_tables, propose, write_job
+    from etl.commands.discover import format_listing, list_tables, propose, write_job
 
     if output is not None and (table is None or output.exists()):
         raise UsageError(
@@ -639,8 +639,8 @@ def discover(
     ctx.meta["etl.json_output"] = as_json and table is None
     project = _project(ctx)
     if job_name is not None:
-        from .config import load_project
-        from .preview import preview as dry_run
+        from etl.commands.preview import preview as dry_run
+        from etl.config.models import load_project
 
         assert table is not None
         mapping, job = write_job(project, connector, table, job_name, schema)
@@ -685,8 +685,8 @@ def backfill(
     ctx: click.Context, job: str, since: str, until: str | None, chunk: str, restart: bool
 ) -> None:
     """Re-derive JOB's runs from --since to --until chunk by chunk (resumable; the watermark never moves back)."""
-    from .backfill import backfill as run_backfill
-    from .durations import parse_duration
+    from etl.config.durations import parse_duration
+    from etl.pipeline.backfill import backfill as run_backfill
 
     project = _project(ctx)
     try:
@@ -727,8 +727,8 @@ def backfill(
 @click.pass_context
 def schedule(ctx: click.Context, workers: int | None, grace: str | None) -> None:
     """Run every enabled job with a cron schedule until SIGTERM (SIGHUP reloads the project)."""
-    from .durations import parse_duration
-    from .schedule import Daemon
+    from etl.config.durations import parse_duration
+    from etl.ops.schedule import Daemon
 
     project = _project(ctx)
     options = ctx.find_root().params
@@ -749,7 +749,7 @@ def schedule(ctx: click.Context, workers: int | None, grace: str | None) -> None
 @click.pass_context
 def cron(ctx: click.Context, log_dir: Path | None) -> None:
     """Print crontab lines that run the scheduled jobs with 'etl run' (for 'crontab -e')."""
-    from .schedule import crontab_lines, etl_executable
+    from etl.ops.schedule import crontab_lines, etl_executable
 
     for line in crontab_lines(_project(ctx), etl_executable(), log_dir):
         click.echo(line)
@@ -766,7 +766,7 @@ def state() -> None:
 @click.pass_context
 def state_reset(ctx: click.Context, job: str, yes: bool) -> None:
     """Forget JOB: its runs, anomalies, watermark and Parquet partitions (the audit rows stay)."""
-    from .backfill import reset
+    from etl.pipeline.backfill import reset
 
     project = _project(ctx)
     project.job(job)

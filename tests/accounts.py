@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl.config import ConnectorSpec
+from etl.config.models import ConnectorSpec
 
 
 @dataclass

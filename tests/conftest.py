@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl.store import Store
+from etl.store.db import Store
 
 POSTGRES_URL = os.environ.get(
     "ETL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -4,7 +4,7 @@ cancelled rows, a rare code now and then) in the layout and language a vendor wo
 mapping decisions an integrator would write for it.
 
 The names are what the vendors' products use or would plausibly use; they were not chosen to fit
-the discover vocabulary (etl/discover/vocabulary.py), and several are not in it.
+the discover vocabulary (etl/commands/discover/vocabulary.py), and several are not in it.
 """
 
 from __future__ import annotations
@@ -991,7 +991,7 @@ def true_runs(vendor: Vendor) -> int:
     dropped); order rows counted."""
     import pandas as pd
 
-    from etl.fold import fold
+    from etl.pipeline.fold import fold
 
     events, runs = history(vendor.seed, vendor.start)
     if vendor.structure == "orders":

@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.config import load_project
-from etl.schema import RUN_COLUMNS
-from etl.sync import open_store, run_job
+from etl.config.models import load_project
+from etl.pipeline.sync import open_store, run_job
+from etl.shapes import RUN_COLUMNS
 
 from .plant import BERLIN, _sorted
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from etl.config import load_project
-from etl.sync import RunResult, open_store, run_job
+from etl.config.models import load_project
+from etl.pipeline.sync import RunResult, open_store, run_job
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -1,4 +1,4 @@
-"""The read-only allowlists of etl/readonly.py for every dialect, SQL Server and Oracle included:
+"""The read-only allowlists of etl/config/readonly.py for every dialect, SQL Server and Oracle included:
 every listed function parses in its dialect and passes, the refused constructs are refused with a
 message that names them, connector options outside the list are config errors naming the key."""
 
@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from etl.config import load_project
-from etl.errors import ConfigError
-from etl.extract import check_custom_query
-from etl.readonly import (
+from etl.config.models import load_project
+from etl.config.queries import check_custom_query
+from etl.config.readonly import (
     ALLOWED_OPTIONS,
     PURE_FUNCTIONS,
     SQLGLOT,
@@ -20,6 +19,7 @@ from etl.readonly import (
     query_refusals,
     url_option_refusals,
 )
+from etl.errors import ConfigError
 
 DIALECTS = ["postgresql", "mysql", "mariadb", "mssql", "oracle", "sqlite"]
 ARGS = ["a", "a, b", "", "a, b, c", "a, 1, 2", "a, 1, 2, b"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.config import load_project
-from etl.preview import preview
-from etl.report import REPORT_ANOMALIES, payload, store_timeline, write_html
+from etl.commands.preview import preview
+from etl.commands.report import REPORT_ANOMALIES, payload, store_timeline, write_html
+from etl.config.models import load_project
 
 from .plant import BERLIN, Plant, local_text
 

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-import etl.publish
-from etl.backfill import backfill, reset
+import etl.outputs.parquet
 from etl.cli import main
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import StoreError
-from etl.store import Store
-from etl.sync import open_store
+from etl.pipeline.backfill import backfill, reset
+from etl.pipeline.sync import open_store
+from etl.store.db import Store
 
 from .plant import Plant, local_text
 
@@ -138,7 +138,7 @@ def test_a_first_backfill_publishes_its_months_without_reading_them_back(
     project = load_project(plant.root)
     store = open_store(project)
     months = store.all_months("bookings")
-    etl.publish.publish(store, "bookings", months, plant.root / "output" / "parquet")
+    etl.outputs.parquet.publish(store, "bookings", months, plant.root / "output" / "parquet")
     store.close()
     again = _partitions(plant)
     assert again.keys() == published.keys()
@@ -277,7 +277,7 @@ def test_state_reset_removes_the_parquet_under_the_lock_and_before_the_store(
 ) -> None:
     plant = _busy_plant(tmp_path / "p")
     plant.run()
-    real = etl.publish.remove_job
+    real = etl.outputs.parquet.remove_job
     seen: list[tuple[str | None, bool]] = []
 
     def remove_job(job: str, out: object) -> None:
@@ -289,7 +289,7 @@ def test_state_reset_removes_the_parquet_under_the_lock_and_before_the_store(
             store.close()
         real(job, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(etl.publish, "remove_job", remove_job)
+    monkeypatch.setattr(etl.outputs.parquet, "remove_job", remove_job)
     assert reset(load_project(plant.root), "bookings") > 0
     [(owner, stored)] = seen
     assert owner is not None  # another run cannot publish in between
@@ -306,7 +306,7 @@ def test_state_reset_that_cannot_remove_the_parquet_resets_nothing(
     def refuse(job: str, _out: object) -> None:
         raise StoreError(f"parquet: cannot remove runs/job={job}: permission denied")
 
-    monkeypatch.setattr(etl.publish, "remove_job", refuse)
+    monkeypatch.setattr(etl.outputs.parquet, "remove_job", refuse)
     result = CliRunner().invoke(
         main, ["-p", str(plant.root), "state", "reset", "bookings", "--yes"]
     )

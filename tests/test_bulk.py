@@ -1,4 +1,4 @@
-"""etl.bulk on the embedded SQLite store and on the real PostgreSQL server: frames written in bulk
+"""etl.store.bulk on the embedded SQLite store and on the real PostgreSQL server: frames written in bulk
 (COPY on PostgreSQL, one executemany on SQLite) read back exactly, inside the caller's transaction."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.bulk import insert_frame, read_frame
 from etl.errors import StoreError
-from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
-from etl.store import Store, _stamps_as_stored, anomalies, production_runs
-from etl.store_backends import COPY_BATCH
+from etl.shapes import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
+from etl.store.backends import COPY_BATCH
+from etl.store.bulk import insert_frame, read_frame
+from etl.store.db import Store, _stamps_as_stored, anomalies, production_runs
 
 EXTRA = {"job": "j", "sync_id": 1}
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from etl.check import check_connector, format_report, tables_read
 from etl.cli import main
-from etl.config import MappingSpec, load_project
+from etl.commands.check import check_connector, format_report, tables_read
+from etl.config.models import MappingSpec, load_project
 from etl.errors import SourceError
-from etl.source import (
+from etl.pipeline.sync import run_job
+from etl.sources.sql.engine import (
     DatabaseMissing,
     LoginFailed,
     PermissionDenied,
@@ -26,7 +27,6 @@ from etl.source import (
     SourceUnreachable,
     open_connector,
 )
-from etl.sync import run_job
 
 from .accounts import Server, drop_account, write_project, writer_account
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
@@ -205,7 +205,7 @@ def test_an_unreachable_host_is_retried_then_named(tmp_path: Path) -> None:
 def test_retries_back_off_and_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _project(tmp_path, "mariadb", host="127.0.0.1", port=1, database="x", user="etl")
     waits: list[float] = []
-    monkeypatch.setattr("etl.source.time.sleep", waits.append)
+    monkeypatch.setattr("etl.sources.sql.engine.time.sleep", waits.append)
     monkeypatch.setenv("DB_PASSWORD", SECRET)
     source = open_connector(
         load_project(root), "plant", retry=Retry(attempts=4, first_delay=0.5, max_delay=1.5)
@@ -304,7 +304,7 @@ def test_an_adbc_error_is_said_in_the_servers_words() -> None:
     ('NOT_FOUND: Failed to prepare query: ERROR:  relation ...'); messages keep the server's."""
     import adbc_driver_postgresql.dbapi as adbc
 
-    from etl.source import _reason
+    from etl.sources.sql.engine import _reason
 
     url = server_or_skip(POSTGRES_URL, "PostgreSQL").set(drivername="postgresql")
     uri = url.render_as_string(hide_password=False)
@@ -319,7 +319,7 @@ def test_check_fails_when_fetch_arrow_cannot_be_honoured(
 ) -> None:
     """``fetch: arrow`` without its driver makes 'etl run' exit 3: 'etl check' says so and exits
     3 too (the report is still printed); ``fetch: auto`` keeps it a warning (exit 0)."""
-    from etl.fetch import PATHS
+    from etl.sources.sql.arrow import PATHS
 
     key = "adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"
     monkeypatch.setattr(type(PATHS[key]), "version", lambda self: None)
@@ -343,7 +343,7 @@ def test_check_fails_when_fetch_arrow_cannot_be_honoured(
     assert "fetch:      sqlalchemy (" in out and "not installed" in out
     assert "error:" not in out
     if server.dialect == "postgresql":  # the driver is there but cannot read: jobs fail too
-        from etl.fetch import AdbcPostgres
+        from etl.sources.sql.arrow import AdbcPostgres
 
         monkeypatch.undo()
         original = AdbcPostgres.uri

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import Project, load_project
+from etl.config.models import Project, load_project
 from etl.errors import ConfigError
 
 # --------------------------------------------------------------------------- the baseline

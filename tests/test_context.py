@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import ConfigError
-from etl.run import run_job
-from etl.store import SCHEMA_VERSION, Store
+from etl.pipeline.run import run_job
+from etl.store.db import SCHEMA_VERSION, Store
 from tests.plant import local_text
 
 MAPPING = """\
@@ -146,8 +146,8 @@ def test_fields_aggregate_the_bookings_between_start_and_end_plus_grace(tmp_path
 
 
 def test_the_report_tooltip_and_the_preview_show_the_fields(tmp_path: Path) -> None:
-    from etl.preview import preview
-    from etl.report import payload, store_timeline
+    from etl.commands.preview import preview
+    from etl.commands.report import payload, store_timeline
 
     source = Source(tmp_path)
     scenario(source)
@@ -360,7 +360,7 @@ def test_pandas_and_duckdb_read_old_and_new_partitions_as_one_dataset(tmp_path: 
             "flags": [None],
         }
     ).to_parquet(old / "part-0.parquet")
-    from etl.publish import runs_table
+    from etl.outputs.parquet import runs_table
 
     schema = runs_table(
         source.stored("north"), load_project(tmp_path).job("north").mapping.arrow_fields()

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.demo import DB_FILE, run_demo
-from etl.schema import RUNS_SCHEMA
+from etl.commands.demo import DB_FILE, run_demo
+from etl.shapes import RUNS_SCHEMA
 
 from .reference_fold import (
     reference_booking_runs,

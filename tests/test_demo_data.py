@@ -1,4 +1,4 @@
-"""The demo plant database (etl.demo) and the independent reference fold (tests/reference_fold.py)."""
+"""The demo plant database (etl.commands.demo) and the independent reference fold (tests/reference_fold.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import load_project
-from etl.demo import (
+from etl.commands.demo import (
     DB_FILE,
     PLANT_ZONE,
     create_booking_system,
@@ -21,6 +20,7 @@ from etl.demo import (
     dst_transitions,
     write_demo_project,
 )
+from etl.config.models import load_project
 
 from .reference_fold import (
     reference_booking_runs,

@@ -1,4 +1,4 @@
-"""Database code lives in etl/dialects/ (the sources) and etl/store_backends.py (the store): no
+"""Database code lives in etl/sources/sql/dialects/ (the sources) and etl/store/backends.py (the store): no
 other module branches on a dialect or backend name, it asks the dialect or the backend.
 
 The check reads every module's syntax tree for a comparison (``==``, ``!=``, ``in``, ``match``,
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from etl import readonly
-from etl.config import DIALECTS
-from etl.dialects import get_dialect, sqlglot_name
-from etl.store_backends import (
+from etl.config import readonly
+from etl.config.models import DIALECTS
+from etl.sources.sql.dialects import get_dialect, sqlglot_name
+from etl.store.backends import (
     GenericBackend,
     PostgresBackend,
     SqliteBackend,
@@ -35,13 +35,13 @@ def _file(module: str) -> Path:
 
 
 # Where database names may be compared: the dialects and the store backends.
-HOMES = [_file("etl.dialects"), _file("etl.store_backends")]
+HOMES = [_file("etl.sources.sql.dialects"), _file("etl.store.backends")]
 
 # The configuration layer sits below the dialects (the dialects import the config models), so it
 # cannot ask a dialect without an import cycle: the connector schema (config.py: which keys locate
 # a database) and the read-only allowlists (readonly.py: option keys, MySQL user variables) still
 # name their databases. Each entry must still need its exemption (see the test below).
-CONFIG_LAYER = [_file("etl.config"), _file("etl.readonly")]
+CONFIG_LAYER = [_file("etl.config.models"), _file("etl.config.readonly")]
 
 NAMES = frozenset(
     {"mssql", "postgresql", "postgres", "sqlite", "mysql", "mariadb", "oracle", "tsql"}

@@ -1,4 +1,4 @@
-"""etl.dialects: URLs, driver choice, error classification, privilege parsing and the catalog SQL.
+"""etl.sources.sql.dialects: URLs, driver choice, error classification, privilege parsing and the catalog SQL.
 
 SQL Server and Oracle cannot run here: their catalog queries are parsed in their own SQL dialect,
 must pass the statement guard, and their interpretation is tested on rows shaped like theirs.
@@ -18,13 +18,13 @@ import sqlalchemy as sa
 import sqlglot
 from sqlalchemy.dialects import mssql, oracle
 
-from etl.config import ConnectorSpec
-from etl.dialects import get_dialect, odbc
-from etl.dialects import mssql as mssql_mod
-from etl.dialects import oracle as oracle_mod
-from etl.dialects import postgresql as pg_mod
-from etl.dialects.mysql import parse_grants, privilege_kind
-from etl.source import open_source, refusal
+from etl.config.models import ConnectorSpec
+from etl.sources.sql.dialects import get_dialect, odbc
+from etl.sources.sql.dialects import mssql as mssql_mod
+from etl.sources.sql.dialects import oracle as oracle_mod
+from etl.sources.sql.dialects import postgresql as pg_mod
+from etl.sources.sql.dialects.mysql import parse_grants, privilege_kind
+from etl.sources.sql.engine import open_source, refusal
 
 from .conftest import import_or_skip
 

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config import load_project
-from etl.discover import PROFILE_ROWS, propose
-from etl.sync import run_job
+from etl.commands.discover import PROFILE_ROWS, propose
+from etl.config.models import load_project
+from etl.pipeline.sync import run_job
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 from .discover_corpus import Score, Vendor, score, true_runs, vendors

@@ -1,4 +1,4 @@
-"""etl.durations: ``90s``, ``5m``, ``2h``, ``14d``, ``1w`` in config files and on the command line."""
+"""etl.config.durations: ``90s``, ``5m``, ``2h``, ``14d``, ``1w`` in config files and on the command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.durations import format_duration, parse_duration
+from etl.config.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import etl
-from etl.config import DIALECTS, ConnectorSpec, Project, load_project
+from etl.config.models import DIALECTS, ConnectorSpec, Project, load_project
 from etl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_the_mapping_features_are_demonstrated(project: Project) -> None:
 
 
 def test_custom_queries_are_accepted_as_read_only(project: Project) -> None:
-    from etl.extract import check_custom_query
+    from etl.config.queries import check_custom_query
 
     checked = 0
     for name, job in project.jobs.items():

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import EXIT_CODES
-from etl.sync import open_store
+from etl.pipeline.sync import open_store
 
 from .plant import Plant
 

@@ -1,4 +1,4 @@
-"""etl.extract (+ the statement guard of etl.source): the SELECT per dialect, custom queries, and
+"""etl.sources.sql.query (+ the statement guard of etl.sources.sql.engine): the SELECT per dialect, custom queries, and
 streaming from a real SQLite file opened read-only."""
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mssql, mysql, oracle, postgresql, sqlite
 from sqlalchemy.engine import Compiled
 
-from etl.config import ConnectorSpec, MappingSpec
+from etl.config.models import ConnectorSpec, MappingSpec
+from etl.config.queries import check_custom_query
 from etl.errors import ConfigError, DataError
-from etl.extract import (
+from etl.pipeline.mapping import map_bookings
+from etl.sources.reader import WINDOW_MARGIN, Window
+from etl.sources.sql.engine import ReadOnlyViolation, Source, _guard, open_source
+from etl.sources.sql.query import (
     build_query,
     check_columns,
-    check_custom_query,
     empty_frame,
     instant_columns,
     read_batches,
     sortable,
 )
-from etl.mapping import map_bookings
-from etl.reader import WINDOW_MARGIN, Window
-from etl.source import ReadOnlyViolation, Source, _guard, open_source
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 

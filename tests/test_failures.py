@@ -213,7 +213,7 @@ def test_preview_from_year_one_is_no_overflow(tmp_path: Path) -> None:
 
 
 def test_cron_lists_only_the_variables_the_enabled_jobs_use(tmp_path: Path) -> None:
-    from etl.scaffold import copy_templates
+    from etl.commands.init import copy_templates
 
     copy_templates(tmp_path / "init", False)  # the generated etl.yaml, comments and all
     plant = Plant(tmp_path / "p")

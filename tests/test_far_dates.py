@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from pydantic import ValidationError
 
 from etl.cli import main
-from etl.config import ColumnSpec, load_project
-from etl.report import store_timeline, write_html
-from etl.sync import open_store, run_job
+from etl.commands.report import store_timeline, write_html
+from etl.config.models import ColumnSpec, load_project
+from etl.pipeline.sync import open_store, run_job
 
 from .plant import Plant, local_text
 

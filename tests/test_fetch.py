@@ -1,4 +1,4 @@
-"""etl.fetch: the Arrow extraction paths against the real PostgreSQL (ADBC) and MariaDB (connectorx,
+"""etl.sources.sql.arrow: the Arrow extraction paths against the real PostgreSQL (ADBC) and MariaDB (connectorx,
 and arrow-odbc through the MariaDB and PostgreSQL ODBC drivers), row for row against the SQLAlchemy
 path; the explicit schema; the read-only layers on every path; secrets out of the messages."""
 
@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl.config import ConnectorSpec, MappingSpec
-from etl.dialects import get_dialect
+from etl.config.models import ConnectorSpec, MappingSpec
 from etl.errors import DataError, SourceError
-from etl.extract import build_query, instant_columns, read_frames
-from etl.fetch import (
+from etl.pipeline.mapping import map_bookings
+from etl.sources.reader import Window
+from etl.sources.sql.arrow import (
     PATHS,
     AdbcPostgres,
     ArrowOdbc,
@@ -35,9 +35,9 @@ from etl.fetch import (
     conform,
     record_batches,
 )
-from etl.mapping import map_bookings
-from etl.reader import Window
-from etl.source import ReadOnlyViolation, Source, open_source, refusal
+from etl.sources.sql.dialects import get_dialect
+from etl.sources.sql.engine import ReadOnlyViolation, Source, open_source, refusal
+from etl.sources.sql.query import build_query, instant_columns, read_frames
 
 from .accounts import Server, writer_account
 from .test_odbc import ODBC_URLS, require_driver
@@ -163,7 +163,7 @@ def cells(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 
 
 def test_every_dialect_names_its_arrow_path() -> None:
-    from etl.dialects import get_dialect
+    from etl.sources.sql.dialects import get_dialect
 
     paths = {
         name: get_dialect(name).arrow_path(sa.make_url(f"{name}://h/db"))
@@ -497,8 +497,8 @@ def _project(server: Server, tmp_path: Path) -> Path:
 def test_preview_says_which_path_read_the_rows(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from etl.config import load_project
-    from etl.preview import preview
+    from etl.commands.preview import preview
+    from etl.config.models import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     result = preview(load_project(_project(server, tmp_path)), "bookings")
@@ -512,8 +512,8 @@ def test_preview_says_which_path_read_the_rows(
 def test_check_names_the_path_and_proves_it_reads(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from etl.check import check_connector, format_report
-    from etl.config import load_project
+    from etl.commands.check import check_connector, format_report
+    from etl.config.models import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     project = load_project(_project(server, tmp_path))
@@ -668,8 +668,8 @@ def test_preview_names_sqlalchemy_when_fetch_auto_fell_back(
 ) -> None:
     """``fetch: auto`` whose native driver fails before the first row: the rows come through
     SQLAlchemy, and preview says so instead of naming the Arrow path it did not use."""
-    from etl.config import load_project
-    from etl.preview import preview
+    from etl.commands.preview import preview
+    from etl.config.models import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     path = PATHS["adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"]
@@ -780,7 +780,7 @@ def test_the_oracle_path_connects_with_the_connectors_connect_args(
 def test_connectorx_gets_the_connect_timeout(tmp_path: Path) -> None:
     """connectorx's MySQL URI carries the connector's connect_timeout (each TCP connect; its pool
     still retries for about 30 s, see docs/limits.md); reading through it is covered above."""
-    from etl.fetch import ConnectorXMySQL
+    from etl.sources.sql.arrow import ConnectorXMySQL
 
     spec = {"dialect": "mariadb", "host": "db", "database": "mes", "user": "etl"}
     source = open_source(
@@ -796,7 +796,7 @@ def test_a_run_reflects_the_catalog_once(server: Server, monkeypatch: pytest.Mon
     """check_columns, instant_columns and the Arrow schema share one reflection per connection."""
     from sqlalchemy.engine.reflection import Inspector
 
-    from etl.extract import check_columns
+    from etl.sources.sql.query import check_columns
 
     calls: list[str] = []
     original = Inspector.get_columns
@@ -830,7 +830,7 @@ def test_a_password_with_space_plus_at_and_percent_is_redacted_in_every_uri_form
     connectorx URI (SQLAlchemy's rendering: space and '+' as is) or form-encoding carries it."""
     import urllib.parse
 
-    from etl.fetch import ConnectorXMySQL, _explain
+    from etl.sources.sql.arrow import ConnectorXMySQL, _explain
 
     password = "p w+x@y%z:/"
     spec = ConnectorSpec.model_validate(

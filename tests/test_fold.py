@@ -1,4 +1,4 @@
-"""etl.fold: canonical bookings (+ carried open runs) -> runs + anomalies.
+"""etl.pipeline.fold: canonical bookings (+ carried open runs) -> runs + anomalies.
 
 Scenario tables are written literally (times are UTC on 2024-03-04 unless a date is given; ``-``
 is an empty cell: no product, or an open run). Hypothesis checks the properties the sync relies
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.fold import FoldPolicy, carry_margin, fold
-from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS
+from etl.pipeline.fold import carry_margin, fold
+from etl.shapes import ANOMALY_COLUMNS, RUN_COLUMNS, FoldPolicy
 
 DAY = "2024-03-04"
 
@@ -737,8 +737,8 @@ def test_runs_open_too_long_are_flagged_stale() -> None:
 def test_a_run_across_the_autumn_dst_change_has_its_true_duration() -> None:
     from zoneinfo import ZoneInfo
 
-    from etl.config import MappingSpec
-    from etl.mapping import map_bookings
+    from etl.config.models import MappingSpec
+    from etl.pipeline.mapping import map_bookings
 
     mapping = MappingSpec.model_validate(
         {
@@ -766,9 +766,9 @@ def test_a_run_across_the_autumn_dst_change_has_its_true_duration() -> None:
 
 from datetime import UTC, datetime  # noqa: E402
 
-from etl.config import MappingSpec  # noqa: E402
-from etl.reader import Window  # noqa: E402
-from etl.structures import Bookings, Reach  # noqa: E402
+from etl.config.models import MappingSpec  # noqa: E402
+from etl.pipeline.structures import Bookings, Reach  # noqa: E402
+from etl.sources.reader import Window  # noqa: E402
 
 ATTRIBUTE_MAPPING = MappingSpec.model_validate(
     {

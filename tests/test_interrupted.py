@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from etl.store import SCHEMA_VERSION
+from etl.store.db import SCHEMA_VERSION
 
 from .plant import Plant
 

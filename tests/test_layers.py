@@ -18,15 +18,15 @@ PACKAGE = Path(etl.__file__).parent
 #: the modules that may write to stdout/stderr (a package: everything in it)
 PRINTERS = (
     "etl.cli",
-    "etl.check",
-    "etl.discover",
-    "etl.preview",
-    "etl.report",
-    "etl.demo",
-    "etl.scaffold",
+    "etl.commands.check",
+    "etl.commands.discover",
+    "etl.commands.preview",
+    "etl.commands.report",
+    "etl.commands.demo",
+    "etl.commands.init",
 )
 #: the modules that must not open files or object stores through pyarrow
-PURE = ("etl.fold", "etl.schema")
+PURE = ("etl.pipeline.fold", "etl.shapes")
 
 
 def module_name(path: Path) -> str:

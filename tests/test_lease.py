@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import etl.run
-import etl.sync
-from etl.audit import Audit
-from etl.config import load_project
+import etl.pipeline.run
+import etl.pipeline.sync
+from etl.config.models import load_project
 from etl.errors import LockHeldError, LockLost, StoreError
-from etl.publish import publish
-from etl.schedule import Daemon
-from etl.store import Lease, Store, job_state
-from etl.sync import open_store
+from etl.ops.schedule import Daemon
+from etl.outputs.parquet import publish
+from etl.pipeline.sync import open_store
+from etl.store.audit import Audit
+from etl.store.db import Lease, Store, job_state
 
 from .plant import Plant
 from .test_store import no_anomalies, runs
@@ -140,13 +140,13 @@ def test_a_run_whose_lease_ran_out_commits_nothing_even_if_nobody_took_it(store:
 
 def lose_the_lease_while_publishing(monkeypatch: pytest.MonkeyPatch, plant: Plant) -> None:
     """Another worker takes the lock over just after this run committed."""
-    real = etl.run.publish
+    real = etl.pipeline.run.publish
 
     def stolen_then_publish(store: Store, job: str, *args: Any, **kwargs: Any) -> list[str]:
         steal(store, job)
         return real(store, job, *args, **kwargs)
 
-    monkeypatch.setattr(etl.run, "publish", stolen_then_publish)
+    monkeypatch.setattr(etl.pipeline.run, "publish", stolen_then_publish)
 
 
 def audit_statuses(plant: Plant) -> list[str]:
@@ -204,7 +204,7 @@ def test_leased_releases_the_lock_and_closes_the_store_however_the_block_ends(
     monkeypatch.setattr(Store, "close", close)
     with (
         pytest.raises(RuntimeError, match="boom"),
-        etl.sync.leased(project, "bookings") as (store, held),
+        etl.pipeline.sync.leased(project, "bookings") as (store, held),
     ):
         assert store.state("bookings").lock_owner == held.owner  # type: ignore[union-attr]
         raise RuntimeError("boom")
@@ -215,7 +215,7 @@ def test_leased_releases_the_lock_and_closes_the_store_however_the_block_ends(
         owner = other.acquire_lock("bookings", timedelta(minutes=5))
         with (
             pytest.raises(LockHeldError, match="already running"),
-            etl.sync.leased(project, "bookings"),
+            etl.pipeline.sync.leased(project, "bookings"),
         ):
             raise AssertionError("the block must not run without the lock")
         assert len(closed) == 2  # closed although the lock was not taken
@@ -237,7 +237,7 @@ def dead_pid() -> int:
 
 
 def test_a_dead_local_owner_is_taken_over_only_in_the_same_pid_space(store: Store) -> None:
-    from etl.store import _pid_space
+    from etl.store.db import _pid_space
 
     host, pid = socket.gethostname(), dead_pid()
     assert _pid_space(), "this test needs /proc (boot id and PID namespace)"

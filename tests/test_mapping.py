@@ -1,4 +1,4 @@
-"""etl.mapping: raw source rows -> canonical bookings/runs, and every bad row -> an anomaly."""
+"""etl.pipeline.mapping: raw source rows -> canonical bookings/runs, and every bad row -> an anomaly."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from etl.config import ColumnSpec, DstPolicy, MappingSpec
-from etl.mapping import (
+from etl.config.models import ColumnSpec, DstPolicy, MappingSpec
+from etl.pipeline.mapping import (
     _localize_each,
     localize,
     map_bookings,
@@ -20,7 +20,7 @@ from etl.mapping import (
     text_values,
     timestamps,
 )
-from etl.schema import ANOMALY_COLUMNS, RUN_COLUMNS
+from etl.shapes import ANOMALY_COLUMNS, RUN_COLUMNS
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -19,7 +19,7 @@ import pyarrow.dataset as ds
 import pytest
 from pyarrow import fs
 
-from etl.objectstore import S3Location
+from etl.config.locations import S3Location
 
 from .conftest import S3_KEY_ID, S3_SECRET, S3Server
 from .daemon import wait_for
@@ -249,7 +249,7 @@ def test_a_bucket_that_refuses_listing_still_takes_writes(
 ) -> None:
     import pyarrow as pa
 
-    from etl.publish import S3Output
+    from etl.outputs.parquet import S3Output
 
     output = S3Output(
         S3Location.parse(f"s3://{s3.bucket}/plant-a"),  # type: ignore[arg-type]

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from etl.check import check_connector
-from etl.config import ConnectorSpec, load_project
-from etl.dialects import get_dialect, odbc
+from etl.commands.check import check_connector
+from etl.config.models import ConnectorSpec, load_project
 from etl.errors import SourceError
-from etl.source import ReadOnlyViolation, Retry, SourceUnreachable, open_source
-from etl.sync import run_job
+from etl.pipeline.sync import run_job
+from etl.sources.sql.dialects import get_dialect, odbc
+from etl.sources.sql.engine import ReadOnlyViolation, Retry, SourceUnreachable, open_source
 
 from .accounts import BOOKINGS_MAPPING
 from .conftest import import_or_skip

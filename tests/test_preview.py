@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config import load_project
-from etl.demo import DB_FILE, run_demo
+from etl.commands.demo import DB_FILE, run_demo
+from etl.commands.preview import preview
+from etl.config.durations import parse_when, resolve_when
+from etl.config.models import load_project
 from etl.errors import UsageError
-from etl.preview import preview
-from etl.report import parse_when, resolve_when
-from etl.sync import open_store
+from etl.pipeline.sync import open_store
 
 from .plant import Plant
 
@@ -105,7 +105,7 @@ def test_preview_without_a_store_creates_none(tmp_path: Path) -> None:
 
 def test_the_store_stays_read_only_even_if_asked_to_write(demo: Path) -> None:
     from etl.errors import StoreError
-    from etl.store import open_read_only
+    from etl.store.db import open_read_only
 
     project = load_project(demo)
     store = open_read_only(project.spec.store, project.root)
@@ -248,7 +248,7 @@ def test_a_postgresql_store_is_opened_read_only(postgres_database: str, tmp_path
     import sqlalchemy as sa
 
     from etl.errors import StoreError
-    from etl.store import Store, open_read_only
+    from etl.store.db import Store, open_read_only
 
     assert open_read_only(postgres_database, tmp_path) is None  # no schema yet: nothing stored
     engine = sa.create_engine(postgres_database)

@@ -8,7 +8,7 @@ import pty
 import subprocess
 from pathlib import Path
 
-from etl.progress import RowProgress
+from etl.ops.progress import RowProgress
 
 from .daemon import ETL
 from .plant import Plant

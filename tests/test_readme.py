@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from etl.config import (
+from etl.config.models import (
     BookingColumns,
     ColumnSpec,
     ConnectorSpec,

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 import sqlglot
 from sqlglot.tokens import TokenType
 
-from etl.config import load_project
-from etl.dialects.sqlite import SQLiteDialect
-from etl.fetch import PATHS
-from etl.source import ReadOnlyViolation, open_source, refusal, wire
-from etl.sync import run_job
+from etl.config.models import load_project
+from etl.pipeline.sync import run_job
+from etl.sources.sql.arrow import PATHS
+from etl.sources.sql.dialects.sqlite import SQLiteDialect
+from etl.sources.sql.engine import ReadOnlyViolation, open_source, refusal, wire
 
 from .accounts import Server, writer_account
 
@@ -103,9 +103,9 @@ def test_a_session_switched_to_read_write_is_refused_before_reading(
 ) -> None:
     """Below every config layer (as a function or trigger could): the session is switched to
     read-write; the next extraction asks the server first and reads nothing."""
-    from etl.config import MappingSpec
-    from etl.extract import build_query, read_frames
-    from etl.source import SessionNotReadOnly
+    from etl.config.models import MappingSpec
+    from etl.sources.sql.engine import SessionNotReadOnly
+    from etl.sources.sql.query import build_query, read_frames
 
     spec = server.spec().model_copy(update={"fetch": fetch})
     mapping = MappingSpec.model_validate(
@@ -145,7 +145,7 @@ def test_a_session_switched_to_read_write_is_refused_before_reading(
 def test_the_native_arrow_sessions_refuse_an_answer_that_is_not_read_only(server: Server) -> None:
     """The Arrow path asks its own fresh session; an answer other than read-only stops it (the
     probe is replaced by one that answers 'off' / 0, as a session switched to read-write would)."""
-    from etl.source import SessionNotReadOnly
+    from etl.sources.sql.engine import SessionNotReadOnly
 
     source = open_source("plant", server.spec(), Path.cwd(), [server.password])
     key = "adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"

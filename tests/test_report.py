@@ -19,10 +19,10 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config import load_project
-from etl.demo import run_demo
-from etl.report import Timeline, embed_json, render_html, write_html
-from etl.sync import open_store
+from etl.commands.demo import run_demo
+from etl.commands.report import Timeline, embed_json, render_html, write_html
+from etl.config.models import load_project
+from etl.pipeline.sync import open_store
 
 from .plant import Plant
 

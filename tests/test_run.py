@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.audit import Audit
-from etl.config import load_project
-from etl.reader import Points, Shape, Spans, Window
-from etl.run import JobRun, derive, leased, open_store
+from etl.config.models import load_project
+from etl.pipeline.run import JobRun, derive, leased, open_store
+from etl.sources.reader import Points, Shape, Spans, Window
+from etl.store.audit import Audit
 
 from .plant import Plant, _sorted, local_text
 
@@ -198,13 +198,15 @@ def test_no_module_but_the_structures_branches_on_a_structure_name() -> None:
         for hit in _structure_comparisons(path)
     ]
     assert offenders == []
-    assert _structure_comparisons(ETL / "structures.py") == []  # a table, not branches, there too
+    assert (
+        _structure_comparisons(ETL / "pipeline/structures.py") == []
+    )  # a table, not branches, there too
 
 
 def test_every_structure_config_accepts_has_an_implementation() -> None:
-    from etl.config import STRUCTURE_COLUMNS
-    from etl.reader import SHAPES
-    from etl.structures import STRUCTURES
+    from etl.config.models import STRUCTURE_COLUMNS
+    from etl.pipeline.structures import STRUCTURES
+    from etl.sources.reader import SHAPES
 
     assert set(STRUCTURES) == set(STRUCTURE_COLUMNS) == set(SHAPES) == {"bookings", "orders"}
     assert all(STRUCTURES[name].name == name for name in STRUCTURES)

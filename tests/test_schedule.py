@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import ConfigError
-from etl.schedule import job_health, job_trigger, recent_fires
+from etl.ops.health import job_health, job_trigger, recent_fires
 
 from .daemon import ETL, Daemon, wait_for
 from .plant import Plant, local_text

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.config import ConnectorSpec, load_project
-from etl.source import ReadOnlyViolation, open_source
-from etl.sync import run_job
+from etl.config.models import ConnectorSpec, load_project
+from etl.pipeline.sync import run_job
+from etl.sources.sql.engine import ReadOnlyViolation, open_source
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 

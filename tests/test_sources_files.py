@@ -13,9 +13,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import DataError
-from etl.run import run_job
+from etl.pipeline.run import run_job
 from etl.sources.files.formats import read_file
 from etl.sources.files.spec import FileTable
 

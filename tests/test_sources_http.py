@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import DataError, SourceError
-from etl.run import run_job
+from etl.pipeline.run import run_job
 
 from .sources_support import (
     BERLIN,

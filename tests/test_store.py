@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.audit import Audit
 from etl.errors import LockHeldError, StoreError
-from etl.schema import empty_anomalies
-from etl.store import SCHEMA_VERSION, Store, month_bounds, schema_info
+from etl.shapes import empty_anomalies
+from etl.store.audit import Audit
+from etl.store.db import SCHEMA_VERSION, Store, month_bounds, schema_info
 
 
 def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame:
@@ -156,7 +156,7 @@ def test_unreachable_store_is_a_store_error_without_the_password(tmp_path: Path)
 def test_a_large_write_refreshes_sqlite_statistics_so_the_window_uses_its_indexes(
     tmp_path: Path,
 ) -> None:
-    from etl.store import ANALYZE_AFTER, production_runs
+    from etl.store.db import ANALYZE_AFTER, production_runs
 
     store = Store("sqlite:///store.sqlite", tmp_path)
     store.ensure_schema()

@@ -11,10 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from etl.config import load_project
+from etl.config.models import load_project
 from etl.errors import DataError, LockHeldError, StoreError
-from etl.schema import ANOMALIES_SCHEMA, RUNS_SCHEMA
-from etl.sync import open_store
+from etl.pipeline.sync import open_store
+from etl.shapes import ANOMALIES_SCHEMA, RUNS_SCHEMA
 
 from .plant import Plant, local_text
 
@@ -249,8 +249,8 @@ def test_audit_row_and_watermark_commit_together(tmp_path: Path) -> None:
 
 def test_window_boundaries_are_half_open_with_ties_on_both_edges(tmp_path: Path) -> None:
     """A booking exactly at ``lo`` belongs to the window, one exactly at ``hi`` to the next."""
-    from etl.reader import Window
-    from etl.sync import derive
+    from etl.pipeline.sync import derive
+    from etl.sources.reader import Window
 
     plant = Plant(tmp_path / "p")
     lo, hi = plant.ago(hours=6), plant.ago(hours=2)

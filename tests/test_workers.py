@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.audit import Audit
 from etl.errors import LockHeldError
-from etl.store import Lease, Store, job_state
+from etl.store.audit import Audit
+from etl.store.db import Lease, Store, job_state
 
 from .daemon import Daemon, wait_for
 from .fleet import Fleet, Source

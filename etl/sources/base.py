@@ -1,5 +1,5 @@
-"""The strict base of the connector sections in this package (the same rules as etl/config.py's
-models, kept here so that etl/config.py can import the sections without a cycle)."""
+"""The strict base of the connector sections in this package (the same rules as etl/config/models.py's
+models, kept here so that etl/config/models.py can import the sections without a cycle)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from ..durations import parse_duration
+from etl.config.durations import parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 

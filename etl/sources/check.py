@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ..config import Project
-from ..errors import EtlError
-from ..redact import redact
+from etl.config.models import Project
+from etl.errors import EtlError
+from etl.redact import redact
 
 
 @dataclass
@@ -54,7 +54,7 @@ class SourceCheck:
 
 def check_source(project: Project, name: str) -> SourceCheck:
     """Check connector ``name`` (kind files or http) against every mapping a job uses on it."""
-    from .registry import reader_for
+    from etl.sources.registry import reader_for
 
     spec = project.connectors[name]
     if spec.files is not None:
@@ -94,11 +94,11 @@ def _source_of(reader: object) -> str:
 def _probe(reader: object) -> tuple[str, str]:
     """(what was found, where) for one reader: the files listed and the first one read, or the
     first page fetched."""
-    from ..reader import Points, Window
-    from .files.formats import read_file
-    from .files.reader import FilesReader
-    from .http.reader import HttpReader, records_frame
-    from .rows import time_columns, wanted_columns
+    from etl.sources.files.formats import read_file
+    from etl.sources.files.reader import FilesReader
+    from etl.sources.http.reader import HttpReader, records_frame
+    from etl.sources.reader import Points, Window
+    from etl.sources.rows import time_columns, wanted_columns
 
     if isinstance(reader, FilesReader):
         with reader.open() as reading:
@@ -123,7 +123,7 @@ def _probe(reader: object) -> tuple[str, str]:
                 detail += f"; {first.path}: {len(frame):,} rows, the mapped columns all there"
             return detail, f"files {reader.table.glob}"
     assert isinstance(reader, HttpReader)
-    from .http.reader import Pager, dotted
+    from etl.sources.http.reader import Pager, dotted
 
     with reader.open() as reading:
         endpoint = reader.endpoint
@@ -133,7 +133,7 @@ def _probe(reader: object) -> tuple[str, str]:
         records = dotted(body, endpoint.records_path)
         shown = reading.client.requests[-1]
         if not isinstance(records, list):
-            from ..errors import DataError
+            from etl.errors import DataError
 
             raise DataError(f"GET {shown}: no list of records at {endpoint.records_path!r}")
         records_frame(records, wanted_columns(reader.mapping), shown, reader.where)

@@ -1,19 +1,19 @@
 """The one place that picks a job's Reader by its connector's ``kind``: ``sql`` (the default: a
-table or query, etl/extract.py), ``files`` (a file drop) or ``http`` (an HTTP API)."""
+table or query, etl/sources/sql/query.py), ``files`` (a file drop) or ``http`` (an HTTP API)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..config import Job, Project
-from ..reader import Reader
+from etl.config.models import Job, Project
+from etl.sources.reader import Reader
 
 #: kind -> the reader of a job on a connector of that kind
 Factory = Callable[[Project, Job], Reader]
 
 
 def _sql(project: Project, job: Job) -> Reader:
-    from ..extract import SqlReader
+    from etl.sources.sql.query import SqlReader
 
     return SqlReader(
         job.connector_name,
@@ -26,7 +26,7 @@ def _sql(project: Project, job: Job) -> Reader:
 
 
 def _files(project: Project, job: Job) -> Reader:
-    from .files.reader import FilesReader
+    from etl.sources.files.reader import FilesReader
 
     return FilesReader(
         job.connector_name,
@@ -40,7 +40,7 @@ def _files(project: Project, job: Job) -> Reader:
 
 
 def _http(project: Project, job: Job) -> Reader:
-    from .http.reader import HttpReader
+    from etl.sources.http.reader import HttpReader
 
     return HttpReader(
         job.connector_name,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from ..config import FilterSpec, MappingSpec, normalize_code
+from etl.config.models import FilterSpec, MappingSpec, normalize_code
 
 #: canonical fields whose values are points in time
 TIME_FIELDS = ("timestamp", "start", "end", "updated_at")
@@ -69,7 +69,7 @@ def _passes(column: pd.Series, spec: FilterSpec) -> pd.Series:
 
 
 def _as_codes(column: pd.Series) -> pd.Series:
-    from ..mapping import text_values
+    from etl.pipeline.mapping import text_values
 
     return text_values(column, trim=True)
 

@@ -26,14 +26,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from etl.check import check_connector
-from etl.config import load_project
-from etl.discover import list_tables, propose
-from etl.extract import build_query, instant_columns, read_frames
-from etl.fetch import FetchChoice, choose
-from etl.mapping import map_bookings
-from etl.source import ReadOnlyViolation, Retry, open_connector
-from etl.sync import run_job
+from etl.commands.check import check_connector
+from etl.commands.discover import list_tables, propose
+from etl.config.models import load_project
+from etl.pipeline.mapping import map_bookings
+from etl.pipeline.sync import run_job
+from etl.sources.sql.arrow import FetchChoice, choose
+from etl.sources.sql.engine import ReadOnlyViolation, Retry, open_connector
+from etl.sources.sql.query import build_query, instant_columns, read_frames
 
 from ..conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
@@ -212,8 +212,8 @@ def test_sql_server_window_bounds_hold_under_a_german_login(
     """arrow-odbc sends values as text: a window bound must mean the same instant to a session
     with SET LANGUAGE Deutsch (DATEFORMAT dmy) and keep its microseconds against a ``datetime``
     column (text with more than 3 fractional digits is error 241 there)."""
-    from etl.fetch import ArrowOdbc
-    from etl.reader import Window
+    from etl.sources.reader import Window
+    from etl.sources.sql.arrow import ArrowOdbc
 
     raw = os.environ.get("ETL_TEST_MSSQL_URL")
     if not raw:
@@ -283,7 +283,7 @@ def test_sql_server_window_bounds_hold_under_a_german_login(
     ]
 
 
-# The read-only allowlist (etl/readonly.py) against each server: a custom query made of listed
+# The read-only allowlist (etl/config/readonly.py) against each server: a custom query made of listed
 # functions runs there (they exist and read), a refused one never reaches it.
 PURE_QUERY = {
     "mssql": "SELECT id, machine, order_no, COALESCE(kind, '') AS kind, ts, ISNULL(kind, '') AS k, "
@@ -318,7 +318,7 @@ def _custom(target: Target, query: str) -> Path:
 
 
 def test_a_custom_query_of_listed_functions_runs_on_the_server(target: Target) -> None:
-    from etl.extract import check_custom_query
+    from etl.config.queries import check_custom_query
 
     query = PURE_QUERY[target.dialect].format(t=target.table)
     check_custom_query(query, target.dialect, "mappings/custom.yaml")  # passes the allowlist

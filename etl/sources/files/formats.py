@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from ...errors import DataError
-from .spec import FileTable
+from etl.errors import DataError
+from etl.sources.files.spec import FileTable
 
 _BOM = codecs.BOM_UTF8
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from ...store import Store
+from etl.store.db import Store
 
 metadata = sa.MetaData()
 

@@ -21,17 +21,18 @@ from pathlib import Path
 import pandas as pd
 from pyarrow import fs
 
-from ...config import ConnectorSpec, MappingSpec
-from ...durations import format_duration
-from ...errors import ConfigError, SourceError
-from ...mapping import timestamps
-from ...objectstore import S3Location, s3_error, s3_filesystem
-from ...reader import Points, Shape, Window
-from ...store import Store
-from ..rows import apply_filters, time_columns, wanted_columns
-from .formats import read_file
-from .ledger import Entry, Ledger
-from .spec import FilesSpec, FileTable
+from etl.config.durations import format_duration
+from etl.config.locations import S3Location
+from etl.config.models import ConnectorSpec, MappingSpec
+from etl.errors import ConfigError, SourceError
+from etl.outputs.objectstore import s3_error, s3_filesystem
+from etl.pipeline.mapping import timestamps
+from etl.sources.files.formats import read_file
+from etl.sources.files.ledger import Entry, Ledger
+from etl.sources.files.spec import FilesSpec, FileTable
+from etl.sources.reader import Points, Shape, Window
+from etl.sources.rows import apply_filters, time_columns, wanted_columns
+from etl.store.db import Store
 
 log = logging.getLogger(__name__)
 _RANK = "__file_rank"  # the position of an order row's file, while the newest is picked

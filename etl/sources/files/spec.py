@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..base import Duration, Section
+from etl.sources.base import Duration, Section
 
 
 class S3Drop(Section):
@@ -19,7 +19,7 @@ class S3Drop(Section):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        from ...objectstore import check_endpoint
+        from etl.config.locations import check_endpoint
 
         return check_endpoint(value)
 
@@ -93,7 +93,7 @@ class FilesSpec(Section):
 
     @model_validator(mode="after")
     def _where(self) -> FilesSpec:
-        from ...objectstore import S3Location
+        from etl.config.locations import S3Location
 
         try:
             location = S3Location.parse(self.location)

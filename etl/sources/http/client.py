@@ -12,9 +12,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from ...errors import DataError, SourceError
-from ...redact import redact
-from .spec import HttpSpec
+from etl.errors import DataError, SourceError
+from etl.redact import redact
+from etl.sources.http.spec import HttpSpec
 
 log = logging.getLogger(__name__)
 # httpx logs every request URL at INFO, query string and all: keep it quiet

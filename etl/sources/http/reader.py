@@ -20,12 +20,12 @@ from urllib.parse import urljoin
 
 import pandas as pd
 
-from ...config import ConnectorSpec, MappingSpec
-from ...errors import ConfigError, DataError
-from ...reader import WINDOW_MARGIN, Shape, Window
-from ..rows import apply_filters, instants, time_columns, utc_text, wanted_columns
-from .client import Client, safe_url
-from .spec import Endpoint
+from etl.config.models import ConnectorSpec, MappingSpec
+from etl.errors import ConfigError, DataError
+from etl.sources.http.client import Client, safe_url
+from etl.sources.http.spec import Endpoint
+from etl.sources.reader import WINDOW_MARGIN, Shape, Window
+from etl.sources.rows import apply_filters, instants, time_columns, utc_text, wanted_columns
 
 log = logging.getLogger(__name__)
 

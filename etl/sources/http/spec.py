@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..base import Duration, Section
+from etl.sources.base import Duration, Section
 
 
 class Auth(Section):

@@ -1,0 +1,1 @@
+"""Running jobs unattended: the scheduler daemon, job health, metrics, logs, progress."""

@@ -1,0 +1,561 @@
+"""One job run: window -> read -> map -> fold or dedupe -> diff -> commit -> publish.
+
+``hi`` is the source's clock minus the job's safety lag; ``lo`` is the previous ``hi`` minus the
+re-read window (the job's ``start_from`` on the first run). What the source now says about
+``[lo, hi)`` replaces what the store holds for it; runs open at ``lo`` are carried into the fold.
+
+The steps are the same for every run: ``derive`` reads the window from a ``Reader`` (etl/sources/reader.py;
+a SQL table today) and turns the rows into runs through the mapping's ``Structure``
+(etl/pipeline/structures.py: bookings are folded, order rows deduplicated); ``JobRun`` commits them under
+the job's lease and publishes the months they changed. ``run_job`` is one sync run (``etl run``);
+``etl backfill`` (etl/pipeline/backfill.py) runs the same steps chunk by chunk and ``etl preview``
+(etl/commands/preview.py) stops after ``derive``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from etl.config.models import Job, Project
+from etl.errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
+from etl.failpoints import failpoint
+from etl.outputs.parquet import Output, open_output, publish
+from etl.pipeline.mapping import Mapped, localize
+from etl.pipeline.structures import Carried, Structure, structure_for
+from etl.redact import redact
+from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
+from etl.sources.reader import Reader, Reading, Window, extra_request
+from etl.store.audit import Audit
+from etl.store.db import Changes, JobState, Lease, Store
+
+log = logging.getLogger(__name__)
+runs_log = logging.getLogger(
+    "etl.runs"
+)  # one line per run outcome, shown without -v by run/schedule
+
+#: ``window_for(source_now_utc) -> Window``: how a caller picks the window from the source's clock
+WindowFor = Callable[[datetime], Window]
+
+
+@dataclass
+class RunResult:
+    """What one sync run did."""
+
+    job: str
+    window_lo: datetime
+    window_hi: datetime
+    rows_read: int = 0
+    runs_inserted: int = 0
+    runs_updated: int = 0
+    runs_deleted: int = 0
+    runs_open: int = 0
+    runs_total: int = 0
+    anomalies: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+    parquet_files: list[str] = field(default_factory=list)
+    sync_id: int | None = None
+
+    def summary(self) -> str:
+        """One human line: window, rows, run changes, anomalies, duration."""
+        kinds = ", ".join(f"{k} {v}" for k, v in self.anomalies.items()) or "none"
+        return (
+            f"{self.job}: {_stamp(self.window_lo)} .. {_stamp(self.window_hi)}: "
+            f"{self.rows_read:,} rows read, {self.runs_total:,} runs in window "
+            f"(+{self.runs_inserted} new, {self.runs_updated} changed, -{self.runs_deleted} removed, "
+            f"{self.runs_open} open), anomalies: {kinds} [{self.duration_s:.1f}s]"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """The result for ``--json`` output."""
+        return {
+            "job": self.job,
+            "window_lo": self.window_lo.isoformat(),
+            "window_hi": self.window_hi.isoformat(),
+            "rows_read": self.rows_read,
+            "runs_in_window": self.runs_total,
+            "runs_inserted": self.runs_inserted,
+            "runs_updated": self.runs_updated,
+            "runs_deleted": self.runs_deleted,
+            "runs_open": self.runs_open,
+            "anomalies": self.anomalies,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@dataclass
+class Derived:
+    """Runs and anomalies derived from the source for one window (nothing written yet)."""
+
+    window: Window
+    runs: pd.DataFrame
+    anomalies: pd.DataFrame
+    rows_read: int
+    codes: Counter[tuple[str, str]]
+    carried: int = 0  # runs carried in from the store because they were open at the window's start
+    #: runs of order rows changed since lo that now fail a filter: they leave the store
+    removed: pd.DataFrame | None = None
+
+    @property
+    def runs_open(self) -> int:
+        """Runs still open at the window's end."""
+        return int(self.runs["end"].isna().sum())
+
+    def kinds(self) -> Counter[str]:
+        """Anomalies by kind."""
+        return Counter(self.anomalies["kind"].tolist())
+
+
+# --------------------------------------------------------------------------- the job's world
+
+
+def open_store(project: Project) -> Store:
+    """The project's store, schema ensured."""
+    store = Store(project.spec.store, project.root, project.secrets)
+    store.ensure_schema()
+    return store
+
+
+def parquet_base(project: Project) -> Path | None:
+    """The local Parquet directory, or None when the project writes no Parquet or writes it to
+    object storage."""
+    if not project.spec.parquet or project.spec.s3 is not None:
+        return None
+    base = Path(project.spec.parquet)
+    return base if base.is_absolute() else project.root / base
+
+
+def parquet_output(project: Project) -> Output | None:
+    """Where the project's Parquet dataset goes (a local directory or s3://), or None."""
+    if not project.spec.parquet:
+        return None
+    return open_output(project.spec.parquet, project.root, project.spec.s3)
+
+
+def publishes(project: Project, job: Job) -> bool:
+    """Whether runs of ``job`` write Parquet (the project has a dataset and the job takes part)."""
+    return bool(project.spec.parquet) and bool(job.spec.parquet)
+
+
+def lease(project: Project, store: Store, job_name: str) -> Lease:
+    """The job's lock with the project's lease, renewed by a heartbeat while held."""
+    spec = project.spec.lock
+    return Lease(store, job_name, spec.lease, spec.heartbeat)
+
+
+def lost_after_commit(job_name: str, sync_id: int, exc: LockLost) -> LockLost:
+    """The error of a run that committed, then lost its lease while publishing."""
+    return LockLost(
+        f"{job_name}: committed sync {sync_id}; publishing stopped because the lease was lost "
+        f"({exc.message}); the next run republishes the months left pending",
+        hint=exc.hint,
+    )
+
+
+@contextmanager
+def leased(project: Project, job_name: str) -> Iterator[tuple[Store, Lease]]:
+    """Open the project's store and hold ``job_name``'s lock for the ``with`` block: yields the
+    store and the lease; the lease is released and the store closed however the block ends
+    (also when the lock cannot be taken)."""
+    store = open_store(project)
+    try:
+        with lease(project, store, job_name) as held:
+            yield store, held
+    finally:
+        store.close()
+
+
+def start_utc(job: Job) -> datetime:
+    """The job's ``start_from`` in UTC (wall-clock of the connector's zone unless it has an offset)."""
+    if job.start_from.tzinfo is not None:
+        return job.start_from.astimezone(UTC)
+    naive = pd.Series([pd.Timestamp(job.start_from)]).astype("datetime64[us]")
+    return localize(naive, job.connector.zone, job.mapping.dst).iloc[0].to_pydatetime()
+
+
+def next_window(job: Job, state: JobState | None, now: datetime) -> Window:
+    """The window of the next sync run of ``job`` at the source's clock ``now``: from the
+    watermark minus ``reread`` (not before ``start_from``; ``start_from`` on the first run) to
+    ``now`` minus ``safety_lag`` (empty rather than reversed)."""
+    first = start_utc(job)
+    if state is not None and state.watermark is not None:
+        lo = max(first, state.watermark - job.reread)
+    else:
+        lo = first
+    return Window(lo=lo, hi=max(lo, now - job.safety_lag))
+
+
+def reader_for(project: Project, job: Job) -> Reader:
+    """The reader of the job's source rows: a SQL table or query, a file drop or an HTTP API,
+    by the connector's kind (etl/sources/registry.py)."""
+    from etl.sources.registry import reader_for as by_kind
+
+    return by_kind(project, job)
+
+
+# --------------------------------------------------------------------------- read -> map -> derive
+
+
+def derive(
+    project: Project,
+    job: Job,
+    window_for: WindowFor,
+    store: Store | None,
+    progress: Callable[[int], None] | None = None,
+    reader: Reader | None = None,
+    *,
+    reach_back: bool = False,
+    carried: Carried | None = None,
+) -> Derived:
+    """Read the source for the job's window and derive its runs (nothing written).
+
+    ``window_for(source_now_utc) -> Window``; ``store`` (None: no store yet) supplies the runs
+    carried over; ``reader`` (default: ``reader_for`` the job) the rows. ``progress(rows_read_so_far)``
+    is called after every batch; it may raise to abandon the run. ``reach_back`` (a sync run): a
+    source that stamps changes moves the window's ``lo`` back to the oldest row changed since
+    ``lo`` (not before ``start_from``), so a booking cancelled long after it was read is folded
+    anew, as one inside the re-read window is. ``carried``: the runs carried in when the caller
+    knows them (a backfill's previous chunk), instead of the store's.
+    """
+    structure = structure_for(job.mapping)
+    shape = structure.shape
+    reader = reader if reader is not None else reader_for(project, job)
+    if carried is None and store is not None:
+
+        def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
+            return store.carried_runs(job.name, lo, margin)
+
+    zone, size = job.connector.zone, job.batch_size
+    parts: list[Mapped] = []
+    withdrawn: list[pd.DataFrame] = []
+    found: list[pd.DataFrame] = []
+    rows_read = 0
+    with reader.open() as reading:
+        window = window_for(reading.now_utc())
+        if reach_back and window.hi > window.lo:
+            window = _reached_back(job, structure, reading, window)
+        reach = structure.reach(window, carried)
+        request = reading.request(reach.window, shape)
+        so_far = 0
+        if window.hi > window.lo:
+            for batch in request.batches(size):
+                parts.append(structure.map(batch, zone, reading.instants))
+                failpoint("extract")
+                if progress is not None:
+                    so_far += parts[-1].rows_read
+                    progress(so_far)
+            leaving = extra_request(reading, "withdrawn", window, shape)
+            if leaving is not None:  # one more query per run, over the changed rows only
+                for batch in leaving.batches(size):
+                    withdrawn.append(structure.map(batch, zone, reading.instants).rows)
+            odd = extra_request(reading, "malformed", reach.window, shape)
+            if odd is not None:  # text times the window's comparison cannot find
+                try:
+                    for batch in odd.batches(size):
+                        mapped = structure.map(batch, zone, reading.instants)
+                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        rows_read += len(batch)
+                except DataError as exc:  # e.g. a date_format on an integer column
+                    log.warning("%s; malformed text times not looked for", exc.message)
+    codes: Counter[tuple[str, str]] = Counter()
+    for part in parts:
+        codes.update(part.codes)
+    rows = [p.rows for p in parts if not p.rows.empty]
+    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
+    found = [f for f in found if not f.empty]
+    anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
+    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+    in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
+    return Derived(
+        window=window,
+        runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
+        anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
+        rows_read=rows_read + sum(p.rows_read for p in parts),
+        codes=codes,
+        carried=derived.carried,
+        removed=derived.removed,
+    )
+
+
+def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with the job's plant and zone (a plant the rows carry already stays) and the
+    runs' phase (``production`` where none was derived), in ``columns`` order."""
+    out = frame.reset_index(drop=True).reindex(columns=columns)
+    plant = pd.Series(job.plant, index=out.index, dtype="string")
+    out["plant"] = out["plant"].astype("string").fillna(plant)
+    out["zone"] = pd.Series(job.zone_name, index=out.index, dtype="string")
+    if "phase" in out:
+        out["phase"] = out["phase"].astype("string").fillna(DEFAULT_PHASE)
+    return out
+
+
+def _reached_back(job: Job, structure: Structure, reading: Reading, window: Window) -> Window:
+    """``window`` reaching back to the oldest row changed since ``lo`` (``ExtraRequests``)."""
+    changed = extra_request(reading, "changed", window, structure.shape)
+    if changed is None:
+        return window
+    oldest: pd.Timestamp | None = None
+    for batch in changed.batches(job.batch_size):
+        first = structure.oldest(batch, job.connector.zone, reading.instants)
+        if first is not None and (oldest is None or first < oldest):
+            oldest = first
+    if oldest is None:
+        return window
+    lo = max(oldest.to_pydatetime(), start_utc(job))
+    if lo >= window.lo:
+        return window
+    log.info(
+        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        job.name,
+        window.lo.isoformat(timespec="seconds"),
+        lo.isoformat(timespec="seconds"),
+    )
+    return Window(lo=lo, hi=window.hi)
+
+
+# --------------------------------------------------------------------------- diff -> commit -> publish
+
+
+class JobRun:
+    """The steps of a job's runs that need its lease: carry-over from the store, commit (the diff
+    against what the store holds, in one transaction with the watermark and the audit row), and
+    publishing the months a commit changed. One per lease; a backfill commits many windows."""
+
+    def __init__(self, project: Project, job: Job, held: Lease, reader: Reader | None = None):
+        self.project, self.job, self.held = project, job, held
+        self.store = held.store
+        self.reader = reader
+        self.structure = structure_for(job.mapping)
+        self.margin = self.structure.carry_margin()
+        base = parquet_output(project)
+        self.output = base if job.spec.parquet else None
+        #: True while Parquet is being written: a failure then is a failed publication
+        self.publishing = False
+
+    def publish_pending(self, state: JobState | None) -> None:
+        """Publish the months an earlier run committed but did not publish."""
+        if state is None or not state.publish_pending or self.output is None:
+            return
+        log.info(
+            "%s: publishing months left over from an earlier run: %s",
+            self.job.name,
+            ", ".join(state.publish_pending),
+        )
+        self.publishing = True
+        publish(
+            self.store,
+            self.job.name,
+            state.publish_pending,
+            self.output,
+            self.held.verify,
+            fields=self.job.mapping.arrow_fields(),
+        )
+        self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
+        self.publishing = False
+
+    def derive(
+        self,
+        window_for: WindowFor,
+        progress: Callable[[int], None] | None = None,
+        *,
+        reach_back: bool = False,
+        carried: Carried | None = None,
+    ) -> Derived:
+        """``derive`` the window, checking after every batch that the lease is still ours."""
+
+        def still_ours(rows: int) -> None:
+            self.held.check()
+            if progress is not None:
+                progress(rows)
+
+        return derive(
+            self.project,
+            self.job,
+            window_for,
+            self.store,
+            still_ours,
+            self.reader,
+            reach_back=reach_back,
+            carried=carried,
+        )
+
+    def commit(
+        self,
+        derived: Derived,
+        audit: Audit,
+        *,
+        bounded: bool = False,
+        backfill: tuple[str | None, datetime | None] | None = None,
+    ) -> tuple[int, Changes]:
+        """Replace the window in the store with what was derived (see ``Store.commit_sync``)."""
+        window = derived.window
+        return self.store.commit_sync(
+            self.job.name,
+            window.lo,
+            window.hi,
+            derived.runs,
+            derived.anomalies,
+            audit,
+            self.margin,
+            bounded=bounded,
+            backfill=backfill,
+            owner=self.held.owner,
+            # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
+            # old, are the sync runs' to remove
+            withdrawn=None if bounded else derived.removed,
+        )
+
+    def publish(
+        self, sync_id: int, months: list[str], known: Mapping[str, pd.DataFrame] | None = None
+    ) -> list[str]:
+        """Rewrite the Parquet partitions of ``months`` (committed by sync ``sync_id``) and mark
+        them published; the files written. ``known``: the runs of some months as the store holds
+        them (not read back, see ``publish``). A lease lost here says the commit stands."""
+        if self.output is None or not months:
+            return []
+        self.publishing = True
+        try:
+            files = publish(
+                self.store,
+                self.job.name,
+                months,
+                self.output,
+                self.held.verify,
+                known,
+                fields=self.job.mapping.arrow_fields(),
+            )
+            self.store.clear_pending(self.job.name, months, self.held.owner)
+        except LockLost as exc:
+            raise lost_after_commit(self.job.name, sync_id, exc) from exc
+        self.publishing = False
+        return files
+
+
+# --------------------------------------------------------------------------- one sync run
+
+
+def run_job(
+    project: Project, job_name: str, progress: Callable[[int], None] | None = None
+) -> RunResult:
+    """Run one sync of ``job_name``: lock, derive the window, replace it in the store, publish.
+
+    ``progress(rows_read_so_far)`` is called after every batch read from the source; an exception
+    it raises abandons the run (nothing is committed, a failed audit row is written).
+    """
+    job = project.job(job_name)
+    project.require_env([job_name])
+    clock = time.monotonic()
+    with leased(project, job_name) as (store, held):
+        # under the lock: runs of one job never overlap in sync_runs
+        audit = Audit(started_at=datetime.now(UTC))
+        committed = False
+        sync_id: int | None = None
+        run: JobRun | None = None
+        try:
+            run = JobRun(project, job, held)
+            state = store.state(job_name)
+            run.publish_pending(state)
+            derived = run.derive(
+                lambda now: next_window(job, state, now), progress, reach_back=True
+            )
+            window = derived.window
+            audit.window_lo, audit.window_hi = window.lo, window.hi
+            audit.finished_at = datetime.now(UTC)
+            audit.duration_s = time.monotonic() - clock
+            audit.count(derived.rows_read, derived.runs_open, derived.kinds())
+            _check_anomalies(job, derived)
+            sync_id, changes = run.commit(derived, audit)
+            committed = True  # the ok audit row is written: a later failure adds no failed one
+            failpoint("commit")
+            files = run.publish(sync_id, changes.months)
+            result = RunResult(
+                job=job_name,
+                window_lo=window.lo,
+                window_hi=window.hi,
+                rows_read=derived.rows_read,
+                runs_inserted=changes.inserted,
+                runs_updated=changes.updated,
+                runs_deleted=changes.deleted,
+                runs_open=derived.runs_open,
+                runs_total=len(derived.runs),
+                anomalies=dict(sorted(derived.kinds().items())),
+                duration_s=time.monotonic() - clock,
+                parquet_files=files,
+                sync_id=sync_id,
+            )
+            _log_result(result)
+            return result
+        except Exception as exc:
+            if audit.finished_at is None:
+                audit.finished_at = datetime.now(UTC)
+            audit.duration_s = time.monotonic() - clock
+            message = exc.message if isinstance(exc, EtlError) else str(exc)
+            audit.error = redact(f"{type(exc).__name__}: {message}", project.secrets)
+            if run is not None and run.publishing and not isinstance(exc, LockLost):
+                # the store is fine, the Parquet is not: every such run leaves a row saying so,
+                # with the months still waiting for the next run (a lost lease is not this: the
+                # run that took the lock publishes them and writes its own row)
+                audit.error = f"publishing failed: {audit.error}" + _pending_note(store, job_name)
+                if committed and sync_id is not None:
+                    store.mark_publish_failed(sync_id, audit)
+                else:
+                    store.record_failure(job_name, audit, status="publish_failed")
+            elif not isinstance(exc, StoreError) and not committed:
+                store.record_failure(job_name, audit)
+            raise
+
+
+def _pending_note(store: Store, job_name: str) -> str:
+    """``; months still pending: 2026-10, 2026-11`` from the store (empty if it cannot say)."""
+    try:
+        state = store.state(job_name)
+    except Exception:  # the store is down too: the original error says enough
+        return ""
+    if state is None or not state.publish_pending:
+        return ""
+    return "; months still pending: " + ", ".join(state.publish_pending)
+
+
+def _check_anomalies(job: Job, derived: Derived) -> None:
+    """TooManyAnomalies when the window has more than the job's ``max_anomalies`` allows."""
+    allowed = job.spec.anomalies_allowed(derived.rows_read)
+    if allowed is None or len(derived.anomalies) <= allowed:
+        return
+    found = ", ".join(f"{k} {v}" for k, v in sorted(derived.kinds().items()))
+    raise TooManyAnomalies(
+        f"{job.name}: too many anomalies: {len(derived.anomalies)} ({found}) in "
+        f"{derived.rows_read:,} rows read, max_anomalies {job.spec.max_anomalies} in "
+        f"jobs/{job.name}.yaml allows {allowed}; nothing was committed",
+        hint=f"look at them with 'etl preview {job.name}', fix the mapping or the source, "
+        "or raise max_anomalies",
+    )
+
+
+def _log_result(result: RunResult) -> None:
+    runs_log.info(
+        "%s: window %s .. %s, %d rows read, runs +%d ~%d -%d (%d open), anomalies %s, %.1fs",
+        result.job,
+        result.window_lo.isoformat(timespec="seconds"),
+        result.window_hi.isoformat(timespec="seconds"),
+        result.rows_read,
+        result.runs_inserted,
+        result.runs_updated,
+        result.runs_deleted,
+        result.runs_open,
+        ", ".join(f"{k}={v}" for k, v in result.anomalies.items()) or "none",
+        result.duration_s,
+        extra={**result.as_dict(), "status": "ok"},
+    )
