@@ -263,17 +263,7 @@ def withdrawn_query(
     if updated is None:
         return None
     src = _from_clause(mapping)
-    lo, _ = window.local(zone)
-    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
-    changed = _range(
-        src,
-        updated,
-        lo,
-        None,
-        _utc(updated, instants, utc_lo, utc_hi),
-        text_datetimes,
-        prefix="changed",
-    )
+    changed = _changed_since(src, updated, window, zone, instants, text_datetimes)
     if not changed:
         return None
     passes = sa.and_(*[_filter(src, spec) for spec in mapping.filters])
@@ -281,6 +271,28 @@ def withdrawn_query(
     fails = sa.case((passes, 1), else_=0) == 0
     return sa.select(*[src.c[name] for name in _selected_columns(mapping)]).where(
         sa.and_(*changed), fails
+    )
+
+
+def _changed_since(
+    src: sa.FromClause,
+    updated: ColumnSpec,
+    window: Window,
+    zone: ZoneInfo,
+    instants: frozenset[str],
+    text_datetimes: bool,
+) -> list[sa.ColumnElement[bool]]:
+    """The conditions "``updated`` at or after the window's ``lo``" (empty: not comparable)."""
+    lo, _ = window.local(zone)
+    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
+    return _range(
+        src,
+        updated,
+        lo,
+        None,
+        _utc(updated, instants, utc_lo, utc_hi),
+        text_datetimes,
+        prefix="changed",
     )
 
 
@@ -304,17 +316,7 @@ def changed_bookings_query(
     if updated is None:
         return None
     src = _from_clause(mapping)
-    lo, _ = window.local(zone)
-    utc_lo, utc_hi = window.local(ZoneInfo("UTC"))
-    changed = _range(
-        src,
-        updated,
-        lo,
-        None,
-        _utc(updated, instants, utc_lo, utc_hi),
-        text_datetimes,
-        prefix="changed",
-    )
+    changed = _changed_since(src, updated, window, zone, instants, text_datetimes)
     if not changed:
         return None
     names = specs[shape.at].source_columns()
