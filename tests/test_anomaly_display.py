@@ -10,7 +10,13 @@ from pathlib import Path
 import pandas as pd
 
 from etl.commands.preview import preview
-from etl.commands.report import REPORT_ANOMALIES, payload, store_timeline, write_html
+from etl.commands.report import (
+    REPORT_ANOMALIES,
+    local_times,
+    payload,
+    store_timeline,
+    write_html,
+)
 from etl.config.models import load_project
 
 from .plant import BERLIN, Plant, local_text
@@ -22,8 +28,10 @@ def test_times_in_anomaly_details_are_shown_in_the_tables_zone(tmp_path: Path) -
     plant.book("M1", "A", 10, start)
     plant.book("M1", "A", 10, plant.ago(hours=4))  # a second START while the run is open
     plant.book("M1", "A", 30, plant.ago(hours=3))
-    local = start.astimezone(BERLIN).strftime("%Y-%m-%d %H:%M:%S")
-    utc = start.strftime("%H:%M:%S")
+    here = start.astimezone(BERLIN)
+    local = here.strftime("%Y-%m-%d %H:%M:%S")
+    # the UTC time alone on the same day, with its date when the zone is already on the next one
+    utc = start.strftime("%H:%M:%S" if here.date() == start.date() else "%Y-%m-%d %H:%M:%S")
     text = "\n".join(preview(load_project(plant.root), "bookings").lines())
     assert f"START while the run started at {local} ({utc} UTC) is open" in text
     assert "+00:00" not in text
@@ -66,3 +74,17 @@ def test_a_report_lists_a_bounded_number_of_anomalies_and_says_how_many_more(
     # the full list stays in the Parquet dataset
     found = pd.read_parquet(plant.root / "output" / "parquet" / "anomalies")
     assert len(found) == many
+
+
+def test_a_utc_time_on_another_day_than_the_local_one_keeps_its_date() -> None:
+    details = pd.Series(
+        [
+            "START while the run started at 2026-12-03 23:03:52+00:00 is open",
+            "START while the run started at 2026-12-03 10:00:00+00:00 is open",
+        ]
+    )
+    shown = local_times(details, BERLIN).tolist()
+    assert shown == [
+        "START while the run started at 2026-12-04 00:03:52 (2026-12-03 23:03:52 UTC) is open",
+        "START while the run started at 2026-12-03 11:00:00 (10:00:00 UTC) is open",
+    ]
