@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -201,3 +205,25 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("start", "end"):
         frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
     return frame.sort_values(["machine_code", "start", "order_code"]).reset_index(drop=True)
+
+
+#: the etl command line as a subprocess of the interpreter running the tests
+ETL = [sys.executable, "-m", "etl.cli"]
+
+
+def frozen_at(plant: Plant, point: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``etl -p PLANT ARGS...`` as a real process held at failpoint ``point`` (the failpoint writes
+    a marker file and waits): returned once it is there, for a test to kill or release it."""
+    marker = tmp_path / f"at-{point}"
+    env = {**os.environ, "ETL_FAILPOINT": point, "ETL_FAILPOINT_FILE": str(marker)}
+    proc = subprocess.Popen(
+        [*ETL, "-p", str(plant.root), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()
+    return proc

@@ -3,35 +3,14 @@ Parquet partition is being written, and several first runs racing to create a ne
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from etl.store.db import SCHEMA_VERSION
 
-from .plant import Plant
-
-ETL = [sys.executable, "-m", "etl.cli"]
-
-
-def _frozen_at(plant: Plant, point: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    marker = tmp_path / f"at-{point}"
-    env = {**os.environ, "ETL_FAILPOINT": point, "ETL_FAILPOINT_FILE": str(marker)}
-    proc = subprocess.Popen(
-        [*ETL, "-p", str(plant.root), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate()
-    return proc
+from .plant import ETL, Plant, frozen_at
 
 
 def test_kill_9_while_writing_parquet_leaves_a_temporary_file_the_next_publish_removes(
@@ -39,7 +18,7 @@ def test_kill_9_while_writing_parquet_leaves_a_temporary_file_the_next_publish_r
 ) -> None:
     plant = Plant(tmp_path / "p", reread="1h")
     plant.order("M1", "FA1", plant.ago(hours=5), plant.ago(hours=4))
-    proc = _frozen_at(plant, "write_parquet", tmp_path, "run", "orders")
+    proc = frozen_at(plant, "write_parquet", tmp_path, "run", "orders")
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     dataset = plant.root / "output" / "parquet"

@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,9 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
-from .plant import BERLIN, Plant
-
-ETL = [sys.executable, "-m", "etl.cli"]
+from .plant import BERLIN, ETL, Plant, frozen_at
 
 
 class ServerPlant(Plant):
@@ -227,22 +224,6 @@ def test_a_scripted_life_of_an_order_table(plant: ServerPlant) -> None:
     assert "FA3" not in set(stored["order_code"])
 
 
-def _frozen(plant: Plant, point: str, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    marker = tmp_path / f"at-{point}"
-    env = {**os.environ, "ETL_FAILPOINT": point, "ETL_FAILPOINT_FILE": str(marker)}
-    proc = subprocess.Popen(
-        [*ETL, "-p", str(plant.root), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.communicate()
-    return proc
-
-
 @pytest.mark.parametrize("point", ["extract", "commit"])
 def test_kill_9_at_any_point_then_rerun_gives_the_same_result(
     plant: ServerPlant, tmp_path: Path, point: str
@@ -252,7 +233,7 @@ def test_kill_9_at_any_point_then_rerun_gives_the_same_result(
     plant.run()
     plant.book("M2", "B", 10, plant.ago(hours=2))
     plant.book("M1", "C", 10, plant.ago(hours=1))
-    proc = _frozen(plant, point, tmp_path, "run", "bookings")
+    proc = frozen_at(plant, point, tmp_path, "run", "bookings")
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     result = subprocess.run(
@@ -265,7 +246,7 @@ def test_kill_9_at_any_point_then_rerun_gives_the_same_result(
 
 def test_two_concurrent_runs_of_one_job(plant: ServerPlant, tmp_path: Path) -> None:
     plant.book("M1", "A", 10, plant.ago(hours=5))
-    first = _frozen(plant, "extract", tmp_path, "run", "bookings")
+    first = frozen_at(plant, "extract", tmp_path, "run", "bookings")
     second = subprocess.run(
         [*ETL, "-p", str(plant.root), "run", "bookings"], capture_output=True, text=True
     )
