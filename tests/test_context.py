@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import ConfigError
 from etl.pipeline.run import run_job
 from etl.store.db import Store

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 import etl.pipeline.run
 import etl.pipeline.sync
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import LockHeldError, LockLost, StoreError
 from etl.ops.schedule import Daemon
 from etl.outputs.parquet import publish
