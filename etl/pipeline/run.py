@@ -109,6 +109,9 @@ class Derived:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of order rows changed since lo that now fail a filter: they leave the store
     removed: pd.DataFrame | None = None
+    #: the fields of the runs the next window may carry, before its possible starts (None: the
+    #: mapping has no fields); committed with the runs (table ``run_carry``)
+    carries: pd.DataFrame | None = None
 
     @property
     def runs_open(self) -> int:
@@ -237,10 +240,11 @@ def derive(
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
-            return store.carried_runs(job.name, lo, margin)
+            return store.carried_runs(job.name, lo, margin, carries=bool(job.mapping.fields))
 
     zone, size = job.connector.zone, job.batch_size
     parts: list[Mapped] = []
+    before: list[pd.DataFrame] = []
     withdrawn: list[pd.DataFrame] = []
     found: list[pd.DataFrame] = []
     rows_read = 0
@@ -262,6 +266,17 @@ def derive(
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
                     withdrawn.append(structure.map(batch, zone, reading.instants).rows)
+            if reach.before is not None:  # the bookings of carried runs, for their fields only
+                log.info(
+                    "%s: the fields of runs open at %s are read again from %s",
+                    job.name,
+                    window.lo.isoformat(timespec="seconds"),
+                    reach.before.lo.isoformat(timespec="seconds"),
+                )
+                for batch in reading.request(reach.before, shape).batches(size):
+                    mapped = structure.map(batch, zone, reading.instants)
+                    before.append(mapped.rows)
+                    rows_read += mapped.rows_read
             odd = extra_request(reading, "malformed", reach.window, shape)
             if odd is not None:  # text times the window's comparison cannot find
                 try:
@@ -275,7 +290,11 @@ def derive(
     for part in parts:
         codes.update(part.codes)
     rows = [p.rows for p in parts if not p.rows.empty]
-    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    # the next sync run starts at hi - reread, a backfill's next chunk at hi
+    points = (max(start_utc(job), window.hi - job.reread), window.hi)
+    derived = structure.derive(
+        rows, window, reach, carried, withdrawn, before=before, points=points
+    )
     found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
     found = [f for f in found if not f.empty]
     anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
@@ -289,6 +308,7 @@ def derive(
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
+        carries=derived.carries,
     )
 
 
@@ -418,6 +438,7 @@ class JobRun:
             # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
             # old, are the sync runs' to remove
             withdrawn=None if bounded else derived.removed,
+            carries=derived.carries,
         )
 
     def publish(
