@@ -322,7 +322,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
     store = Store(url, tmp_path)
     try:
         store.ensure_schema()
-        store.ensure_schema()  # a second start finds version 2 and changes nothing
+        store.ensure_schema()  # a second start finds the current version and changes nothing
         runs = store.runs_in_month("j", "2026-03")
         state = store.state("j")
         with store.begin() as conn:
@@ -331,7 +331,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
             ).scalar()
     finally:
         store.close()
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3
     assert runs[["machine_code", "order_code", "product_code"]].values.tolist() == [
         ["M1", "A", "P"]
     ]

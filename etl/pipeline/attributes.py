@@ -159,7 +159,7 @@ def aggregate(
     text = _json(out)
     text.index = index
     carries = [
-        _carry(frame, rows, fields, at, margin)
+        _carry(frame, rows, fields, at, margin, out)
         for at in sorted(set(points))
         if lo is None or at >= lo
     ]
@@ -205,19 +205,29 @@ def _carry(
     fields: dict[str, FieldSpec],
     at: datetime,
     margin: timedelta,
+    whole: pd.DataFrame,
 ) -> pd.DataFrame:
-    """The carries at ``at``: per run the next window carries in, its bookings before ``at``."""
+    """The carries at ``at``: per run the next window carries in, the fields of its bookings
+    before ``at`` (``whole``: the fields of all its rows, what they are when none is later)."""
     point = pd.Timestamp(at)
     start = pd.to_datetime(frame["start"], utc=True)
     end = pd.to_datetime(frame["end"], utc=True)
     taken = ((start < point) & (end.isna() | (end >= point - margin))).to_numpy()
     if not taken.any():
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CARRY_COLUMNS})
-    before = rows[(_micros(rows["ts"]) < int(point.value // 1000)) & taken[rows[_RUN].to_numpy()]]
-    partial = _reduced(before, fields, len(frame))[taken]
     out = frame.loc[taken, KEY].reset_index(drop=True)
     out["carry_at"] = point
-    out["attributes"] = _json(partial).to_numpy()
+    ts = _micros(rows["ts"])
+    later = ts >= int(point.value // 1000)
+    if not later.any():  # the window's end: the fields are the runs' own
+        out["attributes"] = _json(whole[taken]).to_numpy()
+        return out
+    # the taken runs only, renumbered densely: a handful of the window's runs
+    dense = np.cumsum(taken) - 1
+    mine = ~later & taken[rows[_RUN].to_numpy()]
+    before = rows[mine].copy()
+    before[_RUN] = dense[before[_RUN].to_numpy()]
+    out["attributes"] = _json(_reduced(before, fields, int(taken.sum()))).to_numpy()
     return out
 
 

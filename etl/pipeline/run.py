@@ -240,7 +240,9 @@ def derive(
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
-            return store.carried_runs(job.name, lo, margin, carries=bool(job.mapping.fields))
+            if job.mapping.fields:  # with the carries of the runs' fields
+                return store.carried_runs(job.name, lo, margin, carries=True)
+            return store.carried_runs(job.name, lo, margin)
 
     zone, size = job.connector.zone, job.batch_size
     parts: list[Mapped] = []
