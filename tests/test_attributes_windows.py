@@ -234,7 +234,9 @@ def incremental_equals_whole(url: str, fold: dict[str, Any], plan: Plan) -> None
         store.release_lock(JOB, owner)
     finally:
         store.close()
-    whole = _derive(structure, plan.source(len(plan.windows)), Window(T0, plan.windows[-1].hi), None)
+    whole = _derive(
+        structure, plan.source(len(plan.windows)), Window(T0, plan.windows[-1].hi), None
+    )
     assert _tidy(kept) == _tidy(_stored(whole.runs))
 
 

@@ -446,3 +446,33 @@ def test_fields_from_a_real_server_with_decimals_and_a_job_variable(
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
+
+
+def test_a_store_of_schema_2_gets_the_carries_and_its_open_runs_count_each_booking_once(
+    tmp_path: Path,
+) -> None:
+    """Version 2 had no ``run_carry``: the upgrade adds it and republishes nothing; the first run
+    after it reads the carried run's bookings again from its start, the next ones use carries."""
+    split, whole = Source(tmp_path / "split", reread="1h"), Source(tmp_path / "whole", reread="1h")
+    for source in (split, whole):
+        source.book("10", source.ago(hours=5), who="carl")
+        source.book("40", source.ago(hours=4), 11, "carl")
+        source.book("40", source.ago(minutes=30), 4, "dora")  # re-read by every later run
+    run_job(load_project(split.root), "north")
+    store_file = split.root / "store.sqlite"
+    with sqlite3.connect(store_file) as conn:  # what booking-etl 0.1 left behind
+        conn.execute("DROP TABLE run_carry")
+        conn.execute("UPDATE schema_info SET value = '2' WHERE key = 'version'")
+        conn.execute("UPDATE job_state SET publish_pending = '[]'")
+    for _ in range(3):
+        run_job(load_project(split.root), "north")
+        with sqlite3.connect(store_file) as conn:
+            (version,) = conn.execute("SELECT value FROM schema_info").fetchone()
+            (pending,) = conn.execute("SELECT publish_pending FROM job_state").fetchone()
+            carries = conn.execute("SELECT carry_at FROM run_carry").fetchall()
+        assert (int(version), pending) == (SCHEMA_VERSION, "[]") and carries
+        assert json.loads(split.stored("north")["attributes"][0])["good"] == 15
+    run_job(load_project(whole.root), "north")
+    assert (
+        split.stored("north")["attributes"].tolist() == whole.stored("north")["attributes"].tolist()
+    )

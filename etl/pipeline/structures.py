@@ -166,9 +166,7 @@ class Bookings(Structure):
         ``attributes``, the partial fields of their bookings before it (NA: none)."""
         held = held.copy()
         if "carry_at" not in held:  # attributes are the fields of the bookings before lo
-            held[FROM] = pd.Series(pd.Timestamp(lo), index=held.index).astype(
-                "datetime64[us, UTC]"
-            )
+            held[FROM] = pd.Series(pd.Timestamp(lo), index=held.index).astype("datetime64[us, UTC]")
             return held
         at = pd.to_datetime(held["carry_at"], utc=True).astype("datetime64[us, UTC]")
         same = (held["carry_basis"].astype("string") == self.basis()).fillna(False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -564,7 +564,7 @@ ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statisti
 KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
 
 
-def _with_carries(runs: pd.DataFrame, found: list[Any]) -> pd.DataFrame:
+def _with_carries(runs: pd.DataFrame, found: Sequence[Any]) -> pd.DataFrame:
     """``runs`` with the latest of the carries ``found`` (rows of ``run_carry``) of each."""
     names = ["carry_at", "carry_attributes", "carry_basis"]
     carry = pd.DataFrame(
