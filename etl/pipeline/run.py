@@ -255,8 +255,23 @@ def derive(
         if reach_back and window.hi > window.lo:
             window = _reached_back(job, structure, reading, window)
         reach = structure.reach(window, carried)
-        request = reading.request(reach.window, shape)
         so_far = 0
+        if window.hi > window.lo and reach.before is not None:  # carried runs' fields only
+            # (first: the window's request is the one a reader remembers, preview shows it)
+            log.info(
+                "%s: the fields of runs open at %s are read again from %s",
+                job.name,
+                window.lo.isoformat(timespec="seconds"),
+                reach.before.lo.isoformat(timespec="seconds"),
+            )
+            for batch in reading.request(reach.before, shape).batches(size):
+                mapped = structure.map(batch, zone, reading.instants)
+                before.append(mapped.rows)
+                rows_read += mapped.rows_read
+                if progress is not None:  # the lease is checked as the read goes on
+                    so_far += mapped.rows_read
+                    progress(so_far)
+        request = reading.request(reach.window, shape)
         if window.hi > window.lo:
             for batch in request.batches(size):
                 parts.append(structure.map(batch, zone, reading.instants))
@@ -268,17 +283,6 @@ def derive(
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
                     withdrawn.append(structure.map(batch, zone, reading.instants).rows)
-            if reach.before is not None:  # the bookings of carried runs, for their fields only
-                log.info(
-                    "%s: the fields of runs open at %s are read again from %s",
-                    job.name,
-                    window.lo.isoformat(timespec="seconds"),
-                    reach.before.lo.isoformat(timespec="seconds"),
-                )
-                for batch in reading.request(reach.before, shape).batches(size):
-                    mapped = structure.map(batch, zone, reading.instants)
-                    before.append(mapped.rows)
-                    rows_read += mapped.rows_read
             odd = extra_request(reading, "malformed", reach.window, shape)
             if odd is not None:  # text times the window's comparison cannot find
                 try:
