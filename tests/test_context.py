@@ -476,3 +476,22 @@ def test_a_store_of_schema_2_gets_the_carries_and_its_open_runs_count_each_booki
     assert (
         split.stored("north")["attributes"].tolist() == whole.stored("north")["attributes"].tolist()
     )
+
+
+def test_preview_shows_the_fields_the_next_run_stores(tmp_path: Path) -> None:
+    """``etl preview`` derives the window the next run would, carries included: a carried run
+    with re-read bookings has the fields the run then stores (and one window gives)."""
+    from etl.commands.preview import preview
+
+    source = Source(tmp_path, reread="1h")
+    source.book("10", source.ago(hours=5), who="carl")
+    source.book("40", source.ago(hours=4), 11, "carl")
+    source.book("40", source.ago(minutes=30), 4, "dora")
+    project = load_project(tmp_path)
+    run_job(project, "north")
+    source.book("40", source.ago(minutes=20), 2, "emil")  # a late booking in the re-read window
+    shown = preview(project, "north").runs
+    run_job(project, "north")
+    stored = source.stored("north")
+    assert json.loads(stored["attributes"][0])["good"] == 17
+    assert shown["attributes"].tolist() == stored["attributes"].tolist()
