@@ -48,7 +48,7 @@ def _csv(content: bytes, name: str, table: FileTable, wanted: list[str]) -> pd.D
     if table.footer_rows:
         content = _drop_last_lines(content, table.footer_rows)
     if not content.strip():
-        raise DataError(f"{name}: the file is empty (no header line)")
+        raise DataError(f"{name}: line 1: the file is empty (no header line)")
     delimiter = table.delimiter_of(name)
     header_line = table.skip_rows + 1
     encoding = "utf8" if codecs.lookup(table.encoding).name == "utf-8" else table.encoding
@@ -218,7 +218,7 @@ def _jsonl(content: bytes, name: str, wanted: list[str]) -> pd.DataFrame:
     if content.startswith(_BOM):
         content = content[len(_BOM) :]
     if not content.strip():
-        raise DataError(f"{name}: the file is empty")
+        raise DataError(f"{name}: line 1: the file is empty")
     try:
         table = pajson.read_json(io.BytesIO(content))
         while any(pa.types.is_struct(f.type) for f in table.schema):
