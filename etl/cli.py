@@ -471,11 +471,19 @@ def _json_default(value: Any) -> Any:
 @click.option(
     "--fresh", is_flag=True, help="Regenerate the database and start with an empty store."
 )
-def demo(directory: Path, fresh: bool) -> None:
+@click.option(
+    "--flavour",
+    type=click.Choice(["database", "files"]),
+    default="database",
+    show_default=True,
+    help="Where the jobs read the plant: its database, or its tables exported as daily CSV "
+    "files into DIRECTORY/drop (a file-drop connector, the same mappings).",
+)
+def demo(directory: Path, fresh: bool, flavour: str) -> None:
     """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
     from etl.commands.demo import run_demo
 
-    run_demo(directory, echo=click.echo, fresh=fresh)
+    run_demo(directory, echo=click.echo, fresh=fresh, flavour=flavour)
 
 
 _WHEN_HELP = (
