@@ -333,6 +333,17 @@ def kept_as_stored(
     stored = pd.concat(keep_runs, ignore_index=True).drop_duplicates(
         ["machine_code", "order_code", "start"]
     )
+    # what the kept runs cover is theirs: e.g. the END (after the span) of a run whose START
+    # the unreadable file holds is no orphan
+    if not stored.empty and not found.empty:
+        for run in stored.itertuples():
+            end = pd.Timestamp.max.tz_localize("UTC") if pd.isna(run.end) else run.end
+            found_in |= (
+                (found["machine_code"] == run.machine_code)
+                & (found["order_code"] == run.order_code)
+                & (found["ts"] >= run.start)
+                & (found["ts"] <= end)
+            ).fillna(False)
     held = pd.concat(keep_found, ignore_index=True).drop_duplicates()
     runs = pd.concat([runs[~derived_in], stored.reindex(columns=runs.columns)], ignore_index=True)
     found = pd.concat([found[~found_in], held.reindex(columns=found.columns)], ignore_index=True)

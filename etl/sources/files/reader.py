@@ -168,9 +168,16 @@ class FilesReader:
         survey = reading.survey
         lines = [f"files {self.table.glob} in {reading.drop.display}:"]
         lines += [f"  read     {p}" for p in reading.read]
-        lines += [
-            f"  skipped  {p} (unchanged, its rows are outside the window)" for p in reading.skipped
-        ]
+        skipped = reading.skipped
+        if len(skipped) > 3:  # a long history of daily exports: one line
+            lines.append(
+                f"  skipped  {len(skipped)} unchanged files whose rows are outside the window "
+                f"({skipped[0]} .. {skipped[-1]})"
+            )
+        else:
+            lines += [
+                f"  skipped  {p} (unchanged, its rows are outside the window)" for p in skipped
+            ]
         lines += [f"  waiting  {p} (still being written)" for p in survey.waiting]
         lines += [
             f"  BAD      {e.path}: {_after_name(e.error)} (skipped; its runs stay as stored)"
