@@ -274,3 +274,22 @@ def test_a_file_being_rewritten_keeps_its_runs_until_it_settles(tmp_path: Path) 
     result = run_job(load_project(root), "bookings")
     assert (result.runs_updated, result.runs_deleted) == (0, 0)
     assert keyed(root)[("M2", "B")] == (utc(day(1, 6)), utc(day(1, 9)))
+
+
+def test_a_known_file_that_turns_bad_keeps_its_runs_and_their_anomalies_stay_out(
+    tmp_path: Path,
+) -> None:
+    root, folder = project(tmp_path)
+    write_csv(folder / "b_1.csv", run_rows("M1", "A", day(1, 6), day(1, 8)))
+    # B starts in b_2 and ends in b_3: without b_2 its END would be an orphan
+    write_csv(folder / "b_2.csv", [("M1", "B", 10, day(1, 9)), ("M2", "C", 10, day(1, 9))])
+    write_csv(folder / "b_3.csv", [("M1", "B", 20, day(1, 11)), ("M2", "C", 20, day(1, 10))])
+    run_job(load_project(root), "bookings")
+    before = keyed(root)
+    (folder / "b_2.csv").write_text("MASCHINE,AUFTRAG,ART,ZEIT,WERK\nM1,B,10")
+    os.utime(folder / "b_2.csv", (time.time() - 60, time.time() - 60))
+    result = run_job(load_project(root), "bookings")
+    assert len(result.skipped) == 1 and "b_2.csv: line 2: 3 fields" in result.skipped[0]
+    assert result.anomalies == {}
+    assert (result.runs_inserted, result.runs_updated, result.runs_deleted) == (0, 0, 0)
+    assert keyed(root) == before
