@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.run import run_job
 
 from .sources_support import BERLIN, BOOKINGS, DAY, Api, expected_runs, store_runs, write_project

@@ -969,7 +969,7 @@ def run_demo(
     ``files``: the plant's tables are exported as daily CSV files into ``drop/`` and the jobs
     read those through a file-drop connector (the same mappings, the same runs).
     """
-    from etl.config.models import load_project
+    from etl.config.loader import load_project
     from etl.errors import UsageError
     from etl.pipeline.run import open_store, parquet_base, run_job
 
