@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,12 @@ class EtlGroup(click.Group):
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (`etl status | head -1`): stop quietly, as a shell
+            # tool killed by SIGPIPE does; a run's commit is atomic, so nothing is half-written
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             secrets = ctx.meta.get("etl.secrets", [])
             message = f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}"
