@@ -585,7 +585,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
             f"{report.where}: {report.fetch_error}",
             hint="install the driver, or set fetch: auto",
         )
-    unreadable = [t for t in report.tables if not t.readable]
+    unreadable = [t for t in report.tables if t.failing]
     if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
         raise DataError(
             f"{report.where}: {len(unreadable)} mapped table(s) NOT readable: "
