@@ -171,6 +171,28 @@ def _note(level: str, text: str, **fields: Any) -> None:
         click.echo(text, err=True)
 
 
+class Named(click.Argument):
+    """A JOB or CONNECTOR argument whose absence names the project's jobs or connectors, as
+    ``etl run`` without a job does (the file names; nothing is loaded or validated)."""
+
+    def __init__(self, *args: Any, folder: str = "jobs", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder = folder
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.MissingParameter as exc:
+            from etl.config.loader import find_root
+
+            obj = ctx.find_root().obj or {}
+            root = Path(obj.get("root") or find_root())
+            names = sorted(p.stem for p in (root / self.folder).glob("*.yaml"))
+            if names:
+                exc.message = f"{self.folder} in {root}: {', '.join(names)}"
+            raise
+
+
 def _project(ctx: click.Context, *, partial: bool = True) -> Project:
     """The project; with ``partial`` a job whose own files are fine loads even when another
     job's files have errors (those are logged once and fail only their own job)."""
@@ -482,7 +504,7 @@ _WHEN_HELP = (
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Window start instead of the next run's: {_WHEN_HELP}.")
 @click.option("--until", help=f"Window end instead of source clock - safety_lag: {_WHEN_HELP}.")
 @click.option(
@@ -519,7 +541,7 @@ def preview(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Only runs and anomalies from: {_WHEN_HELP}.")
 @click.option("--until", help=f"Only runs and anomalies before: {_WHEN_HELP}.")
 @click.option(
@@ -561,7 +583,7 @@ def _check_source(project: Any, connector: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--strict", is_flag=True, help="Exit 7 when the account can write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_context
@@ -601,7 +623,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
 @click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
 @click.option(
@@ -672,7 +694,7 @@ def discover(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option(
     "--since",
     required=True,
@@ -768,7 +790,7 @@ def state() -> None:
 
 
 @state.command("reset")
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.pass_context
 def state_reset(ctx: click.Context, job: str, yes: bool) -> None:

@@ -102,6 +102,20 @@ def test_a_reader_that_closed_stdout_stops_the_command_quietly(tmp_path: Path) -
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [("preview", "jobs in"), ("report", "jobs in"), ("check", "connectors in")],
+)
+def test_a_missing_job_or_connector_argument_names_the_choices(
+    tmp_path: Path, command: str, names: str
+) -> None:
+    plant = Plant(tmp_path / "p")
+    code, _, err = etl("-p", str(plant.root), command)
+    assert code == 2
+    listed = "bookings, orders" if names == "jobs in" else "plant"
+    assert f"{names} {plant.root}: {listed}" in err
+
+
 def test_outside_a_project_says_so(tmp_path: Path) -> None:
     code, _, err = etl("--project", str(tmp_path), "validate")
     assert code == 2
