@@ -188,9 +188,10 @@ class Named(click.Argument):
             obj = ctx.find_root().obj or {}
             root = Path(obj.get("root") or find_root())
             names = sorted(p.stem for p in (root / self.folder).glob("*.yaml"))
-            if names:
-                exc.message = f"{self.folder} in {root}: {', '.join(names)}"
-            raise
+            if not names:
+                raise
+            listed = f"{self.folder} in {root}: {', '.join(names)}"
+            raise click.MissingParameter(listed, ctx=ctx, param=self) from exc
 
 
 def _project(ctx: click.Context, *, partial: bool = True) -> Project:
