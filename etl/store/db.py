@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -241,6 +241,7 @@ class Store:
         owner: str | None = None,
         withdrawn: pd.DataFrame | None = None,
         carries: pd.DataFrame | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -253,6 +254,7 @@ class Store:
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
         ``carries`` (a job with fields): the derivation's carries, which replace the job's.
+        ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -357,6 +359,8 @@ class Store:
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
+            if also is not None:
+                also(conn)
         changes.months = pending
         if len(write) >= ANALYZE_AFTER and self.backend.statistics_statements:
             self._analyze()
