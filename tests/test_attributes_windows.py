@@ -269,3 +269,112 @@ def test_incremental_runs_give_the_attributes_of_one_window_postgresql(
         incremental_equals_whole(postgres_database, FOLDS[fold], _plan(rows, runs, fold))
 
     check()
+
+
+@pytest.mark.postgres
+def test_etl_run_again_and_again_on_postgresql_counts_each_booking_once(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """Source table and store on PostgreSQL, ``reread: 1h``: runs open before the re-read
+    window get bookings inside it (some late); every run stores what one run from scratch
+    stores, sum and count included."""
+    import sqlalchemy as sa
+    from click.testing import CliRunner
+
+    from etl.cli import main as cli
+
+    engine = sa.create_engine(postgres_database)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE buchung (maschnr varchar(8), aunr varchar(20), kenn varchar(2),"
+                " zeit timestamp(6) with time zone, menge numeric(10, 3), persnr varchar(10))"
+            )
+        )
+        now = conn.execute(sa.text("SELECT now()")).scalar()
+
+    def book(*rows: tuple[str, str, str, timedelta, float | None, str | None]) -> None:
+        if not rows:
+            return
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO buchung VALUES (:m, :o, :k, :t, :q, :p)"),
+                [
+                    {"m": m, "o": o, "k": k, "t": now - ago, "q": q, "p": p}
+                    for m, o, k, ago, q, p in rows
+                ],
+            )
+
+    url = sa.make_url(postgres_database)
+    projects = {}
+    for name in ("runs", "scratch"):
+        root = tmp_path / name
+        for folder in ("connectors", "mappings", "jobs"):
+            (root / folder).mkdir(parents=True)
+        store = postgres_database if name == "runs" else "sqlite:///store.sqlite"
+        start = (now - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S%z")
+        (root / "etl.yaml").write_text(
+            f"store: '{store}'\nparquet: output\n"
+            f"defaults: {{start_from: '{start}', reread: 1h, safety_lag: 0s}}\n"
+        )
+        (root / "connectors" / "plant.yaml").write_text(
+            f"dialect: postgresql\nhost: {url.host}\nport: {url.port or 5432}\n"
+            f"database: {url.database}\nuser: {url.username}\ntimezone: Europe/Berlin\n"
+        )
+        (root / "mappings" / "bde.yaml").write_text(
+            "structure: bookings\nsource: {table: buchung}\n"
+            "columns: {timestamp: zeit, order_code: aunr, machine_code: maschnr, event: kenn}\n"
+            "events: {START: [A], END: [E], ignore: [Q]}\nfold: {grace: 10m}\n"
+            "fields:\n"
+            + "".join(
+                f"  {field}: {{column: {column}, type: {kind}, agg: {agg}}}\n"
+                for field, column, kind, agg in [
+                    ("good", "menge", "decimal", "sum"),
+                    ("reports", "menge", "decimal", "count"),
+                    ("peak", "menge", "decimal", "max"),
+                    ("least", "menge", "decimal", "min"),
+                    ("opening", "menge", "decimal", "first"),
+                    ("closing", "menge", "decimal", "last"),
+                    ("who", "persnr", "text", "distinct"),
+                ]
+            )
+        )
+        (root / "jobs" / "bde.yaml").write_text("connector: plant\nmapping: bde\n")
+        projects[name] = root
+
+    def stored(root: Path) -> list[tuple[Any, ...]]:
+        frame = pd.read_parquet(root / "output" / "runs")
+        frame = frame.sort_values(["machine_code", "start"], ignore_index=True)
+        columns = ["machine_code", "order_code", "start", "end", "good", "reports", "closing"]
+        return [tuple(row) for row in frame[columns].astype(object).itertuples(index=False)]
+
+    minutes = timedelta(minutes=1)
+    try:
+        book(
+            ("M1", "50187", "A", 300 * minutes, None, "anna"),  # long before the re-read window
+            ("M1", "50187", "Q", 200 * minutes, 620.0, "anna"),
+            ("M1", "50187", "Q", 40 * minutes, 24.0, "bert"),  # re-read by the next runs
+            ("M2", "50095", "A", 90 * minutes, None, "carl"),
+            ("M2", "50095", "Q", 50 * minutes, 79.0, "carl"),
+        )
+        runner = CliRunner()
+        for late in (
+            [("M2", "50095", "Q", 30 * minutes, 12.0, "dora")],  # late, inside the window
+            [("M1", "50187", "E", 20 * minutes, 334.0, "bert")],
+            [],
+        ):
+            result = runner.invoke(cli, ["--project", str(projects["runs"]), "run", "bde"])
+            assert result.exit_code == 0, result.output
+            book(*late)
+        for root in projects.values():
+            result = runner.invoke(cli, ["--project", str(root), "run", "bde"])
+            assert result.exit_code == 0, result.output
+        again = runner.invoke(cli, ["--project", str(projects["runs"]), "run", "bde"])
+        assert "+0 new, 0 changed, -0 removed" in again.output, again.output
+        runs = stored(projects["runs"])
+        assert runs == stored(projects["scratch"])
+        assert [(r[4], r[5]) for r in runs] == [(978.0, 3), (91.0, 2)]  # 620 + 24 + 334
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS buchung"))
+        engine.dispose()
