@@ -6,16 +6,18 @@ store, then ``--repeat`` times, interleaved. Prints one Markdown row per (checko
 the median and the fastest whole-process wall time, the rows read and the runs each rerun
 changed (0 when re-reading is idempotent).
 
-    python bench/fields_cadence.py --checkout main=/work/main --checkout new=.
+    .venv/bin/python bench/fields_cadence.py --checkout main=../main --checkout new=.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -54,11 +56,18 @@ def project(work: Path, fields: bool, start_from: str) -> None:
     )
 
 
-def run(etl: Path, work: Path) -> tuple[float, dict[str, object]]:
-    """One ``etl run b --json``: wall seconds and its result."""
+def run(checkout: Path, work: Path) -> tuple[float, dict[str, object]]:
+    """One ``etl run b --json`` of the checkout's code (this interpreter, the checkout first on
+    the path): wall seconds and its result."""
+    command = [sys.executable, "-c", "from etl.cli import main; main()"]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
     began = time.perf_counter()
     proc = subprocess.run(
-        [str(etl), "-p", str(work), "run", "b", "--json"], capture_output=True, text=True
+        [*command, "-p", str(work), "run", "b", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,  # not a checkout: its code comes from PYTHONPATH alone
     )
     wall = time.perf_counter() - began
     if proc.returncode != 0:
@@ -74,8 +83,7 @@ def main() -> None:
     parser.add_argument("--start-from", default="2026-11-19 19:00:00")
     args = parser.parse_args()
     checkouts = {
-        name: Path(path).resolve() / ".venv" / "bin" / "etl"
-        for name, path in (item.split("=", 1) for item in args.checkout)
+        name: Path(path).resolve() for name, path in (item.split("=", 1) for item in args.checkout)
     }
     base = Path(tempfile.mkdtemp(prefix="etl-bench-fields-"))
     seen: dict[tuple[str, bool], list[tuple[float, dict[str, object]]]] = {}
