@@ -495,3 +495,30 @@ def test_preview_shows_the_fields_the_next_run_stores(tmp_path: Path) -> None:
     stored = source.stored("north")
     assert json.loads(stored["attributes"][0])["good"] == 17
     assert shown["attributes"].tolist() == stored["attributes"].tolist()
+
+
+def test_a_backfill_from_inside_an_open_run_and_the_runs_after_it_count_each_booking_once(
+    tmp_path: Path,
+) -> None:
+    """A backfill whose first chunk starts while a run is open carries that run in with the
+    fields of its bookings before the chunk (read again from its start), and the sync runs
+    after the backfill go on from its carries."""
+    from etl.pipeline.backfill import backfill
+
+    split, whole = Source(tmp_path / "split", reread="1h"), Source(tmp_path / "whole", reread="1h")
+    for source in (split, whole):
+        source.book("10", source.ago(hours=6), who="carl")
+        source.book("40", source.ago(hours=5), 11, "carl")
+        source.book("40", source.ago(hours=3), 5, "dora")
+        source.book("40", source.ago(minutes=30), 4, "dora")
+    project = load_project(split.root)
+    run_job(project, "north")
+    run_job(project, "north")
+    since = local_text(split.ago(hours=4))
+    backfill(project, "north", since, None, timedelta(minutes=50))
+    run_job(project, "north")
+    run_job(load_project(whole.root), "north")
+    assert json.loads(split.stored("north")["attributes"][0])["good"] == 20
+    assert (
+        split.stored("north")["attributes"].tolist() == whole.stored("north")["attributes"].tolist()
+    )
