@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.commands.demo import DB_FILE, run_demo
+from etl.commands.demo import run_demo
+from etl.demo.plant import DB_FILE
 from etl.shapes import RUNS_SCHEMA
 
 from .reference_fold import (

@@ -1,4 +1,4 @@
-"""The demo plant database (etl.commands.demo) and the independent reference fold (tests/reference_fold.py)."""
+"""The demo plant database (etl.demo.plant) and the independent reference fold (tests/reference_fold.py)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.commands.demo import (
-    DB_FILE,
-    PLANT_ZONE,
-    create_booking_system,
-    data_range,
-    dst_transitions,
-    write_demo_project,
-)
 from etl.config.loader import load_project
+from etl.demo.plant import DB_FILE, PLANT_ZONE, create_booking_system, data_range, dst_transitions
+from etl.demo.project import write_demo_project
 
 from .reference_fold import (
     reference_booking_runs,

@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.commands.demo import create_booking_system
 from etl.commands.discover import _precision, guess_codes, list_tables, name_score, propose
 from etl.config.loader import load_project
 from etl.config.models import ColumnSpec, MappingSpec
+from etl.demo.plant import create_booking_system
 from etl.pipeline.sync import run_job
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

@@ -17,10 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.commands.demo import DB_FILE, run_demo
+from etl.commands.demo import run_demo
 from etl.commands.preview import preview
 from etl.config.durations import parse_when, resolve_when
 from etl.config.loader import load_project
+from etl.demo.plant import DB_FILE
 from etl.errors import UsageError
 from etl.pipeline.sync import open_store
 
