@@ -18,8 +18,7 @@ from etl.commands.report import (
     write_html,
 )
 from etl.config.loader import load_project
-
-from .plant import BERLIN, Plant, local_text
+from tests.support.plant import BERLIN, Plant, local_text
 
 
 def test_times_in_anomaly_details_are_shown_in_the_tables_zone(tmp_path: Path) -> None:

@@ -32,8 +32,7 @@ import yaml
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
 ROWS = 120
 COMMANDS = ("run", "preview", "check", "backfill")

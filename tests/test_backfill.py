@@ -24,8 +24,7 @@ from etl.errors import StoreError
 from etl.pipeline.backfill import backfill, reset
 from etl.pipeline.sync import open_store
 from etl.store.db import Store
-
-from .plant import Plant, local_text
+from tests.support.plant import Plant, local_text
 
 ETL = [sys.executable, "-m", "etl.cli"]
 

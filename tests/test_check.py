@@ -28,10 +28,9 @@ from etl.sources.sql.engine import (
     SourceUnreachable,
     open_connector,
 )
-
-from .accounts import Server, drop_account, write_project, writer_account
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
-from .plant import Plant
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.support.accounts import Server, drop_account, write_project, writer_account
+from tests.support.plant import Plant
 
 FAST = Retry(attempts=2, first_delay=0.01)
 SECRET = "S3cret-never-shown"

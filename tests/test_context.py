@@ -20,7 +20,7 @@ from etl.errors import ConfigError
 from etl.pipeline.run import run_job
 from etl.store.db import Store
 from etl.store.schema import SCHEMA_VERSION
-from tests.plant import local_text
+from tests.support.plant import local_text
 
 MAPPING = """\
 structure: bookings

@@ -16,8 +16,7 @@ from etl.cli import main
 from etl.commands.demo import run_demo
 from etl.demo.plant import DB_FILE
 from etl.shapes import RUNS_SCHEMA
-
-from .reference_fold import (
+from tests.support.reference_fold import (
     reference_booking_runs,
     reference_order_runs_and_anomalies,
     reference_quantities,

@@ -1,4 +1,4 @@
-"""The demo plant database (etl.demo.plant) and the independent reference fold (tests/reference_fold.py)."""
+"""The demo plant database (etl.demo.plant) and the independent reference fold (tests/support/reference_fold.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ import pytest
 from etl.config.loader import load_project
 from etl.demo.plant import DB_FILE, PLANT_ZONE, create_booking_system, data_range, dst_transitions
 from etl.demo.project import write_demo_project
-
-from .reference_fold import (
+from tests.support.reference_fold import (
     reference_booking_runs,
     reference_order_runs,
     reference_order_runs_and_anomalies,

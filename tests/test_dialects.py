@@ -25,8 +25,7 @@ from etl.sources.sql.dialects import oracle as oracle_mod
 from etl.sources.sql.dialects import postgresql as pg_mod
 from etl.sources.sql.dialects.mysql import parse_grants, privilege_kind
 from etl.sources.sql.engine import open_source, refusal
-
-from .conftest import import_or_skip
+from tests.conftest import import_or_skip
 
 ROOT = Path("/nonexistent-project")
 

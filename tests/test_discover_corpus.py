@@ -1,4 +1,4 @@
-"""``etl discover`` measured on 14 vendor-style tables (tests/discover_corpus.py) on the real
+"""``etl discover`` measured on 14 vendor-style tables (tests/support/discover_corpus.py) on the real
 PostgreSQL and MariaDB: decisions right out of total, which must reach 90%."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from etl.cli import main
 from etl.commands.discover import PROFILE_ROWS, propose
 from etl.config.loader import load_project
 from etl.pipeline.sync import run_job
-
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
-from .discover_corpus import Score, Vendor, score, true_runs, vendors
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.support.discover_corpus import Score, Vendor, score, true_runs, vendors
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mariadb]
 

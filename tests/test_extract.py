@@ -32,8 +32,7 @@ from etl.sources.sql.query import (
     read_batches,
     sortable,
 )
-
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = ZoneInfo("UTC")

@@ -21,8 +21,7 @@ from etl.commands.report import store_timeline, write_html
 from etl.config.loader import load_project
 from etl.config.models import ColumnSpec
 from etl.pipeline.sync import open_store, run_job
-
-from .plant import Plant, local_text
+from tests.support.plant import Plant, local_text
 
 
 def test_an_order_ending_9999_12_31_is_stored_published_and_reported(tmp_path: Path) -> None:

@@ -38,9 +38,8 @@ from etl.sources.sql.arrow import (
 from etl.sources.sql.dialects import get_dialect
 from etl.sources.sql.engine import ReadOnlyViolation, Source, open_source, refusal
 from etl.sources.sql.query import build_query, instant_columns, read_frames
-
-from .accounts import Server, writer_account
-from .test_odbc import ODBC_URLS, require_driver
+from tests.support.accounts import Server, writer_account
+from tests.test_odbc import ODBC_URLS, require_driver
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -482,7 +481,7 @@ def test_the_oracle_path_binds_named_parameters_and_opens_read_only(tmp_path: Pa
 
 def _project(server: Server, tmp_path: Path) -> Path:
     """A project whose job ``bookings`` reads the test table through connector ``plant``."""
-    from .accounts import write_project
+    from tests.support.accounts import write_project
 
     root = write_project(tmp_path, server.dialect, server.url, "RW_PASSWORD")
     (root / "mappings" / "bookings.yaml").write_text(

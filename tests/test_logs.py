@@ -13,9 +13,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .daemon import ETL, Daemon
-from .plant import Plant, local_text
+from tests.support.daemon import ETL, Daemon
+from tests.support.plant import Plant, local_text
 
 
 def etl(*args: str) -> tuple[int, str, str]:

@@ -11,8 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"(?:,|$)')

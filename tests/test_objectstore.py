@@ -20,10 +20,9 @@ import pytest
 from pyarrow import fs
 
 from etl.config.locations import S3Location
-
-from .conftest import S3_KEY_ID, S3_SECRET, S3Server
-from .daemon import wait_for
-from .plant import Plant, _sorted
+from tests.conftest import S3_KEY_ID, S3_SECRET, S3Server
+from tests.support.daemon import wait_for
+from tests.support.plant import Plant, _sorted
 
 ETL = [sys.executable, "-m", "etl.cli"]
 RUN_COLUMNS = ["machine_code", "order_code", "product_code", "start", "end", "flags"]

@@ -22,10 +22,9 @@ from etl.errors import SourceError
 from etl.pipeline.sync import run_job
 from etl.sources.sql.dialects import get_dialect, odbc
 from etl.sources.sql.engine import ReadOnlyViolation, Retry, SourceUnreachable, open_source
-
-from .accounts import BOOKINGS_MAPPING
-from .conftest import import_or_skip
-from .pg_odbc import ODBC_URLS
+from tests.conftest import import_or_skip
+from tests.support.accounts import BOOKINGS_MAPPING
+from tests.support.pg_odbc import ODBC_URLS
 
 pyodbc = import_or_skip("pyodbc", "install the ODBC driver manager: apt-get install unixodbc")
 

@@ -24,8 +24,7 @@ from etl.config.loader import load_project
 from etl.demo.plant import DB_FILE
 from etl.errors import UsageError
 from etl.pipeline.sync import open_store
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 BERLIN = ZoneInfo("Europe/Berlin")
 JOB = "demo_bookings"

@@ -9,9 +9,8 @@ import subprocess
 from pathlib import Path
 
 from etl.ops.progress import RowProgress
-
-from .daemon import ETL
-from .plant import Plant
+from tests.support.daemon import ETL
+from tests.support.plant import Plant
 
 
 class Clock:

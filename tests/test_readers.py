@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from .plant import Plant, _sorted
+from tests.support.plant import Plant, _sorted
 
 
 def plant_with_both_jobs(root: Path) -> Plant:

@@ -24,8 +24,7 @@ from etl.pipeline.sync import run_job
 from etl.sources.sql.arrow import PATHS
 from etl.sources.sql.dialects.sqlite import SQLiteDialect
 from etl.sources.sql.engine import ReadOnlyViolation, open_source, refusal, wire
-
-from .accounts import Server, writer_account
+from tests.support.accounts import Server, writer_account
 
 WRITES = {
     "INSERT": "INSERT INTO bookings (id, kind) VALUES (99, 'X')",

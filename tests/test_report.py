@@ -23,8 +23,7 @@ from etl.commands.demo import run_demo
 from etl.commands.report import Timeline, embed_json, render_html, write_html
 from etl.config.loader import load_project
 from etl.pipeline.sync import open_store
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 JOB = "demo_bookings"
 HOSTILE = "<img src=x onerror=alert(1)>"

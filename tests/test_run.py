@@ -16,8 +16,7 @@ from etl.config.loader import load_project
 from etl.pipeline.run import JobRun, derive, leased, open_store
 from etl.sources.reader import Points, Shape, Spans, Window
 from etl.store.audit import Audit
-
-from .plant import Plant, _sorted, local_text
+from tests.support.plant import Plant, _sorted, local_text
 
 ETL = Path(__file__).resolve().parent.parent / "etl"
 

@@ -20,9 +20,8 @@ from etl.cli import main
 from etl.config.loader import load_project
 from etl.errors import ConfigError
 from etl.ops.health import job_health, job_trigger, recent_fires
-
-from .daemon import ETL, Daemon, wait_for
-from .plant import Plant, local_text
+from tests.support.daemon import ETL, Daemon, wait_for
+from tests.support.plant import Plant, local_text
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

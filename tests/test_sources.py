@@ -14,8 +14,7 @@ from etl.config.loader import load_project
 from etl.config.models import ConnectorSpec
 from etl.pipeline.sync import run_job
 from etl.sources.sql.engine import ReadOnlyViolation, open_source
-
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
 MAPPING = """\
 structure: bookings

@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .sources_support import BERLIN, BOOKINGS, DAY, Api, write_project
+from tests.support.sources import BERLIN, BOOKINGS, DAY, Api, write_project
 
 CSV = "kind: files\ntimezone: Europe/Berlin\nfiles:\n  location: drop\n  settle: 0s\n  tables:\n    BUCHUNGEN: {glob: '*.csv', delimiter: ';'}\n"
 

@@ -18,9 +18,16 @@ from etl.errors import DataError
 from etl.pipeline.run import run_job
 from etl.sources.files.formats import read_file
 from etl.sources.files.spec import FileTable
-
-from .conftest import S3Server
-from .sources_support import BOOKINGS, at, expected_runs, store_runs, sync_rows, utc, write_project
+from tests.conftest import S3Server
+from tests.support.sources import (
+    BOOKINGS,
+    at,
+    expected_runs,
+    store_runs,
+    sync_rows,
+    utc,
+    write_project,
+)
 
 GERMAN = """\
 kind: files

@@ -1,4 +1,4 @@
-"""HTTP API connectors against a real HTTP server on loopback (tests/sources_support.py Api):
+"""HTTP API connectors against a real HTTP server on loopback (tests/support/sources.py Api):
 every paging style, OData v2 and v4, timestamps in each form, authentication, faults, secrets."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pytest
 from etl.config.loader import load_project
 from etl.errors import DataError, SourceError
 from etl.pipeline.run import run_job
-
-from .sources_support import (
+from tests.support.sources import (
     BERLIN,
     BOOKINGS,
     DAY,

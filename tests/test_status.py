@@ -11,8 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 
 def etl(*args: str) -> tuple[int, str, str]:

@@ -15,8 +15,7 @@ from etl.config.loader import load_project
 from etl.errors import DataError, LockHeldError, StoreError
 from etl.pipeline.sync import open_store
 from etl.shapes import ANOMALIES_SCHEMA, RUNS_SCHEMA
-
-from .plant import Plant, local_text
+from tests.support.plant import Plant, local_text
 
 
 def assert_consistent(plant: Plant, job: str = "bookings") -> pd.DataFrame:

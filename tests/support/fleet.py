@@ -2,7 +2,7 @@
 servers, one shared store, several ``etl schedule`` workers, and a writer process adding bookings
 the way an MES does (late, out of order) while they run.
 
-``python -m tests.fleet write SPEC.json STOPFILE`` is the writer process.
+``python -m tests.support.fleet write SPEC.json STOPFILE`` is the writer process.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import sqlalchemy as sa
 from etl.config.loader import load_project
 from etl.pipeline.sync import open_store, run_job
 from etl.shapes import RUN_COLUMNS
-
-from .plant import BERLIN, _sorted
+from tests.support.plant import BERLIN, _sorted
 
 MAPPING = """\
 structure: bookings
@@ -153,10 +152,10 @@ class Fleet:
         )
         with log.open("w") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "tests.fleet", "write", str(spec), str(stop)],
+                [sys.executable, "-m", "tests.support.fleet", "write", str(spec), str(stop)],
                 stdout=out,
                 stderr=out,
-                cwd=Path(__file__).resolve().parents[1],
+                cwd=Path(__file__).resolve().parents[2],
             )
 
     # ------------------------------------------------------------------ checking
@@ -244,4 +243,4 @@ if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "write":
         write_bookings(Path(sys.argv[2]), Path(sys.argv[3]))
     else:
-        sys.exit("usage: python -m tests.fleet write SPEC.json STOPFILE")
+        sys.exit("usage: python -m tests.support.fleet write SPEC.json STOPFILE")
