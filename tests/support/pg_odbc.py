@@ -1,6 +1,6 @@
 """PostgreSQL through pyodbc and its Debian ODBC driver: a stand-in for SQL Server, whose ODBC path
 cannot run here. SQLAlchemy ships no ``postgresql+pyodbc`` dialect; importing this module
-registers one (used by tests/test_odbc.py and by bench/run_bench.py's odbc group)."""
+registers one (used by tests/sources/test_odbc.py and by bench/run_bench.py's odbc group)."""
 
 from __future__ import annotations
 

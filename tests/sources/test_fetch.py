@@ -38,8 +38,8 @@ from etl.sources.sql.arrow import (
 from etl.sources.sql.dialects import get_dialect
 from etl.sources.sql.engine import ReadOnlyViolation, Source, open_source, refusal
 from etl.sources.sql.query import build_query, instant_columns, read_frames
+from tests.sources.test_odbc import ODBC_URLS, require_driver
 from tests.support.accounts import Server, writer_account
-from tests.test_odbc import ODBC_URLS, require_driver
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
