@@ -164,7 +164,7 @@ class Fleet:
         project = load_project(root)
         store = open_store(project)
         try:
-            # the fold's columns (the run context has tests of its own, tests/test_context.py)
+            # the fold's columns (the run context has tests of its own, tests/pipeline/test_context.py)
             return {job: _sorted(store.runs_between(job)[RUN_COLUMNS]) for job in self.job_names()}
         finally:
             store.close()

@@ -18,7 +18,7 @@ from etl.sources.reader import Points, Shape, Spans, Window
 from etl.store.audit import Audit
 from tests.support.plant import Plant, _sorted, local_text
 
-ETL = Path(__file__).resolve().parent.parent / "etl"
+ETL = Path(__file__).resolve().parents[2] / "etl"
 
 
 class CsvDrop:
