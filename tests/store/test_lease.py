@@ -26,8 +26,8 @@ from etl.store.audit import Audit
 from etl.store.db import Store
 from etl.store.lease import Lease
 from etl.store.schema import job_state
+from tests.store.test_store import no_anomalies, runs
 from tests.support.plant import Plant
-from tests.test_store import no_anomalies, runs
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
