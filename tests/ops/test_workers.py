@@ -26,10 +26,10 @@ from etl.store.audit import Audit
 from etl.store.db import Store
 from etl.store.lease import Lease
 from etl.store.schema import job_state
+from tests.ops.test_schedule import as_utc, audit_rows
 from tests.support.daemon import Daemon, wait_for
 from tests.support.fleet import Fleet, Source
 from tests.support.plant import _sorted
-from tests.test_schedule import as_utc, audit_rows
 
 
 def parquet_runs(root: Path, job: str) -> pd.DataFrame:
