@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import signal
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,7 +217,15 @@ def test_sigterm_mid_run_lets_the_run_finish_within_the_grace_period(tmp_path: P
     }
     with Daemon(plant.root, "--grace", "30s", "--workers", "2", env=env) as daemon:
         wait_for(marker.exists, 10, "the first run to be inside its extraction")
-        time.sleep(1.2)  # orders keeps running beside it on the second worker
+        frozen_since = datetime.now(UTC)
+        wait_for(
+            lambda: any(
+                r.job == "orders" and as_utc(r.started_at) > frozen_since
+                for r in audit_rows(sqlite_store(plant))
+            ),
+            10,
+            "orders to run beside it on the second worker",
+        )
         sent = datetime.now(UTC)
         assert daemon.stop() == 0
         log = daemon.log()
@@ -253,7 +260,6 @@ def test_sigterm_abandons_a_run_cleanly_when_the_grace_period_runs_out(tmp_path:
     }
     with Daemon(plant.root, "--grace", "1s", "--workers", "1", env=env) as daemon:
         wait_for(marker.exists, 10, "the first run to be inside its extraction")
-        time.sleep(1)
         assert daemon.stop() == 0
         log = daemon.log()
     rows = audit_rows(sqlite_store(plant))

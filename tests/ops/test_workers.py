@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +26,7 @@ from etl.store.db import Store
 from etl.store.lease import Lease
 from etl.store.schema import job_state
 from tests.ops.test_schedule import as_utc, audit_rows
+from tests.support.clock import FakeClock
 from tests.support.daemon import Daemon, wait_for
 from tests.support.fleet import Fleet, Source
 from tests.support.plant import _sorted
@@ -139,25 +139,26 @@ def test_three_workers_share_four_jobs_through_a_dead_remote_lock_and_a_kill(
 
 
 def test_a_heartbeat_keeps_a_long_run_locked_past_its_lease(store: Store) -> None:
-    with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)) as held:
-        deadline = datetime.now(UTC) + timedelta(seconds=3)
-        while datetime.now(UTC) < deadline:  # longer than the lease
+    clock = FakeClock()
+    clock.on(store)
+    with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300), clock) as held:
+        clock.asleep()
+        for _ in range(10):  # 3 s, longer than the lease
+            clock.advance(0.3)
             with pytest.raises(LockHeldError):
                 store.acquire_lock("j", timedelta(seconds=2))
             held.check()
-            time.sleep(0.4)
     store.acquire_lock("j", timedelta(seconds=2))  # released at the end of the block
 
 
 def test_a_run_that_lost_its_lock_commits_nothing(store: Store) -> None:
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    held = Lease(store, "j", timedelta(seconds=2), timedelta(hours=1)).acquire()  # no heartbeat
+    clock = FakeClock()
+    clock.on(store)
+    held = Lease(store, "j", timedelta(seconds=2), timedelta(hours=1), clock).acquire()
     try:
-        wait_for(
-            lambda: _expired(store, "j"),
-            10,
-            "the lease to run out",
-        )
+        clock.advance(3)  # no heartbeat in 3 s (one an hour): the lease runs out
+        assert _expired(store, "j")
         thief = store.acquire_lock("j", timedelta(minutes=5))  # another worker takes over
         empty = _sorted(store.runs_between("j"))
         runs = empty.iloc[0:0]
@@ -181,9 +182,8 @@ def test_a_run_that_lost_its_lock_commits_nothing(store: Store) -> None:
 
 
 def _expired(store: Store, job: str) -> bool:
+    """Whether the job's lock has run out by the store's clock (the one leases are measured by)."""
     state = store.state(job)
-    return (
-        state is not None
-        and state.lock_expires is not None
-        and (state.lock_expires < datetime.now(UTC))
-    )
+    with store.begin() as conn:
+        now = store.clock(conn)
+    return state is not None and state.lock_expires is not None and state.lock_expires < now

@@ -7,7 +7,6 @@ import logging
 import socket
 import sqlite3
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from etl.store.db import Store
 from etl.store.lease import Lease
 from etl.store.schema import job_state
 from tests.store.test_store import no_anomalies, runs
+from tests.support.clock import FakeClock
 from tests.support.plant import Plant
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -52,16 +52,25 @@ def commit_one_month(store: Store, owner: str) -> None:
 def test_a_holder_whose_renewals_fail_gives_up_before_its_lease_runs_out(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreachable(*_args: object) -> bool:
+    tried: list[str] = []
+
+    def unreachable(job: str, *_args: object) -> bool:
+        tried.append(job)
         raise StoreError("store unreachable")
 
     monkeypatch.setattr(store, "renew_lock", unreachable)
-    held = Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)).acquire()
+    clock = FakeClock()
+    held = Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300), clock).acquire()
     try:
+        clock.asleep()
         held.check()  # fresh
-        time.sleep(2 - 0.3 + 0.3)  # past lease - margin, no renewal got through
+        for _ in range(5):  # 1.5 s of failed renewals: within lease - margin (1.7 s)
+            clock.advance(0.3)
+        held.check()
+        clock.advance(0.3)  # 1.8 s: past lease - margin, no renewal got through
         with pytest.raises(LockHeldError, match="lost its lock"):
             held.check()
+        assert tried == ["j"] * 6  # the heartbeat kept trying
     finally:
         held.release()
 
@@ -79,9 +88,13 @@ def test_the_heartbeat_survives_an_unexpected_error(
         return real(job, owner, ttl)
 
     monkeypatch.setattr(store, "renew_lock", flaky)
-    with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300)) as held:
-        time.sleep(3)  # longer than the lease: only renewals after the error keep it
-        assert len(calls) > 2
+    clock = FakeClock()
+    clock.on(store)
+    with Lease(store, "j", timedelta(seconds=2), timedelta(milliseconds=300), clock) as held:
+        clock.asleep()
+        for _ in range(10):  # 3 s, longer than the lease: only renewals after the error keep it
+            clock.advance(0.3)
+        assert len(calls) == 10
         with pytest.raises(LockHeldError):
             store.acquire_lock("j", timedelta(seconds=2))
         held.check()
