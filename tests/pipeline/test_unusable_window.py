@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from etl.cli import main
 from etl.errors import DataError
 from etl.store.db import Store
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 
 def _plant(tmp_path: Path, runs: int = 12) -> Plant:

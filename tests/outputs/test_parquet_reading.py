@@ -10,7 +10,7 @@ import pyarrow.dataset as ds
 
 from etl.config.loader import load_project
 from etl.pipeline.run import run_job
-from tests.test_context import MAPPING, Source, scenario
+from tests.pipeline.test_context import MAPPING, Source, scenario
 
 
 def _project(tmp_path: Path) -> Path:
