@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from etl.demo.drop import export_drop
 from etl.demo.plant import DB_FILE, create_booking_system
-from etl.demo.project import write_demo_project
+from etl.demo.project import CONNECTORS, FLAVOURS, write_demo_project
 
 
 @dataclass
@@ -34,26 +35,39 @@ def run_demo(
     echo: Callable[[str], None] = print,
     now: datetime | None = None,
     fresh: bool = False,
+    flavour: str = "database",
 ) -> DemoReport:
     """Create (or reuse) the demo plant database and project in ``directory`` and run its jobs.
 
     Running it again is safe: an existing database and project files are kept, and the jobs run
-    incrementally (replacing their re-read window), so nothing is duplicated.
+    incrementally (replacing their re-read window), so nothing is duplicated. ``flavour``
+    ``files``: the plant's tables are exported as daily CSV files into ``drop/`` and the jobs
+    read those through a file-drop connector (the same mappings, the same runs).
     """
     from etl.config.loader import load_project
+    from etl.errors import UsageError
     from etl.pipeline.run import open_store, parquet_base, run_job
 
+    if flavour not in FLAVOURS:
+        raise UsageError(f"--flavour {flavour}: one of {', '.join(FLAVOURS)}")
     directory = directory.resolve()
+    other = next(f for f in FLAVOURS if f != flavour)
+    if (directory / "connectors" / f"{CONNECTORS[other]}.yaml").exists():
+        raise UsageError(
+            f"{_show(directory)} holds the {other} flavour of the demo: its jobs read "
+            f"connectors/{CONNECTORS[other]}.yaml",
+            hint=f"give the {flavour} flavour another directory",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / DB_FILE
     if fresh:
         for name in (DB_FILE, "store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
             (directory / name).unlink(missing_ok=True)
-        output = directory / "output"
-        if output.is_dir():
-            import shutil
+        import shutil
 
-            shutil.rmtree(output)
+        for folder in ("output", "drop"):
+            if (directory / folder).is_dir():
+                shutil.rmtree(directory / folder)
     created: dict[str, int] | None = None
     if db.exists():
         echo(f"booking system: {_show(db)} (exists, reused; --fresh makes a new one)")
@@ -66,7 +80,17 @@ def run_demo(
             f"{created['order_machines']} machines in FA_AUFTRAEGE, {lo} .. {hi} Europe/Berlin, "
             f"{created['dst_changes']} DST change(s)"
         )
-    write_demo_project(directory)
+    drop = directory / "drop"
+    if flavour == "files" and (created is not None or not drop.is_dir()):
+        exported = export_drop(db, drop, now or datetime.now(UTC))
+        echo(
+            f"file drop:      {_show(drop)}/ (new): {exported['BDE_BUCHUNGEN']} daily "
+            f"bde_buchungen_*.csv and {exported['FA_AUFTRAEGE']} fa_auftraege_*.csv exports "
+            "(';', cp1252)"
+        )
+    elif flavour == "files":
+        echo(f"file drop:      {_show(drop)}/ (exists, reused)")
+    write_demo_project(directory, flavour)
     echo(f"project:        {_show(directory)}/ (etl.yaml, connectors/, mappings/, jobs/)")
     project = load_project(directory)
     results = []

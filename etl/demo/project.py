@@ -83,6 +83,26 @@ start_from: {start}             # where the demo data begins
 """
 
 
+_DROP_CONNECTOR_YAML = """\
+# The demo plant's nightly exports: the ERP writes each day's bookings and orders as a CSV file
+# into drop/ (';', cp1252, as German ERP exports are); the mappings are the database flavour's.
+kind: files
+description: synthetic plant 1000, CSV exports of BDE bookings and ERP orders
+timezone: Europe/Berlin         # the exported times are naive plant-local wall-clock time
+plant: '1000'
+files:
+  location: drop
+  settle: 30s                   # a file still being copied waits for a later run
+  tables:
+    BDE_BUCHUNGEN: {glob: 'bde_buchungen_*.csv', delimiter: ';', encoding: cp1252}
+    FA_AUFTRAEGE: {glob: 'fa_auftraege_*.csv', delimiter: ';', encoding: cp1252}
+"""
+
+#: ``etl demo --flavour``: where the jobs read the generated plant from
+FLAVOURS = ("database", "files")
+CONNECTORS = {"database": "demo_bde", "files": "demo_drop"}
+
+
 def _data_start(db: Path) -> date | None:
     """The first booking or order date in the demo database, if it exists."""
     if not db.is_file():
@@ -103,19 +123,24 @@ def _data_start(db: Path) -> date | None:
         return None
 
 
-def write_demo_project(directory: Path) -> None:
+def write_demo_project(directory: Path, flavour: str = "database") -> None:
     """Write the demo project files into ``directory``; files that already exist are kept.
 
     ``start_from`` of the jobs is the first date in ``directory/booking_system.sqlite`` (create
     the database first); without the database, 240 days before today, which covers any data
-    :func:`create_booking_system` generates.
+    :func:`create_booking_system` generates. ``flavour`` ``files``: the jobs read the CSV
+    exports in ``drop/`` (:func:`export_drop`) through a file-drop connector, with the same
+    mappings.
     """
     start = _data_start(directory / DB_FILE)
     if start is None:
         start = datetime.now(UTC).date() - timedelta(days=240)
+    connector = CONNECTORS[flavour]
     files = {
         "etl.yaml": _ETL_YAML,
-        "connectors/demo_bde.yaml": _CONNECTOR_YAML,
+        f"connectors/{connector}.yaml": _CONNECTOR_YAML
+        if flavour == "database"
+        else _DROP_CONNECTOR_YAML,
         "mappings/demo_bookings.yaml": _BOOKINGS_YAML,
         "mappings/demo_orders.yaml": _ORDERS_YAML,
         "jobs/demo_bookings.yaml": _JOB_YAML.format(
@@ -133,6 +158,8 @@ def write_demo_project(directory: Path) -> None:
             start=start.isoformat(),
         ),
     }
+    for name in ("jobs/demo_bookings.yaml", "jobs/demo_orders.yaml"):
+        files[name] = files[name].replace("connector: demo_bde", f"connector: {connector}")
     for relative, text in files.items():
         target = directory / relative
         if target.exists():
@@ -141,4 +168,4 @@ def write_demo_project(directory: Path) -> None:
         target.write_text(text, encoding="utf-8")
 
 
-__all__ = ["write_demo_project"]
+__all__ = ["CONNECTORS", "FLAVOURS", "write_demo_project"]

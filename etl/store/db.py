@@ -228,6 +228,7 @@ class Store:
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
         withdrawn: pd.DataFrame | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -239,6 +240,7 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
+        ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -339,6 +341,8 @@ class Store:
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
+            if also is not None:
+                also(conn)
         changes.months = pending
         if len(write) >= ANALYZE_AFTER and self.backend.statistics_statements:
             self._analyze()
