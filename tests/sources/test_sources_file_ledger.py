@@ -18,8 +18,7 @@ import pytest
 from etl.config.loader import load_project
 from etl.errors import SourceError
 from etl.pipeline.run import run_job
-
-from .sources_support import BERLIN, store_runs, sync_rows, utc, write_project
+from tests.support.sources import BERLIN, store_runs, sync_rows, utc, write_project
 
 CONNECTOR = """\
 kind: files

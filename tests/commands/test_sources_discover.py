@@ -18,9 +18,16 @@ from click.testing import CliRunner
 from etl.cli import main
 from etl.config.loader import load_project
 from etl.pipeline.run import run_job
-
-from .sources_support import BERLIN, BOOKINGS, DAY, Api, expected_runs, store_runs, write_project
-from .test_sources_files import GERMAN, german_csv
+from tests.sources.test_sources_files import GERMAN, german_csv
+from tests.support.sources import (
+    BERLIN,
+    BOOKINGS,
+    DAY,
+    Api,
+    expected_runs,
+    store_runs,
+    write_project,
+)
 
 
 def etl(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
