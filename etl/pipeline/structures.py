@@ -209,9 +209,10 @@ class Bookings(Structure):
             if self.mapping.fields:
                 held = self._held(held, window.lo)
         if bookings is None or bookings.empty:
-            bookings = pd.DataFrame(
-                columns=["ts", "machine_code", "order_code", "product_code", "event"]
-            )
+            columns = ["ts", "machine_code", "order_code", "product_code", "event"]
+            if self.mapping.events.phases:  # the carried runs still fold by (order, phase)
+                columns.append("phase")
+            bookings = pd.DataFrame(columns=columns)
         open_at_lo = 0
         if held is not None:  # the runs open at lo itself (the margin reaches further back)
             open_at_lo = int((held["end"].isna() | (held["end"] >= lo)).sum())
