@@ -77,10 +77,12 @@ def fold(
 
     ``carried`` are stored runs that began before ``lo`` and were open at ``lo`` (or ended within
     ``carry_margin`` of it); they enter the fold as their START (and, when they ended before
-    ``lo``, their END). ``hi`` is the window's end, used for ``max_open``.
+    ``lo``, their END). Under ``logins: count``, a carried run open at ``lo`` with a ``logins``
+    column enters as that many STARTs: the logins its bookings before ``lo`` left open (NA or
+    missing: one). ``hi`` is the window's end, used for ``max_open``.
     """
     policy = policy or FoldPolicy()
-    ev, names, orders = _encode(_events(bookings, carried, lo))
+    ev, names, orders = _encode(_events(bookings, carried, lo, policy.logins == "count"))
     if len(ev.t) == 0:
         return FoldResult(empty_runs(), empty_anomalies())
     exclusive = policy.on_new_order == "close" and policy.logins == "single"
@@ -440,13 +442,20 @@ def _next_after(candidates: np.ndarray, positions: np.ndarray, group: np.ndarray
 
 
 def _events(
-    bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None
+    bookings: pd.DataFrame, carried: pd.DataFrame | None, lo: datetime | None, count: bool = False
 ) -> list[_Part]:
-    """The bookings and the carried runs' STARTs (and ENDs before ``lo``), as column parts."""
+    """The bookings and the carried runs' STARTs (one per open login with ``count``) and their
+    ENDs before ``lo``, as column parts."""
     parts = [_part(bookings, bookings["ts"], bookings["event"])] if not bookings.empty else []
     if carried is not None and not carried.empty:
-        start = _part(carried, carried["start"], True)
-        start.f = _flag_bits(carried.get("flags"), len(carried)).astype(np.int8)
+        opening = carried
+        if count and "logins" in carried:
+            logins = pd.to_numeric(carried["logins"]).fillna(1).clip(lower=1).astype(np.int64)
+            if lo is not None:  # a run that ended before lo has no login open at it
+                logins = logins.where(~(carried["end"] < pd.Timestamp(lo)).fillna(False), 1)
+            opening = carried.loc[carried.index.repeat(logins.to_numpy())]
+        start = _part(opening, opening["start"], True)
+        start.f = _flag_bits(opening.get("flags"), len(opening)).astype(np.int8)
         parts.append(start)
         if lo is not None:
             # closed runs carried for merging: their END lies before the window, so add it

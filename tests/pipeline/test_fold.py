@@ -869,3 +869,24 @@ def test_fields_of_a_split_derivation_equal_one_window(rows: list[Any], cut: int
         return out.sort_values(["machine_code", "order_code", "start"], ignore_index=True)
 
     pd.testing.assert_frame_equal(tidy(split), tidy(whole))
+
+
+def test_a_carried_run_with_two_logins_open_needs_two_ends_to_close() -> None:
+    """``logins: count``: a run carried in with the logins its bookings before the window left
+    open closes where one fold over all its bookings closes it, not at the window's first END."""
+    policy = FoldPolicy(logins="count")
+    whole = bookings("""
+        ts    | machine | order | product | event
+        06:00 | M1      | A     | P1      | START
+        06:30 | M1      | A     | P1      | START
+        08:00 | M1      | A     | P1      | END
+        09:00 | M1      | A     | P1      | END
+        """)
+    lo = pd.Timestamp(f"{DAY} 07:00", tz="UTC")
+    first = fold(whole[whole["ts"] < lo], policy=policy)
+    carried = first.runs.assign(logins=2)  # two logins open at 07:00
+    later = fold(whole[whole["ts"] >= lo], carried, policy=policy, lo=lo.to_pydatetime())
+    assert_runs(later.runs, fold(whole, policy=policy).runs)
+    assert later.runs["end"].tolist() == [pd.Timestamp(f"{DAY} 09:00", tz="UTC")]
+    one = fold(whole[whole["ts"] >= lo], first.runs, policy=policy, lo=lo.to_pydatetime())
+    assert one.runs["end"].tolist() == [pd.Timestamp(f"{DAY} 08:00", tz="UTC")]  # one login
