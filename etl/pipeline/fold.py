@@ -33,6 +33,7 @@ Vectorized with numpy: the state before an event is derived from the previous ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,6 +59,9 @@ class FoldResult:
 
     runs: pd.DataFrame
     anomalies: pd.DataFrame
+    #: ``logins: count`` with ``points``: per (machine, order) and point (``carry_at``), the
+    #: logins open just before it (``logins``, only where some are); None otherwise
+    logins: pd.DataFrame | None = None
 
 
 def carry_margin(policy: FoldPolicy) -> timedelta:
@@ -72,6 +76,7 @@ def fold(
     policy: FoldPolicy | None = None,
     lo: datetime | None = None,
     hi: datetime | None = None,
+    points: Sequence[datetime] = (),
 ) -> FoldResult:
     """Fold canonical bookings into runs.
 
@@ -79,7 +84,9 @@ def fold(
     ``carry_margin`` of it); they enter the fold as their START (and, when they ended before
     ``lo``, their END). Under ``logins: count``, a carried run open at ``lo`` with a ``logins``
     column enters as that many STARTs: the logins its bookings before ``lo`` left open (NA or
-    missing: one). ``hi`` is the window's end, used for ``max_open``.
+    missing: one). ``hi`` is the window's end, used for ``max_open``. ``points`` (with
+    ``logins: count``): where the next window may start; the result's ``logins`` are the
+    logins open there, for the runs it will carry in.
     """
     policy = policy or FoldPolicy()
     ev, names, orders = _encode(_events(bookings, carried, lo, policy.logins == "count"))
@@ -94,6 +101,9 @@ def fold(
     skew_pair = _clock_skew(ev, policy.clock_skew) if policy.clock_skew > timedelta(0) else None
 
     state = _machine_states(ev) if exclusive else _group_states(ev, policy.logins)
+    logins = None
+    if state.logins is not None and points:
+        logins = _open_logins(ev, state.logins, points, names)
     anomalies: list[pd.DataFrame] = [
         _anomalies(
             "duplicate_start", ev.m, ev.o, ev.t, state.duplicate, names, state.duplicate_detail(ev)
@@ -203,7 +213,42 @@ def fold(
         anomalies=pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]
         if found
         else empty_anomalies(),
+        logins=logins,
     )
+
+
+def _open_logins(
+    ev: _Events,
+    count: np.ndarray,
+    points: Sequence[datetime],
+    names: tuple[pa.Array, pa.Array, pa.Array],
+) -> pd.DataFrame:
+    """Per (machine, order) group and point, the logins open just before it (events in group
+    order, ``count``: the logins open after each event)."""
+    new_group = np.ones(len(ev.t), dtype=bool)
+    new_group[1:] = (ev.m[1:] != ev.m[:-1]) | (ev.o[1:] != ev.o[:-1])
+    first = np.flatnonzero(new_group)
+    parts = []
+    for point in sorted(set(points)):
+        point_us = int(pd.Timestamp(point).tz_convert("UTC").value // 1000)
+        seen = np.add.reduceat((ev.t < point_us).astype(np.int64), first)
+        last = first + seen - 1
+        open_ = np.where(seen > 0, count[np.maximum(last, 0)], 0)
+        keep = open_ > 0
+        at = first[keep]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "machine_code": _names(names[0], ev.m[at]),
+                    "order_code": _names(names[1], ev.o[at]),
+                    "carry_at": pd.Series(pd.Timestamp(point), index=range(len(at))).astype(
+                        "datetime64[us, UTC]"
+                    ),
+                    "logins": open_[keep],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass
@@ -261,6 +306,7 @@ class _State:
     orphan: np.ndarray
     changed: np.ndarray
     run_of: np.ndarray  # per event: index of its run (valid where it belongs to one)
+    logins: np.ndarray | None = None  # ``logins: count``: per event, the logins open after it
 
     def duplicate_detail(self, ev: _Events) -> pd.Series:
         # the start of the run each duplicate START fell into; formatted once per distinct time
@@ -322,7 +368,9 @@ def _group_states(ev: _Events, logins: str) -> _State:
         closes = ~ev.s & (before == 1)
         orphan = ~ev.s & (before == 0)
         inside = before > 0
+        open_logins: np.ndarray | None = count
     else:
+        open_logins = None
         prev_open = np.zeros(n, dtype=bool)
         prev_open[1:] = ev.s[:-1]
         prev_open &= ~new_group
@@ -344,6 +392,7 @@ def _group_states(ev: _Events, logins: str) -> _State:
         orphan=orphan,
         changed=changed,
         run_of=run_of,
+        logins=open_logins,
     )
 
 

@@ -252,7 +252,8 @@ def derive(
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
-            if job.mapping.fields:  # with the carries of the runs' fields
+            # with the carries of the runs' fields and open logins
+            if job.mapping.fields or job.mapping.fold.logins == "count":
                 return store.carried_runs(job.name, lo, margin, carries=True)
             return store.carried_runs(job.name, lo, margin)
 

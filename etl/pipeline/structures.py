@@ -146,8 +146,12 @@ class Bookings(Structure):
         """The window; with fields, and a carried run whose carry is not usable at ``lo``, also
         a read of the bookings before it, from the oldest time such a run needs (its carry
         point, or its start)."""
-        if not self.mapping.fields or carried is None:
+        if carried is None:
             return Reach(window)
+        if not self.mapping.fields:
+            if not self._carries():
+                return Reach(window)
+            return Reach(window, carried=self._held(carried(window.lo, self.carry_margin()), window.lo))
         held = self._held(carried(window.lo, self.carry_margin()), window.lo)
         if held.empty:
             return Reach(window, carried=held)
@@ -156,14 +160,20 @@ class Bookings(Structure):
             return Reach(window, carried=held)
         return Reach(window, carried=held, before=Window(lo=oldest, hi=window.lo))
 
+    def _carries(self) -> bool:
+        """Whether the runs carried in need their carries: for the fields, or for the logins
+        open at ``lo`` (``logins: count``)."""
+        return bool(self.mapping.fields) or self.mapping.fold.logins == "count"
+
     def basis(self) -> str:
         """A digest of the mapping: a carry written under another mapping is not used."""
         text = self.mapping.model_dump_json()
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _held(self, held: pd.DataFrame, lo: datetime) -> pd.DataFrame:
-        """The carried runs with ``_from`` (their bookings from then on are read) and, as
-        ``attributes``, the partial fields of their bookings before it (NA: none)."""
+        """The carried runs with ``_from`` (their bookings from then on are read), as
+        ``attributes`` the partial fields of their bookings before it (NA: none) and, as
+        ``logins``, the logins open at ``lo`` (NA: unknown, the fold takes one)."""
         held = held.copy()
         if "carry_at" not in held:  # attributes are the fields of the bookings before lo
             held[FROM] = pd.Series(pd.Timestamp(lo), index=held.index).astype("datetime64[us, UTC]")
@@ -174,7 +184,14 @@ class Bookings(Structure):
         start = pd.to_datetime(held["start"], utc=True).astype("datetime64[us, UTC]")
         held[FROM] = at.where(usable, start)
         held["attributes"] = held["carry_attributes"].astype("string").where(usable, pd.NA)
-        return held.drop(columns=["carry_at", "carry_attributes", "carry_basis"])
+        # the logins count only at lo itself: a carry from before it misses the bookings since
+        logins = pd.array(held["carry_logins"], dtype="Int64") if "carry_logins" in held else None
+        exact = (at == pd.Timestamp(lo)).fillna(False).to_numpy() & usable
+        held["logins"] = pd.Series(logins, index=held.index).where(exact, pd.NA) if logins is not None else pd.NA
+        return held.drop(
+            columns=["carry_at", "carry_attributes", "carry_basis", "carry_logins"],
+            errors="ignore",
+        )
 
     def map(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Mapped:
         """Raw rows to canonical bookings (``ts``, codes, ``event``)."""
@@ -206,7 +223,7 @@ class Bookings(Structure):
         held = reach.carried
         if held is None and carried is not None:
             held = carried(window.lo, self.carry_margin())
-            if self.mapping.fields:
+            if self._carries():
                 held = self._held(held, window.lo)
         if bookings is None or bookings.empty:
             columns = ["ts", "machine_code", "order_code", "product_code", "event"]
@@ -219,7 +236,7 @@ class Bookings(Structure):
         events = bookings
         if self.mapping.fields:  # ignored bookings count toward the fields only
             events = bookings[bookings["event"].isin(["START", "END"]).to_numpy()]
-        result = phased_fold(events, held, self.mapping, policy, window)
+        result = phased_fold(events, held, self.mapping, policy, window, points)
         runs = result.runs
         if "plant" in bookings:
             runs["plant"] = start_values(runs, events, held, "plant")
@@ -238,6 +255,8 @@ class Bookings(Structure):
             points=points,
             margin=self.carry_margin(),
         )
+        if policy.logins == "count":
+            carries = _with_logins(runs, carries, result.logins, points, window.lo, self.carry_margin())
         if carries is not None:
             carries["basis"] = self.basis()
         return Derivation(runs, [result.anomalies], open_at_lo, carries=carries)
@@ -339,6 +358,7 @@ def phased_fold(
     mapping: MappingSpec,
     policy: FoldPolicy,
     window: Window,
+    points: Sequence[datetime] = (),
 ) -> FoldResult:
     """Fold the bookings; each run gets the phase of its START (``production`` without a
     declaration; a carried run keeps its own).
@@ -349,14 +369,16 @@ def phased_fold(
     the phase of the latest START before it.
     """
     if "phase" not in events:
-        result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
+        result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi, points=points)
         runs = result.runs
         held_phase = _held_phases(runs, held)
         runs["phase"] = held_phase.fillna(DEFAULT_PHASE).to_numpy()
-        return FoldResult(runs, result.anomalies)
+        if result.logins is not None:
+            result.logins["phase"] = DEFAULT_PHASE
+        return FoldResult(runs, result.anomalies, result.logins)
     events, held = _phase_keys(events, held)
-    result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
-    runs, anomalies = result.runs, result.anomalies
+    result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi, points=points)
+    runs, anomalies, logins = result.runs, result.anomalies, result.logins
     keyed = runs["order_code"].astype("string")
     runs["order_code"] = keyed.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
     runs["phase"] = (
@@ -364,7 +386,60 @@ def phased_fold(
     )
     codes = anomalies["order_code"].astype("string")
     anomalies["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
-    return FoldResult(runs, anomalies)
+    if logins is not None:
+        keyed = logins["order_code"].astype("string").str.split(PHASE_SEP, n=1, regex=False)
+        logins["order_code"] = keyed.str[0].astype("string")
+        logins["phase"] = keyed.str[1].astype("string").fillna(DEFAULT_PHASE)
+    return FoldResult(runs, anomalies, logins)
+
+
+def _with_logins(
+    runs: pd.DataFrame,
+    carries: pd.DataFrame | None,
+    logins: pd.DataFrame | None,
+    points: Sequence[datetime],
+    lo: datetime,
+    margin: timedelta,
+) -> pd.DataFrame:
+    """The carries (``logins: count``) with the logins open at each point of the runs the next
+    window carries in: those started before it and open at it minus ``margin`` (0: none open)."""
+    taken = []
+    start, end = pd.to_datetime(runs["start"], utc=True), pd.to_datetime(runs["end"], utc=True)
+    for point in sorted({p for p in points if p >= lo}):
+        at = pd.Timestamp(point)
+        keep = ((start < at) & (end.isna() | (end >= at - margin))).to_numpy()
+        part = runs.loc[keep, [*KEY, "phase"]].reset_index(drop=True)
+        part["carry_at"] = at
+        taken.append(part)
+    if not taken:
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in [*KEY, "phase", "carry_at"]})
+    else:
+        frame = pd.concat(taken, ignore_index=True)
+    for name in ("machine_code", "order_code", "phase"):
+        frame[name] = frame[name].astype("string")
+    for name in ("start", "carry_at"):
+        frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[us, UTC]")
+    group = ["machine_code", "order_code", "phase", "carry_at"]
+    if logins is not None and not logins.empty:
+        known = logins[[*group, "logins"]].astype(
+            {"machine_code": "string", "order_code": "string", "phase": "string"}
+        )
+        known["carry_at"] = known["carry_at"].astype("datetime64[us, UTC]")
+        frame = frame.merge(known, on=group, how="left")
+    else:
+        frame["logins"] = 0
+    frame["logins"] = pd.array(frame["logins"].fillna(0), dtype="Int64")
+    frame = frame.drop(columns=["phase"])
+    if carries is None:
+        frame["attributes"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        return frame
+    on = [*KEY, "carry_at"]
+    mine = carries.copy()
+    mine["start"] = pd.to_datetime(mine["start"], utc=True).astype("datetime64[us, UTC]")
+    mine["carry_at"] = pd.to_datetime(mine["carry_at"], utc=True).astype("datetime64[us, UTC]")
+    for name in ("machine_code", "order_code"):
+        mine[name] = mine[name].astype("string")
+    return mine.merge(frame[[*on, "logins"]], on=on, how="left")
 
 
 def _held_phases(runs: pd.DataFrame, held: pd.DataFrame | None) -> pd.Series:

@@ -197,7 +197,7 @@ class Store:
         """Runs that started before ``lo`` and were open at ``lo - margin`` (end NULL or later).
 
         With ``carries``, each with its latest carry not after ``lo`` (``carry_at``,
-        ``carry_attributes``, ``carry_basis``; NULL where it has none)."""
+        ``carry_attributes``, ``carry_basis``, ``carry_logins``; NULL where it has none)."""
         t = production_runs
         query = sa.select(*_run_columns()).where(
             t.c.job == job,
@@ -212,7 +212,7 @@ class Store:
             found = conn.execute(
                 sa.select(
                     c.c.machine_code, c.c.order_code, c.c.start, c.c.carry_at, c.c.attributes,
-                    c.c.basis,
+                    c.c.basis, c.c.logins,
                 ).where(c.c.job == job, c.c.carry_at <= lo)
             ).all()  # fmt: skip
         return _with_carries(runs, found)
@@ -572,7 +572,7 @@ KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every back
 
 def _with_carries(runs: pd.DataFrame, found: Sequence[Any]) -> pd.DataFrame:
     """``runs`` with the latest of the carries ``found`` (rows of ``run_carry``) of each."""
-    names = ["carry_at", "carry_attributes", "carry_basis"]
+    names = ["carry_at", "carry_attributes", "carry_basis", "carry_logins"]
     carry = pd.DataFrame(
         found, columns=["machine_code", "order_code", "start", *names], dtype=object
     )
@@ -580,6 +580,7 @@ def _with_carries(runs: pd.DataFrame, found: Sequence[Any]) -> pd.DataFrame:
         carry[name] = carry[name].astype("string")
     for name in ("start", "carry_at"):
         carry[name] = utc_stamps(carry[name].to_numpy())
+    carry["carry_logins"] = pd.array(carry["carry_logins"], dtype="Int64")
     carry = carry.sort_values("carry_at", kind="stable").drop_duplicates(
         ["machine_code", "order_code", "start"], keep="last"
     )
@@ -588,7 +589,9 @@ def _with_carries(runs: pd.DataFrame, found: Sequence[Any]) -> pd.DataFrame:
 
 def _carry_rows(job: str, carries: pd.DataFrame) -> list[dict[str, Any]]:
     """The rows of ``run_carry`` for a derivation's carries (None for NA)."""
-    frame = carries[["machine_code", "order_code", "start", "carry_at", "attributes", "basis"]]
+    frame = carries.reindex(
+        columns=["machine_code", "order_code", "start", "carry_at", "attributes", "basis", "logins"]
+    )
     frame = frame.astype(object).where(frame.notna(), None)
     rows = frame.to_dict("records")
     for row in rows:

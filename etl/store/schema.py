@@ -95,6 +95,8 @@ run_carry = sa.Table(
     sa.Column("carry_at", UTCDateTime(), primary_key=True),
     sa.Column("attributes", sa.Text),
     sa.Column("basis", sa.String(64)),
+    #: ``logins: count``: the logins open at ``carry_at`` (NULL: the mapping counts none)
+    sa.Column("logins", sa.Integer),
 )
 
 anomalies = sa.Table(
