@@ -151,7 +151,9 @@ class Bookings(Structure):
         if not self.mapping.fields:
             if not self._carries():
                 return Reach(window)
-            return Reach(window, carried=self._held(carried(window.lo, self.carry_margin()), window.lo))
+            return Reach(
+                window, carried=self._held(carried(window.lo, self.carry_margin()), window.lo)
+            )
         held = self._held(carried(window.lo, self.carry_margin()), window.lo)
         if held.empty:
             return Reach(window, carried=held)
@@ -187,7 +189,9 @@ class Bookings(Structure):
         # the logins count only at lo itself: a carry from before it misses the bookings since
         logins = pd.array(held["carry_logins"], dtype="Int64") if "carry_logins" in held else None
         exact = (at == pd.Timestamp(lo)).fillna(False).to_numpy() & usable
-        held["logins"] = pd.Series(logins, index=held.index).where(exact, pd.NA) if logins is not None else pd.NA
+        held["logins"] = (
+            pd.Series(logins, index=held.index).where(exact, pd.NA) if logins is not None else pd.NA
+        )
         return held.drop(
             columns=["carry_at", "carry_attributes", "carry_basis", "carry_logins"],
             errors="ignore",
@@ -227,7 +231,9 @@ class Bookings(Structure):
                 held = self._held(held, window.lo)
         if bookings is None or bookings.empty:
             columns = ["ts", "machine_code", "order_code", "product_code", "event"]
-            if self.mapping.events.phases:  # the carried runs still fold by (order, phase)
+            if (
+                self.mapping.events is not None and self.mapping.events.phases
+            ):  # the carried runs still fold by (order, phase)
                 columns.append("phase")
             bookings = pd.DataFrame(columns=columns)
         open_at_lo = 0
@@ -256,7 +262,9 @@ class Bookings(Structure):
             margin=self.carry_margin(),
         )
         if policy.logins == "count":
-            carries = _with_logins(runs, carries, result.logins, points, window.lo, self.carry_margin())
+            carries = _with_logins(
+                runs, carries, result.logins, points, window.lo, self.carry_margin()
+            )
         if carries is not None:
             carries["basis"] = self.basis()
         return Derivation(runs, [result.anomalies], open_at_lo, carries=carries)

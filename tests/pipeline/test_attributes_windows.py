@@ -209,9 +209,7 @@ def _tidy(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
     return sorted(out, key=lambda r: (r[0], r[1], r[2]))
 
 
-def incremental_equals_whole(
-    url: str, fold: dict[str, Any], plan: Plan
-) -> list[tuple[Any, ...]]:
+def incremental_equals_whole(url: str, fold: dict[str, Any], plan: Plan) -> list[tuple[Any, ...]]:
     """Run the plan's windows through the store at ``url``; the store then holds one
     derivation's runs and attributes (returned, tidied)."""
     structure = Bookings(_mapping(fold))
