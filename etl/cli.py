@@ -686,6 +686,7 @@ def backfill(
 ) -> None:
     """Re-derive JOB's runs from --since to --until chunk by chunk (resumable; the watermark never moves back)."""
     from etl.config.durations import parse_duration
+    from etl.ops.metrics import update as update_metrics
     from etl.pipeline.backfill import backfill as run_backfill
 
     project = _project(ctx)
@@ -709,7 +710,12 @@ def backfill(
             runs=piece.runs,
         )
 
-    result = run_backfill(project, job, since, until, length, restart=restart, progress=progress)
+    try:
+        result = run_backfill(
+            project, job, since, until, length, restart=restart, progress=progress
+        )
+    finally:
+        update_metrics(project)
     click.echo(result.summary())
 
 

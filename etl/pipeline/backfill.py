@@ -126,7 +126,12 @@ def _run(
     job = project.job(job_name)
     run = JobRun(project, job, held)
     state = held.store.state(job_name)
-    run.publish_pending(state)
+    began = datetime.now(UTC)
+    try:
+        run.publish_pending(state)
+    except Exception as exc:
+        run.publish_failed(exc, _finished(Audit(started_at=began)), None)
+        raise
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -212,7 +217,11 @@ def _run(
         # a month is published once the chunks have passed it (the next chunk may still change
         # the month its end falls in); the months left pending stay recorded in the store
         ready = [m for m in changes.months if done or m < month_of(window.hi)]
-        run.publish(sync_id, ready, months.runs(ready))
+        try:
+            run.publish(sync_id, ready, months.runs(ready))
+        except Exception as exc:  # the chunk's audit row says so, as a sync run's does
+            run.publish_failed(exc, _finished(audit), sync_id)
+            raise
         months.forget(ready)
         piece = Chunk(
             window.lo,
@@ -246,6 +255,13 @@ def _run(
     result.inserted, result.updated, result.deleted = net.inserted, net.updated, net.deleted
     result.duration_s = time.monotonic() - clock
     return result
+
+
+def _finished(audit: Audit) -> Audit:
+    """``audit`` ending now."""
+    audit.finished_at = datetime.now(UTC)
+    audit.duration_s = (audit.finished_at - audit.started_at).total_seconds()
+    return audit
 
 
 def _next_chunk(

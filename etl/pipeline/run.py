@@ -366,6 +366,23 @@ class JobRun:
         self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
         self.publishing = False
 
+    def publish_failed(self, exc: BaseException, audit: Audit, sync_id: int | None) -> bool:
+        """Record ``exc`` if it stopped the Parquet being written (False otherwise): the store is
+        fine, the Parquet is not, and every such run leaves an audit row saying so with the months
+        still waiting for the next run. ``sync_id``: the committed sync whose ``ok`` row becomes
+        ``publish_failed`` (None: a ``publish_failed`` row of its own). A lost lease is not this:
+        the run that took the lock publishes the months and writes its own row."""
+        if not self.publishing or isinstance(exc, LockLost):
+            return False
+        self.publishing = False
+        error = _error_text(exc, self.project.secrets)
+        audit.error = f"publishing failed: {error}" + _pending_note(self.store, self.job.name)
+        if sync_id is not None:
+            self.store.mark_publish_failed(sync_id, audit)
+        else:
+            self.store.record_failure(self.job.name, audit, status="publish_failed")
+        return True
+
     def derive(
         self,
         window_for: WindowFor,
@@ -502,20 +519,18 @@ def run_job(
             if audit.finished_at is None:
                 audit.finished_at = datetime.now(UTC)
             audit.duration_s = time.monotonic() - clock
-            message = exc.message if isinstance(exc, EtlError) else str(exc)
-            audit.error = redact(f"{type(exc).__name__}: {message}", project.secrets)
-            if run is not None and run.publishing and not isinstance(exc, LockLost):
-                # the store is fine, the Parquet is not: every such run leaves a row saying so,
-                # with the months still waiting for the next run (a lost lease is not this: the
-                # run that took the lock publishes them and writes its own row)
-                audit.error = f"publishing failed: {audit.error}" + _pending_note(store, job_name)
-                if committed and sync_id is not None:
-                    store.mark_publish_failed(sync_id, audit)
-                else:
-                    store.record_failure(job_name, audit, status="publish_failed")
+            if run is not None and run.publish_failed(exc, audit, sync_id if committed else None):
+                pass
             elif not isinstance(exc, StoreError) and not committed:
+                audit.error = _error_text(exc, project.secrets)
                 store.record_failure(job_name, audit)
             raise
+
+
+def _error_text(exc: BaseException, secrets: list[str]) -> str:
+    """``Kind: message`` of a failed run for its audit row, secrets redacted."""
+    message = exc.message if isinstance(exc, EtlError) else str(exc)
+    return redact(f"{type(exc).__name__}: {message}", secrets)
 
 
 def _pending_note(store: Store, job_name: str) -> str:
