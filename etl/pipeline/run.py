@@ -29,15 +29,16 @@ from etl.config.models import Job, Project
 from etl.errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from etl.failpoints import failpoint
 from etl.outputs.parquet import Output, open_output, publish
-from etl.pipeline.mapping import Mapped, localize
+from etl.pipeline.mapping import localize
 from etl.pipeline.structures import Carried, Structure, structure_for
 from etl.redact import redact
-from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
+from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.sources.reader import Reader, Reading, Window, extra_request
 from etl.store.audit import Audit
 from etl.store.db import JobState, Store
 from etl.store.diff import Changes
 from etl.store.lease import Lease
+from etl.store.spool import AnomalySpool
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(
@@ -103,7 +104,8 @@ class Derived:
 
     window: Window
     runs: pd.DataFrame
-    anomalies: pd.DataFrame
+    #: the window's anomalies, in batches (``AnomalySpool.frame()``: as one frame)
+    anomalies: AnomalySpool
     rows_read: int
     codes: Counter[tuple[str, str]]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
@@ -117,7 +119,7 @@ class Derived:
 
     def kinds(self) -> Counter[str]:
         """Anomalies by kind."""
-        return Counter(self.anomalies["kind"].tolist())
+        return Counter(self.anomalies.kinds)
 
 
 # --------------------------------------------------------------------------- the job's world
@@ -240,24 +242,30 @@ def derive(
             return store.carried_runs(job.name, lo, margin)
 
     zone, size = job.connector.zone, job.batch_size
-    parts: list[Mapped] = []
+    rows: list[pd.DataFrame] = []
+    codes: Counter[tuple[str, str]] = Counter()
     withdrawn: list[pd.DataFrame] = []
-    found: list[pd.DataFrame] = []
+    # the anomalies go to the spool as they are found: memory bounded by batches, not anomalies
+    spool = AnomalySpool(size)
     rows_read = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
         if reach_back and window.hi > window.lo:
             window = _reached_back(job, structure, reading, window)
+        keep = _anomalies_of(job, window, spool)
         reach = structure.reach(window, carried)
         request = reading.request(reach.window, shape)
-        so_far = 0
         if window.hi > window.lo:
             for batch in request.batches(size):
-                parts.append(structure.map(batch, zone, reading.instants))
+                mapped = structure.map(batch, zone, reading.instants)
+                if not mapped.rows.empty:
+                    rows.append(mapped.rows)
+                codes.update(mapped.codes)
+                keep(mapped.anomalies)
+                rows_read += mapped.rows_read
                 failpoint("extract")
                 if progress is not None:
-                    so_far += parts[-1].rows_read
-                    progress(so_far)
+                    progress(rows_read)
             leaving = extra_request(reading, "withdrawn", window, shape)
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
@@ -267,29 +275,37 @@ def derive(
                 try:
                     for batch in odd.batches(size):
                         mapped = structure.map(batch, zone, reading.instants)
-                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        keep(mapped.anomalies[mapped.anomalies["ts"].isna()])
                         rows_read += len(batch)
                 except DataError as exc:  # e.g. a date_format on an integer column
                     log.warning("%s; malformed text times not looked for", exc.message)
-    codes: Counter[tuple[str, str]] = Counter()
-    for part in parts:
-        codes.update(part.codes)
-    rows = [p.rows for p in parts if not p.rows.empty]
     derived = structure.derive(rows, window, reach, carried, withdrawn)
-    found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
-    found = [f for f in found if not f.empty]
-    anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
-    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
-    in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
+    for found in derived.anomalies:
+        keep(found)
     return Derived(
         window=window,
         runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
-        anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
-        rows_read=rows_read + sum(p.rows_read for p in parts),
+        anomalies=spool,
+        rows_read=rows_read,
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
     )
+
+
+def _anomalies_of(job: Job, window: Window, spool: AnomalySpool) -> Callable[[pd.DataFrame], None]:
+    """What puts found anomalies into ``spool``: those of ``window`` (and the undated ones),
+    with the job's context, one batch at a time."""
+    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+
+    def keep(found: pd.DataFrame) -> None:
+        for start in range(0, len(found), spool.limit):
+            part = found.iloc[start : start + spool.limit]
+            in_window = part["ts"].isna() | ((part["ts"] >= lo) & (part["ts"] < hi))
+            if in_window.any():
+                spool.add(with_context(part[in_window], job, STORED_ANOMALY_COLUMNS))
+
+    return keep
 
 
 def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFrame:

@@ -32,10 +32,11 @@ from etl.shapes import STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.store import lock, schema, status
 from etl.store.audit import Audit
 from etl.store.backends import backend_for
-from etl.store.bulk import STAMPS, insert_frame, read_frame, utc_stamps
-from etl.store.diff import Changes, anomaly_months, as_stored, compare
+from etl.store.bulk import STAMPS, insert_frame, read_frame, read_frames, utc_stamps
+from etl.store.diff import AnomalyDigest, Changes, as_stored, compare
 from etl.store.months import month_bounds, month_of
 from etl.store.schema import anomalies, job_state, production_runs, sync_runs
+from etl.store.spool import AnomalySpool
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ class Store:
         lo: datetime,
         hi: datetime,
         runs: pd.DataFrame,
-        found: pd.DataFrame,
+        found: pd.DataFrame | AnomalySpool,
         audit: Audit,
         margin: timedelta = timedelta(0),
         *,
@@ -237,10 +238,15 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
+        ``found``: the window's anomalies, compared with the stored ones and written batch by
+        batch (an ``AnomalySpool``; a frame is one batch).
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
-        found = found.reindex(columns=STORED_ANOMALY_COLUMNS)  # plant and zone NULL if absent
+        if not isinstance(found, AnomalySpool):  # plant and zone NULL if absent
+            found = AnomalySpool.of(
+                found.reindex(columns=STORED_ANOMALY_COLUMNS), max(1, len(found))
+            )
         t = production_runs
         with self.begin() as conn:
             stored = sa.select(*_run_columns())
@@ -304,15 +310,24 @@ class Store:
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
             replaced = sa.and_(anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None)))
-            held = read_frame(
-                conn, sa.select(*_anomaly_columns()).where(replaced), STORED_ANOMALY_COLUMNS
-            )
-            differ = anomaly_months(held, found)
+            # both sides by their digests, batch by batch: neither is held whole
+            held, new = AnomalyDigest(), AnomalyDigest()
+            query = sa.select(*_anomaly_columns()).where(replaced)
+            for part in read_frames(conn, query, STORED_ANOMALY_COLUMNS, found.limit):
+                held.add(part)
+            for part in found.batches():
+                new.add(part)
+            differ = held.differ(new)
             if differ:
                 conn.execute(anomalies.delete().where(replaced))
-                insert_frame(
-                    conn, anomalies, found, STORED_ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
-                )
+                for part in found.batches():
+                    insert_frame(
+                        conn,
+                        anomalies,
+                        part,
+                        STORED_ANOMALY_COLUMNS,
+                        {"job": job, "sync_id": sync_id},
+                    )
             # the undated anomalies are published with any month: the window's first stands in
             pending = sorted(touched | {month or month_of(lo) for month in differ})
             watermark = hi
