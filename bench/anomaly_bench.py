@@ -49,8 +49,10 @@ def make_source(path: Path, anomalies: int, kind: str, start: datetime) -> None:
         )
 
         def at(seconds: int) -> str:
-            return (start + timedelta(seconds=seconds)).astimezone(BERLIN).strftime(
-                "%Y-%m-%d %H:%M:%S"
+            return (
+                (start + timedelta(seconds=seconds))
+                .astimezone(BERLIN)
+                .strftime("%Y-%m-%d %H:%M:%S")
             )
 
         normal = []
