@@ -454,6 +454,20 @@ class Store:
         with self.begin() as conn:
             return read_frame(conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS)
 
+    def anomaly_batches(self, job: str, month: str | None, size: int) -> Iterator[pd.DataFrame]:
+        """``anomalies_in_month`` in frames of at most ``size`` rows, streamed from the store."""
+        a = anomalies
+        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
+        if month is None:
+            query = query.where(a.c.ts.is_(None))
+        else:
+            lo, hi = month_bounds(month)
+            query = query.where(a.c.ts >= lo, a.c.ts < hi)
+        with self.begin() as conn:
+            yield from read_frames(
+                conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS, size
+            )
+
     def runs_between(
         self, job: str, lo: datetime | None = None, hi: datetime | None = None
     ) -> pd.DataFrame:

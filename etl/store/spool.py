@@ -74,25 +74,27 @@ class AnomalySpool:
             if self._held_rows >= self.limit:
                 self._spill()
 
-    def _spill(self) -> None:
-        """Write what is held to the temporary file as batches of at most ``limit``."""
+    def _spill(self, everything: bool = False) -> None:
+        """Write the full batches held (``everything``: all of them) to the temporary file."""
         held = pd.concat(self._held, ignore_index=True) if len(self._held) > 1 else self._held[0]
-        self._held, self._held_rows = [], 0
+        cut = len(held) if everything else len(held) // self.limit * self.limit
+        held, rest = held.iloc[:cut], held.iloc[cut:]
+        self._held, self._held_rows = ([rest], len(rest)) if len(rest) else ([], 0)
         if self._writer is None:
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by close())
                 prefix="etl-anomalies-", suffix=".arrows"
             )
             self._writer = pa.ipc.new_stream(self._file, SCHEMA)
-        for start in range(0, len(held), self.limit):
-            self._writer.write_batch(_arrow(held.iloc[start : start + self.limit]))
-            self.spilled += 1
+        table = _arrow(held).combine_chunks()
+        self._writer.write_table(table, max_chunksize=self.limit)
+        self.spilled += -(-len(held) // self.limit)
 
     def batches(self) -> Iterator[pd.DataFrame]:
         """The anomalies in the order added, as frames of at most ``limit`` rows (text as
         pandas strings, ``ts`` as UTC microseconds). Nothing can be added afterwards."""
         if self._writer is not None and not self._sealed:
             if self._held:
-                self._spill()
+                self._spill(everything=True)
             self._writer.close()
             assert self._file is not None
             self._file.flush()
@@ -101,8 +103,8 @@ class AnomalySpool:
             with pa.OSFile(self._file.name) as source:
                 for batch in pa.ipc.open_stream(source):
                     yield batch.to_pandas(types_mapper=_STRINGS.get)
-        for frame in self._held:
-            yield frame.reset_index(drop=True)
+        if self._held:  # fewer than ``limit``: never spilled
+            yield pd.concat(self._held, ignore_index=True)
 
     def frame(self) -> pd.DataFrame:
         """All of them as one frame (``etl preview``, tests: not for a run's commit)."""
@@ -124,10 +126,10 @@ class AnomalySpool:
         self.close()
 
 
-def _arrow(frame: pd.DataFrame) -> pa.RecordBatch:
-    """``frame`` as a batch of ``SCHEMA``."""
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    """``frame`` as a table of ``SCHEMA``."""
     arrays = [
         stamp_array(frame[name]) if name == "ts" else text_array(frame[name])
         for name in STORED_ANOMALY_COLUMNS
     ]
-    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
