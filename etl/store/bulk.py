@@ -121,11 +121,14 @@ def read_frames(
 ) -> Iterator[pd.DataFrame]:
     """``read_frame`` in frames of at most ``size`` rows, streamed from the database (a
     server-side cursor where the driver has one)."""
-    result = conn.execute(query.execution_options(stream_results=True, yield_per=size))
+    result = conn.execute(query.execution_options(stream_results=True, max_row_buffer=size))
     try:
-        for rows in result.partitions(size):
+        while True:
+            rows = result.fetchmany(size)  # (not the cursor's: the result may hold some already)
+            if not rows:
+                break
             table = numpy.empty((len(rows), len(columns)), dtype=object)
-            table[:] = [tuple(row) for row in rows]
+            table[:] = [tuple(row) for row in rows]  # numpy probes a Row for attributes
             yield pd.DataFrame(
                 {name: _column(name, table[:, at]) for at, name in enumerate(columns)},
                 index=pd.RangeIndex(len(rows)),
