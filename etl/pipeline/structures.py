@@ -162,7 +162,7 @@ class Bookings(Structure):
         if "plant" in bookings:
             runs["plant"] = start_values(runs, events, held, "plant")
         runs["attributes"] = aggregate(runs, bookings, self.mapping, held)
-        return Derivation(runs, [result.anomalies], open_at_lo)
+        return Derivation(runs, result.found, open_at_lo)
 
 
 class Orders(Structure):
@@ -272,18 +272,19 @@ def phased_fold(
         runs = result.runs
         held_phase = _held_phases(runs, held)
         runs["phase"] = held_phase.fillna(DEFAULT_PHASE).to_numpy()
-        return FoldResult(runs, result.anomalies)
+        return FoldResult(runs, result.found)
     events, held = _phase_keys(events, held)
     result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi)
-    runs, anomalies = result.runs, result.anomalies
+    runs = result.runs
     keyed = runs["order_code"].astype("string")
     runs["order_code"] = keyed.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
     runs["phase"] = (
         keyed.str.split(PHASE_SEP, n=1, regex=False).str[1].astype("string").fillna(DEFAULT_PHASE)
     )
-    codes = anomalies["order_code"].astype("string")
-    anomalies["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
-    return FoldResult(runs, anomalies)
+    for found in result.found:
+        codes = found["order_code"].astype("string")
+        found["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
+    return FoldResult(runs, result.found)
 
 
 def _held_phases(runs: pd.DataFrame, held: pd.DataFrame | None) -> pd.Series:
