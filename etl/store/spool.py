@@ -10,7 +10,6 @@ A window with fewer anomalies than a batch never touches the disk.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -116,11 +115,8 @@ class AnomalySpool:
     def close(self) -> None:
         """Remove the temporary file (if any)."""
         if self._file is not None:
-            name = self._file.name
-            self._file.close()
+            self._file.close()  # a NamedTemporaryFile: removed as it closes
             self._file = None
-            if os.path.exists(name):  # closed before the writer finished
-                os.unlink(name)
 
     def __del__(self) -> None:
         self.close()
