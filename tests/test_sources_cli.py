@@ -96,8 +96,10 @@ def test_preview_of_a_file_drop_names_the_files(tmp_path: Path) -> None:
     assert "read     export-1.csv" in out and "runs  3 (1 open)" in out
 
 
-def test_discover_says_it_is_not_supported_for_these_kinds_yet(tmp_path: Path) -> None:
+def test_discover_lists_a_file_drop_s_tables_and_refuses_a_schema(tmp_path: Path) -> None:
     root = files_project(tmp_path)
-    code, _out, err = etl("--project", str(root), "discover", "plant")
-    assert code == 2
-    assert "is kind files" in err and "not supported for kind files yet" in err
+    code, out, _err = etl("--project", str(root), "discover", "plant")
+    assert code == 0
+    assert "1 file table(s)" in out and "BUCHUNGEN" in out and "ZEIT text" in out
+    code, _out, err = etl("--project", str(root), "discover", "plant", "--schema", "dbo")
+    assert code == 2 and "no schemas" in err

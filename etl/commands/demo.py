@@ -808,6 +808,78 @@ start_from: {start}             # where the demo data begins
 """
 
 
+_DROP_CONNECTOR_YAML = """\
+# The demo plant's nightly exports: the ERP writes each day's bookings and orders as a CSV file
+# into drop/ (';', cp1252, as German ERP exports are); the mappings are the database flavour's.
+kind: files
+description: synthetic plant 1000, CSV exports of BDE bookings and ERP orders
+timezone: Europe/Berlin         # the exported times are naive plant-local wall-clock time
+plant: '1000'
+files:
+  location: drop
+  settle: 30s                   # a file still being copied waits for a later run
+  tables:
+    BDE_BUCHUNGEN: {glob: 'bde_buchungen_*.csv', delimiter: ';', encoding: cp1252}
+    FA_AUFTRAEGE: {glob: 'fa_auftraege_*.csv', delimiter: ';', encoding: cp1252}
+"""
+
+#: ``etl demo --flavour``: where the jobs read the generated plant from
+FLAVOURS = ("database", "files")
+_CONNECTORS = {"database": "demo_bde", "files": "demo_drop"}
+
+
+def export_drop(db: Path, drop: Path, now: datetime) -> dict[str, int]:
+    """Export the plant's tables as the daily CSV files an ERP drops: ``bde_buchungen_DAY.csv``
+    (the bookings of each booking date) and ``fa_auftraege_DAY.csv`` (the orders started that
+    day, as they stand now), ';'-separated, cp1252, each with the modification time of the
+    end of its day (at most a minute before ``now``). Rows without a date go into the file of
+    the row before them. Returns the files written per table."""
+    import csv
+
+    drop.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    written: dict[str, int] = {}
+    try:
+        for table, prefix, day_of, order in (
+            ("BDE_BUCHUNGEN", "bde_buchungen", "BUCHDAT", "BUCHUNG_ID"),
+            ("FA_AUFTRAEGE", "fa_auftraege", "substr(START_ZEIT, 1, 10)", "START_ZEIT, FA_NR"),
+        ):
+            cursor = con.execute(f"SELECT {day_of}, * FROM {table} ORDER BY {order}")
+            header = [d[0] for d in cursor.description[1:]]
+            days: dict[str, list[tuple[Any, ...]]] = {}
+            last: str | None = None
+            for row in cursor:
+                day = row[0] or last
+                if day is None:  # before any dated row: the first file
+                    day = "0000-00-00"
+                last = day
+                days.setdefault(day, []).append(row[1:])
+            if "0000-00-00" in days and len(days) > 1:
+                undated = days.pop("0000-00-00")
+                days[min(days)] = undated + days[min(days)]
+            for day, rows in sorted(days.items()):
+                path = drop / f"{prefix}_{day}.csv"
+                with path.open("w", encoding="cp1252", newline="") as out:
+                    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+                    writer.writerow(header)
+                    writer.writerows(["" if v is None else v for v in r] for r in rows)
+                _day_end_mtime(path, day, now)
+            written[table] = len(days)
+    finally:
+        con.close()
+    return written
+
+
+def _day_end_mtime(path: Path, day: str, now: datetime) -> None:
+    """The file's mtime: the end of its (plant-local) day, a minute before ``now`` at most."""
+    try:
+        end = datetime.combine(date.fromisoformat(day), time(23, 59), tzinfo=PLANT_ZONE)
+    except ValueError:
+        end = now
+    stamp = min(end.timestamp(), now.timestamp() - 60)
+    os.utime(path, (stamp, stamp))
+
+
 def _data_start(db: Path) -> date | None:
     """The first booking or order date in the demo database, if it exists."""
     if not db.is_file():
@@ -828,19 +900,24 @@ def _data_start(db: Path) -> date | None:
         return None
 
 
-def write_demo_project(directory: Path) -> None:
+def write_demo_project(directory: Path, flavour: str = "database") -> None:
     """Write the demo project files into ``directory``; files that already exist are kept.
 
     ``start_from`` of the jobs is the first date in ``directory/booking_system.sqlite`` (create
     the database first); without the database, 240 days before today, which covers any data
-    :func:`create_booking_system` generates.
+    :func:`create_booking_system` generates. ``flavour`` ``files``: the jobs read the CSV
+    exports in ``drop/`` (:func:`export_drop`) through a file-drop connector, with the same
+    mappings.
     """
     start = _data_start(directory / DB_FILE)
     if start is None:
         start = datetime.now(UTC).date() - timedelta(days=240)
+    connector = _CONNECTORS[flavour]
     files = {
         "etl.yaml": _ETL_YAML,
-        "connectors/demo_bde.yaml": _CONNECTOR_YAML,
+        f"connectors/{connector}.yaml": _CONNECTOR_YAML
+        if flavour == "database"
+        else _DROP_CONNECTOR_YAML,
         "mappings/demo_bookings.yaml": _BOOKINGS_YAML,
         "mappings/demo_orders.yaml": _ORDERS_YAML,
         "jobs/demo_bookings.yaml": _JOB_YAML.format(
@@ -858,6 +935,8 @@ def write_demo_project(directory: Path) -> None:
             start=start.isoformat(),
         ),
     }
+    for name in ("jobs/demo_bookings.yaml", "jobs/demo_orders.yaml"):
+        files[name] = files[name].replace("connector: demo_bde", f"connector: {connector}")
     for relative, text in files.items():
         target = directory / relative
         if target.exists():
@@ -881,26 +960,39 @@ def run_demo(
     echo: Callable[[str], None] = print,
     now: datetime | None = None,
     fresh: bool = False,
+    flavour: str = "database",
 ) -> DemoReport:
     """Create (or reuse) the demo plant database and project in ``directory`` and run its jobs.
 
     Running it again is safe: an existing database and project files are kept, and the jobs run
-    incrementally (replacing their re-read window), so nothing is duplicated.
+    incrementally (replacing their re-read window), so nothing is duplicated. ``flavour``
+    ``files``: the plant's tables are exported as daily CSV files into ``drop/`` and the jobs
+    read those through a file-drop connector (the same mappings, the same runs).
     """
     from etl.config.loader import load_project
+    from etl.errors import UsageError
     from etl.pipeline.run import open_store, parquet_base, run_job
 
+    if flavour not in FLAVOURS:
+        raise UsageError(f"--flavour {flavour}: one of {', '.join(FLAVOURS)}")
     directory = directory.resolve()
+    other = next(f for f in FLAVOURS if f != flavour)
+    if (directory / "connectors" / f"{_CONNECTORS[other]}.yaml").exists():
+        raise UsageError(
+            f"{_show(directory)} holds the {other} flavour of the demo: its jobs read "
+            f"connectors/{_CONNECTORS[other]}.yaml",
+            hint=f"give the {flavour} flavour another directory",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     db = directory / DB_FILE
     if fresh:
         for name in (DB_FILE, "store.sqlite", "store.sqlite-wal", "store.sqlite-shm"):
             (directory / name).unlink(missing_ok=True)
-        output = directory / "output"
-        if output.is_dir():
-            import shutil
+        import shutil
 
-            shutil.rmtree(output)
+        for folder in ("output", "drop"):
+            if (directory / folder).is_dir():
+                shutil.rmtree(directory / folder)
     created: dict[str, int] | None = None
     if db.exists():
         echo(f"booking system: {_show(db)} (exists, reused; --fresh makes a new one)")
@@ -913,7 +1005,17 @@ def run_demo(
             f"{created['order_machines']} machines in FA_AUFTRAEGE, {lo} .. {hi} Europe/Berlin, "
             f"{created['dst_changes']} DST change(s)"
         )
-    write_demo_project(directory)
+    drop = directory / "drop"
+    if flavour == "files" and (created is not None or not drop.is_dir()):
+        exported = export_drop(db, drop, now or datetime.now(UTC))
+        echo(
+            f"file drop:      {_show(drop)}/ (new): {exported['BDE_BUCHUNGEN']} daily "
+            f"bde_buchungen_*.csv and {exported['FA_AUFTRAEGE']} fa_auftraege_*.csv exports "
+            "(';', cp1252)"
+        )
+    elif flavour == "files":
+        echo(f"file drop:      {_show(drop)}/ (exists, reused)")
+    write_demo_project(directory, flavour)
     echo(f"project:        {_show(directory)}/ (etl.yaml, connectors/, mappings/, jobs/)")
     project = load_project(directory)
     results = []
@@ -970,6 +1072,7 @@ __all__ = [
     "create_booking_system",
     "data_range",
     "dst_transitions",
+    "export_drop",
     "run_demo",
     "write_demo_project",
 ]

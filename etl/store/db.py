@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -227,6 +227,7 @@ class Store:
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
         withdrawn: pd.DataFrame | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -240,6 +241,7 @@ class Store:
         selects, however old (an order row changed since ``lo`` that now fails a filter).
         ``found``: the window's anomalies, compared with the stored ones and written batch by
         batch (an ``AnomalySpool``; a frame is one batch).
+        ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -352,6 +354,8 @@ class Store:
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
+            if also is not None:
+                also(conn)
         changes.months = pending
         if len(write) >= ANALYZE_AFTER and self.backend.statistics_statements:
             self._analyze()
