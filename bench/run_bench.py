@@ -202,7 +202,7 @@ def etl_extract_rows(dialect: str, table: str, odbc: bool = False) -> int:
     url = sa.make_url(URLS[dialect])
     if odbc:
         sys.path.insert(0, str(ROOT))
-        from tests.pg_odbc import ODBC_URLS  # registers postgresql+pyodbc
+        from tests.support.pg_odbc import ODBC_URLS  # registers postgresql+pyodbc
 
         odbc_url = ODBC_URLS[dialect][1].format(
             user=url.username, host=url.host, db=url.database, port=url.port

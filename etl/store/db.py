@@ -88,6 +88,8 @@ class Store:
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
         self.backend.configure(self.engine)
+        #: the clock leases are measured by (``_now``); tests replace it to let time pass
+        self.clock: Callable[[Connection], datetime] = self.backend.now
 
     @property
     def display(self) -> str:
@@ -160,7 +162,7 @@ class Store:
     def _now(self, conn: Connection) -> datetime:
         """The clock leases are measured by: the store server's, so that workers on hosts with
         skewed clocks agree when a lock expires (SQLite: this host's, the only one)."""
-        return self.backend.now(conn)
+        return self.clock(conn)
 
     def renew_lock(self, job: str, owner: str, ttl: timedelta) -> bool:
         """Extend our lock to now + ``ttl``; False when it is no longer ours (expired and taken)."""
