@@ -43,8 +43,6 @@ def test_a_report_lists_a_bounded_number_of_anomalies_and_says_how_many_more(
     tmp_path: Path,
 ) -> None:
     plant = Plant(tmp_path / "p", reread="2d")
-    plant.book("M1", "B", 10, plant.ago(hours=32))  # one usable run: the mapping fits the table
-    plant.book("M1", "B", 20, plant.ago(hours=31))
     many = REPORT_ANOMALIES + 1_500
     first = plant.ago(hours=30)
     rows = [

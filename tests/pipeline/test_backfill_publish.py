@@ -8,8 +8,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from .plant import Plant
-from .test_failures import audit_rows, etl, parquet_rows, read_only_mount  # noqa: F401
+from tests.support.plant import Plant
+from tests.test_failures import audit_rows, etl, parquet_rows, read_only_mount  # noqa: F401
 
 
 def test_a_failed_backfill_publication_shows_in_audit_status_and_metrics(

@@ -11,8 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.sources.sql.arrow import zero_guard, zero_restore
-
-from .test_far_dates import _outcome, _project
+from tests.pipeline.test_far_dates import _outcome, _project
 
 
 def _zero_table(url: str) -> None:

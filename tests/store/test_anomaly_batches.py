@@ -18,8 +18,7 @@ from etl.shapes import STORED_ANOMALY_COLUMNS
 from etl.store import db
 from etl.store.diff import AnomalyDigest
 from etl.store.spool import AnomalySpool
-
-from .plant import BERLIN, Plant
+from tests.support.plant import BERLIN, Plant
 
 UNKNOWN = 99  # an event code the plant's mapping does not know: one unknown_event per booking
 

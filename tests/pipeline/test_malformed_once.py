@@ -10,8 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.sources.sql import query as sql_query
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 
 def test_the_malformed_text_query_runs_once_per_run_and_is_bounded(
