@@ -3,7 +3,7 @@ size, not by how many anomalies it finds.
 
 A run finds anomalies batch by batch while it reads (the mapping's) and at its end (the fold's),
 and commits them after the fold. Up to ``limit`` of them wait in memory; beyond that each full
-batch goes to an anonymous temporary file as an Arrow IPC stream (compact: no Python object per
+batch goes to a temporary file (in TMPDIR) as an Arrow IPC stream (compact: no Python object per
 value) and is read back one batch at a time by the commit, which inserts it batch by batch.
 A window with fewer anomalies than a batch never touches the disk.
 """
