@@ -114,6 +114,9 @@ class Derived:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of order rows changed since lo that now fail a filter: they leave the store
     removed: pd.DataFrame | None = None
+    #: the fields of the runs the next window may carry, before its possible starts (None: the
+    #: mapping has no fields); committed with the runs (table ``run_carry``)
+    carries: pd.DataFrame | None = None
     #: what the source skipped (a file drop's bad files), for the audit row and the output
     warnings: list[str] = field(default_factory=list)
     #: the source's own writes in the commit's transaction (a file drop's ledger)
@@ -251,11 +254,14 @@ def derive(
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
+            if job.mapping.fields:  # with the carries of the runs' fields
+                return store.carried_runs(job.name, lo, margin, carries=True)
             return store.carried_runs(job.name, lo, margin)
 
     zone, size = job.connector.zone, job.batch_size
     rows: list[pd.DataFrame] = []
     codes: Counter[tuple[str, str]] = Counter()
+    before: list[pd.DataFrame] = []
     withdrawn: list[pd.DataFrame] = []
     # the anomalies go to the spool as they are found: memory bounded by batches, not anomalies
     spool = AnomalySpool(size)
@@ -266,6 +272,22 @@ def derive(
             window = _reached_back(job, structure, reading, window)
         keep = _anomalies_of(job, window, spool)
         reach = structure.reach(window, carried)
+        so_far = 0
+        if window.hi > window.lo and reach.before is not None:  # carried runs' fields only
+            # (first: the window's request is the one a reader remembers, preview shows it)
+            log.info(
+                "%s: the fields of runs open at %s are read again from %s",
+                job.name,
+                window.lo.isoformat(timespec="seconds"),
+                reach.before.lo.isoformat(timespec="seconds"),
+            )
+            for batch in reading.request(reach.before, shape).batches(size):
+                mapped = structure.map(batch, zone, reading.instants)
+                before.append(mapped.rows)
+                rows_read += mapped.rows_read
+                if progress is not None:  # the lease is checked as the read goes on
+                    so_far += mapped.rows_read
+                    progress(so_far)
         request = reading.request(reach.window, shape)
         if window.hi > window.lo:
             for batch in request.batches(size):
@@ -281,7 +303,7 @@ def derive(
                     usable += len(mapped.rows)
                 failpoint("extract")
                 if progress is not None:
-                    progress(read)
+                    progress(so_far + read)
             leaving = extra_request(reading, "withdrawn", window, shape)
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
@@ -308,7 +330,11 @@ def derive(
         expected = read
     expected += malformed  # rows whose text time the window's comparison could not find
     unlisted = sum(n for (_, kind), n in codes.items() if kind == "UNKNOWN")
-    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    # the next sync run starts at hi - reread, a backfill's next chunk at hi
+    points = (max(start_utc(job), window.hi - job.reread), window.hi)
+    derived = structure.derive(
+        rows, window, reach, carried, withdrawn, before=before, points=points
+    )
     for found in derived.anomalies:
         keep(found)
     runs = with_context(derived.runs, job, STORED_RUN_COLUMNS)
@@ -323,6 +349,7 @@ def derive(
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
+        carries=derived.carries,
         warnings=warnings,
         on_commit=on_commit,
         expected=expected,
@@ -538,6 +565,7 @@ class JobRun:
             # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
             # old, are the sync runs' to remove
             withdrawn=None if bounded else derived.removed,
+            carries=derived.carries,
             also=derived.on_commit,
         )
 
