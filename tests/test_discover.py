@@ -226,6 +226,32 @@ def test_pause_and_resume_codes_are_found_by_folding_the_sample() -> None:
     assert guess.notes["A"].startswith("START") and guess.counts[0] == ("A", 12)
 
 
+def test_a_single_booking_between_start_and_end_is_not_taken_for_the_end() -> None:
+    """Every order books 1 (start), one 5 (a quantity report, or "setup finished") and then 2
+    or 3 (finished, aborted); open orders have only 1 and 5. 5 never closes a sequence: 2 and 3
+    do, and 2 or 3 after an END 5 would be ignored bookings outside every run."""
+    rows = []
+    for order in range(30):
+        base = pd.Timestamp("2026-10-20 06:00") + pd.Timedelta(hours=5 * order)
+        machine = f"M{order % 3}"
+        rows.append((base, str(4700 + order), machine, 1))
+        rows.append((base + pd.Timedelta(minutes=50), str(4700 + order), machine, 5))
+        if order < 27:  # the last three are still open
+            rows.append((base + pd.Timedelta(minutes=100), str(4700 + order), machine, 2 + order % 2))
+    sample = pd.DataFrame(rows, columns=["ZEIT", "AUNR", "ARBPL", "KENN"])
+    columns = {
+        "timestamp": ColumnSpec(column="ZEIT"),
+        "order_code": ColumnSpec(column="AUNR"),
+        "machine_code": ColumnSpec(column="ARBPL"),
+        "event": ColumnSpec(column="KENN"),
+    }
+    guess = guess_codes(sample, columns, ZoneInfo("UTC"))
+    assert guess.events["START"] == [1]
+    assert sorted(guess.events["END"]) == [2, 3] and guess.events["ignore"] == [5]
+    assert guess.notes["2"].startswith("END: closes 100%")
+    assert guess.notes["5"].startswith("ignore: inside a run")
+
+
 # --------------------------------------------------------------------------- real servers
 
 

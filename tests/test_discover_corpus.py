@@ -1,4 +1,4 @@
-"""``etl discover`` measured on 14 vendor-style tables (tests/discover_corpus.py) on the real
+"""``etl discover`` measured on 17 vendor-style tables (tests/discover_corpus.py) on the real
 PostgreSQL and MariaDB: decisions right out of total, which must reach 90%."""
 
 from __future__ import annotations
@@ -91,6 +91,9 @@ def test_discover_gets_at_least_90_percent_of_the_decisions_right(
     for vendor in table:
         proposal = propose(project, vendor.dialect, vendor.name)
         scores.append(score(vendor, proposal))
+        if vendor.structure == "orders" and proposal.profile is not None:
+            # the fold's order at equal times concerns bookings only
+            assert not any("END before START" in w for w in proposal.profile.warnings)
         if vendor.expected.get("zone") == "utc" and proposal.zone.verdict == "utc":
             # the connectors say Europe/Berlin: the evidence disagrees, so discover warns
             assert any("look like UTC" in w for w in proposal.warnings), proposal.warnings
@@ -129,10 +132,10 @@ def test_an_accepted_proposal_gives_the_right_runs_on_its_first_run(
     with capsys.disabled():
         for name, got, want in results:
             print(f"  first run of {name}: {got} runs (history: {want})")
-    # exact on 12 of 14; AFRU's open confirmations ('00000000' end) and one booking in PRDTRNP's
+    # exact on 15 of 17; AFRU's open confirmations ('00000000' end) and one booking in PRDTRNP's
     # repeated autumn hour are the known misses (docs/discover.md)
     right = [name for name, got, want in results if got == want]
-    assert len(right) >= 12, results
+    assert len(right) >= len(results) - 2, results
     assert all(abs(got - want) <= 0.03 * want for _, got, want in results), results
 
 
