@@ -441,3 +441,45 @@ def test_a_mariadb_view_is_read_with_select_only(mariadb_database: str, tmp_path
             for host in ("%", "localhost"):
                 conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
         admin.dispose()
+
+
+def test_a_placeholder_is_refused_by_validate_and_its_job_is_written_disabled(
+    tmp_path: Path,
+) -> None:
+    """A table with no column discover takes for the order: the proposal says CHANGE_ME, which
+    would otherwise load and store every run under order 'CHANGE_ME'."""
+    import sqlite3
+
+    root = _project(tmp_path / "p", "dialect: sqlite\npath: plant.sqlite\ntimezone: UTC\n")
+    with sqlite3.connect(root / "plant.sqlite") as db:
+        db.execute("CREATE TABLE laeufe (maschine TEXT, beginn TEXT, ende TEXT)")
+        start = datetime(2026, 11, 2, 6, 0)
+        db.executemany(
+            "INSERT INTO laeufe VALUES (?, ?, ?)",
+            [
+                (
+                    "M1",  # one machine, and nothing that could be the order
+                    f"{start + timedelta(hours=3 * i):%Y-%m-%d %H:%M:%S}",
+                    f"{start + timedelta(hours=3 * i + 2):%Y-%m-%d %H:%M:%S}",
+                )
+                for i in range(40)
+            ],
+        )
+    code, out, err = etl("-p", str(root), "discover", "plant", "-t", "laeufe", "--job", "laeufe")
+    assert code == 0, err
+    job = yaml.safe_load((root / "jobs" / "laeufe.yaml").read_text())
+    assert job["enabled"] is False
+    assert "placeholder 'CHANGE_ME'" in out and "set 'enabled: true'" in out
+    text = (root / "mappings" / "laeufe.yaml").read_text()
+    line = next(
+        n for n, row in enumerate(text.splitlines(), 1) if row.strip().startswith("order_code:")
+    )
+    code, out, err = etl("-p", str(root), "validate")
+    assert code == 2 and out == ""
+    assert f"mappings/laeufe.yaml:{line}: columns.order_code.value: placeholder 'CHANGE_ME'" in err
+    assert "name the source column (order_code: COLUMN)" in err
+    # the job is disabled: --all skips it (and stores no run under order 'CHANGE_ME')
+    code, out, err = etl("-p", str(root), "run", "--all")
+    assert code == 0, err
+    assert "CHANGE_ME" not in out
+    assert not (root / "output").exists() or not list((root / "output").rglob("*.parquet"))

@@ -28,7 +28,7 @@ from etl.commands.discover.profile import Column, profile_columns, time_fields
 from etl.commands.discover.roles import FilterProposal, Roles, decide
 from etl.commands.discover.timezone import ZoneEvidence, changes, judge, warning, zone_to_test
 from etl.commands.discover.vocabulary import name_score
-from etl.config.models import ColumnSpec, DstPolicy, Project
+from etl.config.models import PLACEHOLDERS, ColumnSpec, DstPolicy, Project
 from etl.errors import DataError, UsageError
 from etl.pipeline.mapping import sentinel_rows, timestamps
 from etl.sources.sql.arrow import catalog_columns
@@ -137,6 +137,21 @@ class Proposal:
     zone: ZoneEvidence | None = None
     warnings: list[str] = field(default_factory=list)
     profiled_rows: int = 0  # the first rows as stored, on which the roles were decided
+
+    def placeholders(self) -> list[str]:
+        """The keys where the proposal holds a placeholder (nothing recognised): the mapping
+        does not load until they are named."""
+        out = [
+            f"columns.{name}"
+            for name, spec in self.columns.items()
+            if spec.value in PLACEHOLDERS or spec.column in PLACEHOLDERS
+        ]
+        out += [
+            f"events.{kind}"
+            for kind, codes in self.events.items()
+            if any(str(c) in PLACEHOLDERS for c in codes)
+        ]
+        return out
 
     @property
     def filter_hints(self) -> list[tuple[str, list[tuple[Any, int]]]]:
@@ -327,11 +342,19 @@ def write_job(
         if path.exists():
             raise UsageError(f"{path} exists; not overwritten", hint="choose another --job name")
     command = command or f"etl discover {connector} --table {table} --job {name}"
-    text = propose(project, connector, table, schema).yaml(command)
+    proposal = propose(project, connector, table, schema)
+    text = proposal.yaml(command)
     mapping.parent.mkdir(parents=True, exist_ok=True)
     job.parent.mkdir(parents=True, exist_ok=True)
     mapping.write_text(text)
-    job.write_text(f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n")
+    header = f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n"
+    left = proposal.placeholders()
+    if left:  # never run by 'etl run --all' before someone names them
+        header += (
+            f"# disabled: mappings/{name}.yaml has placeholders ({', '.join(left)}); name them, "
+            "then set enabled: true\nenabled: false\n"
+        )
+    job.write_text(header)
     return mapping, job
 
 
@@ -395,9 +418,9 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
         elif name not in ("product_code", "updated_at"):
             notes.append(f"no {name} column recognised: a placeholder is proposed")
             columns[name] = (
-                ColumnSpec(column=_any_column(info))
+                ColumnSpec(column=PLACEHOLDERS[0])
                 if name == "timestamp"
-                else ColumnSpec(value="CHANGE_ME")
+                else ColumnSpec(value=PLACEHOLDERS[0])
             )
             reasons[name] = "placeholder: name the column"
     if structure == "orders" and "end" in columns:
@@ -453,10 +476,6 @@ def _primary_key(conn: Connection, info: TableInfo) -> set[str]:
         conn.rollback()
         return set()
     return set(pk.get("constrained_columns") or [])
-
-
-def _any_column(info: TableInfo) -> str:
-    return info.columns[0].name if info.columns else "CHANGE_ME"
 
 
 def _zone(

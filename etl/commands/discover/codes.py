@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from etl.config.models import ColumnSpec, DstPolicy, normalize_code
+from etl.config.models import PLACEHOLDERS, ColumnSpec, DstPolicy, normalize_code
 from etl.pipeline.fold import fold
 from etl.pipeline.mapping import text_values, timestamps
 
@@ -56,7 +56,7 @@ def guess_codes(
     """START/END/ignore for the sampled codes, scored by the fold; see the module docstring."""
     spec = columns.get("event")
     if spec is None or spec.column is None or spec.column not in sample:
-        return CodeGuess({"START": ["CHANGE_ME"], "END": ["CHANGE_ME_TOO"]}, {}, [])
+        return CodeGuess({"START": [PLACEHOLDERS[0]], "END": [PLACEHOLDERS[1]]}, {}, [])
     raw = sample[spec.column]
     code_text = text_values(raw, True)
     originals: dict[str, Any] = {}
@@ -72,7 +72,7 @@ def guess_codes(
     unlisted = [c for c in ordered if c not in common]
     shown = [(originals.get(c, c), counts[c]) for c in ordered]
     if frame is None or len(common) < 2:
-        return CodeGuess({"START": ["CHANGE_ME"], "END": ["CHANGE_ME_TOO"]}, {}, shown)
+        return CodeGuess({"START": [PLACEHOLDERS[0]], "END": [PLACEHOLDERS[1]]}, {}, shown)
     stats = _positions(frame)
     initial = _initial(common, stats)
     scorer = _Scorer(frame, stats)
