@@ -1011,7 +1011,9 @@ def vendors() -> list[Vendor]:
                 "MASCHINE": f"SPRITZ{e.machine}",
                 "AUFTRAG": f"6{e.order:05d}",
                 "ARTIKEL": e.product,
-                "BUCHART": codes17["abort"] if e.kind == "end" and e.order % 3 == 1 else codes17[e.kind],
+                "BUCHART": codes17["abort"]
+                if e.kind == "end" and e.order % 3 == 1
+                else codes17[e.kind],
                 "ZEITSTEMPEL": f"{wall(e.at, local):%d.%m.%Y %H:%M:%S}",
                 "STORNO": int(e.cancelled),
                 "MENGE": e.qty,
@@ -1136,9 +1138,9 @@ def score(vendor: Vendor, proposal: Any) -> Score:
             (f.filter for f in proposal.filters if f.column.lower() == column.lower()), None
         )
         # compared with types: ne: 1 on an integer column is not ne: '1'
-        same = got_spec is not None and {
-            k: (type(v), v) for k, v in got_spec.items()
-        } == {k: (type(v), v) for k, v in want.items()}
+        same = got_spec is not None and {k: (type(v), v) for k, v in got_spec.items()} == {
+            k: (type(v), v) for k, v in want.items()
+        }
         s.check(f"filter {column} as written", same, f"{got_spec} (expected {want})")
     zone = vendor.expected.get("zone", "local")
     got_zone = proposal.zone.verdict if proposal.zone is not None else "none"

@@ -237,7 +237,9 @@ def test_a_single_booking_between_start_and_end_is_not_taken_for_the_end() -> No
         rows.append((base, str(4700 + order), machine, 1))
         rows.append((base + pd.Timedelta(minutes=50), str(4700 + order), machine, 5))
         if order < 27:  # the last three are still open
-            rows.append((base + pd.Timedelta(minutes=100), str(4700 + order), machine, 2 + order % 2))
+            rows.append(
+                (base + pd.Timedelta(minutes=100), str(4700 + order), machine, 2 + order % 2)
+            )
     sample = pd.DataFrame(rows, columns=["ZEIT", "AUNR", "ARBPL", "KENN"])
     columns = {
         "timestamp": ColumnSpec(column="ZEIT"),
@@ -391,6 +393,44 @@ def test_an_empty_default_schema_lists_the_schemas_with_tables(
     code, out, _ = etl("-p", str(root), "discover", "plant", "--schema", "werk_1")
     assert code == 0 and "schema 'werk_1' is empty or does not exist; schemas with tables:" in out
     assert "  werk1  1 table(s) or view(s)" in out
+
+
+@pytest.mark.postgres
+def test_schema_dot_table_is_accepted_and_a_table_in_another_schema_is_hinted(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = sa.make_url(postgres_database)
+    engine = sa.create_engine(url)
+    start = datetime(2026, 11, 22, 6, 0)
+    rows = []
+    for order in range(40):
+        at = start + timedelta(hours=7 * order)  # 22.11. .. 04.12.: text order is not time order
+        for code, minutes in ((1, 0), (5, 40), (2, 90)):
+            stamp = at + timedelta(minutes=minutes)
+            rows.append({"a": str(4700 + order), "m": f"M{order % 3}", "c": code, "z": stamp})
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA bde"))
+        conn.execute(
+            sa.text("CREATE TABLE bde.buchung (auftrag text, maschine text, art int, zeit text)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO bde.buchung VALUES (:a, :m, :c, :z)"),
+            [{**r, "z": f"{r['z']:%d.%m.%Y %H:%M:%S}"} for r in rows],
+        )
+        conn.execute(sa.text("CREATE VIEW bde.v_buchung AS SELECT * FROM bde.buchung"))
+    engine.dispose()
+    root = _project(tmp_path / "p", _connector(url, "postgresql"))
+    code, out, err = etl("-p", str(root), "discover", "plant", "--table", "bde.v_buchung")
+    assert code == 0, err
+    mapping = yaml.safe_load(out)
+    assert mapping["source"] == {"table": "v_buchung", "schema": "bde"}
+    # the range of the text timestamps is the parsed one, with the format it was parsed with
+    first, last = min(r["z"] for r in rows), max(r["z"] for r in rows)
+    assert f"from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S}" in out
+    assert "range parsed with '%d.%m.%Y %H:%M:%S'; as text it sorts" in out
+    code, out, err = etl("-p", str(root), "discover", "plant", "--table", "v_buchung")
+    assert code == 4 and "table 'v_buchung' not found" in err
+    assert "found in schema bde: pass --schema bde (or --table bde.v_buchung)" in err
 
 
 @pytest.mark.mariadb

@@ -182,9 +182,7 @@ def test_ne_and_not_in_keep_null_rows_in_every_dialect(dialect: str) -> None:
     assert f"({status} NOT IN (" in where and f"OR {status} IS NULL)" in where
     assert 1 in params.values() and ["DLT", "DEL"] in params.values()
     # eq and in stay plain comparisons: a NULL row fails them
-    plain, _ = compile_for(
-        dialect, mapping(filters=[{"column": "STORNO", "eq": 0}]), window=None
-    )
+    plain, _ = compile_for(dialect, mapping(filters=[{"column": "STORNO", "eq": 0}]), window=None)
     assert "IS NULL" not in where_part(plain)
 
 

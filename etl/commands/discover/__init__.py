@@ -116,6 +116,7 @@ class Profile:
     type_note: str | None
     scope: str  # "the whole table" or "the newest N rows"
     warnings: list[str] = field(default_factory=list)
+    range_note: str | None = None  # how minimum/maximum were found when not by the column's order
 
 
 @dataclass
@@ -253,6 +254,35 @@ def _bounded_count(conn: Connection, name: str, schema: str | None) -> int | Non
     return n if n <= COUNT_LIMIT else None
 
 
+def _schema_names(conn: Connection) -> list[str]:
+    """The schemas the account sees, system schemas left out ([] where the catalog says none)."""
+    try:
+        names = sa.inspect(conn).get_schema_names()
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
+        return []
+    return [n for n in names if n.lower() not in SYSTEM_SCHEMAS]
+
+
+def _schemas_holding(conn: Connection, name: str, searched: str | None) -> list[str]:
+    """The other schemas with a table or view called ``name`` (case-blind)."""
+    inspector = sa.inspect(conn)
+    out = []
+    for schema in _schema_names(conn):
+        if schema == searched:
+            continue
+        try:
+            names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
+                schema=schema
+            )
+        except sa.exc.DBAPIError:
+            conn.rollback()
+            continue
+        if any(n.lower() == name.lower() for n in names):
+            out.append(schema)
+    return out
+
+
 def _schemas_with_tables(conn: Connection) -> list[tuple[str, int]]:
     """(schema, tables) for every schema the account sees that has tables or views."""
     inspector = sa.inspect(conn)
@@ -367,13 +397,29 @@ def _find_table(source: Source, conn: Connection, name: str, schema: str | None)
             f"{source.where}: cannot list the tables of schema {schema!r}: {_first_line(exc)}"
         ) from None
     exact = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+    if not exact and schema is None and "." in name:
+        # 'bde.v_buchung', as a SQL user writes it: schema and table
+        first, _, rest = name.partition(".")
+        schemas = _schema_names(conn)
+        match = next((s for s in schemas if s == first), None) or next(
+            (s for s in schemas if s.lower() == first.lower()), None
+        )
+        if match is not None:
+            return _find_table(source, conn, rest, match)
     if not exact:
         listing = ", ".join(sorted(names)[:30]) or "none"
+        elsewhere = _schemas_holding(conn, name, schema)
+        hint = "'etl discover CONNECTOR' lists every table and view"
+        if elsewhere:
+            hint = (
+                f"found in schema {', '.join(elsewhere)}: pass --schema {elsewhere[0]} "
+                f"(or --table {elsewhere[0]}.{name})"
+            )
         raise DataError(
             f"{source.where}: table {name!r} not found"
             + (f" in schema {schema!r}" if schema else "")
             + f" (tables: {listing})",
-            hint="'etl discover CONNECTOR' lists every table and view",
+            hint=hint,
         )
     found = exact[0]
     kind = "view" if found in inspector.get_view_names(schema=schema) else "table"
@@ -678,6 +724,14 @@ def _profile(
     else:
         lo = _extreme(conn, table, names, ascending=True)
         hi = _extreme(conn, table, names, ascending=False)
+    fmt = spec.format or spec.date_format
+    range_note = None
+    if fmt and not sortable(fmt) and lo is not None and hi is not None:
+        # text that does not sort like time: its min/max are text order, not the time range
+        parsed, scope_note = _parsed_range(conn, table, names, spec, sample, big)
+        if parsed is not None:
+            range_note = f"parsed with '{fmt}'{scope_note}; as text it sorts {lo} .. {hi}"
+            lo, hi = parsed
     precision = _precision(stamps)
     column = next(c for c in info.columns if c.name == names[0])
     type_note = source.dialect.timestamp_note(column.sa_type) if spec.column else None
@@ -703,7 +757,6 @@ def _profile(
             f"date and time in separate columns: the window predicate compares {spec.date} "
             "(whole days); an index on it keeps syncs cheap"
         )
-    fmt = spec.format or spec.date_format
     if fmt and not sortable(fmt):
         warnings.append(
             f"text in '{fmt}' does not sort like time: the window cannot be pushed to the "
@@ -733,7 +786,36 @@ def _profile(
         type_note=type_note,
         scope=scope,
         warnings=warnings,
+        range_note=range_note,
     )
+
+
+def _parsed_range(
+    conn: Connection,
+    table: sa.TableClause,
+    names: list[str],
+    spec: ColumnSpec,
+    sample: pd.DataFrame,
+    big: bool,
+) -> tuple[tuple[str, str] | None, str]:
+    """The earliest and latest time of a text timestamp, parsed: over every value of a table
+    that is not big (at most FULL_PROFILE_ROWS), else over the sample."""
+    frame, scope = sample, ", over the sample"
+    if not big:
+        cols = [table.c[n] for n in names]
+        query = sa.select(*cols).where(*[c.is_not(None) for c in cols]).limit(FULL_PROFILE_ROWS)
+        try:
+            frame, scope = _read(conn, query), ""
+        except sa.exc.DBAPIError:
+            conn.rollback()
+    try:
+        stamps = timestamps(frame, spec, ZoneInfo("UTC"), DstPolicy()).dropna()
+    except (KeyError, ValueError, TypeError):
+        return None, scope
+    if stamps.empty:
+        return None, scope
+    naive = stamps.dt.tz_convert(None)
+    return (f"{naive.min():%Y-%m-%d %H:%M:%S}", f"{naive.max():%Y-%m-%d %H:%M:%S}"), scope
 
 
 def _big(info: TableInfo) -> bool:
@@ -840,6 +922,8 @@ def render_yaml(proposal: Proposal, command: str) -> str:
             f"{profile.duplicate_values:,} values shared by {profile.duplicate_rows:,} rows",
             f"#   from {profile.minimum} to {profile.maximum}; precision: {profile.precision}",
         ]
+        if profile.range_note:
+            out.append(f"#   range {profile.range_note}")
         if profile.type_note:
             out.append(f"#   type: {profile.type_note}")
         out += [f"#   WARNING: {w}" for w in profile.warnings]
