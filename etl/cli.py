@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,12 @@ class EtlGroup(click.Group):
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (`etl status | head -1`): stop quietly, as a shell
+            # tool killed by SIGPIPE does; a run's commit is atomic, so nothing is half-written
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             secrets = ctx.meta.get("etl.secrets", [])
             message = f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}"
@@ -162,6 +169,29 @@ def _note(level: str, text: str, **fields: Any) -> None:
         click.echo(json_line(level, text, **fields), err=True)
     else:
         click.echo(text, err=True)
+
+
+class Named(click.Argument):
+    """A JOB or CONNECTOR argument whose absence names the project's jobs or connectors, as
+    ``etl run`` without a job does (the file names; nothing is loaded or validated)."""
+
+    def __init__(self, *args: Any, folder: str = "jobs", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder = folder
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.MissingParameter as exc:
+            from etl.config.loader import find_root
+
+            obj = ctx.find_root().obj or {}
+            root = Path(obj.get("root") or find_root())
+            names = sorted(p.stem for p in (root / self.folder).glob("*.yaml"))
+            if not names:
+                raise
+            listed = f"{self.folder} in {root}: {', '.join(names)}"
+            raise click.MissingParameter(listed, ctx=ctx, param=self) from exc
 
 
 def _project(ctx: click.Context, *, partial: bool = True) -> Project:
@@ -478,7 +508,7 @@ _WHEN_HELP = (
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Window start instead of the next run's: {_WHEN_HELP}.")
 @click.option("--until", help=f"Window end instead of source clock - safety_lag: {_WHEN_HELP}.")
 @click.option(
@@ -515,7 +545,7 @@ def preview(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Only runs and anomalies from: {_WHEN_HELP}.")
 @click.option("--until", help=f"Only runs and anomalies before: {_WHEN_HELP}.")
 @click.option(
@@ -557,7 +587,7 @@ def _check_source(project: Any, connector: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--strict", is_flag=True, help="Exit 7 when the account can write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_context
@@ -581,7 +611,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
             f"{report.where}: {report.fetch_error}",
             hint="install the driver, or set fetch: auto",
         )
-    unreadable = [t for t in report.tables if not t.readable]
+    unreadable = [t for t in report.tables if t.failing]
     if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
         raise DataError(
             f"{report.where}: {len(unreadable)} mapped table(s) NOT readable: "
@@ -597,7 +627,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
 @click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
 @click.option(
@@ -677,7 +707,7 @@ def discover(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option(
     "--since",
     required=True,
@@ -773,7 +803,7 @@ def state() -> None:
 
 
 @state.command("reset")
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.pass_context
 def state_reset(ctx: click.Context, job: str, yes: bool) -> None:

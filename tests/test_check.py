@@ -75,6 +75,45 @@ def test_a_mapped_column_that_is_missing_makes_its_table_fail(tmp_path: Path) ->
     assert "column 'AUFNR' not found in BUCHUNGEN" in failed.detail and "AUNR" in failed.detail
 
 
+def test_a_broken_mapping_only_disabled_jobs_use_is_reported_not_counted(tmp_path: Path) -> None:
+    # `etl init`'s starter: a placeholder mapping behind a disabled job must not fail the first
+    # `etl check`; once a job that reads it is enabled, it does (exit 4, as `etl run` would)
+    plant = Plant(tmp_path / "p")
+    path = plant.root / "mappings" / "bookings.yaml"
+    path.write_text(path.read_text().replace("order_code: AUNR", "order_code: AUFNR"))
+    job = plant.root / "jobs" / "bookings.yaml"
+    job.write_text(job.read_text() + "enabled: false\n")
+    code, out, _ = etl("-p", str(plant.root), "check", "plant")
+    assert code == 0, out
+    assert "  off  bookings <- bookings:" in out and "only disabled jobs use it" in out
+    assert "NOT readable" not in out
+    assert "BUCHUNGEN" not in "".join(line for line in out.splitlines() if "GRANT" in line)
+    job.write_text(job.read_text().replace("enabled: false\n", "enabled: true\n"))
+    code, out, err = etl("-p", str(plant.root), "check", "plant")
+    assert code == 4
+    assert "  FAIL bookings <- bookings:" in out and "1 mapped table(s) NOT readable" in err
+
+
+def test_check_names_the_plant_time_zone_and_whether_the_connector_sets_it(tmp_path: Path) -> None:
+    plant = Plant(tmp_path / "p")
+    connector = plant.root / "connectors" / "plant.yaml"
+    report = check_connector(load_project(plant.root), "plant")
+    lines = [line for line in format_report(report).splitlines() if line.startswith("time zone:")]
+    zone = report.plant_timezone
+    assert report.plant_timezone_set == ("timezone:" in connector.read_text())
+    assert lines and f"plant {zone}" in lines[0]
+    connector.write_text(
+        "".join(
+            line
+            for line in connector.read_text().splitlines(keepends=True)
+            if not line.startswith("timezone:")
+        )
+    )
+    report = check_connector(load_project(plant.root), "plant")
+    assert (report.plant_timezone, report.plant_timezone_set) == ("UTC", False)
+    assert "no timezone in the connector: naive timestamps are read as UTC" in format_report(report)
+
+
 def test_tables_read_by_a_custom_query_are_those_it_names() -> None:
     mapping = MappingSpec.model_validate(
         {

@@ -228,7 +228,7 @@ CASES = [
     ),
     pytest.param(
         {"jobs/sync.yaml": JOB + "start_from: next tuesday\n"},
-        ["jobs/sync.yaml:3: start_from: Input should be a valid date"],
+        ["jobs/sync.yaml:3: start_from: expected a date like 2026-11-01"],
         id="wrong-type-start-from",
     ),
     pytest.param(
@@ -359,9 +359,17 @@ CASES = [
         {"connectors/plant.yaml": CONNECTOR.replace("Europe/Berlin", "Europe/Berlinn")},
         [
             "connectors/plant.yaml:3: timezone: unknown time zone 'Europe/Berlinn' "
-            "(use an IANA name such as 'Europe/Berlin' or 'UTC')"
+            "(did you mean 'Europe/Berlin'? use an IANA name such as 'Europe/Berlin' or 'UTC')"
         ],
         id="unknown-timezone-connector",
+    ),
+    pytest.param(
+        {"jobs/sync.yaml": JOB + "start_from: 01.11.2026\n"},
+        [
+            "jobs/sync.yaml:3: start_from: expected a date like 2026-11-01 or a date and time "
+            "like 2026-11-01 06:00:00 (plant wall-clock time), got '01.11.2026'"
+        ],
+        id="start-from-not-iso",
     ),
     pytest.param(
         {"jobs/sync.yaml": JOB + "timezone: CEST\n"},

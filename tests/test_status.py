@@ -69,6 +69,21 @@ def test_status_shows_age_next_run_and_schedule(tmp_path: Path) -> None:
     assert (orders["schedule"], orders["next_run"], orders["checked"]) == (None, None, False)
 
 
+def test_status_json_gives_the_next_run_in_utc_whatever_the_schedules_zone(
+    tmp_path: Path,
+) -> None:
+    plant = Plant(tmp_path / "p")
+    (plant.root / "jobs" / "bookings.yaml").write_text(
+        "connector: plant\nmapping: bookings\nschedule: '5 * * * *'\ntimezone: Asia/Kolkata\n"
+    )
+    code, out, _ = etl("-p", str(plant.root), "status", "--json")
+    assert code == 0
+    (bookings,) = [e for e in json.loads(out) if e["job"] == "bookings"]
+    at = datetime.fromisoformat(bookings["next_run"])
+    assert at.utcoffset() == timedelta(0)
+    assert at.minute == 35  # :05 in Kolkata (+05:30) is :35 in UTC
+
+
 def test_check_flags_a_job_whose_last_success_is_older_than_stale_after_periods(
     tmp_path: Path,
 ) -> None:

@@ -942,7 +942,8 @@ def run_demo(
     where = shlex.quote(str(directory.resolve()))
     echo(f"next:           {etl_executable()} --project {where} status")
     if base is not None:
-        runs = json.dumps(str((base / "runs").resolve()))  # a Python string literal
+        # one job's directory: jobs differ in their columns (docs/parquet.md)
+        runs = json.dumps(str((base / "runs" / "job=demo_bookings").resolve()))
         code = f"import pandas as pd; print(pd.read_parquet({runs}))"
         echo(f"                {shlex.quote(sys.executable)} -c {shlex.quote(code)}")
     return DemoReport(directory=directory, created=created, results=results)

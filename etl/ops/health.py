@@ -109,6 +109,8 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
     trigger = job_trigger(job)
     checked = job.spec.enabled and trigger is not None
     next_run = trigger.get_next_fire_time(None, now) if checked and trigger else None
+    if next_run is not None:  # the trigger answers in the schedule's zone; status speaks UTC
+        next_run = next_run.astimezone(UTC)
     last_success: datetime | None = entry.get("last_success")
     failed = last is not None and last.get("status") != "ok"
     stale = False

@@ -109,6 +109,11 @@ class Derived:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of order rows changed since lo that now fail a filter: they leave the store
     removed: pd.DataFrame | None = None
+    #: rows that should give a booking or run (a START/END code, or an order row) and those of
+    #: them that did, and the rows whose event code no events list names (see ``_check_usable``)
+    expected: int = 0
+    usable: int = 0
+    unlisted: int = 0
 
     @property
     def runs_open(self) -> int:
@@ -243,7 +248,7 @@ def derive(
     parts: list[Mapped] = []
     withdrawn: list[pd.DataFrame] = []
     found: list[pd.DataFrame] = []
-    rows_read = 0
+    rows_read = malformed = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
         if reach_back and window.hi > window.lo:
@@ -269,11 +274,20 @@ def derive(
                         mapped = structure.map(batch, zone, reading.instants)
                         found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
                         rows_read += len(batch)
+                        malformed += len(found[-1])
                 except DataError as exc:  # e.g. a date_format on an integer column
                     log.warning("%s; malformed text times not looked for", exc.message)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
+    read = sum(p.rows_read for p in parts)
+    if structure.has_codes:
+        expected = sum(n for (_, kind), n in codes.items() if kind in ("START", "END"))
+        usable = sum(int(p.rows["event"].isin(("START", "END")).sum()) for p in parts)
+    else:
+        expected, usable = read, sum(len(p.rows) for p in parts)
+    expected += malformed  # rows whose text time the window's comparison could not find
+    unlisted = sum(n for (_, kind), n in codes.items() if kind == "UNKNOWN")
     rows = [p.rows for p in parts if not p.rows.empty]
     derived = structure.derive(rows, window, reach, carried, withdrawn)
     found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
@@ -285,10 +299,13 @@ def derive(
         window=window,
         runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
         anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
-        rows_read=rows_read + sum(p.rows_read for p in parts),
+        rows_read=rows_read + read,
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
+        expected=expected,
+        usable=usable,
+        unlisted=unlisted,
     )
 
 
@@ -479,6 +496,7 @@ def run_job(
             audit.duration_s = time.monotonic() - clock
             audit.count(derived.rows_read, derived.runs_open, derived.kinds())
             _check_anomalies(job, derived)
+            check_usable(job, derived)
             sync_id, changes = run.commit(derived, audit)
             committed = True  # the ok audit row is written: a later failure adds no failed one
             failpoint("commit")
@@ -544,6 +562,40 @@ def _check_anomalies(job: Job, derived: Derived) -> None:
         hint=f"look at them with 'etl preview {job.name}', fix the mapping or the source, "
         "or raise max_anomalies",
     )
+
+
+#: a window with this many rows of which not one is usable is a broken mapping, not bad data
+UNUSABLE_ROWS = 10
+
+
+def check_usable(job: Job, derived: Derived) -> None:
+    """DataError (exit 4, nothing committed) when the window's rows fit the mapping not at all:
+    every START/END row's time fails to parse (a wrong ``format``), or no row's event code is
+    listed under ``events``. Committing that would replace the window's stored runs with none.
+    Fewer than ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
+    where = f"mappings/{job.mapping_name}.yaml"
+    hint = f"look at the rows with 'etl preview {job.name}' and fix {where}"
+    kinds = derived.kinds()
+    if derived.expected >= UNUSABLE_ROWS and derived.usable == 0:
+        found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"
+        common = kinds.most_common(1)[0][0] if kinds else None
+        example = derived.anomalies.loc[derived.anomalies["kind"] == common, "detail"].dropna()
+        sample = f"; e.g. {example.iloc[0]}" if len(example) else ""
+        raise DataError(
+            f"{job.name}: not one of the {derived.expected:,} rows that should give a booking or "
+            f"run fits {where} (anomalies: {found}){sample}; nothing was committed, the stored "
+            "runs are kept",
+            hint=hint + " (columns.timestamp and its format, the columns)",
+        )
+    if derived.rows_read >= UNUSABLE_ROWS and derived.unlisted == derived.rows_read:
+        seen = sorted({code for (code, kind) in derived.codes if kind == "UNKNOWN"})
+        shown = ", ".join(repr(c) for c in seen[:8]) + (", ..." if len(seen) > 8 else "")
+        raise DataError(
+            f"{job.name}: none of the {derived.rows_read:,} rows read has an event code listed "
+            f"under events in {where} (codes read: {shown}); nothing was committed, the stored "
+            "runs are kept",
+            hint=hint + " (events: START, END, ignore)",
+        )
 
 
 def _log_result(result: RunResult) -> None:
