@@ -91,9 +91,12 @@ def _value(value: Any) -> sa.BindParameter[Any]:
     return sa.bindparam(None, value, type_=_Text() if isinstance(value, str) else None)
 
 
-def _values(values: list[Any]) -> sa.BindParameter[Any]:
+def _values(column: str, values: list[Any]) -> sa.BindParameter[Any]:
     text = all(isinstance(v, str) for v in values)
-    return sa.bindparam(None, values, expanding=True, type_=_Text() if text else None)
+    # named after the column, as col.in_() names it: STATUS_1_1 in the previewed parameters
+    return sa.bindparam(
+        column, values, unique=True, expanding=True, type_=_Text() if text else None
+    )
 
 
 def _filter(src: sa.FromClause, spec: FilterSpec) -> sa.ColumnElement[bool]:
@@ -116,9 +119,9 @@ def _filter(src: sa.FromClause, spec: FilterSpec) -> sa.ColumnElement[bool]:
         case "ge":
             return col >= _value(value)
         case "in":
-            return col.in_(_values(value))
+            return col.in_(_values(spec.column, value))
         case "not_in":
-            return sa.or_(col.not_in(_values(value)), col.is_(None))
+            return sa.or_(col.not_in(_values(spec.column, value)), col.is_(None))
         case _:
             return col.is_(None) if value else col.is_not(None)
 
