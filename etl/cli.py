@@ -394,8 +394,13 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
     if store is None:
         display += " (not created yet: no job has run)"
     else:
+        from etl.sources.files.ledger import bad_files
+
         try:
             entries = {e["job"]: e for e in store.summary()}
+            for name, files in bad_files(store).items():
+                if name in entries:
+                    entries[name]["bad_files"] = files
         finally:
             store.close()
     names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
@@ -464,6 +469,11 @@ def _print_status(
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"
         )
+        for bad in entry.get("bad_files") or []:
+            click.echo(
+                f"  BAD FILE {bad['path']} (since {bad['since']}, skipped by every run until it "
+                f"changes; its runs stay as stored): {bad['error']}"
+            )
         pending = entry.get("publish_pending") or []
         if pending and not entry["running"]:
             click.echo(
@@ -478,7 +488,7 @@ def _print_status(
             )
             click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
             for problem in state.problems:
-                if problem.startswith(("last run failed", "Parquet not published")):
+                if problem.startswith(("last run failed", "Parquet not published", "bad file")):
                     continue  # on the first lines already
                 click.echo(f"    {problem}")
 
@@ -494,11 +504,19 @@ def _json_default(value: Any) -> Any:
 @click.option(
     "--fresh", is_flag=True, help="Regenerate the database and start with an empty store."
 )
-def demo(directory: Path, fresh: bool) -> None:
+@click.option(
+    "--flavour",
+    type=click.Choice(["database", "files"]),
+    default="database",
+    show_default=True,
+    help="Where the jobs read the plant: its database, or its tables exported as daily CSV "
+    "files into DIRECTORY/drop (a file-drop connector, the same mappings).",
+)
+def demo(directory: Path, fresh: bool, flavour: str) -> None:
     """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
     from etl.commands.demo import run_demo
 
-    run_demo(directory, echo=click.echo, fresh=fresh)
+    run_demo(directory, echo=click.echo, fresh=fresh, flavour=flavour)
 
 
 _WHEN_HELP = (

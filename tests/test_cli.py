@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
