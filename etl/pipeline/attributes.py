@@ -7,9 +7,16 @@ latest run that started at or before it, when that run is still open or the book
 ``fold.grace`` after its END. START, END and ignored bookings (quantity postings) count alike.
 
 Each run's fields travel as one JSON object (``attributes``) through the store; the Parquet has
-one typed column per field (etl/outputs/parquet.py). A run carried across windows keeps what its
-bookings before the window gave (the stored attributes), combined with those in the window, so a
-split derivation gives what one window gives.
+one typed column per field (etl/outputs/parquet.py).
+
+A run carried across windows is not summed up from its stored ``attributes``: those count the
+bookings up to the previous window's end, and the next window re-reads some of them. Instead each
+derivation also gives, for the runs the next one may carry, the *carry*: what their bookings
+before a carry point gave (``carries``; the points are the next sync run's ``lo`` and this
+window's ``hi``). A later window starting at or after a carry point combines that partial value
+with the bookings from the point on; a carried run without a usable carry has its bookings read
+again from its start (``_from``). Either way a split derivation gives what one window gives, for
+every aggregation, however much the windows overlap.
 
 Everything is a grouped array pass: bookings find their run with one ``merge_asof``, the
 aggregations are pandas' grouped reductions over the runs, and distinct lists are built from
@@ -19,6 +26,8 @@ offsets; there is no Python loop per run or per booking.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -33,6 +42,12 @@ from etl.shapes import ANOMALY_COLUMNS, field_type
 KEY = ["machine_code", "order_code", "start"]
 _RUN = "_run"
 _ORDER = "_order"
+#: a carried run's column: from when its bookings are in the rows read (the rest is its
+#: ``attributes``, the partial value of its bookings before that time)
+FROM = "_from"
+#: a carry as the store holds it (table ``run_carry``): the run, the point, the partial value
+#: of the run's bookings before the point (NULL: none had a value), the mapping's digest
+CARRY_COLUMNS = [*KEY, "carry_at", "attributes", "basis"]
 
 
 def field_values(
@@ -111,27 +126,109 @@ def aggregate(
     bookings: pd.DataFrame,
     mapping: MappingSpec,
     held: pd.DataFrame | None,
-) -> pd.Series:
+    *,
+    lo: datetime | None = None,
+    points: Iterable[datetime] = (),
+    margin: timedelta = timedelta(0),
+) -> tuple[pd.Series, pd.DataFrame | None]:
     """The ``attributes`` of each run (JSON text, aligned with ``runs``) from the bookings that
-    count toward it (see the module docstring) and, for a run carried in (``held``, same key),
-    what its stored attributes say about its bookings before the window."""
+    count toward it (see the module docstring), and the carries at ``points`` (None: no fields).
+
+    ``held``: the runs carried in (same key). With a ``_from`` column, a carried run's bookings
+    before ``lo`` count from that time on and its ``attributes`` are the partial value of those
+    before it (NA: none); without one, its ``attributes`` stand for all its bookings before
+    ``lo``. ``bookings`` may reach back before ``lo`` for them. The carries are for the runs
+    started before a point and open at the point minus ``margin`` (what the next window carries
+    in), for each point not before ``lo``."""
     fields = mapping.fields
     index = runs.index
     if not fields:
-        return pd.Series(pd.NA, index=index, dtype="string")
+        return pd.Series(pd.NA, index=index, dtype="string"), None
     grace = pd.Timedelta(mapping.fold.grace)
     frame = runs[[*KEY, "end"]].reset_index(drop=True)
     frame[_RUN] = np.arange(len(frame))
     rows = _assigned(frame, bookings, list(fields), grace)
     rows[_ORDER] = 1
+    if lo is not None and len(rows):
+        rows = rows[_counted_from(frame, held, lo, rows)].reset_index(drop=True)
     if held is not None and not held.empty and "attributes" in held:
-        rows = pd.concat([_held_rows(frame, held, mapping), rows], ignore_index=True)
-    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
-    for name, spec in fields.items():
-        out[name] = _reduce(rows, name, spec, len(frame))
+        partial = held[held["attributes"].notna()]
+        if not partial.empty:
+            rows = pd.concat([_held_rows(frame, partial, mapping), rows], ignore_index=True)
+    out = _reduced(rows, fields, len(frame))
     text = _json(out)
     text.index = index
-    return text
+    carries = [
+        _carry(frame, rows, fields, at, margin, out)
+        for at in sorted(set(points))
+        if lo is None or at >= lo
+    ]
+    carried = (
+        pd.concat(carries, ignore_index=True)
+        if carries
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in CARRY_COLUMNS})
+    )
+    return text, carried
+
+
+def _reduced(rows: pd.DataFrame, fields: dict[str, FieldSpec], n: int) -> pd.DataFrame:
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    for name, spec in fields.items():
+        out[name] = _reduce(rows, name, spec, n)
+    return out
+
+
+def _counted_from(
+    frame: pd.DataFrame, held: pd.DataFrame | None, lo: datetime, rows: pd.DataFrame
+) -> np.ndarray:
+    """Which booking rows count: those from ``lo`` on, and those before it from the ``_from``
+    of the carried run they belong to (a run without one takes none from before ``lo``)."""
+    lo_us = int(pd.Timestamp(lo).value // 1000)
+    since = np.full(len(frame), lo_us, dtype=np.int64)
+    if held is not None and not held.empty and FROM in held:
+        known = held[[*KEY, FROM]].copy()
+        keys = frame[[*KEY, _RUN]].copy()
+        for key in ("machine_code", "order_code"):
+            keys[key] = keys[key].astype("string")
+            known[key] = known[key].astype("string")
+        for key in ("start", FROM):
+            known[key] = pd.to_datetime(known[key], utc=True).astype("datetime64[us, UTC]")
+        keys["start"] = pd.to_datetime(keys["start"], utc=True).astype("datetime64[us, UTC]")
+        matched = keys.merge(known, on=KEY, how="inner")
+        since[matched[_RUN].to_numpy()] = _micros(matched[FROM])
+    return _micros(rows["ts"]) >= since[rows[_RUN].to_numpy(dtype=np.int64)]
+
+
+def _carry(
+    frame: pd.DataFrame,
+    rows: pd.DataFrame,
+    fields: dict[str, FieldSpec],
+    at: datetime,
+    margin: timedelta,
+    whole: pd.DataFrame,
+) -> pd.DataFrame:
+    """The carries at ``at``: per run the next window carries in, the fields of its bookings
+    before ``at`` (``whole``: the fields of all its rows, what they are when none is later)."""
+    point = pd.Timestamp(at)
+    start = pd.to_datetime(frame["start"], utc=True)
+    end = pd.to_datetime(frame["end"], utc=True)
+    taken = ((start < point) & (end.isna() | (end >= point - margin))).to_numpy()
+    if not taken.any():
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CARRY_COLUMNS})
+    out = frame.loc[taken, KEY].reset_index(drop=True)
+    out["carry_at"] = point
+    ts = _micros(rows["ts"])
+    later = ts >= int(point.value // 1000)
+    if not later.any():  # the window's end: the fields are the runs' own
+        out["attributes"] = _json(whole[taken]).to_numpy()
+        return out
+    # the taken runs only, renumbered densely: a handful of the window's runs
+    dense = np.cumsum(taken) - 1
+    mine = ~later & taken[rows[_RUN].to_numpy()]
+    before = rows[mine].copy()
+    before[_RUN] = dense[before[_RUN].to_numpy()]
+    out["attributes"] = _json(_reduced(before, fields, int(taken.sum()))).to_numpy()
+    return out
 
 
 def _assigned(

@@ -112,6 +112,9 @@ class Derived:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of order rows changed since lo that now fail a filter: they leave the store
     removed: pd.DataFrame | None = None
+    #: the fields of the runs the next window may carry, before its possible starts (None: the
+    #: mapping has no fields); committed with the runs (table ``run_carry``)
+    carries: pd.DataFrame | None = None
     #: what the source skipped (a file drop's bad files), for the audit row and the output
     warnings: list[str] = field(default_factory=list)
     #: the source's own writes in the commit's transaction (a file drop's ledger)
@@ -249,10 +252,13 @@ def derive(
     if carried is None and store is not None:
 
         def carried(lo: datetime, margin: timedelta) -> pd.DataFrame:
+            if job.mapping.fields:  # with the carries of the runs' fields
+                return store.carried_runs(job.name, lo, margin, carries=True)
             return store.carried_runs(job.name, lo, margin)
 
     zone, size = job.connector.zone, job.batch_size
     parts: list[Mapped] = []
+    before: list[pd.DataFrame] = []
     withdrawn: list[pd.DataFrame] = []
     found: list[pd.DataFrame] = []
     rows_read = malformed = 0
@@ -261,8 +267,23 @@ def derive(
         if reach_back and window.hi > window.lo:
             window = _reached_back(job, structure, reading, window)
         reach = structure.reach(window, carried)
-        request = reading.request(reach.window, shape)
         so_far = 0
+        if window.hi > window.lo and reach.before is not None:  # carried runs' fields only
+            # (first: the window's request is the one a reader remembers, preview shows it)
+            log.info(
+                "%s: the fields of runs open at %s are read again from %s",
+                job.name,
+                window.lo.isoformat(timespec="seconds"),
+                reach.before.lo.isoformat(timespec="seconds"),
+            )
+            for batch in reading.request(reach.before, shape).batches(size):
+                mapped = structure.map(batch, zone, reading.instants)
+                before.append(mapped.rows)
+                rows_read += mapped.rows_read
+                if progress is not None:  # the lease is checked as the read goes on
+                    so_far += mapped.rows_read
+                    progress(so_far)
+        request = reading.request(reach.window, shape)
         if window.hi > window.lo:
             for batch in request.batches(size):
                 parts.append(structure.map(batch, zone, reading.instants))
@@ -301,7 +322,11 @@ def derive(
     expected += malformed  # rows whose text time the window's comparison could not find
     unlisted = sum(n for (_, kind), n in codes.items() if kind == "UNKNOWN")
     rows = [p.rows for p in parts if not p.rows.empty]
-    derived = structure.derive(rows, window, reach, carried, withdrawn)
+    # the next sync run starts at hi - reread, a backfill's next chunk at hi
+    points = (max(start_utc(job), window.hi - job.reread), window.hi)
+    derived = structure.derive(
+        rows, window, reach, carried, withdrawn, before=before, points=points
+    )
     found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
     found = [f for f in found if not f.empty]
     anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
@@ -319,6 +344,7 @@ def derive(
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
+        carries=derived.carries,
         warnings=warnings,
         on_commit=on_commit,
         expected=expected,
@@ -502,6 +528,7 @@ class JobRun:
             # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
             # old, are the sync runs' to remove
             withdrawn=None if bounded else derived.removed,
+            carries=derived.carries,
             also=derived.on_commit,
         )
 

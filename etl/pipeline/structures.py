@@ -11,14 +11,19 @@ publish. The layout-specific steps sit behind ``Structure``:
 - ``carry_margin``: how far before the window stored runs are replaced (the fold may close a run
   that ended just before ``lo`` differently once it sees the bookings after it).
 
+With mapping ``fields``, a bookings window also gives the carries of its runs (the fields of their
+bookings before a carry point, etl/pipeline/attributes.py), and its read reaches back for the
+bookings of a carried run without a usable carry (``Reach.before``).
+
 A structure does no I/O: what it needs from the store comes in as a ``Carried`` function, so the
 same steps serve a run, a backfill chunk and a dry run, whatever source the rows come from.
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -28,14 +33,17 @@ import numpy as np
 import pandas as pd
 
 from etl.config.models import MappingSpec
-from etl.pipeline.attributes import aggregate
+from etl.pipeline.attributes import FROM, aggregate
 from etl.pipeline.fold import FoldResult, carry_margin, fold
 from etl.pipeline.mapping import Mapped, map_bookings, map_orders, timestamps
 from etl.shapes import DEFAULT_PHASE, RUN_COLUMNS, FoldPolicy, empty_runs
 from etl.sources.reader import SHAPES, Shape, Window
 
 #: ``carried(lo, margin)``: the stored runs of the job that started before ``lo`` and were open
-#: at ``lo - margin`` (end NULL or later); None when there is no store yet.
+#: at ``lo - margin`` (end NULL or later); None when there is no store yet. With mapping fields,
+#: each with its carry (``carry_at``, ``carry_attributes``, ``carry_basis``: the latest carry
+#: point not after ``lo``, NULL when there is none); a frame without these columns says that its
+#: ``attributes`` are the fields of the run's bookings before ``lo`` (a backfill's previous chunk).
 Carried = Callable[[datetime, timedelta], pd.DataFrame]
 
 KEY = ["machine_code", "order_code", "start"]
@@ -48,6 +56,11 @@ class Reach:
 
     window: Window
     revisited: pd.DataFrame = field(default_factory=empty_runs)
+    #: the runs carried in, when working out the reach needed them (else derive asks again)
+    carried: pd.DataFrame | None = None
+    #: a read before ``window`` for the fields of carried runs only (their bookings from the
+    #: start, or from a carry point, up to ``lo``); None: none needed
+    before: Window | None = None
 
 
 @dataclass
@@ -60,6 +73,8 @@ class Derivation:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of rows changed since lo that the source now leaves out: they leave the store
     removed: pd.DataFrame | None = None
+    #: the carries of the runs the next window may carry in (None: the mapping has no fields)
+    carries: pd.DataFrame | None = None
 
 
 class Structure(ABC):
@@ -104,9 +119,14 @@ class Structure(ABC):
         reach: Reach,
         carried: Carried | None,
         withdrawn: list[pd.DataFrame],
+        *,
+        before: Sequence[pd.DataFrame] = (),
+        points: Sequence[datetime] = (),
     ) -> Derivation:
         """The runs of ``window`` from the mapped rows read over ``reach`` (``withdrawn``: the
-        mapped rows the source's selection now leaves out, see ``Reading.withdrawn``)."""
+        mapped rows the source's selection now leaves out, see ``Reading.withdrawn``;
+        ``before``: the rows read over ``reach.before``; ``points``: where the next window may
+        start, for the carries)."""
 
 
 class Bookings(Structure):
@@ -121,6 +141,40 @@ class Bookings(Structure):
         """The fold's margin: runs ended this long before ``lo`` may still merge or close anew,
         or take bookings within the fields' grace after their END."""
         return max(carry_margin(self.mapping.fold.policy()), self.mapping.fold.grace)
+
+    def reach(self, window: Window, carried: Carried | None) -> Reach:
+        """The window; with fields, and a carried run whose carry is not usable at ``lo``, also
+        a read of the bookings before it, from the oldest time such a run needs (its carry
+        point, or its start)."""
+        if not self.mapping.fields or carried is None:
+            return Reach(window)
+        held = self._held(carried(window.lo, self.carry_margin()), window.lo)
+        if held.empty:
+            return Reach(window, carried=held)
+        oldest = pd.to_datetime(held[FROM], utc=True).min().to_pydatetime()
+        if oldest >= window.lo:
+            return Reach(window, carried=held)
+        return Reach(window, carried=held, before=Window(lo=oldest, hi=window.lo))
+
+    def basis(self) -> str:
+        """A digest of the mapping: a carry written under another mapping is not used."""
+        text = self.mapping.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _held(self, held: pd.DataFrame, lo: datetime) -> pd.DataFrame:
+        """The carried runs with ``_from`` (their bookings from then on are read) and, as
+        ``attributes``, the partial fields of their bookings before it (NA: none)."""
+        held = held.copy()
+        if "carry_at" not in held:  # attributes are the fields of the bookings before lo
+            held[FROM] = pd.Series(pd.Timestamp(lo), index=held.index).astype("datetime64[us, UTC]")
+            return held
+        at = pd.to_datetime(held["carry_at"], utc=True).astype("datetime64[us, UTC]")
+        same = (held["carry_basis"].astype("string") == self.basis()).fillna(False)
+        usable = (at.notna() & (at <= pd.Timestamp(lo)) & same.astype(bool)).to_numpy()
+        start = pd.to_datetime(held["start"], utc=True).astype("datetime64[us, UTC]")
+        held[FROM] = at.where(usable, start)
+        held["attributes"] = held["carry_attributes"].astype("string").where(usable, pd.NA)
+        return held.drop(columns=["carry_at", "carry_attributes", "carry_basis"])
 
     def map(self, batch: pd.DataFrame, zone: ZoneInfo, instants: frozenset[str]) -> Mapped:
         """Raw rows to canonical bookings (``ts``, codes, ``event``)."""
@@ -139,6 +193,9 @@ class Bookings(Structure):
         reach: Reach,
         carried: Carried | None,
         withdrawn: list[pd.DataFrame],
+        *,
+        before: Sequence[pd.DataFrame] = (),
+        points: Sequence[datetime] = (),
     ) -> Derivation:
         """Fold the window's bookings, with the stored runs open at ``lo`` carried in."""
         lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
@@ -146,7 +203,11 @@ class Bookings(Structure):
         if bookings is not None:
             bookings = bookings[(bookings["ts"] >= lo) & (bookings["ts"] < hi)]
         policy = self.mapping.fold.policy()
-        held = carried(window.lo, self.carry_margin()) if carried is not None else None
+        held = reach.carried
+        if held is None and carried is not None:
+            held = carried(window.lo, self.carry_margin())
+            if self.mapping.fields:
+                held = self._held(held, window.lo)
         if bookings is None or bookings.empty:
             bookings = pd.DataFrame(
                 columns=["ts", "machine_code", "order_code", "product_code", "event"]
@@ -161,8 +222,24 @@ class Bookings(Structure):
         runs = result.runs
         if "plant" in bookings:
             runs["plant"] = start_values(runs, events, held, "plant")
-        runs["attributes"] = aggregate(runs, bookings, self.mapping, held)
-        return Derivation(runs, [result.anomalies], open_at_lo)
+        counted = bookings
+        earlier = [b for b in before if not b.empty]
+        if earlier and reach.before is not None:
+            old = pd.concat(earlier, ignore_index=True)
+            old = old[(old["ts"] >= pd.Timestamp(reach.before.lo)) & (old["ts"] < lo)]
+            counted = pd.concat([old, bookings], ignore_index=True) if len(bookings) else old
+        runs["attributes"], carries = aggregate(
+            runs,
+            counted,
+            self.mapping,
+            held,
+            lo=window.lo,
+            points=points,
+            margin=self.carry_margin(),
+        )
+        if carries is not None:
+            carries["basis"] = self.basis()
+        return Derivation(runs, [result.anomalies], open_at_lo, carries=carries)
 
 
 class Orders(Structure):
@@ -194,6 +271,9 @@ class Orders(Structure):
         reach: Reach,
         carried: Carried | None,
         withdrawn: list[pd.DataFrame],
+        *,
+        before: Sequence[pd.DataFrame] = (),
+        points: Sequence[datetime] = (),
     ) -> Derivation:
         """The rows that touch the window (or were corrected since ``lo``, or are the open runs
         the read reached back for), the first of each machine, order and start."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +35,7 @@ from etl.store.backends import backend_for
 from etl.store.bulk import STAMPS, insert_frame, read_frame, utc_stamps
 from etl.store.diff import Changes, anomaly_months, as_stored, compare
 from etl.store.months import month_bounds, month_of
-from etl.store.schema import anomalies, job_state, production_runs, sync_runs
+from etl.store.schema import anomalies, job_state, production_runs, run_carry, sync_runs
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +185,19 @@ class Store:
                 production_runs.delete().where(production_runs.c.job == job)
             ).rowcount
             conn.execute(anomalies.delete().where(anomalies.c.job == job))
+            conn.execute(run_carry.delete().where(run_carry.c.job == job))
             conn.execute(job_state.delete().where(job_state.c.job == job))
         return removed
 
     # ------------------------------------------------------------------ runs
 
     def carried_runs(
-        self, job: str, lo: datetime, margin: timedelta = timedelta(0)
+        self, job: str, lo: datetime, margin: timedelta = timedelta(0), *, carries: bool = False
     ) -> pd.DataFrame:
-        """Runs that started before ``lo`` and were open at ``lo - margin`` (end NULL or later)."""
+        """Runs that started before ``lo`` and were open at ``lo - margin`` (end NULL or later).
+
+        With ``carries``, each with its latest carry not after ``lo`` (``carry_at``,
+        ``carry_attributes``, ``carry_basis``; NULL where it has none)."""
         t = production_runs
         query = sa.select(*_run_columns()).where(
             t.c.job == job,
@@ -201,7 +205,17 @@ class Store:
             sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
         )
         with self.begin() as conn:
-            return read_frame(conn, query, STORED_RUN_COLUMNS)
+            runs = read_frame(conn, query, STORED_RUN_COLUMNS)
+            if not carries:
+                return runs
+            c = run_carry
+            found = conn.execute(
+                sa.select(
+                    c.c.machine_code, c.c.order_code, c.c.start, c.c.carry_at, c.c.attributes,
+                    c.c.basis,
+                ).where(c.c.job == job, c.c.carry_at <= lo)
+            ).all()  # fmt: skip
+        return _with_carries(runs, found)
 
     def _replaced(
         self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
@@ -228,6 +242,7 @@ class Store:
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
         withdrawn: pd.DataFrame | None = None,
+        carries: pd.DataFrame | None = None,
         also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
@@ -240,6 +255,7 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
+        ``carries`` (a job with fields): the derivation's carries, which replace the job's.
         ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
@@ -317,6 +333,10 @@ class Store:
                 insert_frame(
                     conn, anomalies, found, STORED_ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
                 )
+            if carries is not None:  # a handful of rows: the runs open at the window's end
+                conn.execute(run_carry.delete().where(run_carry.c.job == job))
+                if not carries.empty:
+                    conn.execute(run_carry.insert(), _carry_rows(job, carries))
             # the undated anomalies are published with any month: the window's first stands in
             pending = sorted(touched | {month or month_of(lo) for month in differ})
             watermark = hi
@@ -548,6 +568,34 @@ def _refuse_writes(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> Non
 
 ANALYZE_AFTER = 10_000  # runs written in one sync after which SQLite's statistics are refreshed
 KEY_CHUNK = 500  # keys per statement: 3 bound values each, far below every backend's limit
+
+
+def _with_carries(runs: pd.DataFrame, found: Sequence[Any]) -> pd.DataFrame:
+    """``runs`` with the latest of the carries ``found`` (rows of ``run_carry``) of each."""
+    names = ["carry_at", "carry_attributes", "carry_basis"]
+    carry = pd.DataFrame(
+        found, columns=["machine_code", "order_code", "start", *names], dtype=object
+    )
+    for name in ("machine_code", "order_code", "carry_attributes", "carry_basis"):
+        carry[name] = carry[name].astype("string")
+    for name in ("start", "carry_at"):
+        carry[name] = utc_stamps(carry[name].to_numpy())
+    carry = carry.sort_values("carry_at", kind="stable").drop_duplicates(
+        ["machine_code", "order_code", "start"], keep="last"
+    )
+    return runs.merge(carry, on=["machine_code", "order_code", "start"], how="left")
+
+
+def _carry_rows(job: str, carries: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``run_carry`` for a derivation's carries (None for NA)."""
+    frame = carries[["machine_code", "order_code", "start", "carry_at", "attributes", "basis"]]
+    frame = frame.astype(object).where(frame.notna(), None)
+    rows = frame.to_dict("records")
+    for row in rows:
+        row["job"] = job
+        for name in ("start", "carry_at"):
+            row[name] = pd.Timestamp(row[name]).to_pydatetime()
+    return rows
 
 
 def _anomalies_in(job: str, lo: datetime | None, hi: datetime | None) -> sa.ColumnElement[bool]:

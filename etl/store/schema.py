@@ -22,7 +22,7 @@ from etl.store.months import month_of
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Columns each schema version added to existing tables (``upgrade`` adds them in place).
 ADDED_COLUMNS: dict[int, dict[str, list[str]]] = {
     2: {
@@ -30,6 +30,8 @@ ADDED_COLUMNS: dict[int, dict[str, list[str]]] = {
         "anomalies": ["plant", "zone"],
     },
 }
+#: The versions whose upgrade changes what the Parquet holds: every month is republished.
+REPUBLISHED = frozenset({2})
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -78,6 +80,21 @@ production_runs = sa.Table(
     sa.Column("attributes", sa.Text),
     sa.Index("ix_production_runs_job_end", "job", "end"),
     sa.Index("ix_production_runs_job_start", "job", "start"),
+)
+
+#: Per run a later window may carry in: the fields of its bookings before a carry point (the
+#: next sync run's ``lo``, the window's ``hi``), so that the re-read bookings are not counted
+#: twice (etl/pipeline/attributes.py). The last commit's; schema version 3.
+run_carry = sa.Table(
+    "run_carry",
+    metadata,
+    sa.Column("job", sa.String(200), primary_key=True),
+    sa.Column("machine_code", sa.String(200), primary_key=True),
+    sa.Column("start", UTCDateTime(), primary_key=True),
+    sa.Column("order_code", sa.String(200), primary_key=True),
+    sa.Column("carry_at", UTCDateTime(), primary_key=True),
+    sa.Column("attributes", sa.Text),
+    sa.Column("basis", sa.String(64)),
 )
 
 anomalies = sa.Table(
@@ -177,12 +194,15 @@ def upgrade(conn: Connection, version: int, display: str) -> None:
     """Move the store from ``version`` to ``SCHEMA_VERSION`` in place, in the caller's
     transaction: the columns each version added (existing rows keep their values; a run's
     phase becomes ``production``, plant, zone and attributes stay NULL until a run re-derives
-    it), and every month of every job is marked to be republished, so the Parquet gets the
-    new columns in all its partitions with the job's next run."""
+    it); when the Parquet gets new columns (version 2), every month of every job is marked to be
+    republished, so it has them in all its partitions with the job's next run. Tables a version
+    added (3: ``run_carry``) are created by ``ensure``; a store without carries reads the
+    bookings of the runs open at the next window's start again from their start, once."""
     inspector = sa.inspect(conn)
     quote = conn.dialect.identifier_preparer.quote
     tables = {t.name: t for t in (production_runs, anomalies)}
-    for step in range(version + 1, SCHEMA_VERSION + 1):
+    steps = range(version + 1, SCHEMA_VERSION + 1)
+    for step in steps:
         for name, columns in ADDED_COLUMNS.get(step, {}).items():
             have = {c["name"] for c in inspector.get_columns(name)}
             for column in columns:
@@ -190,21 +210,22 @@ def upgrade(conn: Connection, version: int, display: str) -> None:
                     continue
                 kind = tables[name].c[column].type.compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} {kind}")
-    conn.execute(
-        production_runs.update()
-        .where(production_runs.c.phase.is_(None))
-        .values(phase=DEFAULT_PHASE)
-    )
-    for job, pending in conn.execute(sa.select(job_state.c.job, job_state.c.publish_pending)):
-        starts = conn.execute(
-            sa.select(production_runs.c.start).where(production_runs.c.job == job)
-        ).scalars()
-        months = {month_of(value) for value in starts} | set(json.loads(pending or "[]"))
+    if REPUBLISHED.intersection(steps):
         conn.execute(
-            job_state.update()
-            .where(job_state.c.job == job)
-            .values(publish_pending=json.dumps(sorted(months)))
+            production_runs.update()
+            .where(production_runs.c.phase.is_(None))
+            .values(phase=DEFAULT_PHASE)
         )
+        for job, pending in conn.execute(sa.select(job_state.c.job, job_state.c.publish_pending)):
+            starts = conn.execute(
+                sa.select(production_runs.c.start).where(production_runs.c.job == job)
+            ).scalars()
+            months = {month_of(value) for value in starts} | set(json.loads(pending or "[]"))
+            conn.execute(
+                job_state.update()
+                .where(job_state.c.job == job)
+                .values(publish_pending=json.dumps(sorted(months)))
+            )
     conn.execute(
         schema_info.update().where(schema_info.c.key == "version").values(value=str(SCHEMA_VERSION))
     )

@@ -151,3 +151,53 @@ def test_demo_command_prints_where_things_are(tmp_path: Path) -> None:
     assert "store:" in out and str(tmp_path / "d" / "store.sqlite") in out
     assert "parquet:" in out
     assert "demo_bookings:" in out and "demo_orders:" in out
+
+
+def test_etl_run_again_on_the_demo_changes_nothing_and_counts_each_booking_once(
+    tmp_path: Path,
+) -> None:
+    """``etl run`` re-reads 2 days before its last window's end: the open runs' quantity
+    reports in them are counted once however often it runs (``+0 new, 0 changed``)."""
+    import sqlite3
+
+    project = tmp_path / "d"
+    runner = CliRunner()
+    created = runner.invoke(main, ["demo", str(project)])
+    assert created.exit_code == 0, created.output
+
+    def stored() -> tuple[list[tuple[str, str, str, str | None]], datetime]:
+        with sqlite3.connect(project / "store.sqlite") as conn:
+            rows = conn.execute(
+                "SELECT machine_code, order_code, start, attributes FROM production_runs"
+                " WHERE job = 'demo_bookings' ORDER BY machine_code, start"
+            ).fetchall()
+            (mark,) = conn.execute(
+                "SELECT watermark FROM job_state WHERE job = 'demo_bookings'"
+            ).fetchone()
+        return rows, pd.Timestamp(mark, tz="UTC").to_pydatetime()
+
+    first, _ = stored()
+    for _ in range(2):
+        again = runner.invoke(main, ["--project", str(project), "run", "demo_bookings"])
+        assert again.exit_code == 0, again.output
+        assert "+0 new, 0 changed, -0 removed" in again.output, again.output
+    after, hi = stored()
+    assert after == first
+    runs = pd.read_parquet(project / "output" / "parquet" / "runs")
+    runs = runs[runs["job"] == "demo_bookings"]
+    expected_runs, _ = reference_booking_runs(project / DB_FILE, hi)
+    expected = reference_quantities(project / DB_FILE, hi, expected_runs)
+    got = {
+        (m, o, pd.Timestamp(s).to_pydatetime()): (None if pd.isna(q) else int(q), int(n))
+        for m, o, s, q, n in zip(
+            runs["machine_code"],
+            runs["order_code"],
+            runs["start"],
+            runs["good_qty"],
+            runs["quantity_reports"],
+            strict=True,
+        )
+    }
+    assert got == expected
+    open_runs = runs[runs["end"].isna()]
+    assert len(open_runs) and open_runs["quantity_reports"].sum() > 0  # carried runs were counted

@@ -322,7 +322,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
     store = Store(url, tmp_path)
     try:
         store.ensure_schema()
-        store.ensure_schema()  # a second start finds version 2 and changes nothing
+        store.ensure_schema()  # a second start finds the current version and changes nothing
         runs = store.runs_in_month("j", "2026-03")
         state = store.state("j")
         with store.begin() as conn:
@@ -331,7 +331,7 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
             ).scalar()
     finally:
         store.close()
-    assert int(version) == SCHEMA_VERSION == 2
+    assert int(version) == SCHEMA_VERSION == 3
     assert runs[["machine_code", "order_code", "product_code"]].values.tolist() == [
         ["M1", "A", "P"]
     ]
@@ -446,3 +446,79 @@ def test_fields_from_a_real_server_with_decimals_and_a_job_variable(
         with engine.begin() as conn:
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         engine.dispose()
+
+
+def test_a_store_of_schema_2_gets_the_carries_and_its_open_runs_count_each_booking_once(
+    tmp_path: Path,
+) -> None:
+    """Version 2 had no ``run_carry``: the upgrade adds it and republishes nothing; the first run
+    after it reads the carried run's bookings again from its start, the next ones use carries."""
+    split, whole = Source(tmp_path / "split", reread="1h"), Source(tmp_path / "whole", reread="1h")
+    for source in (split, whole):
+        source.book("10", source.ago(hours=5), who="carl")
+        source.book("40", source.ago(hours=4), 11, "carl")
+        source.book("40", source.ago(minutes=30), 4, "dora")  # re-read by every later run
+    run_job(load_project(split.root), "north")
+    store_file = split.root / "store.sqlite"
+    with sqlite3.connect(store_file) as conn:  # what booking-etl 0.1 left behind
+        conn.execute("DROP TABLE run_carry")
+        conn.execute("UPDATE schema_info SET value = '2' WHERE key = 'version'")
+        conn.execute("UPDATE job_state SET publish_pending = '[]'")
+    for _ in range(3):
+        run_job(load_project(split.root), "north")
+        with sqlite3.connect(store_file) as conn:
+            (version,) = conn.execute("SELECT value FROM schema_info").fetchone()
+            (pending,) = conn.execute("SELECT publish_pending FROM job_state").fetchone()
+            carries = conn.execute("SELECT carry_at FROM run_carry").fetchall()
+        assert (int(version), pending) == (SCHEMA_VERSION, "[]") and carries
+        assert json.loads(split.stored("north")["attributes"][0])["good"] == 15
+    run_job(load_project(whole.root), "north")
+    assert (
+        split.stored("north")["attributes"].tolist() == whole.stored("north")["attributes"].tolist()
+    )
+
+
+def test_preview_shows_the_fields_the_next_run_stores(tmp_path: Path) -> None:
+    """``etl preview`` derives the window the next run would, carries included: a carried run
+    with re-read bookings has the fields the run then stores (and one window gives)."""
+    from etl.commands.preview import preview
+
+    source = Source(tmp_path, reread="1h")
+    source.book("10", source.ago(hours=5), who="carl")
+    source.book("40", source.ago(hours=4), 11, "carl")
+    source.book("40", source.ago(minutes=30), 4, "dora")
+    project = load_project(tmp_path)
+    run_job(project, "north")
+    source.book("40", source.ago(minutes=20), 2, "emil")  # a late booking in the re-read window
+    shown = preview(project, "north").runs
+    run_job(project, "north")
+    stored = source.stored("north")
+    assert json.loads(stored["attributes"][0])["good"] == 17
+    assert shown["attributes"].tolist() == stored["attributes"].tolist()
+
+
+def test_a_backfill_from_inside_an_open_run_and_the_runs_after_it_count_each_booking_once(
+    tmp_path: Path,
+) -> None:
+    """A backfill whose first chunk starts while a run is open carries that run in with the
+    fields of its bookings before the chunk (read again from its start), and the sync runs
+    after the backfill go on from its carries."""
+    from etl.pipeline.backfill import backfill
+
+    split, whole = Source(tmp_path / "split", reread="1h"), Source(tmp_path / "whole", reread="1h")
+    for source in (split, whole):
+        source.book("10", source.ago(hours=6), who="carl")
+        source.book("40", source.ago(hours=5), 11, "carl")
+        source.book("40", source.ago(hours=3), 5, "dora")
+        source.book("40", source.ago(minutes=30), 4, "dora")
+    project = load_project(split.root)
+    run_job(project, "north")
+    run_job(project, "north")
+    since = local_text(split.ago(hours=4))
+    backfill(project, "north", since, None, timedelta(minutes=50))
+    run_job(project, "north")
+    run_job(load_project(whole.root), "north")
+    assert json.loads(split.stored("north")["attributes"][0])["good"] == 20
+    assert (
+        split.stored("north")["attributes"].tolist() == whole.stored("north")["attributes"].tolist()
+    )
