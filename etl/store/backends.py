@@ -21,7 +21,6 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
-SQLITE_STAMP = "%Y-%m-%d %H:%M:%S"  # Arrow's %S carries the microseconds: "12:00:00.123456"
 COPY_BATCH = 50_000  # rows per CSV piece sent to COPY: memory bounded by the piece, not the frame
 #: rows turned into Python values at a time by the row-wise inserts (SQLite, others)
 INSERT_SLICE = 50_000
@@ -119,12 +118,29 @@ class SqliteBackend(StoreBackend):
 
     def insert(self, conn: Connection, table: sa.Table, rows: pa.Table) -> None:
         # one executemany of values converted column by column, timestamps as the naive UTC
-        # text SQLAlchemy's SQLite dialect stores (so that range predicates compare alike)
-        marks = ", ".join("?" for _ in rows.column_names)
-        statement = f"INSERT INTO {_target(conn, table)} ({_names(conn, rows)}) VALUES ({marks})"
+        # text SQLAlchemy's SQLite dialect stores (so that range predicates compare alike); a
+        # column with one value in every row (the job, the sync id, a plant's zone, no
+        # attributes) is written into the statement instead of bound per row: binding is most
+        # of what an executemany costs, a third less with 5 values per row instead of 12
         for part in _slices(rows):  # Python values for one slice at a time, not for every row
-            values = [_sqlite_values(part.column(i)) for i in range(part.num_columns)]
-            conn.exec_driver_sql(statement, list(zip(*values, strict=True)))
+            names, marks, values = [], [], []
+            for name, column in zip(part.column_names, part.columns, strict=True):
+                names.append(name)
+                constant = _sqlite_constant(column)
+                if constant is not None:
+                    marks.append(constant)
+                else:
+                    marks.append("?")
+                    values.append(_sqlite_values(column))
+            quote = conn.dialect.identifier_preparer.quote
+            statement = (
+                f"INSERT INTO {_target(conn, table)} ({', '.join(quote(n) for n in names)}) "
+                f"VALUES ({', '.join(marks)})"
+            )
+            if values:
+                conn.exec_driver_sql(statement, list(zip(*values, strict=True)))
+            else:
+                conn.exec_driver_sql(statement, [()] * part.num_rows)
 
 
 class PostgresBackend(StoreBackend):
@@ -177,9 +193,32 @@ def _slices(rows: pa.Table) -> Iterator[pa.Table]:
         yield rows.slice(offset, INSERT_SLICE)
 
 
+def _sqlite_constant(column: pa.ChunkedArray) -> str | None:
+    """The SQL literal of a text or integer column holding one value (or only nulls) in every
+    row, None otherwise (other types are always bound)."""
+    if len(column) == 0:
+        return None
+    if column.null_count == len(column):
+        return "NULL"
+    if column.null_count or not (
+        pa.types.is_string(column.type) or pa.types.is_integer(column.type)
+    ):
+        return None
+    first = column[0].as_py()
+    if not pc.all(pc.equal(column, pa.scalar(first, column.type))).as_py():
+        return None
+    if isinstance(first, str):
+        if "\x00" in first:  # SQLite's text literal ends there: bound instead
+            return None
+        return "'" + first.replace("'", "''") + "'"
+    return str(int(first))
+
+
 def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
     if pa.types.is_timestamp(column.type):
-        column = pc.strftime(column, format=SQLITE_STAMP)
+        # the naive UTC wall time as the text SQLAlchemy's SQLite DateTime stores ("2026-03-01
+        # 12:00:00.000000", microseconds always): Arrow's cast writes it 10x faster than strftime
+        column = column.cast(pa.timestamp("us")).cast(pa.string())
     if pa.types.is_string(column.type):  # NumPy's object array is built faster than a pylist
         values: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
         return values
