@@ -227,7 +227,7 @@ def _sqlite_values(column: pa.ChunkedArray) -> list[Any]:
 
 def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
     """COPY ``rows`` through the connection's psycopg cursor, as CSV written by Arrow: strings
-    quoted, nulls as empty unquoted fields, timestamps as ISO text with ``Z``."""
+    quoted, nulls as empty unquoted fields, timestamps as UTC text with ``+00``."""
     from psycopg.copy import QueuedLibpqWriter
     from pyarrow import csv
 
@@ -241,7 +241,7 @@ def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
             driver.cursor() as cursor,
             cursor.copy(statement, writer=QueuedLibpqWriter(cursor)) as copy,
         ):
-            for batch in rows.to_batches(max_chunksize=COPY_BATCH):
+            for batch in _utc_text(rows).to_batches(max_chunksize=COPY_BATCH):
                 sink = io.BytesIO()
                 csv.write_csv(pa.Table.from_batches([batch]), sink, options)
                 copy.write(sink.getbuffer())
@@ -252,6 +252,19 @@ def _copy(conn: Connection, statement: str, rows: pa.Table) -> None:
         if error != "psycopg":
             raise
         raise sa.exc.DBAPIError(statement, None, exc) from None
+
+
+def _utc_text(rows: pa.Table) -> pa.Table:
+    """``rows`` with each timestamp column as UTC text with an explicit offset
+    (``2026-03-01 12:00:00.000000+00``): Arrow's cast writes it ten times faster than its CSV
+    writer formats a timestamp with a time zone (most of a backfill's ``COPY`` time before)."""
+    columns = []
+    for column in rows.columns:
+        if pa.types.is_timestamp(column.type):
+            naive = column.cast(pa.timestamp("us")).cast(pa.string())  # the UTC wall time
+            column = pc.binary_join_element_wise(naive, pa.scalar("+00"), "")
+        columns.append(column)
+    return pa.table(columns, names=rows.column_names)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
