@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.run import derive
 from etl.sources.reader import Window
 

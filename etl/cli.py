@@ -169,7 +169,7 @@ def _project(ctx: click.Context, *, partial: bool = True) -> Project:
     job's files have errors (those are logged once and fail only their own job)."""
     import logging
 
-    from etl.config.models import find_root, load_project
+    from etl.config.loader import find_root, load_project
 
     root = ctx.obj["root"] or find_root()
     project = load_project(Path(root), partial=partial)
@@ -640,7 +640,7 @@ def discover(
     project = _project(ctx)
     if job_name is not None:
         from etl.commands.preview import preview as dry_run
-        from etl.config.models import load_project
+        from etl.config.loader import load_project
 
         assert table is not None
         mapping, job = write_job(project, connector, table, job_name, schema)

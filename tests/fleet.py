@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.sync import open_store, run_job
 from etl.shapes import RUN_COLUMNS
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.sync import RunResult, open_store, run_job
 
 BERLIN = ZoneInfo("Europe/Berlin")

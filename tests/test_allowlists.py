@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.config.queries import check_custom_query
 from etl.config.readonly import (
     ALLOWED_OPTIONS,

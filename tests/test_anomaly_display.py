@@ -17,7 +17,7 @@ from etl.commands.report import (
     store_timeline,
     write_html,
 )
-from etl.config.models import load_project
+from etl.config.loader import load_project
 
 from .plant import BERLIN, Plant, local_text
 

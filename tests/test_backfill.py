@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import etl.outputs.parquet
 from etl.cli import main
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import StoreError
 from etl.pipeline.backfill import backfill, reset
 from etl.pipeline.sync import open_store

@@ -17,7 +17,8 @@ from etl.errors import StoreError
 from etl.shapes import ANOMALY_COLUMNS, RUN_COLUMNS, empty_anomalies, empty_runs
 from etl.store.backends import COPY_BATCH
 from etl.store.bulk import insert_frame, read_frame
-from etl.store.db import Store, _stamps_as_stored, anomalies, production_runs
+from etl.store.db import Store, _stamps_as_stored
+from etl.store.schema import anomalies, production_runs
 
 EXTRA = {"job": "j", "sync_id": 1}
 BERLIN = ZoneInfo("Europe/Berlin")

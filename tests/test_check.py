@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from etl.cli import main
 from etl.commands.check import check_connector, format_report, tables_read
-from etl.config.models import MappingSpec, load_project
+from etl.config.loader import load_project
+from etl.config.models import MappingSpec
 from etl.errors import SourceError
 from etl.pipeline.sync import run_job
 from etl.sources.sql.engine import (

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from etl.config.models import Project, load_project
+from etl.config.loader import load_project
+from etl.config.models import Project
 from etl.errors import ConfigError
 
 # --------------------------------------------------------------------------- the baseline

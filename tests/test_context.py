@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import ConfigError
 from etl.pipeline.run import run_job
-from etl.store.db import SCHEMA_VERSION, Store
+from etl.store.db import Store
+from etl.store.schema import SCHEMA_VERSION
 from tests.plant import local_text
 
 MAPPING = """\

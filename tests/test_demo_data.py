@@ -20,7 +20,7 @@ from etl.commands.demo import (
     dst_transitions,
     write_demo_project,
 )
-from etl.config.models import load_project
+from etl.config.loader import load_project
 
 from .reference_fold import (
     reference_booking_runs,

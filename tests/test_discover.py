@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from etl.cli import main
 from etl.commands.demo import create_booking_system
 from etl.commands.discover import _precision, guess_codes, list_tables, name_score, propose
-from etl.config.models import ColumnSpec, MappingSpec, load_project
+from etl.config.loader import load_project
+from etl.config.models import ColumnSpec, MappingSpec
 from etl.pipeline.sync import run_job
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from etl.cli import main
 from etl.commands.discover import PROFILE_ROWS, propose
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.sync import run_job
 
 from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip

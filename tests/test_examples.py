@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 import etl
-from etl.config.models import DIALECTS, ConnectorSpec, Project, load_project
+from etl.config.loader import load_project
+from etl.config.models import DIALECTS, ConnectorSpec, Project
 from etl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

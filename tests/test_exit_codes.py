@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import EXIT_CODES
 from etl.pipeline.sync import open_store
 

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from etl.cli import main
 from etl.commands.report import store_timeline, write_html
-from etl.config.models import ColumnSpec, load_project
+from etl.config.loader import load_project
+from etl.config.models import ColumnSpec
 from etl.pipeline.sync import open_store, run_job
 
 from .plant import Plant, local_text

@@ -498,7 +498,7 @@ def test_preview_says_which_path_read_the_rows(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from etl.commands.preview import preview
-    from etl.config.models import load_project
+    from etl.config.loader import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     result = preview(load_project(_project(server, tmp_path)), "bookings")
@@ -513,7 +513,7 @@ def test_check_names_the_path_and_proves_it_reads(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from etl.commands.check import check_connector, format_report
-    from etl.config.models import load_project
+    from etl.config.loader import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     project = load_project(_project(server, tmp_path))
@@ -669,7 +669,7 @@ def test_preview_names_sqlalchemy_when_fetch_auto_fell_back(
     """``fetch: auto`` whose native driver fails before the first row: the rows come through
     SQLAlchemy, and preview says so instead of naming the Arrow path it did not use."""
     from etl.commands.preview import preview
-    from etl.config.models import load_project
+    from etl.config.loader import load_project
 
     monkeypatch.setenv("RW_PASSWORD", server.password)
     path = PATHS["adbc_postgresql" if server.dialect == "postgresql" else "connectorx_mysql"]

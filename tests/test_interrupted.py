@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from etl.store.db import SCHEMA_VERSION
+from etl.store.schema import SCHEMA_VERSION
 
 from .plant import ETL, Plant, frozen_at
 

@@ -17,13 +17,15 @@ import sqlalchemy as sa
 
 import etl.pipeline.run
 import etl.pipeline.sync
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import LockHeldError, LockLost, StoreError
 from etl.ops.schedule import Daemon
 from etl.outputs.parquet import publish
 from etl.pipeline.sync import open_store
 from etl.store.audit import Audit
-from etl.store.db import Lease, Store, job_state
+from etl.store.db import Store
+from etl.store.lease import Lease
+from etl.store.schema import job_state
 
 from .plant import Plant
 from .test_store import no_anomalies, runs
@@ -237,7 +239,7 @@ def dead_pid() -> int:
 
 
 def test_a_dead_local_owner_is_taken_over_only_in_the_same_pid_space(store: Store) -> None:
-    from etl.store.db import _pid_space
+    from etl.store.lock import _pid_space
 
     host, pid = socket.gethostname(), dead_pid()
     assert _pid_space(), "this test needs /proc (boot id and PID namespace)"

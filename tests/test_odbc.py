@@ -16,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from etl.commands.check import check_connector
-from etl.config.models import ConnectorSpec, load_project
+from etl.config.loader import load_project
+from etl.config.models import ConnectorSpec
 from etl.errors import SourceError
 from etl.pipeline.sync import run_job
 from etl.sources.sql.dialects import get_dialect, odbc

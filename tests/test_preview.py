@@ -20,7 +20,7 @@ from etl.cli import main
 from etl.commands.demo import DB_FILE, run_demo
 from etl.commands.preview import preview
 from etl.config.durations import parse_when, resolve_when
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import UsageError
 from etl.pipeline.sync import open_store
 

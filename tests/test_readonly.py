@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import sqlglot
 from sqlglot.tokens import TokenType
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.sync import run_job
 from etl.sources.sql.arrow import PATHS
 from etl.sources.sql.dialects.sqlite import SQLiteDialect

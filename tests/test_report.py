@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from etl.cli import main
 from etl.commands.demo import run_demo
 from etl.commands.report import Timeline, embed_json, render_html, write_html
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.sync import open_store
 
 from .plant import Plant

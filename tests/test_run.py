@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.run import JobRun, derive, leased, open_store
 from etl.sources.reader import Points, Shape, Spans, Window
 from etl.store.audit import Audit

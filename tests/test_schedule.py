@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from etl.cli import main
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import ConfigError
 from etl.ops.health import job_health, job_trigger, recent_fires
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.config.models import ConnectorSpec, load_project
+from etl.config.loader import load_project
+from etl.config.models import ConnectorSpec
 from etl.pipeline.sync import run_job
 from etl.sources.sql.engine import ReadOnlyViolation, open_source
 

@@ -13,7 +13,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import DataError
 from etl.pipeline.run import run_job
 from etl.sources.files.formats import read_file

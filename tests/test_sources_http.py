@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import DataError, SourceError
 from etl.pipeline.run import run_job
 

@@ -12,7 +12,9 @@ import sqlalchemy as sa
 from etl.errors import LockHeldError, StoreError
 from etl.shapes import empty_anomalies
 from etl.store.audit import Audit
-from etl.store.db import SCHEMA_VERSION, Store, month_bounds, schema_info
+from etl.store.db import Store
+from etl.store.months import month_bounds
+from etl.store.schema import SCHEMA_VERSION, schema_info
 
 
 def runs(*rows: tuple[str, str, str, datetime, datetime | None]) -> pd.DataFrame:
@@ -156,7 +158,8 @@ def test_unreachable_store_is_a_store_error_without_the_password(tmp_path: Path)
 def test_a_large_write_refreshes_sqlite_statistics_so_the_window_uses_its_indexes(
     tmp_path: Path,
 ) -> None:
-    from etl.store.db import ANALYZE_AFTER, production_runs
+    from etl.store.db import ANALYZE_AFTER
+    from etl.store.schema import production_runs
 
     store = Store("sqlite:///store.sqlite", tmp_path)
     store.ensure_schema()

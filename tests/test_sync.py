@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.errors import DataError, LockHeldError, StoreError
 from etl.pipeline.sync import open_store
 from etl.shapes import ANOMALIES_SCHEMA, RUNS_SCHEMA

@@ -23,7 +23,9 @@ import sqlalchemy as sa
 
 from etl.errors import LockHeldError
 from etl.store.audit import Audit
-from etl.store.db import Lease, Store, job_state
+from etl.store.db import Store
+from etl.store.lease import Lease
+from etl.store.schema import job_state
 
 from .daemon import Daemon, wait_for
 from .fleet import Fleet, Source

@@ -887,7 +887,7 @@ def run_demo(
     Running it again is safe: an existing database and project files are kept, and the jobs run
     incrementally (replacing their re-read window), so nothing is duplicated.
     """
-    from etl.config.models import load_project
+    from etl.config.loader import load_project
     from etl.pipeline.run import open_store, parquet_base, run_job
 
     directory = directory.resolve()

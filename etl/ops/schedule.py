@@ -32,7 +32,8 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from etl.config.cron import cron_trigger
-from etl.config.models import PROJECT_FILE, Project, load_project
+from etl.config.loader import load_project
+from etl.config.models import PROJECT_FILE, Project
 from etl.errors import ConfigError, EtlError, LockHeldError, LockLost
 from etl.ops.health import _stamp, age, schedule_zone
 from etl.ops.logs import RUNS_LOGGER, add_secrets

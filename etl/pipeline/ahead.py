@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from etl.store.db import as_stored
+from etl.store.diff import as_stored
 
 
 def carried_from(runs: pd.DataFrame, lo: datetime, margin: timedelta) -> pd.DataFrame:

@@ -28,7 +28,9 @@ from etl.pipeline.monthly import MonthRuns
 from etl.pipeline.run import Derived, JobRun, leased, parquet_output
 from etl.sources.reader import Window
 from etl.store.audit import Audit
-from etl.store.db import KEY, VALUE, Changes, Lease, month_bounds, month_of
+from etl.store.diff import KEY, VALUE, Changes
+from etl.store.lease import Lease
+from etl.store.months import month_bounds, month_of
 
 log = logging.getLogger(__name__)
 

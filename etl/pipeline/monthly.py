@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from etl.shapes import STORED_RUN_COLUMNS, empty_runs
-from etl.store.db import KEY, Changes, Store, month_bounds, month_of
+from etl.store.db import Store
+from etl.store.diff import KEY, Changes
+from etl.store.months import month_bounds, month_of
 
 NEVER = "~"  # sorts after every "YYYY-MM": no month is known
 

@@ -35,7 +35,9 @@ from etl.redact import redact
 from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
 from etl.sources.reader import Reader, Reading, Window, extra_request
 from etl.store.audit import Audit
-from etl.store.db import Changes, JobState, Lease, Store
+from etl.store.db import JobState, Store
+from etl.store.diff import Changes
+from etl.store.lease import Lease
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(

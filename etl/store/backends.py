@@ -1,11 +1,11 @@
 """What the store does differently on SQLite, PostgreSQL and any other SQLAlchemy database.
 
-The store (etl/store/db.py) and its bulk moves (etl/store/bulk.py) never branch on a backend name: they
-ask the ``StoreBackend`` chosen once for their URL (``backend_for``). SQLite is a file next to
-the project, with WAL pragmas, naive UTC text for timestamps, ``executemany`` of values converted
-column by column, and planner statistics refreshed after large writes. PostgreSQL has a clock all
-workers share, sessions that can be made read-only at connect, and ``COPY`` through psycopg.
-Any other backend gets SQLAlchemy's defaults.
+The store (etl/store/db.py, schema.py) and its bulk moves (etl/store/bulk.py) never branch on a
+backend name: they ask the ``StoreBackend`` chosen once for their URL (``backend_for``). SQLite is a
+file next to the project, with WAL pragmas, naive UTC text for timestamps, ``executemany`` of values
+converted column by column, and planner statistics refreshed after large writes. PostgreSQL has a
+clock all workers share, sessions that can be made read-only at connect, and ``COPY`` through
+psycopg. Any other backend gets SQLAlchemy's defaults.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import yaml
 
 from etl.commands.check import check_connector
 from etl.commands.discover import list_tables, propose
-from etl.config.models import load_project
+from etl.config.loader import load_project
 from etl.pipeline.mapping import map_bookings
 from etl.pipeline.sync import run_job
 from etl.sources.sql.arrow import FetchChoice, choose

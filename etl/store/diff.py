@@ -1,0 +1,118 @@
+"""Diffing a derived window against the stored one: which runs are new, changed or gone (by
+machine, order and start), which months that touches, and which months' anomalies differ.
+Set-based, on frames; no database access."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC
+
+import numpy as np
+import pandas as pd
+
+from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
+from etl.store.bulk import utc_stamps
+from etl.store.months import month_of, months_of
+
+KEY = ["machine_code", "order_code", "start"]
+CONTEXT_TEXT = ("phase", "plant", "zone", "attributes")
+VALUE = ["product_code", "end", "flags", "phase", "plant", "zone", "attributes"]
+
+
+@dataclass
+class Changes:
+    """How a sync changed the stored runs."""
+
+    inserted: int
+    updated: int
+    deleted: int
+    months: list[str]
+    #: the runs written (new or changed) and the stored runs they replaced or that are gone
+    #: (changed or removed), as they were; STORED_RUN_COLUMNS each (set by ``commit_sync``)
+    written: pd.DataFrame | None = field(default=None, repr=False)
+    removed: pd.DataFrame | None = field(default=None, repr=False)
+
+
+def compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame, pd.DataFrame]:
+    """Set-based diff of two run frames by (machine, order, start): the counts and months that
+    changed, the rows of ``new`` to write (new or changed) and the rows of ``old`` to delete
+    (gone or changed)."""
+    new = _normalized(new)
+    if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
+        old = old.drop_duplicates(KEY, keep="last")
+    if old.empty:  # a first load: everything is new
+        months = sorted(set(months_of(new["start"])))
+        changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
+        return changes, new.reset_index(drop=True), old[STORED_RUN_COLUMNS]
+    both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
+    same = pd.Series(True, index=both.index)
+    for col in VALUE:
+        a, b = both[f"{col}_old"], both[f"{col}_new"]
+        same &= (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+    matched = both["_merge"] == "both"
+    changed = matched & ~same
+    gone = both["_merge"] == "left_only"
+    added = both["_merge"] == "right_only"
+    touched = both.loc[gone | added | changed, "start"]
+    months = sorted(set(months_of(touched)))
+    changes = Changes(
+        inserted=int(added.sum()),
+        updated=int(changed.sum()),
+        deleted=int(gone.sum()),
+        months=months,
+    )
+    return changes, _side(both[added | changed], "_new"), _side(both[gone | changed], "_old")
+
+
+def _side(both: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """One side (``_old`` or ``_new``) of merged runs as a run frame."""
+    frame = both[KEY + [f"{c}{suffix}" for c in VALUE]]
+    frame.columns = pd.Index(KEY + VALUE)
+    return frame[STORED_RUN_COLUMNS].reset_index(drop=True)
+
+
+def as_stored(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs as the store reads them back (STORED_RUN_COLUMNS, strings, UTC microseconds)."""
+    return _normalized(runs)
+
+
+def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with the dtypes the store reads back (strings, UTC microseconds)."""
+    frame = runs.reindex(columns=STORED_RUN_COLUMNS).copy()
+    for col in ("machine_code", "order_code", "product_code", "flags", *CONTEXT_TEXT):
+        frame[col] = frame[col].astype("string")
+    frame["phase"] = frame["phase"].fillna(DEFAULT_PHASE)
+    for col in ("start", "end"):
+        frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[us, UTC]")
+    return frame
+
+
+def anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
+    """The months (None: undated) whose anomalies differ between ``old`` and ``new``, each
+    compared as a multiset of (kind, machine, order, ts, detail): counted by group, not a Python
+    tuple per anomaly (a run may bring millions)."""
+    sides = []
+    for frame, step in ((old, 1), (new, -1)):
+        if frame.empty:
+            continue
+        side = pd.DataFrame(
+            {
+                name: frame[name].astype("string").fillna("\x00")  # NULL as a value of its own
+                for name in STORED_ANOMALY_COLUMNS
+                if name != "ts"
+            }
+        )
+        micros = utc_stamps(frame["ts"]).dt.tz_convert(None).to_numpy().view("i8")
+        side["ts"] = micros  # NaT: int64 min, a value of its own too
+        side["step"] = step
+        sides.append(side)
+    if not sides:
+        return set()
+    both = pd.concat(sides, ignore_index=True)
+    net = both.groupby([*STORED_ANOMALY_COLUMNS], sort=False)["step"].sum()
+    differ = net[net != 0].index.get_level_values("ts").unique()
+    nat = np.iinfo(np.int64).min
+    return {
+        None if value == nat else month_of(pd.Timestamp(value, unit="us", tz=UTC).to_pydatetime())
+        for value in differ.tolist()
+    }
