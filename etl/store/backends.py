@@ -37,6 +37,8 @@ class StoreBackend:
     # taken before the schema is created, where DDL commits on its own (None: DDL is
     # transactional, a concurrent creation fails and is looked at again)
     create_lock_statement: ClassVar[str | None] = None
+    # ALTER TABLE drops and adds a table's primary key (False: the table is made anew)
+    alters_keys: ClassVar[bool] = True
 
     def resolve(self, url: URL, root: Path) -> URL:
         """``url`` with a project-relative location made absolute (nothing is created)."""
@@ -85,6 +87,7 @@ class SqliteBackend(StoreBackend):
     naive_utc = True
     statistics_statements = ("PRAGMA analysis_limit = 1000", "ANALYZE production_runs")
     create_lock_statement = "BEGIN IMMEDIATE"  # pysqlite commits every CREATE on its own
+    alters_keys = False
 
     def resolve(self, url: URL, root: Path) -> URL:
         database = url.database or ""
