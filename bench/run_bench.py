@@ -589,9 +589,10 @@ def parquet_rows(path: Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in path.rglob("*.parquet"))
 
 
-def cadence(rows: int = CADENCE_ROWS) -> list[str]:
+def cadence(rows: int = CADENCE_ROWS, baseline: Path | None = None) -> list[str]:
     """``etl run`` of an incremental job re-reading 14 days of a 200-machine plant in a table of
-    ``rows`` bookings (PostgreSQL source, SQLite store): whole process, start-up included."""
+    ``rows`` bookings (PostgreSQL source, SQLite store): whole process, start-up included
+    (``baseline``: with the ``etl`` package under that directory, see ``etl_command``)."""
     import sqlalchemy as sa
 
     out: list[str] = []
@@ -618,10 +619,12 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
             start_from=first.strftime("%Y-%m-%d %H:%M:%S"),
             reread="14d",
         )
-        cmd = [str(BIN / "etl"), "-p", str(work), "run", "bench", "--json"]
+        cmd = [*etl_command(baseline), "-p", str(work), "run", "bench", "--json"]
+        code = "this checkout" if baseline is None else f"the etl package under {baseline}"
         out.append(
             f"Table `{table}` ({rows:,} bookings, index on the timestamp); "
-            f"{in_window:,} bookings in the 14-day window. SQLite store, local Parquet."
+            f"{in_window:,} bookings in the 14-day window. SQLite store, local Parquet; "
+            f"{code}."
         )
         out.append("")
         out.append(
@@ -639,7 +642,7 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
         ]
         for label in labels:
             before = snapshot(work / "parquet")
-            proc, wall, rss, _ = timed(cmd)
+            proc, wall, rss, _ = timed(cmd, cwd=work)
             if proc.returncode != 0:
                 out.append(f"| {label} | failed | {wall:.2f} | {rss / 1024:,.0f} MiB | | | |")
                 out.append(f"\n    {proc.stderr.strip()[-400:]}")
@@ -789,8 +792,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="backfill group: also run each backfill, back to back, with the etl package under "
-        "this directory (an older version: git archive COMMIT etl | tar -x -C DIR)",
+        help="backfill and cadence groups: also run each backfill (back to back) and the "
+        "cadence's runs (twice, alternating) with the etl package under this directory (an older "
+        "version: git archive COMMIT etl | tar -x -C DIR)",
     )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -949,7 +953,8 @@ def main() -> None:
 
     if "cadence" in groups and "postgresql" in up:
         print("\n## Sync cadence: `etl run`, 14-day re-read window (whole process)\n", flush=True)
-        print("\n".join(cadence()), flush=True)
+        for code in [None] if args.baseline is None else [args.baseline, None, args.baseline, None]:
+            print("\n".join(cadence(baseline=code)), flush=True)
 
     if "discover" in groups and up:
         rows = max(sizes)
