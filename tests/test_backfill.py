@@ -178,6 +178,27 @@ def test_a_run_open_across_a_month_end_holds_that_month_back_instead_of_reading_
     pd.testing.assert_frame_equal(stored, plant.parquet_runs(), check_dtype=False)
 
 
+def test_a_backfill_rerun_over_the_range_it_filled_changes_nothing(tmp_path: Path) -> None:
+    # the first backfill loads an empty range, the rerun diffs against a full one: the same
+    # store and the same Parquet files, none of them rewritten (a run crossing a chunk's end
+    # is stored open by that chunk and closed again by the next, as in the first load)
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    project = load_project(plant.root)
+    first = backfill(project, "bookings", since, None, timedelta(days=2))
+    stored, published = plant.store_runs(), _partitions(plant)
+    base = plant.root / "output" / "parquet"
+    stamps = {f: f.stat().st_mtime_ns for f in base.rglob("*.parquet")}
+
+    again = backfill(load_project(plant.root), "bookings", since, None, timedelta(days=2))
+    assert first.inserted == len(stored) > 0
+    assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+    pd.testing.assert_frame_equal(plant.store_runs(), stored)
+    assert _partitions(plant).keys() == published.keys()
+    assert all(_partitions(plant)[name].equals(published[name]) for name in published)
+    assert {f: f.stat().st_mtime_ns for f in base.rglob("*.parquet")} == stamps
+
+
 def test_a_first_backfill_killed_and_rerun_writes_what_one_run_writes(tmp_path: Path) -> None:
     plant = _busy_plant(tmp_path / "p")
     since = local_text(plant.ago(days=20))[:10]

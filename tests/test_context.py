@@ -4,7 +4,11 @@ zone on runs and anomalies in the store and the Parquet, job variables, the stor
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -351,12 +355,8 @@ V2_RUNS_DDL = [
 ]
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def test_a_store_of_schema_2_is_keyed_by_start_in_place_and_keeps_its_runs(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def _schema_2_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A store as booking-etl's schema version 2 made it, with 3 runs of jobs j and k each."""
     if backend == "sqlite":
         url, ts, stamp = (
             f"sqlite:///{tmp_path / 'old.sqlite'}",
@@ -385,6 +385,10 @@ def test_a_store_of_schema_2_is_keyed_by_start_in_place_and_keeps_its_runs(
                 f"INSERT INTO job_state (job, publish_pending) VALUES ('{job}', '[]')"
             )
     engine.dispose()
+    return url
+
+
+def _assert_schema_3_with_the_runs_of_schema_2(url: str, tmp_path: Path) -> None:
     store = Store(url, tmp_path)
     try:
         store.ensure_schema()
@@ -413,6 +417,49 @@ def test_a_store_of_schema_2_is_keyed_by_start_in_place_and_keeps_its_runs(
         ]
         assert runs[job]["plant"].tolist() == ["W1"] * 3
     assert pending == [[], []]  # the rows are the same: no month to republish
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_store_of_schema_2_is_keyed_by_start_in_place_and_keeps_its_runs(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _schema_2_store(backend, tmp_path, request)
+    _assert_schema_3_with_the_runs_of_schema_2(url, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_an_upgrade_killed_before_it_committed_leaves_schema_2_and_the_next_start_does_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _schema_2_store(backend, tmp_path, request)
+    marker = tmp_path / "at-upgrade"
+    env = {**os.environ, "ETL_FAILPOINT": "upgrade", "ETL_FAILPOINT_FILE": str(marker)}
+    code = (
+        "from pathlib import Path; from etl.store.db import Store; "
+        f"Store({url!r}, Path({str(tmp_path)!r})).ensure_schema()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()  # the runs moved, the version not yet written
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql(
+            "SELECT value FROM schema_info WHERE key = 'version'"
+        ).scalar()
+        runs = conn.exec_driver_sql("SELECT count(*) FROM production_runs").scalar()
+    engine.dispose()
+    assert (version, runs) == ("2", 6)
+    _assert_schema_3_with_the_runs_of_schema_2(url, tmp_path)
 
 
 def test_pandas_and_duckdb_read_old_and_new_partitions_as_one_dataset(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.errors import StoreError
+from etl.failpoints import failpoint
 from etl.shapes import DEFAULT_PHASE
 from etl.store.backends import backend_for
 from etl.store.months import month_of
@@ -187,6 +188,7 @@ def upgrade(conn: Connection, version: int, display: str) -> None:
         _add_context(conn, version)
     if version < 3:
         _rekey_runs(conn)
+    failpoint("upgrade")  # a process killed here leaves the old version, nothing half-moved
     conn.execute(
         schema_info.update().where(schema_info.c.key == "version").values(value=str(SCHEMA_VERSION))
     )
