@@ -14,7 +14,9 @@ whole process. Rates use the work time.
 
 Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, cadence, startup,
 discover (``etl discover --table`` on the largest table: bounded samples, no full scan;
-``--only discover`` runs it alone, on the 10M table by default).
+``--only discover`` runs it alone, on the 10M table by default), files (1M bookings as a CSV
+export read + mapped + folded, against pyarrow.csv alone) and api (OData pages per second from a
+server on 127.0.0.1): both through bench/sources_bench.py, neither needs a database.
 ``odbc`` reads through each server's Debian ODBC driver (``odbc-postgresql``, ``odbc-mariadb``), the
 stand-in for SQL Server here: pyodbc row fetching, arrow-odbc, and booking-etl over an ODBC URL.
 """
@@ -71,6 +73,8 @@ GROUPS = [
     "cadence",
     "startup",
     "discover",
+    "files",
+    "api",
 ]
 DISCOVER_LIMIT_S = 5.0  # issue 16: `etl discover --table` on 10M rows stays under this
 
@@ -199,7 +203,7 @@ def etl_extract_rows(dialect: str, table: str, odbc: bool = False) -> int:
     url = sa.make_url(URLS[dialect])
     if odbc:
         sys.path.insert(0, str(ROOT))
-        from tests.pg_odbc import ODBC_URLS  # registers postgresql+pyodbc
+        from tests.support.pg_odbc import ODBC_URLS  # registers postgresql+pyodbc
 
         odbc_url = ODBC_URLS[dialect][1].format(
             user=url.username, host=url.host, db=url.database, port=url.port
@@ -815,7 +819,7 @@ def main() -> None:
     )
 
     up = []
-    needs_tables = set(groups) - {"fold", "startup"}
+    needs_tables = set(groups) - {"fold", "startup", "files", "api"}
     for source in sources if needs_tables else []:
         tables = [(rows, False) for rows in sorted(set(sizes))]
         if "cadence" in groups and source == "postgresql":
@@ -963,6 +967,26 @@ def main() -> None:
         print("|---|---|---:|---:|---:|---|")
         for source in up:
             print(discover_timing(source, rows), flush=True)
+
+    chosen = [g for g in ("files", "api") if g in groups]
+    if chosen:
+        print(
+            "\n## File drops and HTTP APIs (bench/sources_bench.py, median of three)\n",
+            flush=True,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "sources_bench.py"),
+                "--rows",
+                str(min(sizes)),
+                "--groups",
+                *chosen,
+            ],
+            check=False,
+            cwd=ROOT,
+            timeout=TIMEOUT_S,
+        )
 
     if "startup" in groups:
         print("\n## Start-up\n", flush=True)

@@ -1,6 +1,7 @@
 """File-drop and HTTP API throughput: what etl/sources/ adds to a run.
 
-Run: ``.venv/bin/python bench/sources_bench.py [--rows 1000000] [--records 100000]``.
+Run: ``.venv/bin/python bench/sources_bench.py [--rows 1000000] [--records 100000]
+[--groups files api]``; ``make bench BENCH_ARGS='--only files api'`` runs it from bench/run_bench.py.
 
 - file group: ROWS bookings as one ';'-separated CSV with DD.MM.YYYY times, read + mapped + folded
   by a job run's ``derive`` through the file-drop reader, against ``pyarrow.csv.read_csv`` of
@@ -194,11 +195,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--groups", nargs="+", choices=["files", "api"], default=["files", "api"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lines = ["| what | input | median | rate |", "|---|---|---|---|"]
-        lines += file_group(Path(tmp), args.rows)
-        lines += api_group(Path(tmp), args.records)
+        if "files" in args.groups:
+            lines += file_group(Path(tmp), args.rows)
+        if "api" in args.groups:
+            lines += api_group(Path(tmp), args.records)
     print("\n".join(lines))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,12 @@ class EtlGroup(click.Group):
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # the reader of stdout went away (`etl status | head -1`): stop quietly, as a shell
+            # tool killed by SIGPIPE does; a run's commit is atomic, so nothing is half-written
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             secrets = ctx.meta.get("etl.secrets", [])
             message = f"internal error: {redact(f'{type(exc).__name__}: {exc}', secrets)}"
@@ -162,6 +169,29 @@ def _note(level: str, text: str, **fields: Any) -> None:
         click.echo(json_line(level, text, **fields), err=True)
     else:
         click.echo(text, err=True)
+
+
+class Named(click.Argument):
+    """A JOB or CONNECTOR argument whose absence names the project's jobs or connectors, as
+    ``etl run`` without a job does (the file names; nothing is loaded or validated)."""
+
+    def __init__(self, *args: Any, folder: str = "jobs", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.folder = folder
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.MissingParameter as exc:
+            from etl.config.loader import find_root
+
+            obj = ctx.find_root().obj or {}
+            root = Path(obj.get("root") or find_root())
+            names = sorted(p.stem for p in (root / self.folder).glob("*.yaml"))
+            if not names:
+                raise
+            listed = f"{self.folder} in {root}: {', '.join(names)}"
+            raise click.MissingParameter(listed, ctx=ctx, param=self) from exc
 
 
 def _project(ctx: click.Context, *, partial: bool = True) -> Project:
@@ -361,8 +391,13 @@ def status(ctx: click.Context, job: str | None, as_json: bool, check: bool) -> N
     if store is None:
         display += " (not created yet: no job has run)"
     else:
+        from etl.sources.files.ledger import bad_files
+
         try:
             entries = {e["job"]: e for e in store.summary()}
+            for name, files in bad_files(store).items():
+                if name in entries:
+                    entries[name]["bad_files"] = files
         finally:
             store.close()
     names = [job] if job else sorted(set(project.jobs) | set(entries) | set(project.broken))
@@ -431,6 +466,11 @@ def _print_status(
             f"  watermark {_ts(entry['watermark'])}; {entry['runs']} runs stored "
             f"({entry['open_runs']} open); anomalies: {kinds}"
         )
+        for bad in entry.get("bad_files") or []:
+            click.echo(
+                f"  BAD FILE {bad['path']} (since {bad['since']}, skipped by every run until it "
+                f"changes; its runs stay as stored): {bad['error']}"
+            )
         pending = entry.get("publish_pending") or []
         if pending and not entry["running"]:
             click.echo(
@@ -445,7 +485,7 @@ def _print_status(
             )
             click.echo(f"  schedule '{state.schedule}' ({state.timezone}): {when}{flags}")
             for problem in state.problems:
-                if problem.startswith(("last run failed", "Parquet not published")):
+                if problem.startswith(("last run failed", "Parquet not published", "bad file")):
                     continue  # on the first lines already
                 click.echo(f"    {problem}")
 
@@ -461,11 +501,19 @@ def _json_default(value: Any) -> Any:
 @click.option(
     "--fresh", is_flag=True, help="Regenerate the database and start with an empty store."
 )
-def demo(directory: Path, fresh: bool) -> None:
+@click.option(
+    "--flavour",
+    type=click.Choice(["database", "files"]),
+    default="database",
+    show_default=True,
+    help="Where the jobs read the plant: its database, or its tables exported as daily CSV "
+    "files into DIRECTORY/drop (a file-drop connector, the same mappings).",
+)
+def demo(directory: Path, fresh: bool, flavour: str) -> None:
     """Create a synthetic plant database and a project wired to it in DIRECTORY, then run its jobs."""
     from etl.commands.demo import run_demo
 
-    run_demo(directory, echo=click.echo, fresh=fresh)
+    run_demo(directory, echo=click.echo, fresh=fresh, flavour=flavour)
 
 
 _WHEN_HELP = (
@@ -475,7 +523,7 @@ _WHEN_HELP = (
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Window start instead of the next run's: {_WHEN_HELP}.")
 @click.option("--until", help=f"Window end instead of source clock - safety_lag: {_WHEN_HELP}.")
 @click.option(
@@ -512,7 +560,7 @@ def preview(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--since", help=f"Only runs and anomalies from: {_WHEN_HELP}.")
 @click.option("--until", help=f"Only runs and anomalies before: {_WHEN_HELP}.")
 @click.option(
@@ -554,7 +602,7 @@ def _check_source(project: Any, connector: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--strict", is_flag=True, help="Exit 7 when the account can write.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.pass_context
@@ -578,7 +626,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
             f"{report.where}: {report.fetch_error}",
             hint="install the driver, or set fetch: auto",
         )
-    unreadable = [t for t in report.tables if not t.readable]
+    unreadable = [t for t in report.tables if t.failing]
     if unreadable:  # as 'etl run' and 'etl preview' would fail on them: exit 4
         raise DataError(
             f"{report.where}: {len(unreadable)} mapped table(s) NOT readable: "
@@ -594,7 +642,7 @@ def check(ctx: click.Context, connector: str, strict: bool, as_json: bool) -> No
 
 
 @main.command()
-@click.argument("connector")
+@click.argument("connector", cls=Named, folder="connectors")
 @click.option("--table", "-t", help="Propose a mapping (YAML on stdout) for this table or view.")
 @click.option("--schema", "-s", help="The schema (owner) to look in; default: the account's.")
 @click.option(
@@ -665,7 +713,7 @@ def discover(
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option(
     "--since",
     required=True,
@@ -761,7 +809,7 @@ def state() -> None:
 
 
 @state.command("reset")
-@click.argument("job")
+@click.argument("job", cls=Named)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.pass_context
 def state_reset(ctx: click.Context, job: str, yes: bool) -> None:

@@ -24,11 +24,11 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 
-from .conftest import S3_KEY_ID, S3_SECRET, S3Server
-from .daemon import Daemon, wait_for
-from .fleet import Fleet, Source
-from .plant import _sorted
-from .test_schedule import as_utc, audit_rows
+from tests.conftest import S3_KEY_ID, S3_SECRET, S3Server
+from tests.ops.test_schedule import as_utc, audit_rows
+from tests.support.daemon import Daemon, wait_for
+from tests.support.fleet import Fleet, Source
+from tests.support.plant import _sorted
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "300"))
 EVERY = int(os.environ.get("SOAK_EVERY", "15"))

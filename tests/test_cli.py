@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -13,8 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -79,6 +79,40 @@ def test_the_console_script_delivers_all_output_and_its_exit_code(tmp_path: Path
         f"{sys.executable} -m etl.cli --help | head -1", shell=True, capture_output=True, text=True
     )
     assert head.stdout.startswith("Usage:") and "Traceback" not in head.stderr
+
+
+def test_a_reader_that_closed_stdout_stops_the_command_quietly(tmp_path: Path) -> None:
+    # `etl status | head -1`: the pipe's read end is closed before etl writes a byte
+    plant = Plant(tmp_path / "p")
+    plant.book("M1", "A1", 10, plant.ago(hours=2))
+    plant.run()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "etl.cli", "-p", str(plant.root), "status"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert "internal error" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "names"),
+    [("preview", "jobs in"), ("report", "jobs in"), ("check", "connectors in")],
+)
+def test_a_missing_job_or_connector_argument_names_the_choices(
+    tmp_path: Path, command: str, names: str
+) -> None:
+    plant = Plant(tmp_path / "p")
+    code, _, err = etl("-p", str(plant.root), command)
+    assert code == 2
+    listed = "bookings, orders" if names == "jobs in" else "plant"
+    assert f"{names} {plant.root}: {listed}" in err
 
 
 def test_outside_a_project_says_so(tmp_path: Path) -> None:

@@ -37,10 +37,19 @@ def _file(module: str) -> Path:
 # Where database names may be compared: the dialects and the store backends.
 HOMES = [_file("etl.sources.sql.dialects"), _file("etl.store.backends")]
 
-# The configuration layer sits below the dialects (the dialects import the config models), so it
-# cannot ask a dialect without an import cycle: the connector schema (config.py: which keys locate
-# a database) and the read-only allowlists (readonly.py: option keys, MySQL user variables) still
-# name their databases. Each entry must still need its exemption (see the test below).
+# The configuration layer keeps the few name comparisons it needs. It checks a project while
+# loading it, from the files alone (`etl validate` refuses a dangerous option before any source is
+# opened), and it sits below the dialects, which import its models (ConnectorSpec): asking a
+# dialect from here would be an upward import and a cycle (config -> dialects -> config), which
+# the layer contracts in pyproject.toml forbid.
+# - etl/config/readonly.py, the read-only allowlists: its tables are keyed by dialect (options,
+#   pure functions, sqlglot names); it compares names for three rules only, SQL Server's
+#   case-insensitive option keywords and, on MySQL/MariaDB, the executable comments, hints and
+#   user variables that sqlglot reads differently from the server. Moving the allowlists into
+#   the dialect classes would need the config to import the dialects (above).
+# - etl/config/models.py, the connector schema: which keys locate a database (`path` for SQLite,
+#   `service_name` or `sid` for Oracle, `host` and `database` otherwise).
+# Each entry must still need its exemption (see the test below).
 CONFIG_LAYER = [_file("etl.config.models"), _file("etl.config.readonly")]
 
 NAMES = frozenset(

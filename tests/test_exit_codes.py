@@ -15,8 +15,7 @@ from etl.cli import main
 from etl.config.loader import load_project
 from etl.errors import EXIT_CODES
 from etl.pipeline.sync import open_store
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 OPERATIONS = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from etl.extras import EXTRAS, install_command
-
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

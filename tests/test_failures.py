@@ -15,8 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import main
-
-from .plant import Plant
+from tests.support.plant import Plant
 
 
 def etl(*args: str) -> tuple[int, str, str]:
@@ -255,7 +254,7 @@ def test_cron_lists_only_the_variables_the_enabled_jobs_use(tmp_path: Path) -> N
 def test_a_broken_job_file_stops_only_its_own_job(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .daemon import Daemon
+    from tests.support.daemon import Daemon
 
     monkeypatch.setenv("ETL_CRON_SECONDS", "1")  # per-second schedules, as the daemon's
 
@@ -315,7 +314,7 @@ def test_a_broken_job_file_stops_only_its_own_job(
 
 @pytest.mark.slow
 def test_the_demos_next_lines_work_as_printed_in_a_fresh_shell(tmp_path: Path) -> None:
-    from .daemon import ETL
+    from tests.support.daemon import ETL
 
     done = subprocess.run(
         [ETL, "demo", "d"], cwd=tmp_path, capture_output=True, text=True, timeout=600
@@ -345,7 +344,7 @@ SECRET = "Fa-S3cret-never-shown"
 
 def console(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real console script, as an operator runs it."""
-    from .daemon import ETL
+    from tests.support.daemon import ETL
 
     return subprocess.run(
         [ETL, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
@@ -360,8 +359,8 @@ def json_lines(text: str) -> list[dict[str, object]]:
 @pytest.mark.slow
 @pytest.mark.mariadb
 def test_in_json_mode_every_stderr_line_is_json_errors_included(tmp_path: Path) -> None:
-    from .accounts import write_project
-    from .conftest import MARIADB_URL, server_or_skip
+    from tests.conftest import MARIADB_URL, server_or_skip
+    from tests.support.accounts import write_project
 
     plant = Plant(tmp_path / "p")
     plant.book("M1", "A", 10, plant.ago(hours=3))
@@ -417,7 +416,7 @@ def one_connection_account(mariadb_database: str) -> Iterator[tuple[str, str, st
 
     import sqlalchemy as sa
 
-    from .accounts import drop_account
+    from tests.support.accounts import drop_account
 
     url = sa.make_url(mariadb_database)
     user, password = f"etl_one_{uuid.uuid4().hex[:8]}", f"pw-{uuid.uuid4().hex[:12]}"
@@ -454,8 +453,8 @@ def test_a_job_whose_second_connection_is_refused_blocks_nothing(
 ) -> None:
     import sqlalchemy as sa
 
-    from .accounts import BOOKINGS_MAPPING
-    from .daemon import Daemon
+    from tests.support.accounts import BOOKINGS_MAPPING
+    from tests.support.daemon import Daemon
 
     pytest.importorskip("connectorx", reason="the Arrow path of MariaDB is connectorx")
     database, user, password = one_connection_account

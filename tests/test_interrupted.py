@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 from etl.store.schema import SCHEMA_VERSION
-
-from .plant import ETL, Plant, frozen_at
+from tests.support.plant import ETL, Plant, frozen_at
 
 
 def test_kill_9_while_writing_parquet_leaves_a_temporary_file_the_next_publish_removes(

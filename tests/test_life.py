@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from .conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
-from .plant import BERLIN, ETL, Plant, frozen_at
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.support.plant import BERLIN, ETL, Plant, frozen_at
 
 
 class ServerPlant(Plant):

@@ -88,7 +88,7 @@ def test_readme_shows_the_two_first_commands_on_its_first_screen() -> None:
 def test_readme_is_short_and_has_install_and_quickstart() -> None:
     lines = README.splitlines()
     assert len(lines) <= 250, f"README.md has {len(lines)} lines; the reference belongs in docs/"
-    assert "pip install 'booking-etl[" in README and "pip install -e '.[" in README
+    assert "pip install './booking-etl[" in README and "pip install -e '.[" in README
     quickstart = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     for command in ("etl init", "etl discover", "etl preview", "etl run", "etl status"):
         assert f"$ {command}" in quickstart, f"the quickstart does not show {command}"

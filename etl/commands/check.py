@@ -41,6 +41,13 @@ class TableCheck:
     source: str  # "BDE.BUCHUNGEN" or "(custom query)"
     readable: bool
     detail: str
+    enabled: bool = True  # some enabled job uses the mapping
+
+    @property
+    def failing(self) -> bool:
+        """Unreadable, and an enabled job reads it: ``etl check`` exits 4, as ``etl run`` would.
+        A mapping only disabled jobs use (``etl init``'s starter) is reported, not counted."""
+        return not self.readable and self.enabled
 
     def as_dict(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -49,6 +56,7 @@ class TableCheck:
             "jobs": self.jobs,
             "source": self.source,
             "readable": self.readable,
+            "enabled": self.enabled,
             "detail": self.detail,
         }
 
@@ -69,6 +77,8 @@ class CheckReport:
     session_timezone: str
     read_only_session: str
     account: str
+    plant_timezone: str = "UTC"
+    plant_timezone_set: bool = True  # the connector names it (else naive times are read as UTC)
     privileges: list[Privilege] = field(default_factory=list)
     tables: list[TableCheck] = field(default_factory=list)
     grant_account: str = READER_ACCOUNT
@@ -127,6 +137,8 @@ class CheckReport:
             "host_clock": self.host_clock.isoformat(),
             "clock_offset_s": round(self.clock_offset_s, 3),
             "session_timezone": self.session_timezone,
+            "plant_timezone": self.plant_timezone,
+            "plant_timezone_set": self.plant_timezone_set,
             "read_only_session": self.read_only_session,
             "account": self.account,
             "can_write": self.can_write,
@@ -184,6 +196,8 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
                     "the session's read-only state", dialect.session_read_only, "unknown"
                 ),
                 account=ask("the account", dialect.current_user, "unknown"),
+                plant_timezone=source.spec.timezone,
+                plant_timezone_set="timezone" in source.spec.model_fields_set,
                 notes=notes,
                 warnings=warnings,
                 fetch=_fetch(source, warnings),
@@ -194,6 +208,9 @@ def check_connector(project: Project, name: str, retry: Retry | None = None) -> 
             refs = list(dict.fromkeys(ref for _, _, refs in tables for ref in refs))
             report.privileges = ask("the privileges", lambda c: dialect.privileges(c, refs), [])
             report.tables = [_check_table(conn, source, project, m, jobs) for m, jobs, _ in tables]
+            # no GRANT for a table that is missing where only disabled jobs look (the starter's)
+            idle = {t.mapping for t in report.tables if not t.readable and not t.enabled}
+            refs = list(dict.fromkeys(ref for m, _, rs in tables if m not in idle for ref in rs))
             report.refused_config = _refused_jobs(project, name)
             report.layers = _layers(conn, source, project, report)
             _probe_fetch(conn, source, project, report)
@@ -344,6 +361,7 @@ def _check_table(
     mapping = project.mappings[mapping_name]
     where = f"mappings/{mapping_name}.yaml"
     described = mapping.source.describe()
+    enabled = any(project.jobs[job].spec.enabled for job in jobs)
     try:
         if mapping.source.query is not None:
             check_custom_query(
@@ -357,19 +375,20 @@ def _check_table(
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, sa.exc.DBAPIError) and source.dialect.classify(cause) == "permission":
             exc = source.denied(cause)
-        return TableCheck(mapping_name, jobs, described, False, exc.message)
+        return TableCheck(mapping_name, jobs, described, False, exc.message, enabled)
     except sa.exc.DBAPIError as exc:
         conn.rollback()
         detail = _first_line(exc, source)
         if source.dialect.classify(exc) == "permission":
             detail = source.denied(exc).message
-        return TableCheck(mapping_name, jobs, described, False, detail)
+        return TableCheck(mapping_name, jobs, described, False, detail, enabled)
     return TableCheck(
         mapping_name,
         jobs,
         described,
         True,
         f"readable ({len(columns)} columns, mapped ones present)",
+        enabled,
     )
 
 
@@ -406,7 +425,12 @@ def format_report(report: CheckReport) -> str:
         f"server:     {report.product} {report.version}",
         f"clock:      {report.server_clock.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}Z on the server, "
         f"{offset:+.3f}s from this host",
-        f"time zone:  {report.session_timezone}",
+        f"time zone:  session {report.session_timezone}; plant {report.plant_timezone} "
+        + (
+            "(the connector's timezone: naive timestamps are read in it)"
+            if report.plant_timezone_set
+            else "(no timezone in the connector: naive timestamps are read as UTC)"
+        ),
         f"read-only:  {report.read_only_session}",
         f"account:    {report.account}",
         "",
@@ -425,9 +449,15 @@ def format_report(report: CheckReport) -> str:
     if report.tables:
         lines.append("mapped tables (mapping <- jobs: source):")
         for table in report.tables:
-            state = "ok  " if table.readable else "FAIL"
+            state = "ok  " if table.readable else "FAIL" if table.enabled else "off "
+            idle = (
+                ""
+                if table.readable or table.enabled
+                else " (only disabled jobs use it: not counted)"
+            )
             lines.append(
-                f"  {state} {table.mapping} <- {', '.join(table.jobs)}: {table.source}: {table.detail}"
+                f"  {state} {table.mapping} <- {', '.join(table.jobs)}: {table.source}: "
+                f"{table.detail}{idle}"
             )
         lines.append("")
     if report.grants:
@@ -443,7 +473,7 @@ def format_report(report: CheckReport) -> str:
     lines += [f"warning: {w}" for w in report.warnings if w != report.fetch_error]
     if report.fetch_error:
         lines.append(f"error: {report.fetch_error} (jobs on this connector fail)")
-    unreadable = [t for t in report.tables if not t.readable]
+    unreadable = [t for t in report.tables if t.failing]
     failing = f"; {len(unreadable)} mapped table(s) NOT readable" if unreadable else ""
     if report.layers:
         lines.append("read-only layers (defence in depth; the grants are the boundary):")

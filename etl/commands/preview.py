@@ -20,9 +20,9 @@ import pandas as pd
 from etl.commands.report import Timeline, local_times
 from etl.config.durations import format_duration, parse_when, resolve_when
 from etl.config.models import Job, Project
-from etl.errors import UsageError
+from etl.errors import EtlError, UsageError
 from etl.pipeline.attributes import parse
-from etl.pipeline.run import derive, next_window, reader_for, start_utc
+from etl.pipeline.run import check_usable, derive, next_window, reader_for, start_utc
 from etl.pipeline.structures import structure_for
 from etl.redact import redact
 from etl.sources.reader import WINDOW_MARGIN, Window
@@ -273,6 +273,10 @@ def preview(
     notes = [fetch] if fetch else []
     if store is None:
         notes.append("the store does not exist yet: the window is the first run's, nothing carried")
+    try:
+        check_usable(job, derived)
+    except EtlError as exc:  # what 'etl run' would refuse: said here, where the rows are shown
+        notes.append(f"'etl run' would refuse this window (exit 4): {exc.message}")
     return Preview(
         job=job,
         window=window,

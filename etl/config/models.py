@@ -44,13 +44,38 @@ def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
+        import difflib
+        import zoneinfo
+
+        close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
+        guess = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin' or 'UTC')"
+            f"unknown time zone {value!r} ({guess}use an IANA name such as 'Europe/Berlin' "
+            "or 'UTC')"
         ) from None
     return value
 
 
 TimeZoneName = Annotated[str, BeforeValidator(lambda v: _check_timezone(str(v)))]
+
+
+def _start_from(value: object) -> object:
+    """A quoted ``start_from`` in ISO form, or one clear message (not pydantic's 'invalid
+    character in year' for ``01.11.2026``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "expected a date like 2026-11-01 or a date and time like 2026-11-01 06:00:00 "
+            f"(plant wall-clock time), got {value!r}"
+        ) from None
+    return parsed if len(text) > 10 else parsed.date()
+
+
+StartFrom = Annotated[date | datetime | None, BeforeValidator(_start_from)]
 
 
 class Strict(BaseModel):
@@ -67,7 +92,7 @@ class Defaults(Strict):
 
     safety_lag: Duration = timedelta(minutes=5)
     reread: Duration = timedelta(days=2)
-    start_from: date | datetime | None = None
+    start_from: StartFrom = None
     batch_size: int = Field(default=50_000, ge=100, le=5_000_000)
 
 
@@ -691,7 +716,7 @@ class JobSpec(Strict):
     enabled: bool = True
     schedule: str | None = None
     timezone: TimeZoneName | None = None
-    start_from: date | datetime | None = None
+    start_from: StartFrom = None
     safety_lag: Duration | None = None
     reread: Duration | None = None
     parquet: bool = True

@@ -71,11 +71,12 @@ class Health:
     success_due_since: datetime | None  # the last success must be newer than this
     failed: bool
     problems: list[str]
+    bad_files: int = 0  # a file drop's files that did not read (skipped by every run)
 
     @property
     def healthy(self) -> bool:
         """False when ``etl status --check`` fails because of this job."""
-        return not (self.checked and (self.stale or self.failed))
+        return not (self.checked and (self.stale or self.failed or self.bad_files))
 
     def as_dict(self) -> dict[str, Any]:
         """For ``etl status --json``."""
@@ -91,6 +92,7 @@ class Health:
             "checked": self.checked,
             "healthy": self.healthy,
             "problems": self.problems,
+            "bad_files": self.bad_files,
         }
 
 
@@ -109,6 +111,8 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
     trigger = job_trigger(job)
     checked = job.spec.enabled and trigger is not None
     next_run = trigger.get_next_fire_time(None, now) if checked and trigger else None
+    if next_run is not None:  # the trigger answers in the schedule's zone; status speaks UTC
+        next_run = next_run.astimezone(UTC)
     last_success: datetime | None = entry.get("last_success")
     failed = last is not None and last.get("status") != "ok"
     stale = False
@@ -131,6 +135,11 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
     if failed and last is not None:
         error = (last.get("error") or "").splitlines()[0] if last.get("error") else ""
         problems.append(f"last run failed at {_stamp(last_at)}" + (f": {error}" if error else ""))
+    bad = entry.get("bad_files") or []
+    if bad:
+        problems.append(
+            f"bad file(s) skipped: {', '.join(b['path'] for b in bad)} (fix or re-deliver them)"
+        )
     pending = entry.get("publish_pending") or []
     if failed and pending:
         problems.append(
@@ -151,6 +160,7 @@ def job_health(job: Job, entry: dict[str, Any], now: datetime) -> Health:
         success_due_since=due,
         failed=failed,
         problems=problems,
+        bad_files=len(bad),
     )
 
 

@@ -45,6 +45,10 @@ METRICS: list[tuple[str, str]] = [
         "publish_pending_months",
         "Parquet months the store holds but the dataset does not yet (a failed publication).",
     ),
+    (
+        "bad_files",
+        "Files of the job's file drop that did not read: every run skips them until they change.",
+    ),
     ("config_valid", "1 if the job's files are valid, 0 if they have errors (it cannot run)."),
     ("runs_stored", "Production runs of the job in the store."),
     ("runs_open", "Production runs of the job still open."),
@@ -100,6 +104,8 @@ def render(project: Project, entries: list[dict[str, Any]], now: datetime) -> st
         if publishes(project, job):
             pending = entry.get("publish_pending") or []
             samples["publish_pending_months"].append((labels, float(len(pending))))
+        if job.connector.kind == "files":
+            samples["bad_files"].append((labels, float(len(entry.get("bad_files") or []))))
         samples["runs_stored"].append((labels, float(entry.get("runs", 0))))
         samples["runs_open"].append((labels, float(entry.get("open_runs", 0))))
         health = job_health(job, entry, now)
@@ -129,11 +135,16 @@ def write_textfile(project: Project, now: datetime | None = None) -> Path | None
     path = textfile_path(project)
     if path is None:
         return None
+    from etl.sources.files.ledger import bad_files
+
     store = open_store(project)
     try:
         entries = store.summary()
+        bad = bad_files(store)
     finally:
         store.close()
+    for entry in entries:
+        entry["bad_files"] = bad.get(entry["job"], [])
     text = render(project, entries, now or datetime.now(UTC))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

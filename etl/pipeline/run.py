@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -65,6 +66,7 @@ class RunResult:
     duration_s: float = 0.0
     parquet_files: list[str] = field(default_factory=list)
     sync_id: int | None = None
+    skipped: list[str] = field(default_factory=list)  # e.g. a file drop's bad files
 
     def summary(self) -> str:
         """One human line: window, rows, run changes, anomalies, duration."""
@@ -74,7 +76,7 @@ class RunResult:
             f"{self.rows_read:,} rows read, {self.runs_total:,} runs in window "
             f"(+{self.runs_inserted} new, {self.runs_updated} changed, -{self.runs_deleted} removed, "
             f"{self.runs_open} open), anomalies: {kinds} [{self.duration_s:.1f}s]"
-        )
+        ) + "".join(f"\n  SKIPPED {line}" for line in self.skipped)
 
     def as_dict(self) -> dict[str, object]:
         """The result for ``--json`` output."""
@@ -90,6 +92,7 @@ class RunResult:
             "runs_open": self.runs_open,
             "anomalies": self.anomalies,
             "duration_s": round(self.duration_s, 3),
+            "skipped": self.skipped,
         }
 
 
@@ -109,6 +112,15 @@ class Derived:
     carried: int = 0  # runs carried in from the store because they were open at the window's start
     #: runs of order rows changed since lo that now fail a filter: they leave the store
     removed: pd.DataFrame | None = None
+    #: what the source skipped (a file drop's bad files), for the audit row and the output
+    warnings: list[str] = field(default_factory=list)
+    #: the source's own writes in the commit's transaction (a file drop's ledger)
+    on_commit: Callable[[Any], None] | None = None
+    #: rows that should give a booking or run (a START/END code, or an order row) and those of
+    #: them that did, and the rows whose event code no events list names (see ``_check_usable``)
+    expected: int = 0
+    usable: int = 0
+    unlisted: int = 0
 
     @property
     def runs_open(self) -> int:
@@ -243,7 +255,7 @@ def derive(
     parts: list[Mapped] = []
     withdrawn: list[pd.DataFrame] = []
     found: list[pd.DataFrame] = []
-    rows_read = 0
+    rows_read = malformed = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
         if reach_back and window.hi > window.lo:
@@ -269,11 +281,25 @@ def derive(
                         mapped = structure.map(batch, zone, reading.instants)
                         found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
                         rows_read += len(batch)
+                        malformed += len(found[-1])
                 except DataError as exc:  # e.g. a date_format on an integer column
                     log.warning("%s; malformed text times not looked for", exc.message)
+        kept = getattr(reading, "kept", None)
+        spans = kept(reach.window) if kept is not None and window.hi > window.lo else []
+        warned = getattr(reading, "warnings", None)
+        warnings = warned() if warned is not None and window.hi > window.lo else []
+        on_commit = getattr(reading, "on_commit", None)
     codes: Counter[tuple[str, str]] = Counter()
     for part in parts:
         codes.update(part.codes)
+    read = sum(p.rows_read for p in parts)
+    if structure.has_codes:
+        expected = sum(n for (_, kind), n in codes.items() if kind in ("START", "END"))
+        usable = sum(int(p.rows["event"].isin(("START", "END")).sum()) for p in parts)
+    else:
+        expected, usable = read, sum(len(p.rows) for p in parts)
+    expected += malformed  # rows whose text time the window's comparison could not find
+    unlisted = sum(n for (_, kind), n in codes.items() if kind == "UNKNOWN")
     rows = [p.rows for p in parts if not p.rows.empty]
     derived = structure.derive(rows, window, reach, carried, withdrawn)
     found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
@@ -281,15 +307,66 @@ def derive(
     anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
     lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
     in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
+    runs = with_context(derived.runs, job, STORED_RUN_COLUMNS)
+    found_here = with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS)
+    if spans and store is not None:
+        runs, found_here = kept_as_stored(store, job.name, spans, runs, found_here, window)
     return Derived(
         window=window,
-        runs=with_context(derived.runs, job, STORED_RUN_COLUMNS),
-        anomalies=with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS),
-        rows_read=rows_read + sum(p.rows_read for p in parts),
+        runs=runs,
+        anomalies=found_here,
+        rows_read=rows_read + read,
         codes=codes,
         carried=derived.carried,
         removed=derived.removed,
+        warnings=warnings,
+        on_commit=on_commit,
+        expected=expected,
+        usable=usable,
+        unlisted=unlisted,
     )
+
+
+def kept_as_stored(
+    store: Store,
+    job: str,
+    spans: list[tuple[datetime, datetime]],
+    runs: pd.DataFrame,
+    found: pd.DataFrame,
+    window: Window,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``runs`` and anomalies with what the store holds for ``spans`` instead of what was
+    derived there: the runs overlapping a span and the anomalies stamped in it (in the
+    window) are the stored ones. A file drop's bad file keeps the runs it delivered so."""
+    keep_runs, keep_found = [], []
+    derived_in = pd.Series(False, index=runs.index)
+    found_in = pd.Series(False, index=found.index)
+    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+    for first, last in spans:
+        a, b = pd.Timestamp(first), pd.Timestamp(last)
+        derived_in |= (runs["start"] <= b) & (runs["end"].isna() | (runs["end"] >= a))
+        found_in |= (found["ts"] >= max(a, lo)) & (found["ts"] <= b) & (found["ts"] < hi)
+        keep_runs.append(store.runs_between(job, first, last + timedelta(microseconds=1)))
+        held = store.anomalies_between(job, max(first, window.lo), last + timedelta(microseconds=1))
+        keep_found.append(held[held["ts"].notna() & (held["ts"] < hi)])
+    stored = pd.concat(keep_runs, ignore_index=True).drop_duplicates(
+        ["machine_code", "order_code", "start"]
+    )
+    # what the kept runs cover is theirs: e.g. the END (after the span) of a run whose START
+    # the unreadable file holds is no orphan
+    if not stored.empty and not found.empty:
+        for run in stored.itertuples():
+            end = pd.Timestamp.max.tz_localize("UTC") if pd.isna(run.end) else run.end
+            found_in |= (
+                (found["machine_code"] == run.machine_code)
+                & (found["order_code"] == run.order_code)
+                & (found["ts"] >= run.start)
+                & (found["ts"] <= end)
+            ).fillna(False)
+    held = pd.concat(keep_found, ignore_index=True).drop_duplicates()
+    runs = pd.concat([runs[~derived_in], stored.reindex(columns=runs.columns)], ignore_index=True)
+    found = pd.concat([found[~found_in], held.reindex(columns=found.columns)], ignore_index=True)
+    return runs, found
 
 
 def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFrame:
@@ -306,23 +383,30 @@ def with_context(frame: pd.DataFrame, job: Job, columns: list[str]) -> pd.DataFr
 
 def _reached_back(job: Job, structure: Structure, reading: Reading, window: Window) -> Window:
     """``window`` reaching back to the oldest row changed since ``lo`` (``ExtraRequests``)."""
-    changed = extra_request(reading, "changed", window, structure.shape)
-    if changed is None:
-        return window
-    oldest: pd.Timestamp | None = None
-    for batch in changed.batches(job.batch_size):
-        first = structure.oldest(batch, job.connector.zone, reading.instants)
-        if first is not None and (oldest is None or first < oldest):
-            oldest = first
+    since = getattr(reading, "changed_since", None)
+    if since is not None:  # a source that knows what changed since it last delivered
+        earliest = since(window)
+        what = "files delivered again or first"
+        oldest = None if earliest is None else pd.Timestamp(earliest)
+    else:
+        changed = extra_request(reading, "changed", window, structure.shape)
+        if changed is None:
+            return window
+        what = "bookings changed since " + window.lo.isoformat(timespec="seconds")
+        oldest = None
+        for batch in changed.batches(job.batch_size):
+            first = structure.oldest(batch, job.connector.zone, reading.instants)
+            if first is not None and (oldest is None or first < oldest):
+                oldest = first
     if oldest is None:
         return window
     lo = max(oldest.to_pydatetime(), start_utc(job))
     if lo >= window.lo:
         return window
     log.info(
-        "%s: bookings changed since %s reach back to %s: the run folds from there",
+        "%s: %s reach back to %s: the run folds from there",
         job.name,
-        window.lo.isoformat(timespec="seconds"),
+        what,
         lo.isoformat(timespec="seconds"),
     )
     return Window(lo=lo, hi=window.hi)
@@ -418,6 +502,7 @@ class JobRun:
             # a backfill chunk changes nothing beyond its range: the withdrawn rows, however
             # old, are the sync runs' to remove
             withdrawn=None if bounded else derived.removed,
+            also=derived.on_commit,
         )
 
     def publish(
@@ -478,7 +563,10 @@ def run_job(
             audit.finished_at = datetime.now(UTC)
             audit.duration_s = time.monotonic() - clock
             audit.count(derived.rows_read, derived.runs_open, derived.kinds())
+            if derived.warnings:  # an ok run that skipped something says so in its audit row
+                audit.error = redact("skipped: " + "; ".join(derived.warnings), project.secrets)
             _check_anomalies(job, derived)
+            check_usable(job, derived)
             sync_id, changes = run.commit(derived, audit)
             committed = True  # the ok audit row is written: a later failure adds no failed one
             failpoint("commit")
@@ -497,6 +585,7 @@ def run_job(
                 duration_s=time.monotonic() - clock,
                 parquet_files=files,
                 sync_id=sync_id,
+                skipped=derived.warnings,
             )
             _log_result(result)
             return result
@@ -544,6 +633,40 @@ def _check_anomalies(job: Job, derived: Derived) -> None:
         hint=f"look at them with 'etl preview {job.name}', fix the mapping or the source, "
         "or raise max_anomalies",
     )
+
+
+#: a window with this many rows of which not one is usable is a broken mapping, not bad data
+UNUSABLE_ROWS = 10
+
+
+def check_usable(job: Job, derived: Derived) -> None:
+    """DataError (exit 4, nothing committed) when the window's rows fit the mapping not at all:
+    every START/END row's time fails to parse (a wrong ``format``), or no row's event code is
+    listed under ``events``. Committing that would replace the window's stored runs with none.
+    Fewer than ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
+    where = f"mappings/{job.mapping_name}.yaml"
+    hint = f"look at the rows with 'etl preview {job.name}' and fix {where}"
+    kinds = derived.kinds()
+    if derived.expected >= UNUSABLE_ROWS and derived.usable == 0:
+        found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"
+        common = kinds.most_common(1)[0][0] if kinds else None
+        example = derived.anomalies.loc[derived.anomalies["kind"] == common, "detail"].dropna()
+        sample = f"; e.g. {example.iloc[0]}" if len(example) else ""
+        raise DataError(
+            f"{job.name}: not one of the {derived.expected:,} rows that should give a booking or "
+            f"run fits {where} (anomalies: {found}){sample}; nothing was committed, the stored "
+            "runs are kept",
+            hint=hint + " (columns.timestamp and its format, the columns)",
+        )
+    if derived.rows_read >= UNUSABLE_ROWS and derived.unlisted == derived.rows_read:
+        seen = sorted({code for (code, kind) in derived.codes if kind == "UNKNOWN"})
+        shown = ", ".join(repr(c) for c in seen[:8]) + (", ..." if len(seen) > 8 else "")
+        raise DataError(
+            f"{job.name}: none of the {derived.rows_read:,} rows read has an event code listed "
+            f"under events in {where} (codes read: {shown}); nothing was committed, the stored "
+            "runs are kept",
+            hint=hint + " (events: START, END, ignore)",
+        )
 
 
 def _log_result(result: RunResult) -> None:

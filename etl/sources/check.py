@@ -4,7 +4,6 @@ first one), or fetch each mapped endpoint's first page, and say what can be read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from etl.config.models import Project
 from etl.errors import EtlError
@@ -97,19 +96,16 @@ def _probe(reader: object) -> tuple[str, str]:
     from etl.sources.files.formats import read_file
     from etl.sources.files.reader import FilesReader
     from etl.sources.http.reader import HttpReader, records_frame
-    from etl.sources.reader import Points, Window
     from etl.sources.rows import time_columns, wanted_columns
 
     if isinstance(reader, FilesReader):
         with reader.open() as reading:
-            request = reading.request(
-                Window(datetime.now(UTC), datetime.now(UTC)), Points("timestamp")
-            )
-            files = request.files({})
+            listed = reading.drop.list(reader.table.glob)
+            files = [f for f in listed if reading.drop.settled(f, reading.clock)]
             wanted = wanted_columns(reader.mapping)
             detail = f"{len(files)} file(s) ready"
-            if request.waiting:
-                detail += f", {len(request.waiting)} still being written"
+            if len(listed) > len(files):
+                detail += f", {len(listed) - len(files)} still being written"
             if files:
                 first = files[0]
                 name = f"{reading.drop.display}/{first.path}"

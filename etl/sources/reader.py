@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -113,6 +113,29 @@ class ExtraRequests(Protocol):
     def malformed(self, reach: Window, shape: Shape) -> Request | None:
         """Rows ``request`` cannot find because their time does not compare (text in the wrong
         shape): read once per run so they are reported (None: every row compares)."""
+        ...
+
+
+class SourceLedger(Protocol):
+    """What a ``Reading`` that keeps a ledger of what it delivered (a file drop) may answer
+    besides: each method is optional, and ``derive`` asks a reading without it for nothing."""
+
+    def changed_since(self, window: Window) -> datetime | None:
+        """The oldest time the source delivers or delivered rows at that changed since the
+        last run, when before ``window.lo``: a sync run reaches back to it (None: none)."""
+        ...
+
+    def kept(self, window: Window) -> list[tuple[datetime, datetime]]:
+        """UTC spans ``(first, last)`` whose stored runs and anomalies stay as they are this run
+        (what the source delivered there cannot be read now)."""
+        ...
+
+    def warnings(self) -> list[str]:
+        """What the run skipped, one line each, for the run's audit row and output."""
+        ...
+
+    def on_commit(self, conn: Any) -> None:
+        """Record what the run delivered, in the transaction of its commit."""
         ...
 
 

@@ -36,6 +36,7 @@ def _files(project: Project, job: Job) -> Reader:
         project.root,
         project.spec.store,
         project.secrets,
+        job=job.name,
     )
 
 

@@ -16,8 +16,10 @@ TIME_FIELDS = ("timestamp", "start", "end", "updated_at")
 
 
 def wanted_columns(mapping: MappingSpec) -> list[str]:
-    """The source columns the mapping reads (its fields and its filters), in order."""
+    """The source columns the mapping reads (its columns, its run ``fields`` and its
+    filters), in order."""
     names = [c for spec in mapping.column_specs().values() for c in spec.source_columns()]
+    names += [f.column for f in mapping.fields.values()]
     names += [f.column for f in mapping.filters]
     return list(dict.fromkeys(names))
 

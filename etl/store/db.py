@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +87,8 @@ class Store:
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise StoreError(f"etl.yaml: store: cannot use {self.display}: {exc}") from None
         self.backend.configure(self.engine)
+        #: the clock leases are measured by (``_now``); tests replace it to let time pass
+        self.clock: Callable[[Connection], datetime] = self.backend.now
 
     @property
     def display(self) -> str:
@@ -159,7 +161,7 @@ class Store:
     def _now(self, conn: Connection) -> datetime:
         """The clock leases are measured by: the store server's, so that workers on hosts with
         skewed clocks agree when a lock expires (SQLite: this host's, the only one)."""
-        return self.backend.now(conn)
+        return self.clock(conn)
 
     def renew_lock(self, job: str, owner: str, ttl: timedelta) -> bool:
         """Extend our lock to now + ``ttl``; False when it is no longer ours (expired and taken)."""
@@ -234,6 +236,7 @@ class Store:
         backfill: tuple[str | None, datetime | None] | None = None,
         owner: str | None = None,
         withdrawn: pd.DataFrame | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> tuple[int, Changes]:
         """Replace what the store holds for ``[lo, hi)`` and move the watermark, in one transaction.
 
@@ -245,6 +248,7 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
+        ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
@@ -343,6 +347,8 @@ class Store:
                     "nothing was committed",
                     hint="raise 'lock.lease' in etl.yaml if the store was unreachable for long",
                 )
+            if also is not None:
+                also(conn)
         changes.months = pending
         if len(write) >= ANALYZE_AFTER and self.backend.statistics_statements:
             self._analyze()

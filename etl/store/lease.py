@@ -18,6 +18,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class Clock:
+    """The time a lease is measured by on this host: ``monotonic()``, and ``wait()``, the
+    heartbeat's sleep between renewals. Tests pass a clock whose time moves only when they say."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back."""
+        return time.monotonic()
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        """Sleep ``seconds``, or less when ``stop`` is set; whether it was set."""
+        return stop.wait(seconds)
+
+
+SYSTEM_CLOCK = Clock()
+
+
 class Lease:
     """A job's lock held for the length of a ``with`` block and kept alive by a heartbeat.
 
@@ -30,11 +46,19 @@ class Lease:
     ``verify()`` additionally asks the store (before each partition is published).
     """
 
-    def __init__(self, store: Store, job: str, lease: timedelta, heartbeat: timedelta) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job: str,
+        lease: timedelta,
+        heartbeat: timedelta,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.store, self.job, self.lease, self.heartbeat = store, job, lease, heartbeat
+        self.clock = clock
         self.owner = ""
         self.lost = False
-        self._last_ok = 0.0  # time.monotonic() when the last successful take/renewal was sent
+        self._last_ok = 0.0  # clock.monotonic() when the last successful take/renewal was sent
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -46,7 +70,7 @@ class Lease:
 
     def acquire(self) -> Lease:
         """Take the lock (LockHeldError when another run holds it) and start the heartbeat."""
-        sent = time.monotonic()
+        sent = self.clock.monotonic()
         self.owner = self.store.acquire_lock(self.job, self.lease)
         self._last_ok = sent
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.job}", daemon=True)
@@ -69,8 +93,8 @@ class Lease:
         self.release()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat.total_seconds()):
-            sent = time.monotonic()
+        while not self.clock.wait(self._stop, self.heartbeat.total_seconds()):
+            sent = self.clock.monotonic()
             try:
                 held = self.store.renew_lock(self.job, self.owner, self.lease)
             except StoreError as exc:  # the store may come back before the lease runs out
@@ -87,7 +111,7 @@ class Lease:
 
     def expired(self) -> bool:
         """Whether the lock may have run out by time: no renewal succeeded for ``lease - margin``."""
-        return time.monotonic() - self._last_ok > (self.lease - self.margin).total_seconds()
+        return self.clock.monotonic() - self._last_ok > (self.lease - self.margin).total_seconds()
 
     def check(self) -> None:
         """Raise LockHeldError when the lock is no longer ours, or may no longer be: a renewal

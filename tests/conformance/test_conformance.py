@@ -34,8 +34,7 @@ from etl.pipeline.sync import run_job
 from etl.sources.sql.arrow import FetchChoice, choose
 from etl.sources.sql.engine import ReadOnlyViolation, Retry, open_connector
 from etl.sources.sql.query import build_query, instant_columns, read_frames
-
-from ..conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
+from tests.conftest import MARIADB_URL, POSTGRES_URL, server_or_skip
 
 TARGETS = {
     "mssql": ("ETL_TEST_MSSQL_URL", None),

@@ -152,7 +152,14 @@ class Proposal:
 
 
 def list_tables(project: Project, connector: str, schema: str | None = None) -> Listing:
-    """Every table and view (in ``schema``) with estimated rows and columns."""
+    """Every table and view (in ``schema``) with estimated rows and columns; for a file drop
+    or an HTTP API its tables (files.tables, http.endpoints) with a first look at each."""
+    from etl.commands.discover import records
+
+    if records.is_records_kind(project, connector):
+        records.refuse_schema(schema, connector)
+        listing: Listing = records.list_sources(project, connector)
+        return listing
     source = open_connector(project, connector)
     try:
         with source.connect() as conn:
@@ -271,6 +278,8 @@ def _column_info(column: Any) -> ColumnInfo:
 
 def format_listing(listing: Listing) -> str:
     """One line per table: name, kind, estimated rows, columns with types."""
+    if any(t.kind in ("files", "endpoint") for t in listing.tables):
+        return _format_records(listing)
     where = f"schema {listing.schema}" if listing.schema else "the default schema"
     tables = [t for t in listing.tables if t.kind == "table"]
     views = [t for t in listing.tables if t.kind == "view"]
@@ -295,11 +304,35 @@ def format_listing(listing: Listing) -> str:
     return "\n".join(lines)
 
 
+def _format_records(listing: Listing) -> str:
+    """The tables of a file drop or an API, with the records of a first look at each."""
+    what = "file table(s)" if listing.tables[0].kind == "files" else "endpoint(s)"
+    lines = [
+        f"connectors/{listing.connector}.yaml: {len(listing.tables)} {what} "
+        f"(rows: {listing.rows_source})"
+    ]
+    width = max(len(t.name) for t in listing.tables)
+    for table in listing.tables:
+        cols = ", ".join(f"{c.name} {c.type}" for c in table.columns[:12])
+        if len(table.columns) > 12:
+            cols += f", ... (+{len(table.columns) - 12})"
+        lines.append(f"  {table.name:<{width}}  {table.rows or 0:>8,} rows  {cols}")
+    lines.append("next: etl discover CONNECTOR --table NAME proposes a mapping for one table")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- one table
 
 
 def propose(project: Project, connector: str, table: str, schema: str | None = None) -> Proposal:
-    """Sample ``table`` and propose a mapping for it, with a profile of its timestamp."""
+    """Sample ``table`` and propose a mapping for it, with a profile of its timestamp (a file
+    drop's table or an API's endpoint: a sample of its records, etl/commands/discover/records.py)."""
+    from etl.commands.discover import records
+
+    if records.is_records_kind(project, connector):
+        records.refuse_schema(schema, connector)
+        proposal: Proposal = records.propose_records(project, connector, table)
+        return proposal
     source = open_connector(project, connector)
     try:
         with source.connect() as conn:
@@ -378,6 +411,44 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
     profiled = profile_columns(probe, info.columns, _primary_key(conn, info))
     fields = time_fields(profiled, probe)
     roles = decide(profiled, fields, probe)
+    structure, columns, reasons, notes = proposed_columns(roles, info, probe)
+    window = columns["timestamp"] if structure == "bookings" else columns["start"]
+    sample = probe
+    if window.source_columns() and _indexed(conn, info, window.source_columns()[0]):
+        sample = _sample(conn, table, columns, window)  # the newest rows, by the index
+    guess = None
+    events: dict[str, list[Any]] = {}
+    if structure == "bookings":
+        guess = guess_codes(sample, columns, source.spec.zone)
+        events = guess.events
+    profile = _profile(source, conn, table, info, window, sample)
+    span = (profile.minimum, profile.maximum) if profile is not None else (None, None)
+    evidence, warnings = _zone(source, conn, info, table, window, probe, roles, profiled, span)
+    return Proposal(
+        table=info,
+        structure=structure,
+        columns=columns,
+        reasons=reasons,
+        events=events,
+        event_notes=guess.notes if guess else {},
+        code_counts=guess.counts if guess else [],
+        sample_rows=len(sample),
+        profile=profile,
+        notes=notes,
+        filters=roles.filters,
+        guess=guess,
+        zone=evidence,
+        warnings=warnings,
+        profiled_rows=len(probe),
+    )
+
+
+def proposed_columns(
+    roles: Roles, info: TableInfo, probe: pd.DataFrame
+) -> tuple[str, dict[str, ColumnSpec], dict[str, str], list[str]]:
+    """(structure, the mapping's columns, why each, notes) from the decided roles, with a
+    placeholder where no column was recognised, sentinels seen in an end column, and a note on
+    blank-padded codes (shared by tables, file drops and HTTP APIs)."""
     structure = roles.structure
     notes = list(roles.notes)
     columns: dict[str, ColumnSpec] = {}
@@ -413,35 +484,7 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
             values = probe.get(spec.column)
             if values is not None and _padded(values):
                 reasons[name] += "; values are blank-padded (trimmed by default)"
-    window = columns["timestamp"] if structure == "bookings" else columns["start"]
-    sample = probe
-    if window.source_columns() and _indexed(conn, info, window.source_columns()[0]):
-        sample = _sample(conn, table, columns, window)  # the newest rows, by the index
-    guess = None
-    events: dict[str, list[Any]] = {}
-    if structure == "bookings":
-        guess = guess_codes(sample, columns, source.spec.zone)
-        events = guess.events
-    profile = _profile(source, conn, table, info, window, sample)
-    span = (profile.minimum, profile.maximum) if profile is not None else (None, None)
-    evidence, warnings = _zone(source, conn, info, table, window, probe, roles, profiled, span)
-    return Proposal(
-        table=info,
-        structure=structure,
-        columns=columns,
-        reasons=reasons,
-        events=events,
-        event_notes=guess.notes if guess else {},
-        code_counts=guess.counts if guess else [],
-        sample_rows=len(sample),
-        profile=profile,
-        notes=notes,
-        filters=roles.filters,
-        guess=guess,
-        zone=evidence,
-        warnings=warnings,
-        profiled_rows=len(probe),
-    )
+    return structure, columns, reasons, notes
 
 
 def _primary_key(conn: Connection, info: TableInfo) -> set[str]:

@@ -21,10 +21,11 @@ _BOM = codecs.BOM_UTF8
 
 
 def read_file(
-    content: bytes, name: str, table: FileTable, wanted: list[str], times: list[str]
+    content: bytes, name: str, table: FileTable, wanted: list[str] | None, times: list[str]
 ) -> pd.DataFrame:
-    """The rows of one file: ``wanted`` columns, ``times`` among them parsed by the table's
-    ``datetime_format`` (or left to the mapping); DataError for a file that does not read."""
+    """The rows of one file: ``wanted`` columns (None: every column, for ``etl discover``),
+    ``times`` among them parsed by the table's ``datetime_format`` (or left to the mapping);
+    DataError for a file that does not read."""
     kind = table.format_of(name)
     if kind == "xlsx":
         frame = _excel(content, name, table, wanted, times)
@@ -35,23 +36,25 @@ def read_file(
     if table.footer_rows and kind != "csv":
         frame = frame.iloc[: max(0, len(frame) - table.footer_rows)]
     for column in times:
-        frame[column] = _datetimes(frame[column], table.datetime_format)
+        frame[column] = datetimes(frame[column], table.datetime_format)
     return frame
 
 
 # --------------------------------------------------------------------------- CSV / TSV
 
 
-def _csv(content: bytes, name: str, table: FileTable, wanted: list[str]) -> pd.DataFrame:
+def _csv(content: bytes, name: str, table: FileTable, wanted: list[str] | None) -> pd.DataFrame:
     if content.startswith(_BOM):
         content = content[len(_BOM) :]  # Excel's UTF-8 export; meaningless in any other encoding
     if table.footer_rows:
         content = _drop_last_lines(content, table.footer_rows)
     if not content.strip():
-        raise DataError(f"{name}: the file is empty (no header line)")
+        raise DataError(f"{name}: line 1: the file is empty (no header line)")
     delimiter = table.delimiter_of(name)
     header_line = table.skip_rows + 1
     encoding = "utf8" if codecs.lookup(table.encoding).name == "utf-8" else table.encoding
+    if wanted is None:
+        wanted = _header(content, name, table, delimiter)
     try:
         result = pacsv.read_csv(
             io.BytesIO(content),
@@ -73,6 +76,24 @@ def _csv(content: bytes, name: str, table: FileTable, wanted: list[str]) -> pd.D
         for column in frame.columns:
             frame[column] = _decimal_comma(frame[column])
     return frame
+
+
+def _header(content: bytes, name: str, table: FileTable, delimiter: str) -> list[str]:
+    """The named columns of the header line (each once)."""
+    import csv
+
+    lines = content.split(b"\n", table.skip_rows + 1)
+    if len(lines) <= table.skip_rows:
+        raise DataError(f"{name}: no header line")
+    try:
+        line = lines[table.skip_rows].decode(table.encoding)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{name}: line {table.skip_rows + 1}: not valid {table.encoding} text",
+            hint="declare the file's 'encoding' in the connector (cp1252, latin-1, utf-8)",
+        ) from None
+    names = next(csv.reader([line.rstrip("\r")], delimiter=delimiter, quotechar=table.quote), [])
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def _drop_last_lines(content: bytes, count: int) -> bytes:
@@ -142,7 +163,7 @@ _DAY_US = 86_400_000_000
 
 
 def _excel(
-    content: bytes, name: str, table: FileTable, wanted: list[str], times: list[str]
+    content: bytes, name: str, table: FileTable, wanted: list[str] | None, times: list[str]
 ) -> pd.DataFrame:
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
@@ -169,6 +190,8 @@ def _excel(
         if header is None:
             raise DataError(f"{name}: sheet {sheet.title!r}: no header in row {table.header_row}")
         names = ["" if h is None else str(h).strip() for h in header]
+        if wanted is None:
+            wanted = list(dict.fromkeys(n for n in names if n))
         missing = [c for c in wanted if c not in names]
         if missing:
             raise DataError(
@@ -214,11 +237,11 @@ def _excel_times(column: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------- JSON lines
 
 
-def _jsonl(content: bytes, name: str, wanted: list[str]) -> pd.DataFrame:
+def _jsonl(content: bytes, name: str, wanted: list[str] | None) -> pd.DataFrame:
     if content.startswith(_BOM):
         content = content[len(_BOM) :]
     if not content.strip():
-        raise DataError(f"{name}: the file is empty")
+        raise DataError(f"{name}: line 1: the file is empty")
     try:
         table = pajson.read_json(io.BytesIO(content))
         while any(pa.types.is_struct(f.type) for f in table.schema):
@@ -237,6 +260,8 @@ def _jsonl(content: bytes, name: str, wanted: list[str]) -> pd.DataFrame:
                 raise DataError(f"{name}: line {number}: expected a JSON object per line") from None
             records.append(record)
         frame = pd.json_normalize(records, sep=".")  # types that change between lines
+    if wanted is None:
+        return frame
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(
@@ -249,7 +274,7 @@ def _jsonl(content: bytes, name: str, wanted: list[str]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- timestamps
 
 
-def _datetimes(column: pd.Series, formats: str | list[str] | None) -> pd.Series:
+def datetimes(column: pd.Series, formats: str | list[str] | None) -> pd.Series:
     """Text in the declared format(s) as wall-clock datetimes (what does not parse stays NaT,
     an anomaly the mapping reports); without a format the column is left to the mapping."""
     if formats is None or pd.api.types.is_datetime64_any_dtype(column):

@@ -86,9 +86,10 @@ class FilesSpec(Section):
     # a file is read once it has not changed for this long (it may still be being copied)
     settle: Duration = timedelta(seconds=30)
     marker: str | None = None  # read 'x.csv' only once 'x.csv<marker>' exists (e.g. '.done')
-    # a file an earlier run read that is gone while its rows lie in the window: 'error' stops
-    # the run (its runs stay); 'forget' reads on without it (its runs in the window go)
-    missing: Literal["error", "forget"] = "error"
+    # a file an earlier run read that is gone from the drop: 'keep' leaves the runs it
+    # delivered as stored; 'forget' removes them (wherever they lie); 'error' stops a run
+    # whose window its rows lie in (nothing committed)
+    missing: Literal["keep", "forget", "error"] = "keep"
     tables: dict[str, FileTable] = Field(min_length=1)
 
     @model_validator(mode="after")

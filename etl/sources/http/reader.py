@@ -158,11 +158,13 @@ class Pager:
 class HttpRequest:
     """The pages of one run, fetched when iterated."""
 
-    def __init__(self, reading: HttpReading, reach: Window) -> None:
-        self.reading, self.reach = reading, reach
+    def __init__(self, reading: HttpReading, reach: Window | None) -> None:
+        self.reading, self.reach = reading, reach  # None: every page (``etl discover``'s sample)
 
     def window_params(self) -> dict[str, Any]:
         """The window as the endpoint declares it goes out."""
+        if self.reach is None:
+            return {}
         w = self.reading.reader.endpoint.window
         lo, hi = self.reach.lo - WINDOW_MARGIN, self.reach.hi + WINDOW_MARGIN
         params: dict[str, Any] = {}
@@ -302,7 +304,7 @@ def records_frame(
     DataError naming the page, unless the page is empty)."""
     if not records:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in wanted})
-    frame = _flat(records)
+    frame = flat_records(records)
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
         raise DataError(
@@ -313,7 +315,7 @@ def records_frame(
     return frame[wanted]
 
 
-def _flat(records: list[dict[str, Any]]) -> pd.DataFrame:
+def flat_records(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records as a frame with a dotted column per nested field: through Arrow (no Python call
     per value) unless a field changes its type between records, then through pandas."""
     import pyarrow as pa

@@ -544,6 +544,13 @@ def open_source(
 
 def open_connector(project: Project, name: str, retry: Retry | None = None) -> Source:
     """The source of connector ``name`` of the project (its ``${ENV}`` variables must be set)."""
+    spec = connector_spec(project, name)
+    return open_source(name, spec, project.root, project.secrets, retry=retry)
+
+
+def connector_spec(project: Project, name: str) -> ConnectorSpec:
+    """Connector ``name`` of the project, of any kind; a ConfigError when it does not exist,
+    has errors or reads an ``${ENV}`` variable that is not set."""
     spec = project.connectors.get(name)
     where = f"connectors/{name}.yaml"
     own = [p for p in project.problems if p.startswith((f"{where}:", f"connectors/{name}.yml:"))]
@@ -565,7 +572,7 @@ def open_connector(project: Project, name: str, retry: Retry | None = None) -> S
             ],
             hint="export the variables or use ${VAR:-default}",
         )
-    return open_source(name, spec, project.root, project.secrets, retry=retry)
+    return spec
 
 
 def _create_engine(url: sa.URL, connect_args: dict[str, Any], options: dict[str, Any]) -> Engine:
