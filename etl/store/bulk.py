@@ -85,7 +85,9 @@ def insert_frame(
     backend_for(conn.dialect.name).insert(conn, table, rows)
 
 
-def read_frame(conn: Connection, query: sa.Select[Any], columns: Sequence[str]) -> pd.DataFrame:
+def read_frame(
+    conn: Connection, query: sa.Select[Any] | sa.CompoundSelect[Any], columns: Sequence[str]
+) -> pd.DataFrame:
     """The rows of ``query`` (selecting ``columns``, timestamps as the driver returns them) as a
     frame: text columns as pandas strings, timestamps as UTC microseconds."""
     result = conn.execute(query)

@@ -200,10 +200,10 @@ class Store:
         With ``carries``, each with its latest carry not after ``lo`` (``carry_at``,
         ``carry_attributes``, ``carry_basis``; NULL where it has none)."""
         t = production_runs
-        query = sa.select(*_run_columns()).where(
-            t.c.job == job,
-            t.c.start < lo,
-            sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
+        stored = sa.select(*_run_columns())
+        query = sa.union_all(  # one index range each (see _replaced)
+            stored.where(t.c.job == job, t.c.end.is_(None), t.c.start < lo),
+            stored.where(t.c.job == job, t.c.end >= lo - margin, t.c.start < lo),
         )
         with self.begin() as conn:
             runs = read_frame(conn, query, STORED_RUN_COLUMNS)
@@ -220,14 +220,22 @@ class Store:
 
     def _replaced(
         self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
-    ) -> sa.ColumnElement[bool]:
-        """The stored runs a derivation of ``[lo, hi)`` replaces (``hi`` None: everything after)."""
+    ) -> list[sa.ColumnElement[bool]]:
+        """The stored runs a derivation of ``[lo, hi)`` replaces (``hi`` None: everything after),
+        as disjoint predicates that each read one index range: those starting in the window
+        (the key), and those starting before it that are open or end within the margin (the
+        end index). One ``start >= lo OR end IS NULL OR end >= reach`` had SQLite and an
+        unanalyzed PostgreSQL read every run before ``hi`` instead, once per backfill chunk."""
         t = production_runs
         reach = lo - margin
-        replaced = sa.and_(
-            t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= reach)
-        )
-        return replaced if hi is None else sa.and_(replaced, t.c.start < hi)
+        inside = sa.and_(t.c.job == job, t.c.start >= lo)
+        if hi is not None:
+            inside = sa.and_(inside, t.c.start < hi)
+        return [
+            inside,
+            sa.and_(t.c.job == job, t.c.end.is_(None), t.c.start < lo),
+            sa.and_(t.c.job == job, t.c.end >= reach, t.c.start < lo),
+        ]
 
     def commit_sync(
         self,
@@ -270,11 +278,9 @@ class Store:
         t = production_runs
         with self.begin() as conn:
             stored = sa.select(*_run_columns())
-            olds = [
-                read_frame(
-                    conn, stored.where(self._replaced(job, lo, margin, upto)), STORED_RUN_COLUMNS
-                )
-            ]
+            parts = self._replaced(job, lo, margin, upto)
+            window = sa.union_all(*(stored.where(part) for part in parts))
+            olds = [read_frame(conn, window, STORED_RUN_COLUMNS)]
             # runs re-derived from rows corrected long ago (an order table's updated_at) lie
             # outside the window: the stored run with the same key is the one they replace
             reach = pd.Timestamp(lo - margin)
@@ -311,7 +317,8 @@ class Store:
             ).inserted_primary_key[0]  # type: ignore[index]
             if len(gone) * 2 > len(old):
                 # most of the window changed: replace it whole
-                conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
+                for part in parts:
+                    conn.execute(t.delete().where(part))
                 for chunk in _by_key(job, keys):
                     conn.execute(t.delete().where(chunk))
                 write = as_stored(runs)
@@ -319,9 +326,8 @@ class Store:
                 # write only what changed: a rerun that finds the same runs writes none
                 for chunk in _by_key(job, _keys(gone)):
                     conn.execute(t.delete().where(chunk))
-            # by start: the (job, start) and (job, end) indexes take the rows near their right
-            # edge and the key's pages are visited once per machine (30 % less SQLite B-tree work
-            # for a backfill chunk)
+            # by start: the key (job, start, machine, order) and the (job, end) index take the
+            # rows at or near their right edge
             insert_frame(
                 conn, t, write, STORED_RUN_COLUMNS, {"job": job, "sync_id": sync_id}, BY_START
             )

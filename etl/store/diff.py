@@ -11,7 +11,7 @@ import pandas as pd
 
 from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.store.bulk import utc_stamps
-from etl.store.months import months_of
+from etl.store.months import month_set
 
 KEY = ["machine_code", "order_code", "start"]
 CONTEXT_TEXT = ("phase", "plant", "zone", "attributes")
@@ -40,7 +40,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame
     if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
         old = old.drop_duplicates(KEY, keep="last")
     if old.empty:  # a first load: everything is new
-        months = sorted(set(months_of(new["start"])))
+        months = month_set(new["start"])
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
         return changes, new.reset_index(drop=True), old[STORED_RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
@@ -53,7 +53,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame
     gone = both["_merge"] == "left_only"
     added = both["_merge"] == "right_only"
     touched = both.loc[gone | added | changed, "start"]
-    months = sorted(set(months_of(touched)))
+    months = month_set(touched)
     changes = Changes(
         inserted=int(added.sum()),
         updated=int(changed.sum()),
