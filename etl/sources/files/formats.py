@@ -7,6 +7,7 @@ import codecs
 import io
 import json
 import struct
+from collections.abc import Sequence
 from datetime import date, datetime
 
 import numpy as np
@@ -205,7 +206,7 @@ def _excel(
 
 def _sheet_rows(
     content: bytes, name: str, kind: str, table: FileTable
-) -> tuple[str, list[list[object]]]:
+) -> tuple[str, Sequence[Sequence[object]]]:
     """The declared sheet's title and its rows from row 1 on (leading empty rows kept, so that
     ``header_row`` counts as in Excel); DataError naming the file for a workbook that does not
     read (truncated, not a workbook, no such sheet)."""
