@@ -16,7 +16,8 @@ Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, caden
 discover (``etl discover --table`` on the largest table: bounded samples, no full scan;
 ``--only discover`` runs it alone, on the 10M table by default), files (1M bookings as a CSV
 export read + mapped + folded, against pyarrow.csv alone) and api (OData pages per second from a
-server on 127.0.0.1): both through bench/sources_bench.py, neither needs a database.
+server on 127.0.0.1) and excel (100k bookings as .xlsx and 65k as .xls, calamine against openpyxl):
+all through bench/sources_bench.py, none needs a database.
 ``odbc`` reads through each server's Debian ODBC driver (``odbc-postgresql``, ``odbc-mariadb``), the
 stand-in for SQL Server here: pyodbc row fetching, arrow-odbc, and booking-etl over an ODBC URL.
 """
@@ -75,6 +76,7 @@ GROUPS = [
     "discover",
     "files",
     "api",
+    "excel",
 ]
 DISCOVER_LIMIT_S = 5.0  # issue 16: `etl discover --table` on 10M rows stays under this
 
@@ -819,7 +821,7 @@ def main() -> None:
     )
 
     up = []
-    needs_tables = set(groups) - {"fold", "startup", "files", "api"}
+    needs_tables = set(groups) - {"fold", "startup", "files", "api", "excel"}
     for source in sources if needs_tables else []:
         tables = [(rows, False) for rows in sorted(set(sizes))]
         if "cadence" in groups and source == "postgresql":
@@ -968,7 +970,7 @@ def main() -> None:
         for source in up:
             print(discover_timing(source, rows), flush=True)
 
-    chosen = [g for g in ("files", "api") if g in groups]
+    chosen = [g for g in ("files", "api", "excel") if g in groups]
     if chosen:
         print(
             "\n## File drops and HTTP APIs (bench/sources_bench.py, median of three)\n",
