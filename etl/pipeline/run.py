@@ -703,9 +703,11 @@ UNUSABLE_ROWS = 10
 
 def check_usable(job: Job, derived: Derived) -> None:
     """DataError (exit 4, nothing committed) when the window's rows fit the mapping not at all:
-    every START/END row's time fails to parse (a wrong ``format``), or no row's event code is
-    listed under ``events``. Committing that would replace the window's stored runs with none.
-    Fewer than ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
+    every START/END row's time fails to parse (a wrong ``format``), or no row's code is listed
+    under START or END while rows carry codes no list names (the starter's placeholder codes, a
+    code list of another system; an ``ignore`` code that still matches does not hide it).
+    Committing that would replace the window's stored runs with none. Fewer than
+    ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
     where = f"mappings/{job.mapping_name}.yaml"
     hint = f"look at the rows with 'etl preview {job.name}' and fix {where}"
     kinds = derived.kinds()
@@ -715,8 +717,10 @@ def check_usable(job: Job, derived: Derived) -> None:
         sample = ""
         for part in derived.anomalies.batches():  # the first of them is enough
             example = part.loc[part["kind"] == common, "detail"].dropna()
-            if len(example):
-                sample = f"; e.g. {example.iloc[0]}"
+            # a value that fails the format says more than a row whose time is NULL
+            telling = example[~example.str.contains("=NULL", regex=False)]
+            if len(telling) or len(example):
+                sample = f"; e.g. {(telling if len(telling) else example).iloc[0]}"
                 break
         raise DataError(
             f"{job.name}: not one of the {derived.expected:,} rows that should give a booking or "
@@ -724,13 +728,13 @@ def check_usable(job: Job, derived: Derived) -> None:
             "runs are kept",
             hint=hint + " (columns.timestamp and its format, the columns)",
         )
-    if derived.rows_read >= UNUSABLE_ROWS and derived.unlisted == derived.rows_read:
+    if derived.unlisted >= UNUSABLE_ROWS and derived.expected == 0:
         seen = sorted({code for (code, kind) in derived.codes if kind == "UNKNOWN"})
         shown = ", ".join(repr(c) for c in seen[:8]) + (", ..." if len(seen) > 8 else "")
         raise DataError(
             f"{job.name}: none of the {derived.rows_read:,} rows read has an event code listed "
-            f"under events in {where} (codes read: {shown}); nothing was committed, the stored "
-            "runs are kept",
+            f"under START or END in {where}, and {derived.unlisted:,} have codes no list names "
+            f"(codes read: {shown}); nothing was committed, the stored runs are kept",
             hint=hint + " (events: START, END, ignore)",
         )
 
