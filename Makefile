@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 BENCH_ARGS ?=
 
-.PHONY: demo test test-fast soak lint format bench clean
+.PHONY: demo test test-fast soak lint format bench bench-anomalies clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 # or '--rows 5000000' or '--skip-slow'; see bench/run_bench.py --help.
 bench: $(BENCH_STAMP)  ## benchmarks (about 2.5 h in full, see BENCHMARKS.md; --quick: about 10 minutes)
 	$(BIN)/python bench/run_bench.py $(BENCH_ARGS)
+
+bench-anomalies: $(STAMP)  ## peak RSS of an etl run finding 500k and 2M anomalies (about 10 minutes; not in `test`)
+	$(BIN)/python bench/anomaly_bench.py $(BENCH_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format etl tests

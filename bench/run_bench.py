@@ -3,7 +3,8 @@ instead, on 1M, 5M and 10M bookings in the local PostgreSQL and MariaDB. Prints 
 
 Run: ``.venv/bin/python bench/run_bench.py`` (all), ``--quick`` (1M only), ``--rows 5000000``,
 ``--only postgresql dlt`` (any of the group or source names below), ``--skip-slow`` (leave out
-pandas.read_sql and dlt's sqlalchemy backend at 10M rows and more; the table says so).
+pandas.read_sql and dlt's sqlalchemy backend at 10M rows and more; the table says so),
+``--baseline DIR`` (the backfill group runs each backfill with an older ``etl`` package too).
 
 The tables ``bench_bookings_1m``/``_5m``/``_10m`` (6 columns, index on the timestamp) are created
 once in the database ``test`` of each server and kept for reruns. Each measurement runs in its own
@@ -15,7 +16,8 @@ Groups: limit, pandas, connectorx, dlt, etl-extract, odbc, fold, backfill, caden
 discover (``etl discover --table`` on the largest table: bounded samples, no full scan;
 ``--only discover`` runs it alone, on the 10M table by default), files (1M bookings as a CSV
 export read + mapped + folded, against pyarrow.csv alone) and api (OData pages per second from a
-server on 127.0.0.1): both through bench/sources_bench.py, neither needs a database.
+server on 127.0.0.1) and excel (100k bookings as .xlsx and 65k as .xls, calamine against openpyxl):
+all through bench/sources_bench.py, none needs a database.
 ``odbc`` reads through each server's Debian ODBC driver (``odbc-postgresql``, ``odbc-mariadb``), the
 stand-in for SQL Server here: pyodbc row fetching, arrow-odbc, and booking-etl over an ODBC URL.
 """
@@ -74,6 +76,7 @@ GROUPS = [
     "discover",
     "files",
     "api",
+    "excel",
 ]
 DISCOVER_LIMIT_S = 5.0  # issue 16: `etl discover --table` on 10M rows stays under this
 
@@ -516,7 +519,19 @@ def fresh_pg_store() -> str:
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_STORE_DB}"
 
 
-def backfill(rows: int, store_kind: str) -> Measured:
+def etl_command(baseline: Path | None = None) -> list[str]:
+    """How ``etl`` is started: this checkout's, or the ``etl`` package under ``baseline`` (an
+    older version unpacked there, e.g. ``git archive COMMIT etl | tar -x -C DIR``) run with this
+    virtualenv's interpreter and libraries."""
+    if baseline is None:
+        return [str(BIN / "etl")]
+    launcher = (
+        f"import sys; sys.path.insert(0, {str(baseline)!r}); from etl.cli import entry; entry()"
+    )
+    return [sys.executable, "-c", launcher]
+
+
+def backfill(rows: int, store_kind: str, baseline: Path | None = None) -> Measured:
     lo, hi = table_span("postgresql", rows)
     work = Path(tempfile.mkdtemp(prefix="etl-bench-backfill-"))
     try:
@@ -527,7 +542,7 @@ def backfill(rows: int, store_kind: str) -> Measured:
         since = lo.strftime("%Y-%m-%d %H:%M:%S")
         until = (hi + timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M:%S")
         cmd = [
-            str(BIN / "etl"),
+            *etl_command(baseline),
             "-p",
             str(work),
             "backfill",
@@ -540,7 +555,7 @@ def backfill(rows: int, store_kind: str) -> Measured:
             "30d",
         ]
         try:
-            proc, wall, rss, _ = timed(cmd)
+            proc, wall, rss, _ = timed(cmd, cwd=work)
         except subprocess.TimeoutExpired:
             return Measured(
                 "backfill",
@@ -580,9 +595,10 @@ def parquet_rows(path: Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in path.rglob("*.parquet"))
 
 
-def cadence(rows: int = CADENCE_ROWS) -> list[str]:
+def cadence(rows: int = CADENCE_ROWS, baseline: Path | None = None) -> list[str]:
     """``etl run`` of an incremental job re-reading 14 days of a 200-machine plant in a table of
-    ``rows`` bookings (PostgreSQL source, SQLite store): whole process, start-up included."""
+    ``rows`` bookings (PostgreSQL source, SQLite store): whole process, start-up included
+    (``baseline``: with the ``etl`` package under that directory, see ``etl_command``)."""
     import sqlalchemy as sa
 
     out: list[str] = []
@@ -609,10 +625,12 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
             start_from=first.strftime("%Y-%m-%d %H:%M:%S"),
             reread="14d",
         )
-        cmd = [str(BIN / "etl"), "-p", str(work), "run", "bench", "--json"]
+        cmd = [*etl_command(baseline), "-p", str(work), "run", "bench", "--json"]
+        code = "this checkout" if baseline is None else f"the etl package under {baseline}"
         out.append(
             f"Table `{table}` ({rows:,} bookings, index on the timestamp); "
-            f"{in_window:,} bookings in the 14-day window. SQLite store, local Parquet."
+            f"{in_window:,} bookings in the 14-day window. SQLite store, local Parquet; "
+            f"{code}."
         )
         out.append("")
         out.append(
@@ -630,7 +648,7 @@ def cadence(rows: int = CADENCE_ROWS) -> list[str]:
         ]
         for label in labels:
             before = snapshot(work / "parquet")
-            proc, wall, rss, _ = timed(cmd)
+            proc, wall, rss, _ = timed(cmd, cwd=work)
             if proc.returncode != 0:
                 out.append(f"| {label} | failed | {wall:.2f} | {rss / 1024:,.0f} MiB | | | |")
                 out.append(f"\n    {proc.stderr.strip()[-400:]}")
@@ -777,6 +795,13 @@ def main() -> None:
         action="store_true",
         help=f"leave out pandas.read_sql and dlt's sqlalchemy backend from {SLOW_FROM:,} rows on",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="backfill and cadence groups: also run each backfill (back to back) and the "
+        "cadence's runs (twice, alternating) with the etl package under this directory (an older "
+        "version: git archive COMMIT etl | tar -x -C DIR)",
+    )
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -796,7 +821,7 @@ def main() -> None:
     )
 
     up = []
-    needs_tables = set(groups) - {"fold", "startup", "files", "api"}
+    needs_tables = set(groups) - {"fold", "startup", "files", "api", "excel"}
     for source in sources if needs_tables else []:
         tables = [(rows, False) for rows in sorted(set(sizes))]
         if "cadence" in groups and source == "postgresql":
@@ -914,22 +939,28 @@ def main() -> None:
             "(PostgreSQL source, whole process)\n",
             flush=True,
         )
-        print("| store | bookings | wall s | bookings/s | peak RSS | runs in Parquet | note |")
-        print("|---|---:|---:|---:|---:|---:|---|")
+        print(
+            "| store | bookings | code | wall s | bookings/s | peak RSS | runs in Parquet | note |"
+        )
+        print("|---|---:|---|---:|---:|---:|---:|---|")
+        codes: list[Path | None] = [None] if args.baseline is None else [args.baseline, None]
         for rows in sizes:
             for store_kind in ("sqlite", "postgresql"):
-                r = backfill(rows, store_kind)
-                print(
-                    f"| {store_kind} | {rows:,} | {'' if r.wall_s is None else f'{r.wall_s:.1f}'}"
-                    f" | {fmt_rate(r.rate)} | "
-                    f"{'' if r.peak_rss_kib is None else f'{r.peak_rss_kib / 1024:,.0f} MiB'} | "
-                    f"{(r.extra or {}).get('runs', ''):,} | {r.note} |",
-                    flush=True,
-                )
+                for code in codes:
+                    r = backfill(rows, store_kind, code)
+                    print(
+                        f"| {store_kind} | {rows:,} | {'this' if code is None else code.name}"
+                        f" | {'' if r.wall_s is None else f'{r.wall_s:.1f}'}"
+                        f" | {fmt_rate(r.rate)} | "
+                        f"{'' if r.peak_rss_kib is None else f'{r.peak_rss_kib / 1024:,.0f} MiB'} | "
+                        f"{(r.extra or {}).get('runs', ''):,} | {r.note} |",
+                        flush=True,
+                    )
 
     if "cadence" in groups and "postgresql" in up:
         print("\n## Sync cadence: `etl run`, 14-day re-read window (whole process)\n", flush=True)
-        print("\n".join(cadence()), flush=True)
+        for code in [None] if args.baseline is None else [args.baseline, None, args.baseline, None]:
+            print("\n".join(cadence(baseline=code)), flush=True)
 
     if "discover" in groups and up:
         rows = max(sizes)
@@ -939,7 +970,7 @@ def main() -> None:
         for source in up:
             print(discover_timing(source, rows), flush=True)
 
-    chosen = [g for g in ("files", "api") if g in groups]
+    chosen = [g for g in ("files", "api", "excel") if g in groups]
     if chosen:
         print(
             "\n## File drops and HTTP APIs (bench/sources_bench.py, median of three)\n",

@@ -1,14 +1,19 @@
 """File-drop and HTTP API throughput: what etl/sources/ adds to a run.
 
 Run: ``.venv/bin/python bench/sources_bench.py [--rows 1000000] [--records 100000]
-[--groups files api]``; ``make bench BENCH_ARGS='--only files api'`` runs it from bench/run_bench.py.
+[--excel-rows 100000] [--groups files api excel]``; ``make bench BENCH_ARGS='--only files api
+excel'`` runs it from bench/run_bench.py.
 
 - file group: ROWS bookings as one ';'-separated CSV with DD.MM.YYYY times, read + mapped + folded
   by a job run's ``derive`` through the file-drop reader, against ``pyarrow.csv.read_csv`` of
   the same file alone (the floor: Arrow's reader with every column as text);
 - API group: RECORDS booking records served as JSON pages of 1,000 by a threaded HTTP server on
   127.0.0.1 (bodies prepared before the clock starts), read + mapped + folded through the HTTP
-  reader: pages and records per second.
+  reader: pages and records per second;
+- excel group: EXCEL_ROWS bookings (and a date-cell column) in one .xlsx sheet, read by the
+  file-drop reader (calamine) against openpyxl's read-only cell values alone (what the reader used
+  before), then read + mapped + folded; the same as a legacy .xls (BIFF8 holds 65,536 rows a
+  sheet: at most 65,000 of them).
 
 Median of three after a first run; prints a Markdown table.
 """
@@ -191,11 +196,95 @@ def api_group(work: Path, records: int, page: int = 1000) -> list[str]:
     ]
 
 
+def excel_group(work: Path, rows: int) -> list[str]:
+    import io
+
+    import openpyxl
+    import xlwt
+
+    from etl.sources.files.formats import read_file
+    from etl.sources.files.spec import FileTable
+
+    cols = bookings(rows)
+    stamps = cols["ZEIT"].astype("datetime64[s]").tolist()
+    data = list(
+        zip(
+            cols["MASCHINE"].tolist(),
+            cols["AUFTRAG"].tolist(),
+            [int(a) for a in cols["ART"].tolist()],
+            stamps,
+            strict=True,
+        )
+    )
+    header = ["MASCHINE", "AUFTRAG", "ART", "ZEIT"]
+    root = project(
+        work / "excel",
+        "kind: files\ntimezone: Europe/Berlin\nfiles:\n  location: drop\n  settle: 0s\n  tables:\n"
+        "    BUCHUNGEN: {glob: '*.xlsx'}\n",
+    )
+    (root / "drop").mkdir(exist_ok=True)
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Buchungen")
+    sheet.append(header)
+    for row in data:
+        sheet.append(row)
+    xlsx = root / "drop" / "export.xlsx"
+    book.save(xlsx)
+    legacy = xlwt.Workbook()
+    stamp = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM:SS")
+    page = legacy.add_sheet("Buchungen")
+    short = min(rows, 65_000)
+    for c, name in enumerate(header):
+        page.write(0, c, name)
+    for r, row in enumerate(data[:short], start=1):
+        for c, value in enumerate(row):
+            page.write(r, c, value, stamp) if c == 3 else page.write(r, c, value)
+    xls = work / "export.xls"
+    legacy.save(str(xls))
+    loaded = load_project(root)
+    job = loaded.job("bookings")
+    table = FileTable(glob="*")
+
+    def openpyxl_alone() -> object:
+        book = openpyxl.load_workbook(io.BytesIO(xlsx.read_bytes()), read_only=True, data_only=True)
+        values = list(book["Buchungen"].iter_rows(values_only=True))
+        book.close()
+        return values
+
+    def reader(path: Path) -> Callable[[], object]:
+        return lambda: read_file(path.read_bytes(), path.name, table, header, ["ZEIT"])
+
+    def run() -> object:
+        derived = derive(loaded, job, lambda _now: window(), None)
+        assert derived.rows_read == rows, derived.rows_read
+        return derived
+
+    alone, calamine, full, old = (
+        timed(openpyxl_alone),
+        timed(reader(xlsx)),
+        timed(run),
+        timed(reader(xls)),
+    )
+    size, old_size = xlsx.stat().st_size / 2**20, xls.stat().st_size / 2**20
+    return [
+        f"| .xlsx: openpyxl read-only values alone | {rows:,} rows, {size:.1f} MiB | {alone:.2f} s | {rows / alone:,.0f} rows/s |",
+        f"| .xlsx: file-drop reader (calamine) | {rows:,} rows | {calamine:.2f} s | {rows / calamine:,.0f} rows/s |",
+        f"| .xlsx: read + map + fold (etl) | {rows:,} rows | {full:.2f} s | {rows / full:,.0f} rows/s |",
+        f"| .xls: file-drop reader (calamine) | {short:,} rows, {old_size:.1f} MiB | {old:.2f} s | {short / old:,.0f} rows/s |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--groups", nargs="+", choices=["files", "api"], default=["files", "api"])
+    parser.add_argument("--excel-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--groups",
+        nargs="+",
+        choices=["files", "api", "excel"],
+        default=["files", "api", "excel"],
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         lines = ["| what | input | median | rate |", "|---|---|---|---|"]
@@ -203,6 +292,8 @@ def main() -> None:
             lines += file_group(Path(tmp), args.rows)
         if "api" in args.groups:
             lines += api_group(Path(tmp), args.records)
+        if "excel" in args.groups:
+            lines += excel_group(Path(tmp), args.excel_rows)
     print("\n".join(lines))
 
 

@@ -320,6 +320,9 @@ def run(ctx: click.Context, jobs: tuple[str, ...], run_all: bool, as_json: bool)
     failure: EtlError | None = None
     if run_all:  # the jobs whose files have errors fail, the others run
         for name in sorted(project.broken):
+            doc = project.files.get(f"jobs/{name}")
+            if doc is not None and isinstance(doc.data, dict) and doc.data.get("enabled") is False:
+                continue  # disabled (discover writes a job with placeholders so): --all skips it
             try:
                 project.job(name)
             except ConfigError as exc:
@@ -693,8 +696,17 @@ def discover(
         assert table is not None
         mapping, job = write_job(project, connector, table, job_name, schema)
         click.echo(f"wrote {mapping} and {job}")
+        written = load_project(project.root, partial=True)
+        if job_name in written.broken:  # a placeholder discover could not fill: no preview
+            for line in written.broken[job_name]:
+                click.echo(f"  {line}")
+            click.echo(
+                f"next: name the placeholders in {mapping.name}, set 'enabled: true' in "
+                f"{job.name} (written disabled), then 'etl preview {job_name}'"
+            )
+            return
         click.echo(f"$ etl preview {job_name}")
-        for line in dry_run(load_project(project.root, partial=True), job_name).lines():
+        for line in dry_run(written, job_name).lines():
             click.echo(line)
         click.echo(f"next: edit {mapping.name} where a line is wrong, then 'etl run {job_name}'")
         return
@@ -734,6 +746,7 @@ def backfill(
 ) -> None:
     """Re-derive JOB's runs from --since to --until chunk by chunk (resumable; the watermark never moves back)."""
     from etl.config.durations import parse_duration
+    from etl.ops.metrics import update as update_metrics
     from etl.pipeline.backfill import backfill as run_backfill
 
     project = _project(ctx)
@@ -757,7 +770,12 @@ def backfill(
             runs=piece.runs,
         )
 
-    result = run_backfill(project, job, since, until, length, restart=restart, progress=progress)
+    try:
+        result = run_backfill(
+            project, job, since, until, length, restart=restart, progress=progress
+        )
+    finally:
+        update_metrics(project)
     click.echo(result.summary())
 
 

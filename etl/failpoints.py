@@ -8,7 +8,8 @@ Unset (always, in production), ``failpoint()`` costs one dictionary lookup.
 Points: ``extract`` (after the first batch was read from the source), ``commit`` (after the
 store commit, before Parquet is published), ``backfill_chunk`` (after a backfill chunk committed),
 ``upload`` (halfway through uploading a Parquet partition to object storage), ``write_parquet``
-(a local partition's temporary file written, not yet renamed over the partition file).
+(a local partition's temporary file written, not yet renamed over the partition file),
+``upgrade`` (a store's schema upgraded, its transaction not yet committed).
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ def preview(
         rows_read=derived.rows_read,
         codes=codes,
         runs=derived.runs,
-        anomalies=derived.anomalies,
+        anomalies=derived.anomalies.frame(),
         carried=derived.carried,
         limit=limit,
         notes=notes,

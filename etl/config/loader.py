@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from etl.config.errors import format_errors, suggest
 from etl.config.models import (
+    PLACEHOLDERS,
     PROJECT_FILE,
     STRUCTURE_COLUMNS,
     ConnectorSpec,
@@ -113,6 +114,8 @@ def load_project(
             if doc is not None:
                 model = _validate(models[folder], doc, problems)
                 if folder == "mappings" and not _validate_columns(doc, problems):
+                    model = None
+                if folder == "mappings" and _placeholders(doc, problems):
                     model = None
                 if model is not None:
                     loaded[folder][name] = model
@@ -326,6 +329,39 @@ def _as_naive_datetime(value: date | datetime, zone: ZoneInfo) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo is None else value.astimezone(zone).replace(tzinfo=None)
     return datetime(value.year, value.month, value.day)
+
+
+def _placeholders(doc: YamlDoc, problems: list[str]) -> bool:
+    """Report every ``CHANGE_ME`` that ``etl discover`` left in a mapping; True if there was one.
+
+    A placeholder passes the models (it is a valid column name, constant or code), so without
+    this a job would read a column that does not exist or store every run under order
+    'CHANGE_ME'."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+
+    def walk(node: Any, loc: tuple[str | int, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*loc, key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, (*loc, i))
+        elif isinstance(node, str) and node.strip() in PLACEHOLDERS:
+            found.append((loc, node.strip()))
+
+    walk(doc.data, ())
+    for loc, word in found:
+        if loc[:1] == ("columns",) and len(loc) > 1:
+            what = f"name the source column ({loc[1]}: COLUMN)"
+        elif loc[:1] == ("events",):
+            what = "list the source's codes here"
+        else:
+            what = "replace it"
+        problems.append(
+            f"{doc.where(loc)}: placeholder {word!r} from etl discover: {what}; discover "
+            "recognised none ('etl discover CONNECTOR' lists the table's columns)"
+        )
+    return bool(found)
 
 
 def _validate_columns(doc: YamlDoc, problems: list[str]) -> bool:

@@ -426,6 +426,9 @@ class OrderColumns(Strict):
 
 
 #: The columns of each mapping ``structure``.
+#: what ``etl discover`` writes where it recognised nothing: a mapping holding one is refused
+PLACEHOLDERS = ("CHANGE_ME", "CHANGE_ME_TOO")
+
 STRUCTURE_COLUMNS: dict[str, type[BookingColumns | OrderColumns]] = {
     "bookings": BookingColumns,
     "orders": OrderColumns,

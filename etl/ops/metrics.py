@@ -1,6 +1,6 @@
 """Prometheus metrics as a file for the node-exporter textfile collector.
 
-``etl run`` and ``etl schedule`` rewrite the file named by ``metrics.textfile`` in ``etl.yaml``
+``etl run``, ``etl backfill`` and ``etl schedule`` rewrite the file named by ``metrics.textfile`` in ``etl.yaml``
 after every run. Its content comes from the store, so it describes every configured job, whichever
 process ran it. The file is written to a hidden temporary file in the same directory and renamed
 over the old one: the collector never reads half a file. Jobs carry the label ``etl_job`` (a

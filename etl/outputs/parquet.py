@@ -30,8 +30,9 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FILE_NAME = "part-0.parquet"
+ANOMALY_BATCH = 50_000  # anomalies read from the store and written per row group
 UNDATED = "undated"
 STAGING = "_staging"
 STAGING_MAX_AGE = timedelta(hours=1)  # older staging objects belong to a process that died
@@ -148,6 +150,9 @@ class Output(Protocol):
     def remove(self, relative: str) -> None:
         """Delete the directory ``relative`` and everything under it (absent: nothing to do)."""
 
+    def write_tables(self, tables: Iterator[pa.Table], relative: str) -> str | None:
+        """``write`` for a file given as consecutive tables of one schema (at least one)."""
+
 
 class LocalOutput:
     """A dataset in a local directory: temporary file, fsync, rename."""
@@ -166,6 +171,34 @@ class LocalOutput:
 
     def remove(self, relative: str) -> None:
         _remove_partition(self.base / relative)
+
+    def write_tables(self, tables: Iterator[pa.Table], relative: str) -> str | None:
+        """The tables streamed into the file one row group each, so the file's size does not
+        count in memory; an unchanged file (compared batch by batch) is left alone."""
+        target = self.base / relative
+        temp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _sweep_temporaries(target)
+            first = next(tables)
+            with pq.ParquetWriter(temp, first.schema, compression="zstd") as writer:
+                for table in chain([first], tables):
+                    writer.write_table(table)
+            if _same_rows(temp, target):
+                _discard(temp)
+                return None
+            failpoint("write_parquet")  # a process killed here leaves its temporary file
+            with open(temp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temp, target)
+        except OSError as exc:
+            _discard(temp)
+            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+            raise StoreError(f"parquet: cannot write {target}: {reason}") from None
+        except BaseException:
+            _discard(temp)
+            raise
+        return str(target)
 
 
 class S3Output:
@@ -205,6 +238,10 @@ class S3Output:
             with contextlib.suppress(OSError):
                 self.fs.delete_file(staged)
         return f"s3://{target}"
+
+    def write_tables(self, tables: Iterator[pa.Table], relative: str) -> str | None:
+        """The tables as one (uploaded whole, as ``write`` does)."""
+        return self.write(pa.concat_tables(list(tables)), relative)
 
     def remove(self, relative: str) -> None:
         directory = self._key(relative)
@@ -254,6 +291,38 @@ def _unchanged(table: pa.Table, target: Path) -> bool:
     """Whether ``target`` already holds exactly ``table`` (then it is not rewritten)."""
     try:
         return target.is_file() and pq.read_table(target).equals(table)
+    except (OSError, pa.ArrowException):
+        return False  # unreadable: write it anew
+
+
+def _same_rows(written: Path, target: Path) -> bool:
+    """Whether ``target`` holds the same rows as ``written`` (another Parquet file), compared
+    batch by batch whatever their row groups."""
+    try:
+        if not target.is_file():
+            return False
+        old, new = pq.ParquetFile(target), pq.ParquetFile(written)
+        if old.metadata.num_rows != new.metadata.num_rows or not old.schema_arrow.equals(
+            new.schema_arrow
+        ):
+            return False
+        left, right = old.iter_batches(batch_size=ANOMALY_BATCH), new.iter_batches(ANOMALY_BATCH)
+        a = b = None
+        while True:
+            while a is None or not a.num_rows:
+                a = next(left, None)
+                if a is None:
+                    break
+            while b is None or not b.num_rows:
+                b = next(right, None)
+                if b is None:
+                    break
+            if a is None or b is None:
+                return a is None and b is None
+            n = min(a.num_rows, b.num_rows)
+            if not a.slice(0, n).equals(b.slice(0, n)):
+                return False
+            a, b = a.slice(n), b.slice(n)
     except (OSError, pa.ArrowException):
         return False  # unreadable: write it anew
 
@@ -341,12 +410,15 @@ def publish(
     for dated_month in dated:
         if still_ours is not None:
             still_ours()
-        found = store.anomalies_in_month(job, dated_month)
+        # in batches: a month may hold millions of anomalies
+        found = store.anomaly_batches(job, dated_month, ANOMALY_BATCH)
+        tables = (anomalies_table(part) for part in found if not part.empty)
         folder = f"anomalies/job={job}/month={dated_month or UNDATED}"
-        if found.empty:
+        first = next(tables, None)
+        if first is None:
             output.remove(folder)
         else:
-            _add(written, output.write(anomalies_table(found), f"{folder}/{FILE_NAME}"))
+            _add(written, output.write_tables(chain([first], tables), f"{folder}/{FILE_NAME}"))
     log.debug("published %d partition files for %s to %s", len(written), job, output.display)
     return written
 

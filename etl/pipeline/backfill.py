@@ -30,7 +30,7 @@ from etl.sources.reader import Window
 from etl.store.audit import Audit
 from etl.store.diff import KEY, VALUE, Changes
 from etl.store.lease import Lease
-from etl.store.months import month_of
+from etl.store.months import month_bounds, month_of
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,12 @@ def _run(
     job = project.job(job_name)
     run = JobRun(project, job, held)
     state = held.store.state(job_name)
-    run.publish_pending(state)
+    began = datetime.now(UTC)
+    try:
+        run.publish_pending(state)
+    except Exception as exc:
+        run.publish_failed(exc, _finished(Audit(started_at=began)), None)
+        raise
 
     # the range needs the source clock for "now"/durations: read it with an empty first probe
     bounds: dict[str, datetime] = {}
@@ -211,10 +216,16 @@ def _run(
         )
         net.add(changes, window.hi, run.margin)
         months.apply(changes)
-        # a month is published once the chunks have passed it (the next chunk may still change
-        # the month its end falls in); the months left pending stay recorded in the store
-        ready = [m for m in changes.months if done or m < month_of(window.hi)]
-        run.publish(sync_id, ready, months.runs(ready))
+        # a month is published once the chunks have passed it and no run starting in it is
+        # still open for the next chunk to change (it would be read back from the store then);
+        # the months left pending stay recorded in the store
+        until = _first_changeable(derived.runs, window.hi, run.margin)
+        ready = [m for m in changes.months if done or m < until]
+        try:
+            run.publish(sync_id, ready, months.runs(ready))
+        except Exception as exc:  # the chunk's audit row says so, as a sync run's does
+            run.publish_failed(exc, _finished(audit), sync_id)
+            raise
         months.forget(ready)
         piece = Chunk(
             window.lo,
@@ -250,6 +261,13 @@ def _run(
     return result
 
 
+def _finished(audit: Audit) -> Audit:
+    """``audit`` ending now."""
+    audit.finished_at = datetime.now(UTC)
+    audit.duration_s = (audit.finished_at - audit.started_at).total_seconds()
+    return audit
+
+
 def _next_chunk(
     run: JobRun,
     lo: datetime,
@@ -268,6 +286,26 @@ def _next_chunk(
         return Window(lo=lo, hi=min(lo + chunk, stop()))
 
     return lambda: run.derive(window_for, check, carried=carried)
+
+
+def _first_changeable(runs: pd.DataFrame, hi: datetime, margin: timedelta) -> str:
+    """The first month a backfill publishes no more after the chunk that ends at ``hi``:
+    ``hi``'s, or the month before when a run starting in it is carried into the next chunk
+    (open at ``hi`` or ending within the carry margin), which re-derives it. A run open since
+    an older month does not hold that month back (memory stays that of two months): when it
+    changes, its month is read back."""
+    first = month_of(hi)
+    if runs.empty:
+        return first
+    begins = month_bounds(first)[0]
+    if begins == datetime.min.replace(tzinfo=UTC):
+        return first  # no month before the year 1's January
+    previous = month_of(begins - timedelta(days=1))
+    start = pd.to_datetime(runs["start"], utc=True)
+    end = pd.to_datetime(runs["end"], utc=True)
+    carried = (start >= pd.Timestamp(month_bounds(previous)[0])) & (start < pd.Timestamp(begins))
+    carried &= end.isna() | (end >= pd.Timestamp(hi - margin))
+    return previous if carried.any() else first
 
 
 Key = tuple[Any, ...]

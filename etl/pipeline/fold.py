@@ -55,13 +55,22 @@ _PARALLEL_FROM = 200_000  # events; below this, threads cost more than they save
 
 @dataclass
 class FoldResult:
-    """Runs (``end`` NaT while open, ``flags`` comma-separated or NA) and anomalies."""
+    """Runs (``end`` NaT while open, ``flags`` comma-separated or NA) and anomalies, as the fold
+    found them: one frame per kind (``found``), so a run hands them on in batches without
+    copying them all into one frame first (``anomalies``: as one frame)."""
 
     runs: pd.DataFrame
-    anomalies: pd.DataFrame
+    found: list[pd.DataFrame]
     #: ``logins: count`` with ``points``: per (machine, order) and point (``carry_at``), the
     #: logins open just before it (``logins``, only where some are); None otherwise
     logins: pd.DataFrame | None = None
+
+    @property
+    def anomalies(self) -> pd.DataFrame:
+        """All anomalies as one frame (``ANOMALY_COLUMNS``)."""
+        if not self.found:
+            return empty_anomalies()
+        return pd.concat(self.found, ignore_index=True)[ANOMALY_COLUMNS]
 
 
 def carry_margin(policy: FoldPolicy) -> timedelta:
@@ -91,7 +100,7 @@ def fold(
     policy = policy or FoldPolicy()
     ev, names, orders = _encode(_events(bookings, carried, lo, policy.logins == "count"))
     if len(ev.t) == 0:
-        return FoldResult(empty_runs(), empty_anomalies())
+        return FoldResult(empty_runs(), [])
     exclusive = policy.on_new_order == "close" and policy.logins == "single"
     # Per machine for the exclusive state machine, else per (machine, order); END before START,
     # then by order and product, compared by value (so the result never depends on row order).
@@ -207,12 +216,9 @@ def fold(
             "flags": _flag_text(flags),
         }
     )
-    found = [a for a in anomalies if not a.empty]
     return FoldResult(
         runs=runs[RUN_COLUMNS].reset_index(drop=True),
-        anomalies=pd.concat(found, ignore_index=True)[ANOMALY_COLUMNS]
-        if found
-        else empty_anomalies(),
+        found=[a for a in anomalies if not a.empty],  # each in ANOMALY_COLUMNS order
         logins=logins,
     )
 

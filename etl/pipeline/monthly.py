@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 from etl.shapes import STORED_RUN_COLUMNS, empty_runs
 from etl.store.db import Store
 from etl.store.diff import KEY, Changes
-from etl.store.months import month_bounds, month_of, months_of
+from etl.store.months import month_bounds, month_of
 
 NEVER = "~"  # sorts after every "YYYY-MM": no month is known
 
@@ -62,16 +63,19 @@ class MonthRuns:
             self.first = NEVER
             self.frames.clear()
             return
-        months_written, months_removed = _months(written), _months(removed)
-        for month in sorted(set(months_written) | set(months_removed)):
+        codes_written, codes_removed = _month_codes(written), _month_codes(removed)
+        for code in sorted(set(np.unique(codes_written)) | set(np.unique(codes_removed))):
+            month = _month_text(code)
             if not self.known(month):
                 continue
             held = self.frames.get(month)
-            gone = removed[months_removed == month]
+            gone = removed[codes_removed == code]
             if held is not None and not gone.empty:
                 keys = pd.MultiIndex.from_frame(held[KEY])
                 held = held[~keys.isin(pd.MultiIndex.from_frame(gone[KEY]))]
-            new = written.loc[months_written == month, STORED_RUN_COLUMNS]  # with the context
+            at = codes_written == code
+            # with the context columns; a chunk within one month is taken whole, not copied
+            new = written[STORED_RUN_COLUMNS] if at.all() else written.loc[at, STORED_RUN_COLUMNS]
             parts = [frame for frame in (held, new) if frame is not None and not frame.empty]
             self.frames[month] = (
                 pd.concat(parts, ignore_index=True) if len(parts) > 1 else _own(parts, new)
@@ -90,11 +94,17 @@ class MonthRuns:
             self.forgotten.add(month)
 
 
-def _months(runs: pd.DataFrame) -> pd.Series:
-    """The month (UTC) each run starts in."""
+def _month_codes(runs: pd.DataFrame) -> np.ndarray:
+    """The month (UTC) each run starts in, as NumPy month numbers (no text per run)."""
     if runs.empty:
-        return pd.Series([], dtype=object, index=runs.index)
-    return months_of(runs["start"])
+        return np.empty(0, dtype="int64")
+    utc = pd.to_datetime(runs["start"], utc=True).dt.tz_convert(None).to_numpy()
+    return utc.astype("datetime64[M]").astype("int64")
+
+
+def _month_text(code: int) -> str:
+    """``'2026-03'`` for a NumPy month number (``month_of``'s text)."""
+    return str(np.datetime_as_string(np.datetime64(int(code), "M"), unit="M"))
 
 
 def _own(parts: list[pd.DataFrame], fallback: pd.DataFrame) -> pd.DataFrame:

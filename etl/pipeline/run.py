@@ -30,15 +30,16 @@ from etl.config.models import Job, Project
 from etl.errors import DataError, EtlError, LockLost, StoreError, TooManyAnomalies
 from etl.failpoints import failpoint
 from etl.outputs.parquet import Output, open_output, publish
-from etl.pipeline.mapping import Mapped, localize
+from etl.pipeline.mapping import localize
 from etl.pipeline.structures import Carried, Structure, structure_for
 from etl.redact import redact
-from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS, empty_anomalies
+from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.sources.reader import Reader, Reading, Window, extra_request
 from etl.store.audit import Audit
 from etl.store.db import JobState, Store
 from etl.store.diff import Changes
 from etl.store.lease import Lease
+from etl.store.spool import AnomalySpool
 
 log = logging.getLogger(__name__)
 runs_log = logging.getLogger(
@@ -106,7 +107,8 @@ class Derived:
 
     window: Window
     runs: pd.DataFrame
-    anomalies: pd.DataFrame
+    #: the window's anomalies, in batches (``AnomalySpool.frame()``: as one frame)
+    anomalies: AnomalySpool
     rows_read: int
     codes: Counter[tuple[str, str]]
     carried: int = 0  # runs carried in from the store because they were open at the window's start
@@ -132,7 +134,7 @@ class Derived:
 
     def kinds(self) -> Counter[str]:
         """Anomalies by kind."""
-        return Counter(self.anomalies["kind"].tolist())
+        return Counter(self.anomalies.kinds)
 
 
 # --------------------------------------------------------------------------- the job's world
@@ -258,15 +260,18 @@ def derive(
             return store.carried_runs(job.name, lo, margin)
 
     zone, size = job.connector.zone, job.batch_size
-    parts: list[Mapped] = []
+    rows: list[pd.DataFrame] = []
+    codes: Counter[tuple[str, str]] = Counter()
     before: list[pd.DataFrame] = []
     withdrawn: list[pd.DataFrame] = []
-    found: list[pd.DataFrame] = []
-    rows_read = malformed = 0
+    # the anomalies go to the spool as they are found: memory bounded by batches, not anomalies
+    spool = AnomalySpool(size)
+    read = rows_read = malformed = usable = 0
     with reader.open() as reading:
         window = window_for(reading.now_utc())
         if reach_back and window.hi > window.lo:
             window = _reached_back(job, structure, reading, window)
+        keep = _anomalies_of(job, window, spool)
         reach = structure.reach(window, carried)
         so_far = 0
         if window.hi > window.lo and reach.before is not None:  # carried runs' fields only
@@ -287,11 +292,19 @@ def derive(
         request = reading.request(reach.window, shape)
         if window.hi > window.lo:
             for batch in request.batches(size):
-                parts.append(structure.map(batch, zone, reading.instants))
+                mapped = structure.map(batch, zone, reading.instants)
+                if not mapped.rows.empty:
+                    rows.append(mapped.rows)
+                codes.update(mapped.codes)
+                keep(mapped.anomalies)
+                read += mapped.rows_read
+                if structure.has_codes:
+                    usable += int(mapped.rows["event"].isin(("START", "END")).sum())
+                else:
+                    usable += len(mapped.rows)
                 failpoint("extract")
                 if progress is not None:
-                    so_far += parts[-1].rows_read
-                    progress(so_far)
+                    progress(so_far + read)
             leaving = extra_request(reading, "withdrawn", window, shape)
             if leaving is not None:  # one more query per run, over the changed rows only
                 for batch in leaving.batches(size):
@@ -301,9 +314,10 @@ def derive(
                 try:
                     for batch in odd.batches(size):
                         mapped = structure.map(batch, zone, reading.instants)
-                        found.append(mapped.anomalies[mapped.anomalies["ts"].isna()])
+                        undated = mapped.anomalies[mapped.anomalies["ts"].isna()]
+                        keep(undated)
                         rows_read += len(batch)
-                        malformed += len(found[-1])
+                        malformed += len(undated)
                 except DataError as exc:  # e.g. a date_format on an integer column
                     log.warning("%s; malformed text times not looked for", exc.message)
         kept = getattr(reading, "kept", None)
@@ -311,36 +325,27 @@ def derive(
         warned = getattr(reading, "warnings", None)
         warnings = warned() if warned is not None and window.hi > window.lo else []
         on_commit = getattr(reading, "on_commit", None)
-    codes: Counter[tuple[str, str]] = Counter()
-    for part in parts:
-        codes.update(part.codes)
-    read = sum(p.rows_read for p in parts)
     if structure.has_codes:
         expected = sum(n for (_, kind), n in codes.items() if kind in ("START", "END"))
-        usable = sum(int(p.rows["event"].isin(("START", "END")).sum()) for p in parts)
     else:
-        expected, usable = read, sum(len(p.rows) for p in parts)
+        expected = read
     expected += malformed  # rows whose text time the window's comparison could not find
     unlisted = sum(n for (_, kind), n in codes.items() if kind == "UNKNOWN")
-    rows = [p.rows for p in parts if not p.rows.empty]
     # the next sync run starts at hi - reread, a backfill's next chunk at hi
     points = (max(start_utc(job), window.hi - job.reread), window.hi)
     derived = structure.derive(
         rows, window, reach, carried, withdrawn, before=before, points=points
     )
-    found += [p.anomalies for p in parts if not p.anomalies.empty] + derived.anomalies
-    found = [f for f in found if not f.empty]
-    anomalies = pd.concat(found, ignore_index=True) if found else empty_anomalies()
-    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
-    in_window = anomalies["ts"].isna() | ((anomalies["ts"] >= lo) & (anomalies["ts"] < hi))
+    for found in derived.anomalies:
+        keep(found)
     runs = with_context(derived.runs, job, STORED_RUN_COLUMNS)
-    found_here = with_context(anomalies[in_window], job, STORED_ANOMALY_COLUMNS)
-    if spans and store is not None:
-        runs, found_here = kept_as_stored(store, job.name, spans, runs, found_here, window)
+    if spans and store is not None:  # a file drop's bad file: rare, and the frames are small
+        runs, kept_found = kept_as_stored(store, job.name, spans, runs, spool.frame(), window)
+        spool = AnomalySpool.of(kept_found, size)
     return Derived(
         window=window,
         runs=runs,
-        anomalies=found_here,
+        anomalies=spool,
         rows_read=rows_read + read,
         codes=codes,
         carried=derived.carried,
@@ -352,6 +357,21 @@ def derive(
         usable=usable,
         unlisted=unlisted,
     )
+
+
+def _anomalies_of(job: Job, window: Window, spool: AnomalySpool) -> Callable[[pd.DataFrame], None]:
+    """What puts found anomalies into ``spool``: those of ``window`` (and the undated ones),
+    with the job's context, one batch at a time."""
+    lo, hi = pd.Timestamp(window.lo), pd.Timestamp(window.hi)
+
+    def keep(found: pd.DataFrame) -> None:
+        for start in range(0, len(found), spool.limit):
+            part = found.iloc[start : start + spool.limit]
+            in_window = part["ts"].isna() | ((part["ts"] >= lo) & (part["ts"] < hi))
+            if in_window.any():
+                spool.add(with_context(part[in_window], job, STORED_ANOMALY_COLUMNS))
+
+    return keep
 
 
 def kept_as_stored(
@@ -478,6 +498,23 @@ class JobRun:
         )
         self.store.clear_pending(self.job.name, state.publish_pending, self.held.owner)
         self.publishing = False
+
+    def publish_failed(self, exc: BaseException, audit: Audit, sync_id: int | None) -> bool:
+        """Record ``exc`` if it stopped the Parquet being written (False otherwise): the store is
+        fine, the Parquet is not, and every such run leaves an audit row saying so with the months
+        still waiting for the next run. ``sync_id``: the committed sync whose ``ok`` row becomes
+        ``publish_failed`` (None: a ``publish_failed`` row of its own). A lost lease is not this:
+        the run that took the lock publishes the months and writes its own row."""
+        if not self.publishing or isinstance(exc, LockLost):
+            return False
+        self.publishing = False
+        error = _error_text(exc, self.project.secrets)
+        audit.error = f"publishing failed: {error}" + _pending_note(self.store, self.job.name)
+        if sync_id is not None:
+            self.store.mark_publish_failed(sync_id, audit)
+        else:
+            self.store.record_failure(self.job.name, audit, status="publish_failed")
+        return True
 
     def derive(
         self,
@@ -621,20 +658,18 @@ def run_job(
             if audit.finished_at is None:
                 audit.finished_at = datetime.now(UTC)
             audit.duration_s = time.monotonic() - clock
-            message = exc.message if isinstance(exc, EtlError) else str(exc)
-            audit.error = redact(f"{type(exc).__name__}: {message}", project.secrets)
-            if run is not None and run.publishing and not isinstance(exc, LockLost):
-                # the store is fine, the Parquet is not: every such run leaves a row saying so,
-                # with the months still waiting for the next run (a lost lease is not this: the
-                # run that took the lock publishes them and writes its own row)
-                audit.error = f"publishing failed: {audit.error}" + _pending_note(store, job_name)
-                if committed and sync_id is not None:
-                    store.mark_publish_failed(sync_id, audit)
-                else:
-                    store.record_failure(job_name, audit, status="publish_failed")
+            if run is not None and run.publish_failed(exc, audit, sync_id if committed else None):
+                pass
             elif not isinstance(exc, StoreError) and not committed:
+                audit.error = _error_text(exc, project.secrets)
                 store.record_failure(job_name, audit)
             raise
+
+
+def _error_text(exc: BaseException, secrets: list[str]) -> str:
+    """``Kind: message`` of a failed run for its audit row, secrets redacted."""
+    message = exc.message if isinstance(exc, EtlError) else str(exc)
+    return redact(f"{type(exc).__name__}: {message}", secrets)
 
 
 def _pending_note(store: Store, job_name: str) -> str:
@@ -669,30 +704,38 @@ UNUSABLE_ROWS = 10
 
 def check_usable(job: Job, derived: Derived) -> None:
     """DataError (exit 4, nothing committed) when the window's rows fit the mapping not at all:
-    every START/END row's time fails to parse (a wrong ``format``), or no row's event code is
-    listed under ``events``. Committing that would replace the window's stored runs with none.
-    Fewer than ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
+    every START/END row's time fails to parse (a wrong ``format``), or no row's code is listed
+    under START or END while rows carry codes no list names (the starter's placeholder codes, a
+    code list of another system; an ``ignore`` code that still matches does not hide it).
+    Committing that would replace the window's stored runs with none. Fewer than
+    ``UNUSABLE_ROWS`` such rows are reported as anomalies, as any bad row is."""
     where = f"mappings/{job.mapping_name}.yaml"
     hint = f"look at the rows with 'etl preview {job.name}' and fix {where}"
     kinds = derived.kinds()
     if derived.expected >= UNUSABLE_ROWS and derived.usable == 0:
         found = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"
         common = kinds.most_common(1)[0][0] if kinds else None
-        example = derived.anomalies.loc[derived.anomalies["kind"] == common, "detail"].dropna()
-        sample = f"; e.g. {example.iloc[0]}" if len(example) else ""
+        sample = ""
+        for part in derived.anomalies.batches():  # the first of them is enough
+            example = part.loc[part["kind"] == common, "detail"].dropna()
+            # a value that fails the format says more than a row whose time is NULL
+            telling = example[~example.str.contains("=NULL", regex=False)]
+            if len(telling) or len(example):
+                sample = f"; e.g. {(telling if len(telling) else example).iloc[0]}"
+                break
         raise DataError(
             f"{job.name}: not one of the {derived.expected:,} rows that should give a booking or "
             f"run fits {where} (anomalies: {found}){sample}; nothing was committed, the stored "
             "runs are kept",
             hint=hint + " (columns.timestamp and its format, the columns)",
         )
-    if derived.rows_read >= UNUSABLE_ROWS and derived.unlisted == derived.rows_read:
+    if derived.unlisted >= UNUSABLE_ROWS and derived.expected == 0:
         seen = sorted({code for (code, kind) in derived.codes if kind == "UNKNOWN"})
         shown = ", ".join(repr(c) for c in seen[:8]) + (", ..." if len(seen) > 8 else "")
         raise DataError(
             f"{job.name}: none of the {derived.rows_read:,} rows read has an event code listed "
-            f"under events in {where} (codes read: {shown}); nothing was committed, the stored "
-            "runs are kept",
+            f"under START or END in {where}, and {derived.unlisted:,} have codes no list names "
+            f"(codes read: {shown}); nothing was committed, the stored runs are kept",
             hint=hint + " (events: START, END, ignore)",
         )
 

@@ -267,7 +267,7 @@ class Bookings(Structure):
             )
         if carries is not None:
             carries["basis"] = self.basis()
-        return Derivation(runs, [result.anomalies], open_at_lo, carries=carries)
+        return Derivation(runs, result.found, open_at_lo, carries=carries)
 
 
 class Orders(Structure):
@@ -383,22 +383,23 @@ def phased_fold(
         runs["phase"] = held_phase.fillna(DEFAULT_PHASE).to_numpy()
         if result.logins is not None:
             result.logins["phase"] = DEFAULT_PHASE
-        return FoldResult(runs, result.anomalies, result.logins)
+        return FoldResult(runs, result.found, result.logins)
     events, held = _phase_keys(events, held)
     result = fold(events, held, policy=policy, lo=window.lo, hi=window.hi, points=points)
-    runs, anomalies, logins = result.runs, result.anomalies, result.logins
+    runs, logins = result.runs, result.logins
     keyed = runs["order_code"].astype("string")
     runs["order_code"] = keyed.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
     runs["phase"] = (
         keyed.str.split(PHASE_SEP, n=1, regex=False).str[1].astype("string").fillna(DEFAULT_PHASE)
     )
-    codes = anomalies["order_code"].astype("string")
-    anomalies["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
+    for found in result.found:
+        codes = found["order_code"].astype("string")
+        found["order_code"] = codes.str.split(PHASE_SEP, n=1, regex=False).str[0].astype("string")
     if logins is not None:
         keyed = logins["order_code"].astype("string").str.split(PHASE_SEP, n=1, regex=False)
         logins["order_code"] = keyed.str[0].astype("string")
         logins["phase"] = keyed.str[1].astype("string").fillna(DEFAULT_PHASE)
-    return FoldResult(runs, anomalies, logins)
+    return FoldResult(runs, result.found, logins)
 
 
 def _with_logins(

@@ -35,8 +35,10 @@ def time_columns(mapping: MappingSpec) -> list[str]:
 
 
 def apply_filters(frame: pd.DataFrame, filters: list[FilterSpec]) -> pd.DataFrame:
-    """The rows that pass every filter. Text values compare as codes do (``10`` == ``'10'``);
-    ordering operators compare numerically when the operand is a number."""
+    """The rows that pass every filter, as the SQL sources' WHERE selects them: text values
+    compare as codes do (``10`` == ``'10'``); ordering operators compare numerically when the
+    operand is a number; a missing value (NULL, empty cell) fails every comparison except ``ne``
+    and ``not_in``, which keep it (and ``is_null``)."""
     if not filters or frame.empty:
         return frame
     keep = pd.Series(True, index=frame.index)
@@ -54,20 +56,24 @@ def _passes(column: pd.Series, spec: FilterSpec) -> pd.Series:
         codes = {normalize_code(v) for v in operand}
         found = _as_codes(column).isin(codes).fillna(False).astype(bool)
         return found if op == "in" else ~found
+    missing = _as_codes(column).isna().to_numpy()
     if isinstance(operand, bool) or not isinstance(operand, int | float):
         left: pd.Series = _as_codes(column)
         right: object = normalize_code(operand)
     else:
         left, right = pd.to_numeric(column, errors="coerce"), operand
+    if op == "ne":  # the complement of eq: a missing value is kept
+        equal = pd.Series(left == right, index=column.index).fillna(False).astype(bool)
+        return ~equal | missing
     result = {
         "eq": lambda: left == right,
-        "ne": lambda: left != right,
         "lt": lambda: left < right,
         "le": lambda: left <= right,
         "gt": lambda: left > right,
         "ge": lambda: left >= right,
     }[op]()
-    return pd.Series(result, index=column.index).fillna(False).astype(bool)
+    # a missing value fails (NaN compares False numerically, NA as text)
+    return pd.Series(result, index=column.index).fillna(False).astype(bool) & ~missing
 
 
 def _as_codes(column: pd.Series) -> pd.Series:

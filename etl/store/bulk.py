@@ -13,7 +13,7 @@ rolls back with the rest of a sync.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy
@@ -85,7 +85,9 @@ def insert_frame(
     backend_for(conn.dialect.name).insert(conn, table, rows)
 
 
-def read_frame(conn: Connection, query: sa.Select[Any], columns: Sequence[str]) -> pd.DataFrame:
+def read_frame(
+    conn: Connection, query: sa.Select[Any] | sa.CompoundSelect[Any], columns: Sequence[str]
+) -> pd.DataFrame:
     """The rows of ``query`` (selecting ``columns``, timestamps as the driver returns them) as a
     frame: text columns as pandas strings, timestamps as UTC microseconds."""
     result = conn.execute(query)
@@ -114,3 +116,24 @@ def _column(name: str, values: numpy.ndarray) -> pd.Series:
         return pd.Series(stamps.to_pandas(types_mapper=None), dtype="datetime64[us, UTC]")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return utc_stamps(values)
+
+
+def read_frames(
+    conn: Connection, query: sa.Select[Any], columns: Sequence[str], size: int
+) -> Iterator[pd.DataFrame]:
+    """``read_frame`` in frames of at most ``size`` rows, streamed from the database (a
+    server-side cursor where the driver has one)."""
+    result = conn.execute(query.execution_options(stream_results=True, max_row_buffer=size))
+    try:
+        while True:
+            rows = result.fetchmany(size)  # (not the cursor's: the result may hold some already)
+            if not rows:
+                break
+            table = numpy.empty((len(rows), len(columns)), dtype=object)
+            table[:] = [tuple(row) for row in rows]  # numpy probes a Row for attributes
+            yield pd.DataFrame(
+                {name: _column(name, table[:, at]) for at, name in enumerate(columns)},
+                index=pd.RangeIndex(len(rows)),
+            )
+    finally:
+        result.close()

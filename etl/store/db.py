@@ -32,10 +32,11 @@ from etl.shapes import STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.store import lock, schema, status
 from etl.store.audit import Audit
 from etl.store.backends import backend_for
-from etl.store.bulk import STAMPS, insert_frame, read_frame, utc_stamps
-from etl.store.diff import Changes, anomaly_months, as_stored, compare
+from etl.store.bulk import STAMPS, insert_frame, read_frame, read_frames, utc_stamps
+from etl.store.diff import AnomalyDigest, Changes, as_stored, compare
 from etl.store.months import month_bounds, month_of
 from etl.store.schema import anomalies, job_state, production_runs, run_carry, sync_runs
+from etl.store.spool import AnomalySpool
 
 log = logging.getLogger(__name__)
 
@@ -199,10 +200,10 @@ class Store:
         With ``carries``, each with its latest carry not after ``lo`` (``carry_at``,
         ``carry_attributes``, ``carry_basis``, ``carry_logins``; NULL where it has none)."""
         t = production_runs
-        query = sa.select(*_run_columns()).where(
-            t.c.job == job,
-            t.c.start < lo,
-            sa.or_(t.c.end.is_(None), t.c.end >= lo - margin),
+        stored = sa.select(*_run_columns())
+        query = sa.union_all(  # one index range each (see _replaced)
+            stored.where(t.c.job == job, t.c.end.is_(None), t.c.start < lo),
+            stored.where(t.c.job == job, t.c.end >= lo - margin, t.c.start < lo),
         )
         with self.begin() as conn:
             runs = read_frame(conn, query, STORED_RUN_COLUMNS)
@@ -219,14 +220,22 @@ class Store:
 
     def _replaced(
         self, job: str, lo: datetime, margin: timedelta, hi: datetime | None = None
-    ) -> sa.ColumnElement[bool]:
-        """The stored runs a derivation of ``[lo, hi)`` replaces (``hi`` None: everything after)."""
+    ) -> list[sa.ColumnElement[bool]]:
+        """The stored runs a derivation of ``[lo, hi)`` replaces (``hi`` None: everything after),
+        as disjoint predicates that each read one index range: those starting in the window
+        (the key), and those starting before it that are open or end within the margin (the
+        end index). One ``start >= lo OR end IS NULL OR end >= reach`` had SQLite and an
+        unanalyzed PostgreSQL read every run before ``hi`` instead, once per backfill chunk."""
         t = production_runs
         reach = lo - margin
-        replaced = sa.and_(
-            t.c.job == job, sa.or_(t.c.start >= lo, t.c.end.is_(None), t.c.end >= reach)
-        )
-        return replaced if hi is None else sa.and_(replaced, t.c.start < hi)
+        inside = sa.and_(t.c.job == job, t.c.start >= lo)
+        if hi is not None:
+            inside = sa.and_(inside, t.c.start < hi)
+        return [
+            inside,
+            sa.and_(t.c.job == job, t.c.end.is_(None), t.c.start < lo),
+            sa.and_(t.c.job == job, t.c.end >= reach, t.c.start < lo),
+        ]
 
     def commit_sync(
         self,
@@ -234,7 +243,7 @@ class Store:
         lo: datetime,
         hi: datetime,
         runs: pd.DataFrame,
-        found: pd.DataFrame,
+        found: pd.DataFrame | AnomalySpool,
         audit: Audit,
         margin: timedelta = timedelta(0),
         *,
@@ -255,20 +264,23 @@ class Store:
         store's clock (LockHeldError otherwise: a run whose lease expired commits nothing, whether
         or not another run took the lock yet). ``withdrawn``: runs (by key) the source no longer
         selects, however old (an order row changed since ``lo`` that now fails a filter).
+        ``found``: the window's anomalies, compared with the stored ones and written batch by
+        batch (an ``AnomalySpool``; a frame is one batch).
         ``carries`` (a job with fields): the derivation's carries, which replace the job's.
         ``also(conn)``: the source's own writes (a file drop's ledger), in the same transaction.
         """
         row = {**audit.values(), "window_lo": lo, "window_hi": hi}
         upto = hi if bounded else None
-        found = found.reindex(columns=STORED_ANOMALY_COLUMNS)  # plant and zone NULL if absent
+        if not isinstance(found, AnomalySpool):  # plant and zone NULL if absent
+            found = AnomalySpool.of(
+                found.reindex(columns=STORED_ANOMALY_COLUMNS), max(1, len(found))
+            )
         t = production_runs
         with self.begin() as conn:
             stored = sa.select(*_run_columns())
-            olds = [
-                read_frame(
-                    conn, stored.where(self._replaced(job, lo, margin, upto)), STORED_RUN_COLUMNS
-                )
-            ]
+            parts = self._replaced(job, lo, margin, upto)
+            window = sa.union_all(*(stored.where(part) for part in parts))
+            olds = [read_frame(conn, window, STORED_RUN_COLUMNS)]
             # runs re-derived from rows corrected long ago (an order table's updated_at) lie
             # outside the window: the stored run with the same key is the one they replace
             reach = pd.Timestamp(lo - margin)
@@ -305,7 +317,8 @@ class Store:
             ).inserted_primary_key[0]  # type: ignore[index]
             if len(gone) * 2 > len(old):
                 # most of the window changed: replace it whole
-                conn.execute(t.delete().where(self._replaced(job, lo, margin, upto)))
+                for part in parts:
+                    conn.execute(t.delete().where(part))
                 for chunk in _by_key(job, keys):
                     conn.execute(t.delete().where(chunk))
                 write = as_stored(runs)
@@ -313,9 +326,8 @@ class Store:
                 # write only what changed: a rerun that finds the same runs writes none
                 for chunk in _by_key(job, _keys(gone)):
                     conn.execute(t.delete().where(chunk))
-            # by start: the (job, start) and (job, end) indexes take the rows near their right
-            # edge and the key's pages are visited once per machine (30 % less SQLite B-tree work
-            # for a backfill chunk)
+            # by start: the key (job, start, machine, order) and the (job, end) index take the
+            # rows at or near their right edge
             insert_frame(
                 conn, t, write, STORED_RUN_COLUMNS, {"job": job, "sync_id": sync_id}, BY_START
             )
@@ -324,15 +336,24 @@ class Store:
             if upto is not None:
                 in_window = sa.and_(in_window, anomalies.c.ts < upto)
             replaced = sa.and_(anomalies.c.job == job, sa.or_(in_window, anomalies.c.ts.is_(None)))
-            held = read_frame(
-                conn, sa.select(*_anomaly_columns()).where(replaced), STORED_ANOMALY_COLUMNS
-            )
-            differ = anomaly_months(held, found)
+            # both sides by their digests, batch by batch: neither is held whole
+            held, new = AnomalyDigest(), AnomalyDigest()
+            query = sa.select(*_anomaly_columns()).where(replaced)
+            for part in read_frames(conn, query, STORED_ANOMALY_COLUMNS, found.limit):
+                held.add(part)
+            for part in found.batches():
+                new.add(part)
+            differ = held.differ(new)
             if differ:
                 conn.execute(anomalies.delete().where(replaced))
-                insert_frame(
-                    conn, anomalies, found, STORED_ANOMALY_COLUMNS, {"job": job, "sync_id": sync_id}
-                )
+                for part in found.batches():
+                    insert_frame(
+                        conn,
+                        anomalies,
+                        part,
+                        STORED_ANOMALY_COLUMNS,
+                        {"job": job, "sync_id": sync_id},
+                    )
             if carries is not None:  # a handful of rows: the runs open at the window's end
                 conn.execute(run_carry.delete().where(run_carry.c.job == job))
                 if not carries.empty:
@@ -464,6 +485,20 @@ class Store:
             query = query.where(a.c.ts >= lo, a.c.ts < hi)
         with self.begin() as conn:
             return read_frame(conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS)
+
+    def anomaly_batches(self, job: str, month: str | None, size: int) -> Iterator[pd.DataFrame]:
+        """``anomalies_in_month`` in frames of at most ``size`` rows, streamed from the store."""
+        a = anomalies
+        query = sa.select(*_anomaly_columns()).where(a.c.job == job)
+        if month is None:
+            query = query.where(a.c.ts.is_(None))
+        else:
+            lo, hi = month_bounds(month)
+            query = query.where(a.c.ts >= lo, a.c.ts < hi)
+        with self.begin() as conn:
+            yield from read_frames(
+                conn, query.order_by(a.c.ts, a.c.id), STORED_ANOMALY_COLUMNS, size
+            )
 
     def runs_between(
         self, job: str, lo: datetime | None = None, hi: datetime | None = None

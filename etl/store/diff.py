@@ -5,14 +5,13 @@ Set-based, on frames; no database access."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC
 
 import numpy as np
 import pandas as pd
 
 from etl.shapes import DEFAULT_PHASE, STORED_ANOMALY_COLUMNS, STORED_RUN_COLUMNS
 from etl.store.bulk import utc_stamps
-from etl.store.months import month_of, months_of
+from etl.store.months import month_set
 
 KEY = ["machine_code", "order_code", "start"]
 CONTEXT_TEXT = ("phase", "plant", "zone", "attributes")
@@ -41,7 +40,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame
     if old.duplicated(KEY).any():  # the window and the runs looked up by key may overlap
         old = old.drop_duplicates(KEY, keep="last")
     if old.empty:  # a first load: everything is new
-        months = sorted(set(months_of(new["start"])))
+        months = month_set(new["start"])
         changes = Changes(inserted=len(new), updated=0, deleted=0, months=months)
         return changes, new.reset_index(drop=True), old[STORED_RUN_COLUMNS]
     both = old.merge(new, on=KEY, how="outer", suffixes=("_old", "_new"), indicator=True)
@@ -54,7 +53,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame) -> tuple[Changes, pd.DataFrame
     gone = both["_merge"] == "left_only"
     added = both["_merge"] == "right_only"
     touched = both.loc[gone | added | changed, "start"]
-    months = sorted(set(months_of(touched)))
+    months = month_set(touched)
     changes = Changes(
         inserted=int(added.sum()),
         updated=int(changed.sum()),
@@ -87,14 +86,20 @@ def _normalized(runs: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
-    """The months (None: undated) whose anomalies differ between ``old`` and ``new``, each
-    compared as a multiset of (kind, machine, order, ts, detail): counted by group, not a Python
-    tuple per anomaly (a run may bring millions)."""
-    sides = []
-    for frame, step in ((old, 1), (new, -1)):
+class AnomalyDigest:
+    """Per month (None: undated), a fingerprint of a multiset of anomalies that can be built
+    batch by batch: the count and two 64-bit sums of a hash of each (kind, machine, order, ts,
+    detail, plant, zone). Two sides with equal fingerprints hold the same anomalies (up to a
+    hash collision, about 2^-128), so a window's anomalies are compared with the stored ones
+    without holding either side whole."""
+
+    def __init__(self) -> None:
+        self.months: dict[str | None, tuple[int, int, int]] = {}
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Count the anomalies of ``frame`` (``STORED_ANOMALY_COLUMNS``) in."""
         if frame.empty:
-            continue
+            return
         side = pd.DataFrame(
             {
                 name: frame[name].astype("string").fillna("\x00")  # NULL as a value of its own
@@ -102,17 +107,29 @@ def anomaly_months(old: pd.DataFrame, new: pd.DataFrame) -> set[str | None]:
                 if name != "ts"
             }
         )
-        micros = utc_stamps(frame["ts"]).dt.tz_convert(None).to_numpy().view("i8")
-        side["ts"] = micros  # NaT: int64 min, a value of its own too
-        side["step"] = step
-        sides.append(side)
-    if not sides:
-        return set()
-    both = pd.concat(sides, ignore_index=True)
-    net = both.groupby([*STORED_ANOMALY_COLUMNS], sort=False)["step"].sum()
-    differ = net[net != 0].index.get_level_values("ts").unique()
-    nat = np.iinfo(np.int64).min
-    return {
-        None if value == nat else month_of(pd.Timestamp(value, unit="us", tz=UTC).to_pydatetime())
-        for value in differ.tolist()
-    }
+        stamps = utc_stamps(frame["ts"]).dt.tz_convert(None)
+        side["ts"] = stamps.to_numpy().view("i8")  # NaT: int64 min, a value of its own too
+        first = pd.util.hash_pandas_object(side, index=False).to_numpy()
+        second = pd.util.hash_pandas_object(
+            side, index=False, hash_key="booking-etl-anom"
+        ).to_numpy()
+        months = stamps.to_numpy().astype("datetime64[M]").view("i8")  # NaT: int64 min
+        groups = pd.DataFrame({"month": months, "a": first, "b": second}).groupby(
+            "month", sort=False
+        )
+        nat = np.iinfo(np.int64).min
+        for key, part in groups:
+            month = int(key)
+            name = None if month == nat else str(np.datetime64(month, "M"))
+            count, a, b = self.months.get(name, (0, 0, 0))
+            self.months[name] = (
+                count + len(part),
+                (a + int(part["a"].to_numpy().sum(dtype=np.uint64))) % 2**64,
+                (b + int(part["b"].to_numpy().sum(dtype=np.uint64))) % 2**64,
+            )
+
+    def differ(self, other: AnomalyDigest) -> set[str | None]:
+        """The months whose anomalies differ between the two sides."""
+        names = set(self.months) | set(other.months)
+        empty = (0, 0, 0)
+        return {m for m in names if self.months.get(m, empty) != other.months.get(m, empty)}

@@ -14,12 +14,14 @@ def month_of(stamp: datetime) -> str:
     return f"{utc.year:04d}-{utc.month:02d}"  # strftime writes the year 1 as "1"
 
 
-def months_of(stamps: pd.Series) -> pd.Series:
-    """``month_of`` for a column of timestamps (aware or UTC), in C instead of one ``strftime``
-    per value (a third of a second per 160k runs)."""
+def month_set(stamps: pd.Series) -> list[str]:
+    """The distinct ``month_of`` of a column of timestamps, sorted: text for each month, not for
+    each value."""
+    if stamps.empty:
+        return []
     utc = pd.to_datetime(stamps, utc=True).dt.tz_localize(None).to_numpy()
-    months = np.datetime_as_string(utc.astype("datetime64[M]"), unit="M")
-    return pd.Series(months, index=stamps.index, dtype=object)
+    months = np.unique(utc.astype("datetime64[M]"))
+    return [str(month) for month in np.datetime_as_string(months, unit="M")]
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

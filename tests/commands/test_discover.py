@@ -226,6 +226,34 @@ def test_pause_and_resume_codes_are_found_by_folding_the_sample() -> None:
     assert guess.notes["A"].startswith("START") and guess.counts[0] == ("A", 12)
 
 
+def test_a_single_booking_between_start_and_end_is_not_taken_for_the_end() -> None:
+    """Every order books 1 (start), one 5 (a quantity report, or "setup finished") and then 2
+    or 3 (finished, aborted); open orders have only 1 and 5. 5 never closes a sequence: 2 and 3
+    do, and 2 or 3 after an END 5 would be ignored bookings outside every run."""
+    rows = []
+    for order in range(30):
+        base = pd.Timestamp("2026-10-20 06:00") + pd.Timedelta(hours=5 * order)
+        machine = f"M{order % 3}"
+        rows.append((base, str(4700 + order), machine, 1))
+        rows.append((base + pd.Timedelta(minutes=50), str(4700 + order), machine, 5))
+        if order < 27:  # the last three are still open
+            rows.append(
+                (base + pd.Timedelta(minutes=100), str(4700 + order), machine, 2 + order % 2)
+            )
+    sample = pd.DataFrame(rows, columns=["ZEIT", "AUNR", "ARBPL", "KENN"])
+    columns = {
+        "timestamp": ColumnSpec(column="ZEIT"),
+        "order_code": ColumnSpec(column="AUNR"),
+        "machine_code": ColumnSpec(column="ARBPL"),
+        "event": ColumnSpec(column="KENN"),
+    }
+    guess = guess_codes(sample, columns, ZoneInfo("UTC"))
+    assert guess.events["START"] == [1]
+    assert sorted(guess.events["END"]) == [2, 3] and guess.events["ignore"] == [5]
+    assert guess.notes["2"].startswith("END: closes 100%")
+    assert guess.notes["5"].startswith("ignore: inside a run")
+
+
 # --------------------------------------------------------------------------- real servers
 
 
@@ -367,6 +395,44 @@ def test_an_empty_default_schema_lists_the_schemas_with_tables(
     assert "  werk1  1 table(s) or view(s)" in out
 
 
+@pytest.mark.postgres
+def test_schema_dot_table_is_accepted_and_a_table_in_another_schema_is_hinted(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    url = sa.make_url(postgres_database)
+    engine = sa.create_engine(url)
+    start = datetime(2026, 11, 22, 6, 0)
+    rows = []
+    for order in range(40):
+        at = start + timedelta(hours=7 * order)  # 22.11. .. 04.12.: text order is not time order
+        for code, minutes in ((1, 0), (5, 40), (2, 90)):
+            stamp = at + timedelta(minutes=minutes)
+            rows.append({"a": str(4700 + order), "m": f"M{order % 3}", "c": code, "z": stamp})
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA bde"))
+        conn.execute(
+            sa.text("CREATE TABLE bde.buchung (auftrag text, maschine text, art int, zeit text)")
+        )
+        conn.execute(
+            sa.text("INSERT INTO bde.buchung VALUES (:a, :m, :c, :z)"),
+            [{**r, "z": f"{r['z']:%d.%m.%Y %H:%M:%S}"} for r in rows],
+        )
+        conn.execute(sa.text("CREATE VIEW bde.v_buchung AS SELECT * FROM bde.buchung"))
+    engine.dispose()
+    root = _project(tmp_path / "p", _connector(url, "postgresql"))
+    code, out, err = etl("-p", str(root), "discover", "plant", "--table", "bde.v_buchung")
+    assert code == 0, err
+    mapping = yaml.safe_load(out)
+    assert mapping["source"] == {"table": "v_buchung", "schema": "bde"}
+    # the range of the text timestamps is the parsed one, with the format it was parsed with
+    first, last = min(r["z"] for r in rows), max(r["z"] for r in rows)
+    assert f"from {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S}" in out
+    assert "range parsed with '%d.%m.%Y %H:%M:%S'; as text it sorts" in out
+    code, out, err = etl("-p", str(root), "discover", "plant", "--table", "v_buchung")
+    assert code == 4 and "table 'v_buchung' not found" in err
+    assert "found in schema bde: pass --schema bde (or --table bde.v_buchung)" in err
+
+
 @pytest.mark.mariadb
 def test_a_mariadb_view_is_read_with_select_only(mariadb_database: str, tmp_path: Path) -> None:
     url = sa.make_url(mariadb_database)
@@ -415,3 +481,45 @@ def test_a_mariadb_view_is_read_with_select_only(mariadb_database: str, tmp_path
             for host in ("%", "localhost"):
                 conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'{host}'"))
         admin.dispose()
+
+
+def test_a_placeholder_is_refused_by_validate_and_its_job_is_written_disabled(
+    tmp_path: Path,
+) -> None:
+    """A table with no column discover takes for the order: the proposal says CHANGE_ME, which
+    would otherwise load and store every run under order 'CHANGE_ME'."""
+    import sqlite3
+
+    root = _project(tmp_path / "p", "dialect: sqlite\npath: plant.sqlite\ntimezone: UTC\n")
+    with sqlite3.connect(root / "plant.sqlite") as db:
+        db.execute("CREATE TABLE laeufe (maschine TEXT, beginn TEXT, ende TEXT)")
+        start = datetime(2026, 11, 2, 6, 0)
+        db.executemany(
+            "INSERT INTO laeufe VALUES (?, ?, ?)",
+            [
+                (
+                    "M1",  # one machine, and nothing that could be the order
+                    f"{start + timedelta(hours=3 * i):%Y-%m-%d %H:%M:%S}",
+                    f"{start + timedelta(hours=3 * i + 2):%Y-%m-%d %H:%M:%S}",
+                )
+                for i in range(40)
+            ],
+        )
+    code, out, err = etl("-p", str(root), "discover", "plant", "-t", "laeufe", "--job", "laeufe")
+    assert code == 0, err
+    job = yaml.safe_load((root / "jobs" / "laeufe.yaml").read_text())
+    assert job["enabled"] is False
+    assert "placeholder 'CHANGE_ME'" in out and "set 'enabled: true'" in out
+    text = (root / "mappings" / "laeufe.yaml").read_text()
+    line = next(
+        n for n, row in enumerate(text.splitlines(), 1) if row.strip().startswith("order_code:")
+    )
+    code, out, err = etl("-p", str(root), "validate")
+    assert code == 2 and out == ""
+    assert f"mappings/laeufe.yaml:{line}: columns.order_code.value: placeholder 'CHANGE_ME'" in err
+    assert "name the source column (order_code: COLUMN)" in err
+    # the job is disabled: --all skips it (and stores no run under order 'CHANGE_ME')
+    code, out, err = etl("-p", str(root), "run", "--all")
+    assert code == 0, err
+    assert "CHANGE_ME" not in out
+    assert not (root / "output").exists() or not list((root / "output").rglob("*.parquet"))

@@ -19,6 +19,7 @@ from etl.cli import main
 from etl.config.loader import load_project
 from etl.pipeline.run import run_job
 from tests.sources.test_sources_files import GERMAN, german_csv
+from tests.sources.test_sources_xls import XLS_CONNECTOR, booking_sheets
 from tests.support.sources import (
     BERLIN,
     BOOKINGS,
@@ -141,6 +142,19 @@ def test_an_excel_workbook_and_json_lines(tmp_path: Path) -> None:
     assert isinstance(columns, dict)
     assert columns["machine_code"] == "res.MASCHINE"
     assert columns["timestamp"] == "ZEIT"  # ISO wall-clock text, read by the mapping as such
+
+
+def test_a_legacy_xls_workbook(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", XLS_CONNECTOR)
+    (root / "drop").mkdir()
+    (root / "drop" / "b.xls").write_bytes(booking_sheets(BOOKINGS))
+    assert proposed(root)["columns"] == {
+        "timestamp": "ZEIT",
+        "order_code": "AUFTRAG",
+        "machine_code": "MASCHINE",
+        "event": "ART",
+    }
+    run_proposed(root)
 
 
 @pytest.mark.parametrize("version", [4, 2])

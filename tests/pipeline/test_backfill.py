@@ -144,6 +144,60 @@ def test_a_first_backfill_publishes_its_months_without_reading_them_back(
     assert all(again[name].equals(published[name]) for name in published)
 
 
+def test_a_run_open_across_a_month_end_holds_that_month_back_instead_of_reading_it_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a run starting before the month's end (UTC) and still open when a chunk ends in the next
+    # month: the next chunk closes it, so its month is published after that chunk, from memory
+    plant = Plant(tmp_path / "p", reread="1h", days=70)
+    this_month = plant.now.replace(day=1, hour=0, minute=0, second=0)
+    boundary = (this_month - timedelta(days=1)).replace(day=1)  # the previous month's first
+    plant.book("M1", "BEFORE", 10, boundary - timedelta(days=3))
+    plant.book("M1", "BEFORE", 20, boundary - timedelta(days=2))
+    plant.book("M1", "CROSS", 10, boundary - timedelta(hours=2))
+    plant.book("M1", "CROSS", 20, boundary + timedelta(hours=30))  # open at the chunk's end
+    plant.book("M2", "AFTER", 10, boundary + timedelta(days=3))
+    plant.book("M2", "AFTER", 20, boundary + timedelta(days=4))
+    read_back: list[str] = []
+    real = Store.runs_in_month
+
+    def runs_in_month(self: Store, job: str, month: str) -> pd.DataFrame:
+        read_back.append(month)
+        return real(self, job, month)
+
+    monkeypatch.setattr(Store, "runs_in_month", runs_in_month)
+    since = local_text(boundary - timedelta(days=5))[:10]
+    result = backfill(load_project(plant.root), "bookings", since, None, timedelta(days=1))
+    monkeypatch.undo()
+    assert read_back == []
+    assert len(result.chunks) > 5
+    stored = plant.store_runs()
+    assert set(stored["order_code"]) == {"BEFORE", "CROSS", "AFTER"}
+    pd.testing.assert_frame_equal(stored, plant.from_scratch(), check_dtype=False)
+    pd.testing.assert_frame_equal(stored, plant.parquet_runs(), check_dtype=False)
+
+
+def test_a_backfill_rerun_over_the_range_it_filled_changes_nothing(tmp_path: Path) -> None:
+    # the first backfill loads an empty range, the rerun diffs against a full one: the same
+    # store and the same Parquet files, none of them rewritten (a run crossing a chunk's end
+    # is stored open by that chunk and closed again by the next, as in the first load)
+    plant = _busy_plant(tmp_path / "p")
+    since = local_text(plant.ago(days=20))[:10]
+    project = load_project(plant.root)
+    first = backfill(project, "bookings", since, None, timedelta(days=2))
+    stored, published = plant.store_runs(), _partitions(plant)
+    base = plant.root / "output" / "parquet"
+    stamps = {f: f.stat().st_mtime_ns for f in base.rglob("*.parquet")}
+
+    again = backfill(load_project(plant.root), "bookings", since, None, timedelta(days=2))
+    assert first.inserted == len(stored) > 0
+    assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+    pd.testing.assert_frame_equal(plant.store_runs(), stored)
+    assert _partitions(plant).keys() == published.keys()
+    assert all(_partitions(plant)[name].equals(published[name]) for name in published)
+    assert {f: f.stat().st_mtime_ns for f in base.rglob("*.parquet")} == stamps
+
+
 def test_a_first_backfill_killed_and_rerun_writes_what_one_run_writes(tmp_path: Path) -> None:
     plant = _busy_plant(tmp_path / "p")
     since = local_text(plant.ago(days=20))[:10]

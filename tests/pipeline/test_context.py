@@ -4,7 +4,11 @@ zone on runs and anomalies in the store and the Parquet, job variables, the stor
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -339,6 +343,123 @@ def test_a_store_of_schema_1_is_upgraded_in_place(
     assert runs["phase"].tolist() == ["production"]
     assert runs["plant"].isna().all() and runs["attributes"].isna().all()
     assert state is not None and state.publish_pending == ["2026-03"]  # republished once
+
+
+V2_RUNS_DDL = [
+    "CREATE TABLE production_runs (job VARCHAR(200) NOT NULL, machine_code VARCHAR(200) NOT NULL,"
+    ' start {ts} NOT NULL, order_code VARCHAR(200) NOT NULL, product_code VARCHAR(200), "end" {ts},'
+    " flags VARCHAR(200), sync_id INTEGER, phase VARCHAR(50), plant VARCHAR(200), zone VARCHAR(64),"
+    " attributes TEXT, PRIMARY KEY (job, machine_code, start, order_code))",
+    'CREATE INDEX ix_production_runs_job_end ON production_runs (job, "end")',
+    "CREATE INDEX ix_production_runs_job_start ON production_runs (job, start)",
+]
+
+
+def _schema_2_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A store as booking-etl's schema version 2 made it, with 3 runs of jobs j and k each."""
+    if backend == "sqlite":
+        url, ts, stamp = (
+            f"sqlite:///{tmp_path / 'old.sqlite'}",
+            "DATETIME",
+            "2026-03-04 05:06:{:02d}",
+        )
+    else:
+        url = request.getfixturevalue("postgres_database")
+        ts, stamp = "TIMESTAMP WITH TIME ZONE", "2026-03-04 05:06:{:02d}+00"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(V1_DDL[0])
+        for ddl in [*V2_RUNS_DDL, *V1_DDL[2:]]:
+            conn.exec_driver_sql(ddl.format(ts=ts))
+        conn.exec_driver_sql("ALTER TABLE anomalies ADD COLUMN plant VARCHAR(200)")
+        conn.exec_driver_sql("ALTER TABLE anomalies ADD COLUMN zone VARCHAR(64)")
+        conn.exec_driver_sql("INSERT INTO schema_info VALUES ('version', '2')")
+        for job in ("j", "k"):
+            for second, machine in enumerate(["M2", "M1", "M2"]):
+                conn.exec_driver_sql(
+                    f"INSERT INTO production_runs VALUES ('{job}', '{machine}',"
+                    f" '{stamp.format(second)}', 'A{second}', 'P', NULL, NULL, 1, 'production',"
+                    " 'W1', 'UTC', NULL)"
+                )
+            conn.exec_driver_sql(
+                f"INSERT INTO job_state (job, publish_pending) VALUES ('{job}', '[]')"
+            )
+    engine.dispose()
+    return url
+
+
+def _assert_schema_3_with_the_runs_of_schema_2(url: str, tmp_path: Path) -> None:
+    store = Store(url, tmp_path)
+    try:
+        store.ensure_schema()
+        store.ensure_schema()
+        runs = {job: store.runs_in_month(job, "2026-03") for job in ("j", "k")}
+        pending = [store.state(job).publish_pending for job in ("j", "k")]  # type: ignore[union-attr]
+        with store.begin() as conn:
+            version = conn.exec_driver_sql(
+                "SELECT value FROM schema_info WHERE key = 'version'"
+            ).scalar()
+            inspector = sa.inspect(conn)
+            key = inspector.get_pk_constraint("production_runs")["constrained_columns"]
+            indexes = sorted(ix["name"] for ix in inspector.get_indexes("production_runs"))
+            tables = sorted(inspector.get_table_names())
+    finally:
+        store.close()
+    assert int(version) == SCHEMA_VERSION == 3
+    assert key == ["job", "start", "machine_code", "order_code"]
+    assert indexes == ["ix_production_runs_job_end"]
+    assert "production_runs_v2" not in tables
+    for job in ("j", "k"):
+        assert runs[job][["machine_code", "order_code"]].values.tolist() == [
+            ["M1", "A1"],
+            ["M2", "A0"],
+            ["M2", "A2"],
+        ]
+        assert runs[job]["plant"].tolist() == ["W1"] * 3
+    assert pending == [[], []]  # the rows are the same: no month to republish
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_store_of_schema_2_is_keyed_by_start_in_place_and_keeps_its_runs(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _schema_2_store(backend, tmp_path, request)
+    _assert_schema_3_with_the_runs_of_schema_2(url, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_an_upgrade_killed_before_it_committed_leaves_schema_2_and_the_next_start_does_it(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = _schema_2_store(backend, tmp_path, request)
+    marker = tmp_path / "at-upgrade"
+    env = {**os.environ, "ETL_FAILPOINT": "upgrade", "ETL_FAILPOINT_FILE": str(marker)}
+    code = (
+        "from pathlib import Path; from etl.store.db import Store; "
+        f"Store({url!r}, Path({str(tmp_path)!r})).ensure_schema()"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.communicate()  # the runs moved, the version not yet written
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        version = conn.exec_driver_sql(
+            "SELECT value FROM schema_info WHERE key = 'version'"
+        ).scalar()
+        runs = conn.exec_driver_sql("SELECT count(*) FROM production_runs").scalar()
+    engine.dispose()
+    assert (version, runs) == ("2", 6)
+    _assert_schema_3_with_the_runs_of_schema_2(url, tmp_path)
 
 
 def test_pandas_and_duckdb_read_old_and_new_partitions_as_one_dataset(tmp_path: Path) -> None:

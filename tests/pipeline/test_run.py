@@ -94,7 +94,7 @@ def test_bookings_from_a_file_drop_derive_what_the_table_derives(tmp_path: Path)
     # the table's SELECT reads the window, the drop hands over its booking from before it too
     assert (table.rows_read, dropped.rows_read) == (5, 6)
     pd.testing.assert_frame_equal(_sorted(dropped.runs), _sorted(table.runs))
-    pd.testing.assert_frame_equal(dropped.anomalies, table.anomalies)
+    pd.testing.assert_frame_equal(dropped.anomalies.frame(), table.anomalies.frame())
     assert table.kinds() and dropped.kinds() == table.kinds()
     assert set(table.runs["order_code"]) == {"A", "B", "C"}
 
@@ -125,7 +125,7 @@ def test_orders_from_a_file_drop_reach_back_to_the_open_run_like_the_table(
     assert shape == Spans(start="start", end="end", changed="updated_at")
     assert reach == Window(lo=opened, hi=window.hi)  # back to the run the store holds open
     pd.testing.assert_frame_equal(_sorted(dropped.runs), _sorted(table.runs))
-    pd.testing.assert_frame_equal(dropped.anomalies, table.anomalies)
+    pd.testing.assert_frame_equal(dropped.anomalies.frame(), table.anomalies.frame())
     closed = table.runs[table.runs["order_code"] == "FA1"]
     assert closed["end"].tolist() == [pd.Timestamp(plant.ago(days=2))]
 

@@ -48,8 +48,14 @@ def _stored(plant: Plant) -> tuple[pd.DataFrame, object]:
     [
         ("date_format: '%Y-%m-%d'", "date_format: '%d.%m.%Y'", "rows that should give a booking"),
         ("START: [10], END: [20, 30], ignore: [40]", "START: [S], END: [E]", "event code listed"),
+        # the ignored quantity code still matches: it must not hide the broken START/END lists
+        (
+            "START: [10], END: [20, 30], ignore: [40]",
+            "START: [S], END: [E], ignore: [40]",
+            "under START or END",
+        ),
     ],
-    ids=["wrong-format", "unlisted-codes"],
+    ids=["wrong-format", "unlisted-codes", "unlisted-codes-ignore-matching"],
 )
 def test_a_window_that_fits_the_mapping_not_at_all_commits_nothing(
     tmp_path: Path, old: str, new: str, said: str

@@ -167,6 +167,25 @@ def test_filters_are_bound_parameters(dialect: str) -> None:
 
 
 @every_dialect
+def test_ne_and_not_in_keep_null_rows_in_every_dialect(dialect: str) -> None:
+    """``ne``/``not_in`` are the complement of ``eq``/``in``: ``(c <> v OR c IS NULL)``."""
+    spec = mapping(
+        filters=[{"column": "STORNO", "ne": 1}, {"column": "STATUS", "not_in": ["DLT", "DEL"]}]
+    )
+    sql, params = compile_for(dialect, spec, window=None)
+    where = " ".join(where_part(sql).split())
+    table = f"{q(dialect, 'BDE')}.{q(dialect, 'BUCHUNGEN')}"
+    storno, status = f"{table}.{q(dialect, 'STORNO')}", f"{table}.{q(dialect, 'STATUS')}"
+    assert f"({storno} != " in where or f"({storno} <> " in where
+    assert f"OR {storno} IS NULL)" in where
+    assert f"({status} NOT IN (" in where and f"OR {status} IS NULL)" in where
+    assert 1 in params.values() and ["DLT", "DEL"] in params.values()
+    # eq and in stay plain comparisons: a NULL row fails them
+    plain, _ = compile_for(dialect, mapping(filters=[{"column": "STORNO", "eq": 0}]), window=None)
+    assert "IS NULL" not in where_part(plain)
+
+
+@every_dialect
 def test_window_predicate_compares_the_raw_column_with_local_bounds(dialect: str) -> None:
     sql, params = compile_for(dialect, mapping())
     lo, hi = local_bounds(BERLIN)

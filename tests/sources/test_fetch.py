@@ -282,6 +282,38 @@ def test_windows_and_filters_select_the_same_rows(server: Server) -> None:
         new.close()
 
 
+@pytest.mark.parametrize(
+    ("spec", "keep"),
+    [
+        ({"column": "event", "ne": 20}, lambda r: r[4] != 20),
+        ({"column": "machine", "not_in": ["M2"]}, lambda r: r[2] is None or r[2].strip() != "M2"),
+        ({"column": "event", "eq": 10}, lambda r: r[4] == 10),
+        ({"column": "machine", "in": ["M1"]}, lambda r: r[2] is not None and r[2].strip() == "M1"),
+        # text values against an integer column: the server reads them as integers on every path
+        ({"column": "event", "ne": "20"}, lambda r: r[4] != 20),
+        ({"column": "event", "not_in": ["10", "30"]}, lambda r: r[4] not in (10, 30)),
+    ],
+)
+def test_ne_and_not_in_keep_the_null_rows_on_every_path_and_in_the_file_readers(
+    server: Server, spec: dict[str, Any], keep: Any
+) -> None:
+    """A NULL flag is "not cancelled": ``ne``/``not_in`` keep its row (the complement of ``eq``/
+    ``in``), the other operators drop it; the SQL paths and the file/HTTP readers' filter agree."""
+    from etl.sources.rows import apply_filters
+
+    wanted = sorted(str(r[3]) for r in ROWS if keep(r))
+    raw = pd.DataFrame(ROWS, columns=["ts", "tsz", "machine", "order_no", "event", "qty", "day"])
+    in_files = apply_filters(raw, mapping(filters=[spec]).filters)
+    assert sorted(str(plain(v)) for v in in_files["order_no"]) == wanted
+    for fetch in ("sqlalchemy", "arrow"):
+        source = source_for(server, fetch)
+        try:
+            got = read(source, mapping(filters=[spec]))
+        finally:
+            source.close()
+        assert sorted(str(plain(v)) for v in got["order_no"]) == wanted, (fetch, spec)
+
+
 def test_the_explicit_schema_of_a_real_table(server: Server) -> None:
     source = source_for(server, "arrow")
     spec = mapping()

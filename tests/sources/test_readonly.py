@@ -269,7 +269,8 @@ def test_hostile_names_and_values_reach_the_server_only_quoted_and_bound(
         if HOSTILE_VALUE in values or HOSTILE_VALUE in strings:
             reads += 1  # the job's SELECT: hostile names only as quoted identifiers
             assert HOSTILE_TABLE in names and HOSTILE_COLUMN in names, statement
-    assert reads == 1
+    # connectorx's SELECT is described first (its date columns guarded against zero dates)
+    assert reads == (2 if fetch == "arrow" and server.dialect != "postgresql" else 1)
     with server.admin.connect() as conn:
         assert conn.execute(sa.text("SELECT a FROM t")).scalar() == 1
 

@@ -338,6 +338,26 @@ def test_frames_larger_than_a_copy_batch_arrive_complete_and_in_order(store: Sto
     pd.testing.assert_frame_equal(got_anomalies, found)
 
 
+@pytest.mark.parametrize("text", HOSTILE)
+def test_a_column_with_one_value_in_every_row_reads_back_as_written(
+    store: Store, text: str
+) -> None:
+    # SQLite writes such columns (the job, the sync id, one product, no flags) into the
+    # statement instead of binding them per row: hostile text, '' and NULL stay what they were
+    runs = simple_runs(5)
+    runs["product_code"] = pd.Series([text] * 5, dtype="string")
+    runs["flags"] = pd.Series([None] * 5, dtype="string")
+    extra = {"job": f"{text}'job", "sync_id": 7}
+    with store.begin() as conn:
+        insert_frame(conn, production_runs, runs, RUN_COLUMNS, extra)
+    with store.begin() as conn:
+        got = read_runs(conn, job=f"{text}'job")
+        t = production_runs
+        ids = conn.execute(sa.select(t.c.sync_id).distinct()).scalars().all()
+    pd.testing.assert_frame_equal(by_key(got), by_key(runs))
+    assert ids == [7]
+
+
 def test_an_empty_frame_inserts_nothing(store: Store) -> None:
     with store.begin() as conn:
         insert_frame(conn, production_runs, empty_runs(), RUN_COLUMNS, EXTRA)

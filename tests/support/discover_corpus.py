@@ -172,6 +172,14 @@ class Vendor:
     seed: int = 1
     view: bool = False
     primary_key: tuple[str, ...] = ()
+    # which of the history's events (or runs) the vendor's table holds; None: all of them
+    select: Callable[[list[Any]], list[Any]] | None = None
+
+    def records(self) -> list[Any]:
+        """The events (bookings) or runs (orders) of the history that this table holds."""
+        events, runs = history(self.seed, self.start)
+        chosen = events if self.structure == "bookings" else runs
+        return self.select(chosen) if self.select is not None else chosen
 
     def ddl_type(self, generic: str) -> str:
         pg = self.dialect == "postgresql"
@@ -187,14 +195,7 @@ class Vendor:
 
     def create(self, engine: sa.Engine) -> int:
         """Create and fill the table (or the view over its table); returns the row count."""
-        events, runs = history(self.seed, self.start)
-        rows = [
-            r
-            for r in (
-                self.row(x, self.local) for x in (events if self.structure == "bookings" else runs)
-            )
-            if r
-        ]
+        rows = [r for r in (self.row(x, self.local) for x in self.records()) if r]
         names = [n for n, t in self.columns if t != "serial"]
         quote = (lambda n: f'"{n}"') if self.dialect == "postgresql" else (lambda n: f"`{n}`")
         table = f"{self.name}_t" if self.view else self.name
@@ -222,7 +223,7 @@ def _flag(on: bool, yes: Any, no: Any) -> Any:
 
 
 def vendors() -> list[Vendor]:
-    """The corpus: 14 vendor tables, 8 on PostgreSQL and 6 on MariaDB."""
+    """The corpus: 17 vendor tables, 10 on PostgreSQL and 7 on MariaDB."""
     out: list[Vendor] = []
 
     # 1. a German BDE (HYDRA style): DATE + TIME, integer codes, J/N cancellation, padded machine
@@ -896,6 +897,156 @@ def vendors() -> list[Vendor]:
             14,
         )
     )
+    # 15. a German BDE with one quantity booking per order between START and END (a single
+    # good-quantity or "setup finished" booking), two END codes, an integer cancellation flag
+    # that is NULL on most rows, and a text timestamp
+    codes15 = {"start": 1, "qty": 5, "end": 2, "abort": 3}
+    out.append(
+        Vendor(
+            "bde_maschinenbuchung",
+            "postgresql",
+            "German BDE, one booking mid-run",
+            "bookings",
+            [
+                ("lfd_nr", "serial"),
+                ("werk", "text(4)"),
+                ("maschine", "text(10)"),
+                ("auftrag", "text(12)"),
+                ("artikel", "text(20)"),
+                ("buchungsart", "smallint"),
+                ("buchungszeit", "text(19)"),
+                ("storno", "int"),
+                ("menge", "int"),
+            ],
+            lambda e, local: {
+                "werk": f"W{e.plant}",
+                "maschine": f"PRESSE{e.machine}",
+                "auftrag": f"5{e.order:05d}",
+                "artikel": e.product,
+                "buchungsart": codes15["abort"]
+                if e.kind == "end" and e.order % 3 == 0
+                else codes15[e.kind],
+                "buchungszeit": f"{wall(e.at, local):%Y-%m-%d %H:%M:%S}",
+                # cancelled: 1; otherwise 0 on a third of the rows and NULL on the rest
+                "storno": 1 if e.cancelled else (0 if (e.order + e.operator) % 3 == 0 else None),
+                "menge": e.qty,
+            },
+            {
+                "timestamp": ("buchungszeit",),
+                "order_code": "auftrag",
+                "machine_code": "maschine",
+                "product_code": "artikel",
+                "event": "buchungsart",
+                "filters": {"storno": True, "werk": False},
+                "filter_specs": {"storno": {"column": "storno", "ne": 1}},
+            },
+            codes15,
+            True,
+            AUTUMN,
+            15,
+            select=_one_booking_mid_run,
+        )
+    )
+    # 16. a German order table whose order number is its primary key (unique per row, as in
+    # every order table) and whose status says finished/open
+    out.append(
+        Vendor(
+            "fa_auftrag",
+            "postgresql",
+            "German ERP orders (order number key)",
+            "orders",
+            [
+                ("auftragsnr", "text(12)"),
+                ("maschine", "text(10)"),
+                ("artikel", "text(20)"),
+                ("start_zeit", "timestamp"),
+                ("ende_zeit", "timestamp"),
+                ("status", "text(10)"),
+            ],
+            lambda r, local: {
+                "auftragsnr": f"5{r.order:05d}{r.operation // 10}",
+                "maschine": f"PRESSE{r.machine}",
+                "artikel": r.product,
+                "start_zeit": wall(r.start, local),
+                "ende_zeit": wall(r.end, local),
+                "status": "offen" if r.end is None else "fertig",
+            },
+            {
+                "start": "start_zeit",
+                "end": "ende_zeit",
+                "order_code": "auftragsnr",
+                "machine_code": "maschine",
+                "product_code": "artikel",
+                "no_filter": ["status"],
+            },
+            {},
+            True,
+            AUTUMN,
+            16,
+            primary_key=("auftragsnr",),
+            select=lambda runs: [r for r in runs if not r.cancelled],
+        )
+    )
+    # 17. the same BDE on MariaDB: DD.MM.YYYY text timestamp, a NOT NULL tinyint flag
+    codes17 = {"start": 1, "qty": 5, "end": 2, "abort": 3}
+    out.append(
+        Vendor(
+            "BDE_MASCHBUCH",
+            "mariadb",
+            "German BDE, one booking mid-run, text times",
+            "bookings",
+            [
+                ("LFDNR", "serial"),
+                ("WERK", "text(4)"),
+                ("MASCHINE", "text(10)"),
+                ("AUFTRAG", "text(12)"),
+                ("ARTIKEL", "text(20)"),
+                ("BUCHART", "int"),
+                ("ZEITSTEMPEL", "text(19)"),
+                ("STORNO", "tinyint"),
+                ("MENGE", "decimal(10,2)"),
+            ],
+            lambda e, local: {
+                "WERK": f"W{e.plant}",
+                "MASCHINE": f"SPRITZ{e.machine}",
+                "AUFTRAG": f"6{e.order:05d}",
+                "ARTIKEL": e.product,
+                "BUCHART": codes17["abort"]
+                if e.kind == "end" and e.order % 3 == 1
+                else codes17[e.kind],
+                "ZEITSTEMPEL": f"{wall(e.at, local):%d.%m.%Y %H:%M:%S}",
+                "STORNO": int(e.cancelled),
+                "MENGE": e.qty,
+            },
+            {
+                "timestamp": ("ZEITSTEMPEL",),
+                "order_code": "AUFTRAG",
+                "machine_code": "MASCHINE",
+                "product_code": "ARTIKEL",
+                "event": "BUCHART",
+                "filters": {"STORNO": True, "WERK": False},
+                "filter_specs": {"STORNO": {"column": "STORNO", "ne": 1}},
+            },
+            codes17,
+            True,
+            SPRING,
+            17,
+            select=_one_booking_mid_run,
+        )
+    )
+    return out
+
+
+def _one_booking_mid_run(events: list[Event]) -> list[Event]:
+    """START, END and only the first quantity report of each order (no pauses, no rare codes)."""
+    seen: set[int] = set()
+    out = []
+    for e in events:  # in time order
+        if e.kind in ("start", "end"):
+            out.append(e)
+        elif e.kind == "qty" and e.order not in seen:
+            seen.add(e.order)
+            out.append(e)
     return out
 
 
@@ -956,6 +1107,7 @@ def score(vendor: Vendor, proposal: Any) -> Score:
             "resume": "START",
             "pause": "END",
             "end": "END",
+            "abort": "END",
             "qty": "ignore",
             "rare": None,
         }
@@ -979,6 +1131,17 @@ def score(vendor: Vendor, proposal: Any) -> Score:
     for extra in proposed.values():
         if extra.active:
             s.check(f"filter {extra.column}", False, "proposed active, not expected")
+        elif extra.column.lower() in {c.lower() for c in vendor.expected.get("no_filter", ())}:
+            s.check(f"filter {extra.column}", False, f"proposed as a {extra.kind}, not a filter")
+    for column, want in vendor.expected.get("filter_specs", {}).items():
+        got_spec = next(
+            (f.filter for f in proposal.filters if f.column.lower() == column.lower()), None
+        )
+        # compared with types: ne: 1 on an integer column is not ne: '1'
+        same = got_spec is not None and {k: (type(v), v) for k, v in got_spec.items()} == {
+            k: (type(v), v) for k, v in want.items()
+        }
+        s.check(f"filter {column} as written", same, f"{got_spec} (expected {want})")
     zone = vendor.expected.get("zone", "local")
     got_zone = proposal.zone.verdict if proposal.zone is not None else "none"
     s.check("time zone", got_zone == zone, f"{got_zone} (expected {zone})")
@@ -993,11 +1156,11 @@ def true_runs(vendor: Vendor) -> int:
 
     from etl.pipeline.fold import fold
 
-    events, runs = history(vendor.seed, vendor.start)
+    records = vendor.records()
     if vendor.structure == "orders":
-        return sum(1 for r in runs if not r.cancelled)
+        return sum(1 for r in records if not r.cancelled)
     kind = {"start": "START", "resume": "START", "pause": "END", "end": "END"}
-    kept = [e for e in events if not e.cancelled and e.kind in kind]
+    kept = [e for e in records if not e.cancelled and e.kind in kind]
     frame = pd.DataFrame(
         {
             "ts": pd.to_datetime([e.at for e in kept]).tz_localize("UTC"),

@@ -28,7 +28,7 @@ from etl.commands.discover.profile import Column, profile_columns, time_fields
 from etl.commands.discover.roles import FilterProposal, Roles, decide
 from etl.commands.discover.timezone import ZoneEvidence, changes, judge, warning, zone_to_test
 from etl.commands.discover.vocabulary import name_score
-from etl.config.models import ColumnSpec, DstPolicy, Project
+from etl.config.models import PLACEHOLDERS, ColumnSpec, DstPolicy, Project
 from etl.errors import DataError, UsageError
 from etl.pipeline.mapping import sentinel_rows, timestamps
 from etl.sources.sql.arrow import catalog_columns
@@ -116,6 +116,7 @@ class Profile:
     type_note: str | None
     scope: str  # "the whole table" or "the newest N rows"
     warnings: list[str] = field(default_factory=list)
+    range_note: str | None = None  # how minimum/maximum were found when not by the column's order
 
 
 @dataclass
@@ -137,6 +138,21 @@ class Proposal:
     zone: ZoneEvidence | None = None
     warnings: list[str] = field(default_factory=list)
     profiled_rows: int = 0  # the first rows as stored, on which the roles were decided
+
+    def placeholders(self) -> list[str]:
+        """The keys where the proposal holds a placeholder (nothing recognised): the mapping
+        does not load until they are named."""
+        out = [
+            f"columns.{name}"
+            for name, spec in self.columns.items()
+            if spec.value in PLACEHOLDERS or spec.column in PLACEHOLDERS
+        ]
+        out += [
+            f"events.{kind}"
+            for kind, codes in self.events.items()
+            if any(str(c) in PLACEHOLDERS for c in codes)
+        ]
+        return out
 
     @property
     def filter_hints(self) -> list[tuple[str, list[tuple[Any, int]]]]:
@@ -243,6 +259,35 @@ def _bounded_count(conn: Connection, name: str, schema: str | None) -> int | Non
         conn.rollback()
         return None
     return n if n <= COUNT_LIMIT else None
+
+
+def _schema_names(conn: Connection) -> list[str]:
+    """The schemas the account sees, system schemas left out ([] where the catalog says none)."""
+    try:
+        names = sa.inspect(conn).get_schema_names()
+    except (NotImplementedError, sa.exc.DBAPIError):
+        conn.rollback()
+        return []
+    return [n for n in names if n.lower() not in SYSTEM_SCHEMAS]
+
+
+def _schemas_holding(conn: Connection, name: str, searched: str | None) -> list[str]:
+    """The other schemas with a table or view called ``name`` (case-blind)."""
+    inspector = sa.inspect(conn)
+    out = []
+    for schema in _schema_names(conn):
+        if schema == searched:
+            continue
+        try:
+            names = inspector.get_table_names(schema=schema) + inspector.get_view_names(
+                schema=schema
+            )
+        except sa.exc.DBAPIError:
+            conn.rollback()
+            continue
+        if any(n.lower() == name.lower() for n in names):
+            out.append(schema)
+    return out
 
 
 def _schemas_with_tables(conn: Connection) -> list[tuple[str, int]]:
@@ -360,11 +405,19 @@ def write_job(
         if path.exists():
             raise UsageError(f"{path} exists; not overwritten", hint="choose another --job name")
     command = command or f"etl discover {connector} --table {table} --job {name}"
-    text = propose(project, connector, table, schema).yaml(command)
+    proposal = propose(project, connector, table, schema)
+    text = proposal.yaml(command)
     mapping.parent.mkdir(parents=True, exist_ok=True)
     job.parent.mkdir(parents=True, exist_ok=True)
     mapping.write_text(text)
-    job.write_text(f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n")
+    header = f"# written by `{command}`\nconnector: {connector}\nmapping: {name}\n"
+    left = proposal.placeholders()
+    if left:  # never run by 'etl run --all' before someone names them
+        header += (
+            f"# disabled: mappings/{name}.yaml has placeholders ({', '.join(left)}); name them, "
+            "then set enabled: true\nenabled: false\n"
+        )
+    job.write_text(header)
     return mapping, job
 
 
@@ -377,13 +430,29 @@ def _find_table(source: Source, conn: Connection, name: str, schema: str | None)
             f"{source.where}: cannot list the tables of schema {schema!r}: {_first_line(exc)}"
         ) from None
     exact = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+    if not exact and schema is None and "." in name:
+        # 'bde.v_buchung', as a SQL user writes it: schema and table
+        first, _, rest = name.partition(".")
+        schemas = _schema_names(conn)
+        match = next((s for s in schemas if s == first), None) or next(
+            (s for s in schemas if s.lower() == first.lower()), None
+        )
+        if match is not None:
+            return _find_table(source, conn, rest, match)
     if not exact:
         listing = ", ".join(sorted(names)[:30]) or "none"
+        elsewhere = _schemas_holding(conn, name, schema)
+        hint = "'etl discover CONNECTOR' lists every table and view"
+        if elsewhere:
+            hint = (
+                f"found in schema {', '.join(elsewhere)}: pass --schema {elsewhere[0]} "
+                f"(or --table {elsewhere[0]}.{name})"
+            )
         raise DataError(
             f"{source.where}: table {name!r} not found"
             + (f" in schema {schema!r}" if schema else "")
             + f" (tables: {listing})",
-            hint="'etl discover CONNECTOR' lists every table and view",
+            hint=hint,
         )
     found = exact[0]
     kind = "view" if found in inspector.get_view_names(schema=schema) else "table"
@@ -421,7 +490,7 @@ def _propose(source: Source, conn: Connection, info: TableInfo) -> Proposal:
     if structure == "bookings":
         guess = guess_codes(sample, columns, source.spec.zone)
         events = guess.events
-    profile = _profile(source, conn, table, info, window, sample)
+    profile = _profile(source, conn, table, info, window, sample, structure)
     span = (profile.minimum, profile.maximum) if profile is not None else (None, None)
     evidence, warnings = _zone(source, conn, info, table, window, probe, roles, profiled, span)
     return Proposal(
@@ -466,9 +535,9 @@ def proposed_columns(
         elif name not in ("product_code", "updated_at"):
             notes.append(f"no {name} column recognised: a placeholder is proposed")
             columns[name] = (
-                ColumnSpec(column=_any_column(info))
+                ColumnSpec(column=PLACEHOLDERS[0])
                 if name == "timestamp"
-                else ColumnSpec(value="CHANGE_ME")
+                else ColumnSpec(value=PLACEHOLDERS[0])
             )
             reasons[name] = "placeholder: name the column"
     if structure == "orders" and "end" in columns:
@@ -496,10 +565,6 @@ def _primary_key(conn: Connection, info: TableInfo) -> set[str]:
         conn.rollback()
         return set()
     return set(pk.get("constrained_columns") or [])
-
-
-def _any_column(info: TableInfo) -> str:
-    return info.columns[0].name if info.columns else "CHANGE_ME"
 
 
 def _zone(
@@ -639,6 +704,7 @@ def _profile(
     info: TableInfo,
     spec: ColumnSpec,
     sample: pd.DataFrame,
+    structure: str = "bookings",
 ) -> Profile | None:
     names = [n for n in spec.source_columns() if n in table.c]
     if not names:
@@ -701,6 +767,14 @@ def _profile(
     else:
         lo = _extreme(conn, table, names, ascending=True)
         hi = _extreme(conn, table, names, ascending=False)
+    fmt = spec.format or spec.date_format
+    range_note = None
+    if fmt and not sortable(fmt) and lo is not None and hi is not None:
+        # text that does not sort like time: its min/max are text order, not the time range
+        parsed, scope_note = _parsed_range(conn, table, names, spec, sample, big)
+        if parsed is not None:
+            range_note = f"parsed with '{fmt}'{scope_note}; as text it sorts {lo} .. {hi}"
+            lo, hi = parsed
     precision = _precision(stamps)
     column = next(c for c in info.columns if c.name == names[0])
     type_note = source.dialect.timestamp_note(column.sa_type) if spec.column else None
@@ -709,7 +783,8 @@ def _profile(
             f"{nulls:,} row(s) ({nulls / max(rows, 1):.2%}) have no timestamp: they are re-read "
             "on every run and reported as bad_timestamp anomalies"
         )
-    if dup_rows and dup_rows / max(rows - nulls, 1) > 0.01:
+    if structure == "bookings" and dup_rows and dup_rows / max(rows - nulls, 1) > 0.01:
+        # the fold's order at equal times concerns bookings; an order row holds both times
         warnings.append(
             f"{dup_rows:,} rows share their timestamp with another row ({dup_values:,} values): "
             "at equal times the fold puts END before START; check that this is right for "
@@ -725,7 +800,6 @@ def _profile(
             f"date and time in separate columns: the window predicate compares {spec.date} "
             "(whole days); an index on it keeps syncs cheap"
         )
-    fmt = spec.format or spec.date_format
     if fmt and not sortable(fmt):
         warnings.append(
             f"text in '{fmt}' does not sort like time: the window cannot be pushed to the "
@@ -755,7 +829,36 @@ def _profile(
         type_note=type_note,
         scope=scope,
         warnings=warnings,
+        range_note=range_note,
     )
+
+
+def _parsed_range(
+    conn: Connection,
+    table: sa.TableClause,
+    names: list[str],
+    spec: ColumnSpec,
+    sample: pd.DataFrame,
+    big: bool,
+) -> tuple[tuple[str, str] | None, str]:
+    """The earliest and latest time of a text timestamp, parsed: over every value of a table
+    that is not big (at most FULL_PROFILE_ROWS), else over the sample."""
+    frame, scope = sample, ", over the sample"
+    if not big:
+        cols = [table.c[n] for n in names]
+        query = sa.select(*cols).where(*[c.is_not(None) for c in cols]).limit(FULL_PROFILE_ROWS)
+        try:
+            frame, scope = _read(conn, query), ""
+        except sa.exc.DBAPIError:
+            conn.rollback()
+    try:
+        stamps = timestamps(frame, spec, ZoneInfo("UTC"), DstPolicy()).dropna()
+    except (KeyError, ValueError, TypeError):
+        return None, scope
+    if stamps.empty:
+        return None, scope
+    naive = stamps.dt.tz_convert(None)
+    return (f"{naive.min():%Y-%m-%d %H:%M:%S}", f"{naive.max():%Y-%m-%d %H:%M:%S}"), scope
 
 
 def _big(info: TableInfo) -> bool:
@@ -862,6 +965,8 @@ def render_yaml(proposal: Proposal, command: str) -> str:
             f"{profile.duplicate_values:,} values shared by {profile.duplicate_rows:,} rows",
             f"#   from {profile.minimum} to {profile.maximum}; precision: {profile.precision}",
         ]
+        if profile.range_note:
+            out.append(f"#   range {profile.range_note}")
         if profile.type_note:
             out.append(f"#   type: {profile.type_note}")
         out += [f"#   WARNING: {w}" for w in profile.warnings]

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from etl.config.models import ColumnSpec, DstPolicy, normalize_code
+from etl.config.models import PLACEHOLDERS, ColumnSpec, DstPolicy, normalize_code
 from etl.pipeline.fold import fold
 from etl.pipeline.mapping import text_values, timestamps
 
@@ -56,7 +56,7 @@ def guess_codes(
     """START/END/ignore for the sampled codes, scored by the fold; see the module docstring."""
     spec = columns.get("event")
     if spec is None or spec.column is None or spec.column not in sample:
-        return CodeGuess({"START": ["CHANGE_ME"], "END": ["CHANGE_ME_TOO"]}, {}, [])
+        return CodeGuess({"START": [PLACEHOLDERS[0]], "END": [PLACEHOLDERS[1]]}, {}, [])
     raw = sample[spec.column]
     code_text = text_values(raw, True)
     originals: dict[str, Any] = {}
@@ -72,7 +72,7 @@ def guess_codes(
     unlisted = [c for c in ordered if c not in common]
     shown = [(originals.get(c, c), counts[c]) for c in ordered]
     if frame is None or len(common) < 2:
-        return CodeGuess({"START": ["CHANGE_ME"], "END": ["CHANGE_ME_TOO"]}, {}, shown)
+        return CodeGuess({"START": [PLACEHOLDERS[0]], "END": [PLACEHOLDERS[1]]}, {}, shown)
     stats = _positions(frame)
     initial = _initial(common, stats)
     scorer = _Scorer(frame, stats)
@@ -82,6 +82,7 @@ def guess_codes(
         if value < best_score - 1e-9:
             best, best_score = found, value
     runner = scorer.runner_up(best)
+    outside = scorer.after_end(frame["code"].map(best)).groupby(frame["code"]).mean()
     notes: dict[str, str] = {}
     for code in common:
         kind = best[code]
@@ -89,7 +90,8 @@ def guess_codes(
         valid = [a for a in alternatives if np.isfinite(a)]
         cost = (min(valid) - best_score) if valid else float(counts[code])
         confidence = float(np.clip(cost / max(counts[code], 1), 0.3, 0.99))
-        notes[code] = f"{_role(code, kind, best, stats)} ({confidence:.0%})"
+        role = _role(code, kind, best, stats, float(outside.get(code, 0.0)))
+        notes[code] = f"{role} ({confidence:.0%})"
     for code in unlisted:
         notes[code] = "rare: left unlisted, so it shows up as unknown_event"
     events: dict[str, list[Any]] = {
@@ -171,6 +173,9 @@ def _mode(values: pd.Series) -> str | None:
     return None if present.empty else str(present.mode().iloc[0])
 
 
+CLOSES = 0.5  # a code that is last in at least this share of its rows' sequences closes them
+
+
 def _initial(codes: list[str], stats: pd.DataFrame) -> dict[str, str]:
     opener = max(codes, key=lambda c: (stats.at[c, "first"], c.upper() in START_WORDS))
     rest = [c for c in codes if c != opener]
@@ -182,8 +187,8 @@ def _initial(codes: list[str], stats: pd.DataFrame) -> dict[str, str]:
             continue
         if c.upper() in START_WORDS:
             out[c] = "START"
-        elif c.upper() in END_WORDS:
-            out[c] = "END"
+        elif c.upper() in END_WORDS or stats.at[c, "last"] >= CLOSES > stats.at[c, "first"]:
+            out[c] = "END"  # several codes that close sequences: finished, aborted, ...
     return out
 
 
@@ -211,6 +216,7 @@ class _Scorer:
 
     def __init__(self, frame: pd.DataFrame, stats: pd.DataFrame) -> None:
         self.frame = frame
+        self.groups = [frame["machine_code"], frame["order_code"]]
         self.seen: dict[tuple[tuple[str, str], ...], float] = {}
         # a tie-breaker: codes that open sequences start, codes that close them end
         counts = frame["code"].value_counts()
@@ -232,7 +238,9 @@ class _Scorer:
         result = fold(bookings.reset_index(drop=True))
         anomalies = len(result.anomalies)
         flagged = int(result.runs["flags"].fillna("").str.contains("closed_by_next_order").sum())
-        bad = anomalies + flagged
+        # an ignored booking after its order's END is outside every run: a quantity report
+        # there is possible, a code that always comes there is the real END
+        bad = anomalies + flagged + int(self.after_end(kind).sum())
         clean = max(int(keep.sum()) - bad, 0)
         value = bad - 0.5 * clean
         value -= 0.1 * sum(
@@ -242,6 +250,13 @@ class _Scorer:
         )
         self.seen[key] = value
         return value
+
+    def after_end(self, kind: pd.Series) -> pd.Series:
+        """Per row: an IGNORE booking whose latest START/END before it in its sequence is an END."""
+        listed = kind.where(kind.isin(["START", "END"]))
+        previous = listed.groupby(self.groups, sort=False).shift(1)
+        previous = previous.groupby(self.groups, sort=False).ffill()
+        return (kind == "IGNORE") & (previous == "END")
 
     def runner_up(self, best: dict[str, str]) -> tuple[dict[str, str], float] | None:
         key = tuple(sorted(best.items()))
@@ -273,7 +288,9 @@ def _search(
     return best, best_score
 
 
-def _role(code: str, kind: str, best: dict[str, str], stats: pd.DataFrame) -> str:
+def _role(
+    code: str, kind: str, best: dict[str, str], stats: pd.DataFrame, outside: float = 0.0
+) -> str:
     first, last = float(stats.at[code, "first"]), float(stats.at[code, "last"])
     nxt, prev = stats.at[code, "next"], stats.at[code, "prev"]
     if kind == "START":
@@ -288,4 +305,6 @@ def _role(code: str, kind: str, best: dict[str, str], stats: pd.DataFrame) -> st
         if nxt is not None and best.get(nxt) == "START":
             return f"END (pause): mostly followed by {nxt}"
         return "END: the fold has fewest anomalies with it as an end"
+    if outside >= 0.005:
+        return f"ignore: changes nothing; {outside:.0%} of its rows come after their order's END"
     return "ignore: inside a run, changes nothing (a quantity report)"

@@ -196,8 +196,6 @@ def _surrogate(column: Column, primary_key: bool) -> str | None:
     one-column primary key, or UUID-like text."""
     if column.n < 20 or column.distinct < column.n or column.temporal is not None:
         return None
-    if primary_key:
-        return "the primary key, unique per row"
     if column.numeric and not column.fractional:
         values = pd.to_numeric(column.raw, errors="coerce").dropna()
         span = float(values.max() - values.min() + 1)
@@ -206,7 +204,14 @@ def _surrogate(column: Column, primary_key: bool) -> str | None:
     uuid = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
     if column.text.str.fullmatch(uuid).fillna(False).all():
         return "unique per row and UUID-like"
+    if primary_key:
+        return PRIMARY_KEY
     return None
+
+
+#: the surrogate reason of a one-column primary key that is neither an autoincrement nor a UUID:
+#: in an order table that is the order number itself
+PRIMARY_KEY = "the primary key, unique per row"
 
 
 def time_fields(columns: list[Column], sample: pd.DataFrame) -> list[TimeField]:

@@ -125,7 +125,7 @@ def propose_records(project: Project, connector: str, table: str) -> Any:
     if structure == "bookings":
         guess = guess_codes(frame, columns, spec.zone)
         events = guess.events
-    profile = _profile(frame, window, spec.zone, sample)
+    profile = _profile(frame, window, spec.zone, sample, structure)
     warnings: list[str] = []
     evidence = None
     ref = roles.reference
@@ -350,7 +350,9 @@ def _epoch_like(name: str, values: pd.Series) -> bool:
 # ---------------------------------------------------------------------------- the profile
 
 
-def _profile(frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, sample: Sample) -> Any:
+def _profile(
+    frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, sample: Sample, structure: str
+) -> Any:
     """The window column's profile over the sample (what the table profile says of a table)."""
     from etl.commands.discover import Profile, _precision
 
@@ -379,8 +381,8 @@ def _profile(frame: pd.DataFrame, spec: ColumnSpec, zone: ZoneInfo, sample: Samp
             f"{nulls:,} row(s) ({nulls / max(rows, 1):.2%}) have no timestamp: they are read on "
             "every run and reported as bad_timestamp anomalies"
         )
-    if dup_rows and dup_rows / max(rows - nulls, 1) > 0.01:
-        warnings.append(
+    if structure == "bookings" and dup_rows and dup_rows / max(rows - nulls, 1) > 0.01:
+        warnings.append(  # the fold's order at equal times concerns bookings only
             f"{dup_rows:,} rows share their timestamp with another row ({dup_values:,} values): "
             "at equal times the fold puts END before START; check that this is right for "
             "the source"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etl.commands.discover.profile import Column, TimeField
+from etl.commands.discover.profile import PRIMARY_KEY, Column, TimeField
 from etl.commands.discover.vocabulary import CANCEL_VALUES, FLAG_PAIRS, name_score
 from etl.config.models import ColumnSpec
 
@@ -73,7 +73,9 @@ def decide(columns: list[Column], fields: list[TimeField], sample: pd.DataFrame)
     pair = _start_end(fields)
     reference = _reference(fields, pair)
     ref = reference.naive if reference is not None else None
-    order = _order(codes, ref, columns)
+    # with a start/end pair the table may hold one row per order: its order number is then
+    # unique per row, often the primary key, and still the order code
+    order = _order(codes, ref, columns, keyed=pair is not None)
     decisions: dict[str, Decision] = {}
     used: set[str] = set()
     if order is not None:
@@ -114,7 +116,9 @@ def decide(columns: list[Column], fields: list[TimeField], sample: pd.DataFrame)
     if product is not None:
         decisions["product_code"] = product
         used.add(product.spec.column or "")
-    filters = _filters(columns, used, _col(columns, machine.spec.column) if machine else None)
+    filters = _filters(
+        columns, used, _col(columns, machine.spec.column) if machine else None, notes
+    )
     return Roles(structure, decisions, filters, notes, reference)
 
 
@@ -257,10 +261,14 @@ def _pick(scored: list[tuple[float, Column, str]], role: str) -> Decision | None
     return Decision(role, ColumnSpec(column=column.name), why, min(0.99, max(0.3, score / 1.3)))
 
 
-def _order(codes: list[Column], ref: pd.Series | None, columns: list[Column]) -> Decision | None:
+def _order(
+    codes: list[Column], ref: pd.Series | None, columns: list[Column], keyed: bool = False
+) -> Decision | None:
+    """The order code; ``keyed``: a text primary key may be it (an order table's order number)."""
     scored = []
     for c in codes:
-        if c.surrogate or c.distinct < 2:
+        allowed = keyed and c.surrogate == PRIMARY_KEY and not c.numeric
+        if (c.surrogate and not allowed) or c.distinct < 2:
             continue
         if c.numeric and c.distinct < 0.01 * c.n:
             continue
@@ -274,8 +282,9 @@ def _order(codes: list[Column], ref: pd.Series | None, columns: list[Column]) ->
         value += NAME_WEIGHT * name_score(c.name, "order_code")
         value -= NAME_WEIGHT * max(name_score(c.name, "product_code"), 0)
         scored.append((value, c, f"{per:.1f} rows per value, clustered in time ({cluster:.0%})"))
-    skipped = [c.name for c in codes if c.surrogate]
     decision = _pick(scored, "order_code")
+    chosen = decision.spec.column if decision is not None else None
+    skipped = [c.name for c in codes if c.surrogate and c.name != chosen]
     if decision is not None and skipped:
         decision.why += f"; not {', '.join(skipped)} (a surrogate key)"
     return decision
@@ -378,20 +387,32 @@ def _flag(c: Column) -> tuple[str | None, str | None] | None:
 
 
 def _original(c: Column, lower: str | None) -> Any:
-    """The spelling (and type) of a value as it sits in the source."""
+    """The spelling and type of a value as it sits in the source: ``1`` for an integer column
+    (also when NULLs made pandas hold it as 1.0), ``'1'`` for a text one."""
     if lower is None:
         return None
     for value in c.raw.dropna().unique():
-        if str(value).strip().lower() == lower or (
-            isinstance(value, bool | np.bool_) and str(bool(value)).lower() == lower
-        ):
-            if isinstance(value, np.generic):
-                return value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, bool):
+            if str(value).lower() == lower:
+                return value
+            continue
+        if c.numeric and not c.fractional and not isinstance(value, str):
+            number = int(value) if float(value).is_integer() else None
+            if number is not None and str(number) == lower:
+                return number
+            continue
+        if str(value).strip().lower() == lower:
             return value.strip() if isinstance(value, str) else value
+    if c.numeric and not c.fractional and lower.lstrip("-").isdigit():
+        return int(lower)
     return lower
 
 
-def _filters(columns: list[Column], used: set[str], machine: Column | None) -> list[FilterProposal]:
+def _filters(
+    columns: list[Column], used: set[str], machine: Column | None, notes: list[str]
+) -> list[FilterProposal]:
     out: list[FilterProposal] = []
     for c in columns:
         if c.name in used or c.surrogate or c.n == 0 or c.distinct > 20:
@@ -412,6 +433,8 @@ def _filters(columns: list[Column], used: set[str], machine: Column | None) -> l
             if active_name > cancel_name:
                 spec: dict[str, Any] = {"column": c.name, "eq": yes}
                 why = f"a yes/no flag ({yes}/{unset}) whose name says valid: rows with {yes} kept"
+                if has_null:
+                    why += f"; rows with NULL ({float(c.raw.isna().mean()):.0%}) are dropped"
             elif no is None and has_null and not blanks:
                 spec = {"column": c.name, "is_null": True}
                 why = f"a cancellation flag ({yes} = cancelled, else NULL): rows with {yes} dropped"
@@ -419,7 +442,8 @@ def _filters(columns: list[Column], used: set[str], machine: Column | None) -> l
                 spec = {"column": c.name, "ne": yes}
                 why = f"a cancellation flag ({yes}/{unset}, {yes} = cancelled): rows with {yes} dropped"
                 if has_null:
-                    why += "; rows with NULL are dropped too"
+                    share = float(c.raw.isna().mean())
+                    why += f"; rows with NULL ({share:.0%}) are kept: ne keeps NULL"
             out.append(FilterProposal(c.name, "cancel", spec, True, why, counts))
             continue
         lowered = {str(v).strip().lower(): v for v in c.raw.dropna().unique()}
@@ -433,8 +457,14 @@ def _filters(columns: list[Column], used: set[str], machine: Column | None) -> l
         if 2 <= c.distinct <= 12 and c.nulls < 0.05 and not c.fractional:
             by_machine = _purity(machine.text, c.text) if machine is not None else 0.0
             fewer = machine is None or c.distinct < machine.distinct
+            # a plant splits the machines: not one value most machines share (fertig/offen)
+            splits = machine is not None and _majorities(machine.text, c.text) >= 2
             named = name_score(c.name, "plant")
-            if (by_machine >= 0.98 and fewer) or named >= 0.6:
+            if name_score(c.name, "status") >= 0.8 and named < 0.6:
+                listing = ", ".join(f"{v} ({n:,})" for v, n in counts)
+                notes.append(f"{c.name}: a status ({listing}); not a filter")
+                continue
+            if (by_machine >= 0.98 and fewer and splits) or named >= 0.6:
                 top = counts[0][0]
                 listing = ", ".join(f"{v} ({n:,} rows)" for v, n in counts)
                 spec = {"column": c.name, "eq": top}
@@ -442,6 +472,15 @@ def _filters(columns: list[Column], used: set[str], machine: Column | None) -> l
                 why = f"a plant ({how}); values {listing}: which plant?"
                 out.append(FilterProposal(c.name, "plant", spec, False, why, counts))
     return out
+
+
+def _majorities(machine: pd.Series, values: pd.Series) -> int:
+    """How many different values are the most frequent one of some machine."""
+    frame = pd.DataFrame({"m": machine, "v": values}).dropna()
+    if frame.empty:
+        return 0
+    top = frame.groupby("m", sort=False, observed=True)["v"].agg(lambda v: v.mode().iloc[0])
+    return int(top.nunique())
 
 
 def _cancelled_word(text: str) -> bool:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import codecs
 import io
 import json
-from datetime import datetime
+import struct
+from collections.abc import Sequence
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
@@ -27,8 +29,8 @@ def read_file(
     ``times`` among them parsed by the table's ``datetime_format`` (or left to the mapping);
     DataError for a file that does not read."""
     kind = table.format_of(name)
-    if kind == "xlsx":
-        frame = _excel(content, name, table, wanted, times)
+    if kind in ("xlsx", "xls"):
+        frame = _excel(content, name, kind, table, wanted, times)
     elif kind == "jsonl":
         frame = _jsonl(content, name, wanted)
     else:
@@ -163,59 +165,127 @@ _DAY_US = 86_400_000_000
 
 
 def _excel(
-    content: bytes, name: str, table: FileTable, wanted: list[str] | None, times: list[str]
+    content: bytes,
+    name: str,
+    kind: str,
+    table: FileTable,
+    wanted: list[str] | None,
+    times: list[str],
 ) -> pd.DataFrame:
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
-        raise DataError(f"{name}: not a readable .xlsx workbook ({exc})") from None
-    try:
-        if isinstance(table.sheet, int):
-            if table.sheet >= len(book.worksheets):
-                raise DataError(
-                    f"{name}: no sheet number {table.sheet} (sheets: {', '.join(book.sheetnames)})"
-                )
-            sheet = book.worksheets[table.sheet]
-        elif table.sheet in book.sheetnames:
-            sheet = book[table.sheet]
-        else:
-            raise DataError(
-                f"{name}: no sheet {table.sheet!r} (sheets: {', '.join(book.sheetnames)})"
-            )
-        rows = sheet.iter_rows(min_row=table.header_row, values_only=True)
-        header = next(rows, None)
-        if header is None:
-            raise DataError(f"{name}: sheet {sheet.title!r}: no header in row {table.header_row}")
-        names = ["" if h is None else str(h).strip() for h in header]
-        if wanted is None:
-            wanted = list(dict.fromkeys(n for n in names if n))
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise DataError(
-                f"{name}: sheet {sheet.title!r} row {table.header_row}: column(s) "
-                f"{', '.join(map(repr, missing))} not in the header (columns: "
-                f"{', '.join(n for n in names if n)})",
-                hint="check 'sheet' and 'header_row' in the connector, or the mapping's columns",
-            )
-        positions = [names.index(c) for c in wanted]
-        values: list[list[object]] = [[] for _ in wanted]
-        for row in rows:
-            picked = [row[p] if p < len(row) else None for p in positions]
-            if all(v is None for v in picked):
-                continue
-            for i, value in enumerate(picked):
-                values[i].append(value)
-    finally:
-        book.close()
+    """A sheet of an .xlsx/.xlsm or legacy .xls workbook (``kind``), read by calamine (Rust)."""
+    title, rows = _sheet_rows(content, name, kind, table)
+    if len(rows) < table.header_row:
+        raise DataError(f"{name}: sheet {title!r}: no header in row {table.header_row}")
+    header = rows[table.header_row - 1]
+    names = ["" if h is None or h == "" else str(_cell(h)).strip() for h in header]
+    if wanted is None:
+        wanted = list(dict.fromkeys(n for n in names if n))
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise DataError(
+            f"{name}: sheet {title!r} row {table.header_row}: column(s) "
+            f"{', '.join(map(repr, missing))} not in the header (columns: "
+            f"{', '.join(n for n in names if n)})",
+            hint="check 'sheet' and 'header_row' in the connector, or the mapping's columns",
+        )
+    positions = [names.index(c) for c in wanted]
+    values: list[list[object]] = [[] for _ in wanted]
+    for row in rows[table.header_row :]:
+        picked = [_cell(row[p]) if p < len(row) else None for p in positions]
+        if all(v is None for v in picked):
+            continue
+        for i, value in enumerate(picked):
+            values[i].append(value)
     frame = pd.DataFrame(
         {c: pd.Series(v, dtype=object) for c, v in zip(wanted, values, strict=True)}
     )
     for column in times:
         frame[column] = _excel_times(frame[column])
     return frame
+
+
+def _sheet_rows(
+    content: bytes, name: str, kind: str, table: FileTable
+) -> tuple[str, Sequence[Sequence[object]]]:
+    """The declared sheet's title and its rows from row 1 on (leading empty rows kept, so that
+    ``header_row`` counts as in Excel); DataError naming the file for a workbook that does not
+    read (truncated, not a workbook, no such sheet)."""
+    from python_calamine import CalamineError, CalamineWorkbook, SheetTypeEnum
+
+    hint = "a truncated or damaged file, or another format: export it again"
+    if content.startswith(_CFB_MAGIC) and (problem := _cfb_problem(content)):
+        raise DataError(f"{name}: not a readable .{kind} workbook ({problem})", hint=hint)
+    try:
+        book = CalamineWorkbook.from_filelike(io.BytesIO(content))
+    except CalamineError as exc:
+        raise DataError(f"{name}: not a readable .{kind} workbook ({exc})", hint=hint) from None
+    except BaseException as exc:  # a Rust panic on a damaged file (pyo3's PanicException)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise DataError(
+            f"{name}: not a readable .{kind} workbook (damaged: {exc})", hint=hint
+        ) from None
+    try:
+        sheets = [m.name for m in book.sheets_metadata if m.typ == SheetTypeEnum.WorkSheet]
+        if isinstance(table.sheet, int):
+            if table.sheet >= len(sheets):
+                raise DataError(
+                    f"{name}: no sheet number {table.sheet} (sheets: {', '.join(sheets)})"
+                )
+            title = sheets[table.sheet]
+        elif table.sheet in sheets:
+            title = table.sheet
+        else:
+            raise DataError(f"{name}: no sheet {table.sheet!r} (sheets: {', '.join(sheets)})")
+        try:
+            rows = book.get_sheet_by_name(title).to_python(skip_empty_area=False)
+        except CalamineError as exc:
+            raise DataError(f"{name}: sheet {title!r}: cannot read ({exc})") from None
+    finally:
+        book.close()
+    return title, rows
+
+
+def _cell(value: object) -> object:
+    """A calamine cell as openpyxl gave it: an empty cell None, a whole number an int (calamine
+    gives floats for the numbers of .xlsx), a date cell a datetime (calamine gives a date for a
+    date format, and for a datetime at midnight)."""
+    if value == "":
+        return None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day)
+    return value
+
+
+# an OLE2 compound file (.xls); what calamine does not check itself on a truncated one: it
+# panics on a directory, FAT or DIFAT sector cut short
+_CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+_FREE_SECTOR = -1
+
+
+def _cfb_problem(content: bytes) -> str | None:
+    """Why the compound file's header or FAT point past its end (a truncated .xls), or None."""
+    if len(content) < 512:
+        return f"truncated: {len(content)} bytes, shorter than its 512-byte header"
+    shift = int.from_bytes(content[30:32], "little")
+    if shift not in (9, 12):
+        return f"sector size 2^{shift} in its header (expected 512 or 4096)"
+    size = 1 << shift
+    present = (len(content) - size) // size  # whole sectors after the header's
+    fat_count, directory = struct.unpack_from("<iI", content, 44)
+    difat = [s for s in struct.unpack_from("<109i", content, 76) if s >= 0][:fat_count]
+    if directory >= present or any(s >= present for s in difat):
+        return f"truncated: {len(content)} bytes, its header points past the end"
+    fat = np.concatenate(
+        [np.frombuffer(content, "<i4", size // 4, (s + 1) * size) for s in difat]
+        or [np.empty(0, "<i4")]
+    )
+    # a sector in use that is not in the file, or a chain that leads past the end
+    if (fat[present:] != _FREE_SECTOR).any() or (fat[:present] >= present).any():
+        return f"truncated: {len(content)} bytes, its sectors run past the end"
+    return None
 
 
 def _excel_times(column: pd.Series) -> pd.Series:

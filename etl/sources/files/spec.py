@@ -28,7 +28,9 @@ class FileTable(Section):
     """The files of one source table (the ``source.table`` a mapping names) and how they read."""
 
     glob: str
-    format: Literal["csv", "xlsx", "jsonl"] | None = None  # None: from the file name's suffix
+    format: Literal["csv", "xlsx", "xls", "jsonl"] | None = (
+        None  # None: from the file name's suffix
+    )
     # CSV/TSV
     delimiter: str | None = None  # None: ',' ('\t' for *.tsv)
     quote: str = '"'
@@ -67,6 +69,8 @@ class FileTable(Section):
         lower = name.lower()
         if lower.endswith((".xlsx", ".xlsm")):
             return "xlsx"
+        if lower.endswith(".xls"):
+            return "xls"
         if lower.endswith((".jsonl", ".ndjson")):
             return "jsonl"
         return "csv"

@@ -213,6 +213,11 @@ def conform(batch: pa.RecordBatch, wanted: dict[str, pa.DataType | None]) -> pa.
                 target = pa.string()
             else:
                 array = parsed
+        elif array.type != target and pa.types.is_date(target) and pa.types.is_string(array.type):
+            try:
+                array = array.cast(target)
+            except pa.ArrowInvalid:  # a zero date: the text goes on, as for a timestamp
+                target = pa.string()
         if array.type != target:
             if pa.types.is_timestamp(target) and target.tz and pa.types.is_timestamp(array.type):
                 if array.type.tz is None:  # an instant the driver hands over as naive UTC
@@ -390,6 +395,13 @@ class ConnectorXMySQL(ArrowPath):
             query={"tcp_connect_timeout_ms": str(ms)},
         ).render_as_string(hide_password=False)
 
+    def statement(
+        self, query: sa.Select[Any], conn: Connection, dialect: SourceDialect
+    ) -> tuple[str, Any]:
+        """The SELECT with its date and time columns guarded against zero dates (``zero_guard``)."""
+        sql, _ = super().statement(query, conn, dialect)
+        return zero_guard(sql, conn), None
+
     def batches(
         self, source: Source, sql: str, params: Any, batch_size: int, probe: str | None = None
     ) -> Iterator[pa.RecordBatch]:
@@ -414,7 +426,66 @@ class ConnectorXMySQL(ArrowPath):
                 if batch.num_rows and not pc.all(pc.equal(flags.cast(pa.int64()), 1)).as_py():
                     check_read_only(source, probe, 0, "during the extraction")
                 batch = batch.drop_columns(["etl_read_only"])
-            yield batch
+            yield zero_restore(batch)
+
+
+#: MySQL's column types that can hold a zero date (DATE, DATETIME, TIMESTAMP, NEWDATE)
+_DATE_TYPES = frozenset({7, 10, 12, 14})
+_RAW = "etl_zero_"
+
+
+def zero_guard(sql: str, conn: Connection) -> str:
+    """``sql`` with MySQL/MariaDB zero dates kept from connectorx, which panics on them.
+
+    A zero date is one with a zero year, month or day (``0000-00-00``, ``2026-00-15``). Each
+    DATE, DATETIME or TIMESTAMP column of the SELECT (its types from a ``LIMIT 0`` run on the
+    SQLAlchemy connection) is handed over with such values as NULL, followed by a text column
+    ``etl_zero_<n>`` holding them; ``zero_restore`` puts them back. ``sql`` itself when it has
+    no such column (or the describing query fails: connectorx then reports why)."""
+    try:
+        described = conn.exec_driver_sql(f"SELECT * FROM ({sql}) AS etl_q LIMIT 0")
+    except sa.exc.DBAPIError:
+        conn.rollback()
+        return sql
+    columns = [(str(d[0]), d[1]) for d in described.cursor.description or ()]
+    described.close()
+    if not any(code in _DATE_TYPES for _, code in columns):
+        return sql
+    quote = conn.dialect.identifier_preparer.quote
+    selected = []
+    for name, code in columns:
+        column = f"etl_q.{quote(name)}"
+        if code not in _DATE_TYPES:
+            selected.append(column)
+            continue
+        zero = f"(YEAR({column}) = 0 OR MONTH({column}) = 0 OR DAYOFMONTH({column}) = 0)"
+        selected.append(f"IF({zero}, NULL, {column}) AS {quote(name)}")
+        selected.append(f"IF({zero}, CAST({column} AS CHAR), NULL) AS {_RAW}{len(selected)}")
+    return f"SELECT {', '.join(selected)} FROM ({sql}) AS etl_q"
+
+
+def zero_restore(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch read with ``zero_guard``'s SELECT as the original SELECT's columns: a date/time
+    column that held a zero date becomes text (ISO 8601 where it held a value), so the mapping
+    reports it, or reads a sentinel, exactly as it does the text PyMySQL hands over for it."""
+    names = batch.schema.names
+    if not any(name.startswith(_RAW) for name in names):
+        return batch
+    arrays: list[pa.Array] = []
+    kept: list[str] = []
+    for name, array in zip(names, batch.columns, strict=True):
+        if not name.startswith(_RAW):
+            arrays.append(array)
+            kept.append(name)
+            continue
+        if array.null_count == len(array):
+            continue
+        value = arrays[-1]
+        shape = "%Y-%m-%d" if pa.types.is_date(value.type) else "%Y-%m-%d %H:%M:%S"
+        arrays[-1] = pc.if_else(
+            pc.is_valid(array), array.cast(pa.string()), pc.strftime(value, shape)
+        )
+    return pa.RecordBatch.from_arrays(arrays, names=kept)
 
 
 class ArrowOdbc(ArrowPath):

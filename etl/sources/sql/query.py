@@ -73,26 +73,55 @@ def _from_clause(mapping: MappingSpec) -> sa.FromClause:
     return sa.table(mapping.source.table or "", *cols, schema=mapping.source.schema_)
 
 
+class _Text(sa.types.TypeDecorator[Any]):
+    """A text filter value bound without a type, so the server reads it as the column's type
+    (``'1'`` against an integer column), as it does the literal the Arrow paths render; typed
+    as VARCHAR (psycopg's ``::VARCHAR``), PostgreSQL refuses ``integer <> character varying``."""
+
+    impl = sa.types.NullType
+    cache_ok = True
+
+    def process_literal_param(self, value: Any, dialect: sa.Dialect) -> str:
+        render = dialect.type_descriptor(sa.String()).literal_processor(dialect)
+        assert render is not None
+        return str(render(value))
+
+
+def _value(value: Any) -> sa.BindParameter[Any]:
+    return sa.bindparam(None, value, type_=_Text() if isinstance(value, str) else None)
+
+
+def _values(column: str, values: list[Any]) -> sa.BindParameter[Any]:
+    text = all(isinstance(v, str) for v in values)
+    # named after the column, as col.in_() names it: STATUS_1_1 in the previewed parameters
+    return sa.bindparam(
+        column, values, unique=True, expanding=True, type_=_Text() if text else None
+    )
+
+
 def _filter(src: sa.FromClause, spec: FilterSpec) -> sa.ColumnElement[bool]:
+    """One filter as SQL. ``ne`` and ``not_in`` keep the rows whose column is NULL (they are the
+    complement of ``eq`` and ``in``: a NULL flag is "not cancelled"); every other comparison
+    drops them, as SQL does (docs/configuration.md, filters)."""
     col = src.c[spec.column]
     value = spec.operand
     match spec.op:
         case "eq":
-            return col == sa.bindparam(None, value)
+            return col == _value(value)
         case "ne":
-            return col != sa.bindparam(None, value)
+            return sa.or_(col != _value(value), col.is_(None))
         case "lt":
-            return col < sa.bindparam(None, value)
+            return col < _value(value)
         case "le":
-            return col <= sa.bindparam(None, value)
+            return col <= _value(value)
         case "gt":
-            return col > sa.bindparam(None, value)
+            return col > _value(value)
         case "ge":
-            return col >= sa.bindparam(None, value)
+            return col >= _value(value)
         case "in":
-            return col.in_(value)
+            return col.in_(_values(spec.column, value))
         case "not_in":
-            return col.not_in(value)
+            return sa.or_(col.not_in(_values(spec.column, value)), col.is_(None))
         case _:
             return col.is_(None) if value else col.is_not(None)
 
